@@ -1,0 +1,92 @@
+"""The ``schat`` command: global options and the (lazily loaded) command tree."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import click
+
+from schat import __version__
+from schat.commands.common import AppContext, setup_logging
+
+# name -> "module:attribute". Loaded on first use so that `schat --help` and the
+# admin commands stay fast and never import the network stack they do not need.
+COMMANDS = {
+    "user": "schat.commands.user:user",
+    "keys": "schat.commands.keys:keys",
+    "servers": "schat.commands.servers:servers",
+    "serve": "schat.commands.serve:serve",
+    "connect": "schat.commands.connect:connect",
+    "signup": "schat.commands.connect:signup",
+    "login": "schat.commands.connect:login",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported only when they are needed."""
+
+    def __init__(self, *args, lazy_commands=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = dict(lazy_commands or {})
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy_commands))
+
+    def get_command(self, ctx, cmd_name):
+        if cmd_name in self.lazy_commands:
+            module_name, attr = self.lazy_commands[cmd_name].split(":")
+            return getattr(importlib.import_module(module_name), attr)
+        return super().get_command(ctx, cmd_name)
+
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(cls=LazyGroup, lazy_commands=COMMANDS, context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, "-V", "--version", prog_name="schat")
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False),
+    envvar="SCHAT_HOME",
+    show_envvar=True,
+    help="Data home for keys, pins and the server's files "
+    "[default: the platform's user data dir, e.g. ~/.local/share/schat].",
+)
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    help="servers.json to use [default: ./servers.json, else the one in the home].",
+)
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-v info).")
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Log every handshake and record step (sizes, sequence numbers, fingerprints, "
+    "verify results). Never logs passwords, keys or message text.",
+)
+@click.pass_context
+def cli(ctx: click.Context, home, config, verbose, debug):
+    """schat: self-hosted secure group chat.
+
+    Run a server with `schat serve`, manage its accounts with `schat user`,
+    chat with `schat connect NAME`.
+    """
+    if debug:
+        level = logging.DEBUG
+    elif verbose:
+        level = logging.INFO
+    else:
+        level = None  # commands pick their own default (the server logs INFO)
+    ctx.obj = AppContext(home=home, config=config, log_level=level)
+    setup_logging(level if level is not None else logging.WARNING)
+
+
+def main(argv=None) -> None:
+    """Console-script entry point."""
+    cli.main(args=argv, prog_name="schat")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(sys.argv[1:])

@@ -1,0 +1,1 @@
+"""Everything schat keeps on disk: accounts (SQLite), key files, pins, server list."""

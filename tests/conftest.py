@@ -1,0 +1,58 @@
+"""Fixtures shared by the whole suite.
+
+Slow-by-design costs are made cheap through the same settings an operator has:
+pre-generated RSA keys (loaded from tests/data/keys) and lighter scrypt
+parameters via ``SCHAT_SCRYPT_N``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from schat.crypto import keys
+
+KEY_DIR = Path(__file__).parent / "data" / "keys"
+
+# Lighter password hashing for the suite: an operator setting, not a test-only path.
+os.environ.setdefault("SCHAT_SCRYPT_N", "1024")
+
+
+def load_test_key(name: str) -> keys.RsaKey:
+    """A pre-generated RSA-3072 private key: host, alice, bob, carol, other_host."""
+    return keys.import_private_pem((KEY_DIR / f"{name}.pem").read_bytes(), None)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """An empty data home, also exported as $SCHAT_HOME; cwd moved so no ./servers.json leaks in."""
+    h = tmp_path / "home"
+    h.mkdir()
+    monkeypatch.setenv("SCHAT_HOME", str(h))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return h
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture(scope="session")
+def host_key() -> keys.RsaKey:
+    return load_test_key("host")
+
+
+@pytest.fixture(scope="session")
+def other_host_key() -> keys.RsaKey:
+    return load_test_key("other_host")
+
+
+@pytest.fixture(scope="session")
+def user_keys() -> dict:
+    return {name: load_test_key(name) for name in ("alice", "bob", "carol")}
