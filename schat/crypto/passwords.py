@@ -1,0 +1,174 @@
+"""Password hashing with scrypt (pycryptodome), in a self-describing format.
+
+A stored hash records its own parameters, so they can be raised later without
+invalidating existing accounts::
+
+    $scrypt$ln=15,r=8,p=3$<salt, base64>$<hash, base64>
+
+Accounts imported from the original chat script carry an unsalted SHA-256 of
+the password, stored as ``$sha256$<hex>``; they verify, but always report that
+a rehash is needed so the server upgrades them at the next successful login.
+
+The current parameters are N=2^15, r=8, p=3 (OWASP's recommendation), unless the
+operator sets ``SCHAT_SCRYPT_N`` (a power of two >= 1024) for a low-power host.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+from Crypto.Protocol.KDF import scrypt
+from Crypto.Random import get_random_bytes
+
+from schat.errors import ConfigError
+
+SALT_BYTES = 16
+HASH_BYTES = 32
+DEFAULT_LOG2_N = 15
+DEFAULT_R = 8
+DEFAULT_P = 3
+MIN_LOG2_N = 10
+# 2^20 with r=8 is 1 GiB of memory per hash: anything above is a typo, not a setting.
+MAX_LOG2_N = 20
+MAX_R = 32
+MAX_P = 16
+SCRYPT_N_ENV = "SCHAT_SCRYPT_N"
+
+_SCRYPT_RE = re.compile(
+    r"\$scrypt\$ln=(\d{1,2}),r=(\d{1,2}),p=(\d{1,2})\$([A-Za-z0-9+/]+={0,2})\$([A-Za-z0-9+/]+={0,2})"
+)
+_LEGACY_RE = re.compile(r"\$sha256\$([0-9a-f]{64})")
+
+
+@dataclass(frozen=True)
+class ScryptParams:
+    """scrypt cost parameters: N = 2**log2_n, block size r, parallelism p."""
+
+    log2_n: int = DEFAULT_LOG2_N
+    r: int = DEFAULT_R
+    p: int = DEFAULT_P
+
+    def __post_init__(self):
+        if not MIN_LOG2_N <= self.log2_n <= MAX_LOG2_N:
+            raise ValueError(f"scrypt log2(N) must be in {MIN_LOG2_N}..{MAX_LOG2_N}")
+        if not 1 <= self.r <= MAX_R or not 1 <= self.p <= MAX_P:
+            raise ValueError("scrypt r or p out of range")
+
+    @property
+    def n(self) -> int:
+        return 1 << self.log2_n
+
+    def encode(self) -> str:
+        return f"ln={self.log2_n},r={self.r},p={self.p}"
+
+
+def current_params() -> ScryptParams:
+    """The parameters new hashes use: the defaults, with N from ``$SCHAT_SCRYPT_N`` if set.
+
+    Raises ConfigError when the setting is not a power of two in 1024..2^20.
+    """
+    raw = os.environ.get(SCRYPT_N_ENV, "").strip()
+    if not raw:
+        return ScryptParams()
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < (1 << MIN_LOG2_N) or n > (1 << MAX_LOG2_N) or n & (n - 1):
+        raise ConfigError(
+            f"{SCRYPT_N_ENV} must be a power of two from {1 << MIN_LOG2_N} to "
+            f"{1 << MAX_LOG2_N}, not {raw[:40]!r}"
+        )
+    return ScryptParams(log2_n=n.bit_length() - 1)
+
+
+def normalize_password(password: str) -> str:
+    """NFKC form of a password: what is hashed, so equivalent spellings log in alike."""
+    return unicodedata.normalize("NFKC", password)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _derive(password: str, salt: bytes, params: ScryptParams) -> bytes:
+    secret = normalize_password(password).encode("utf-8")
+    return scrypt(secret, salt, HASH_BYTES, N=params.n, r=params.r, p=params.p)
+
+
+def hash_password(password: str, params: Optional[ScryptParams] = None,
+                  salt: Optional[bytes] = None) -> str:
+    """Hash ``password`` with a fresh 16-byte random salt; return the encoded string."""
+    params = params or current_params()
+    salt = get_random_bytes(SALT_BYTES) if salt is None else salt
+    digest = _derive(password, salt, params)
+    return f"$scrypt${params.encode()}${_b64(salt)}${_b64(digest)}"
+
+
+def legacy_hash(password: str) -> str:
+    """The stored form of an original-script hash (unsalted SHA-256 hex of the password)."""
+    return "$sha256$" + hashlib.sha256(password.encode("utf-8")).hexdigest()
+
+
+def is_legacy(encoded: str) -> bool:
+    """True for an imported SHA-256 hash."""
+    return encoded.startswith("$sha256$")
+
+
+def parse_scrypt(encoded: str) -> Tuple[ScryptParams, bytes, bytes]:
+    """Split an encoded scrypt hash into (params, salt, digest); ValueError if malformed."""
+    m = _SCRYPT_RE.fullmatch(encoded)
+    if not m:
+        raise ValueError("not an encoded scrypt hash")
+    params = ScryptParams(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+    salt = base64.b64decode(m.group(4), validate=True)
+    digest = base64.b64decode(m.group(5), validate=True)
+    if len(salt) < 8 or len(digest) < 16:
+        raise ValueError("scrypt salt or digest too short")
+    return params, salt, digest
+
+
+def verify_password(password: str, encoded: str,
+                    params: Optional[ScryptParams] = None) -> Tuple[bool, bool]:
+    """Check ``password`` against a stored hash: ``(ok, needs_rehash)``.
+
+    ``needs_rehash`` is meaningful only when ``ok``: the hash is legacy, or was
+    made with parameters other than ``params`` (default: the current ones).
+    Raises ValueError when ``encoded`` is not a hash this module wrote.
+    """
+    params = params or current_params()
+    legacy = _LEGACY_RE.fullmatch(encoded)
+    if legacy:
+        want = legacy.group(1).encode("ascii")
+        # The original script hashed the password as typed; try its NFKC form too.
+        candidates = {password, normalize_password(password)}
+        ok = False
+        for candidate in candidates:
+            got = hashlib.sha256(candidate.encode("utf-8")).hexdigest().encode("ascii")
+            ok |= hmac.compare_digest(got, want)
+        return ok, ok
+    stored_params, salt, digest = parse_scrypt(encoded)
+    computed = _derive(password, salt, stored_params)
+    ok = hmac.compare_digest(computed, digest)
+    return ok, ok and (stored_params != params or len(salt) != SALT_BYTES)
+
+
+# A fixed salt for dummy work: the result is thrown away, only the time matters.
+_DUMMY_SALT = b"schat-dummy-salt"
+
+
+def dummy_verify(password: str, params: Optional[ScryptParams] = None) -> Tuple[bool, bool]:
+    """Spend the time of a real verification and fail: ``(False, False)``.
+
+    Used for an unknown user so that a login attempt takes as long as one with a
+    wrong password, and the timing does not reveal which names exist.
+    """
+    _derive(password, _DUMMY_SALT, params or current_params())
+    return False, False
