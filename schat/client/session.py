@@ -1,0 +1,362 @@
+"""The client side of one chat connection, independent of any user interface.
+
+``ClientSession`` connects, checks the server key against the pins, logs in
+(or signs up), then runs a receiver thread that hands every incoming server
+message to a callback. The UI calls :meth:`say`, :meth:`command`, :meth:`msg`,
+:meth:`who` and :meth:`close` from its own thread; one lock serialises every
+use of the sans-I/O connection and the socket's send side.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import socket
+import threading
+from typing import Callable, Dict, Optional
+
+from schat.crypto.keys import fingerprints_equal, normalize_fingerprint
+from schat.errors import (AuthenticationFailed, ConnectionFailed, ProtocolError,
+                          RemoteProtocolError, TrustError)
+from schat.protocol import auth, events, messages
+from schat.protocol.connection import ClientConnection
+
+log = logging.getLogger("schat.client")
+
+CONNECT_TIMEOUT = 10.0
+# Bound on how long a login reply may take (the server's scrypt runs first).
+REPLY_TIMEOUT = 30.0
+RECV_CHUNK = 1 << 16
+
+
+class Disconnected:
+    """Delivered to the callback once, when the connection ends for any reason."""
+
+    __slots__ = ("reason", "clean")
+
+    def __init__(self, reason: str, clean: bool):
+        self.reason = reason
+        self.clean = clean
+
+    def __repr__(self) -> str:
+        return f"Disconnected({self.reason!r}, clean={self.clean})"
+
+
+def changed_key_warning(name: str, old: str, new: str) -> str:
+    """The loud, SSH-style refusal shown when a pinned server key changed."""
+    bar = "@" * 59
+    return (
+        f"{bar}\n@    WARNING: SERVER KEY HAS CHANGED!                     @\n{bar}\n"
+        f"The key of server {name!r} is not the one you accepted before.\n"
+        "Someone could be intercepting your connection (a man-in-the-middle attack),\n"
+        "or the operator replaced the server's key.\n"
+        f"  pinned fingerprint:   {old}\n"
+        f"  offered fingerprint:  {new}\n"
+        "The connection was refused. Check the new fingerprint with the operator, then\n"
+        f"run `schat servers forget {name}` and connect again."
+    )
+
+
+class ClientSession:
+    """One connection to a schat server (blocking socket + receiver thread)."""
+
+    def __init__(self, host: str, port: int, server_name: str, known_servers=None,
+                 expected_fingerprint: Optional[str] = None,
+                 confirm_new: Optional[Callable[[str], bool]] = None,
+                 accept_new: bool = False, timeout: float = CONNECT_TIMEOUT):
+        self.host = host
+        self.port = port
+        self.server_name = server_name
+        self.known_servers = known_servers
+        self.expected_fingerprint = expected_fingerprint
+        self.confirm_new = confirm_new
+        self.accept_new = accept_new
+        self.timeout = timeout
+        self.fingerprint: Optional[str] = None
+        self.pin_status: Optional[str] = None
+        self.user: Optional[str] = None
+        self.welcome = None
+        self._conn = ClientConnection()
+        self._sock: Optional[socket.socket] = None
+        self._lock = threading.Lock()
+        self._cids = itertools.count(1)
+        self._pending: Dict[str, str] = {}
+        self._acked = threading.Condition()
+        self._callback: Optional[Callable] = None
+        self._thread: Optional[threading.Thread] = None
+        self._closed = False
+        self._closing = False
+
+    # -- connecting -------------------------------------------------------
+    def connect(self) -> str:
+        """Open the TCP connection and run the handshake; return the server fingerprint."""
+        try:
+            self._sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        except OSError as err:
+            raise ConnectionFailed(
+                f"cannot reach server {self.server_name!r} at {self.host}:{self.port}: "
+                f"{err.strerror or err}") from None
+        self._sock.settimeout(self.timeout)
+        ev = self._next_handshake_event()
+        if not isinstance(ev, events.ServerKeyReceived):
+            raise RemoteProtocolError("the server did not start with its key")
+        self.fingerprint = ev.fingerprint
+        self._check_pin(ev.fingerprint)
+        self._conn.accept_server_key()
+        self._flush()
+        ev = self._next_handshake_event()
+        if not isinstance(ev, events.HandshakeComplete):
+            raise RemoteProtocolError("the server did not finish the handshake")
+        log.debug("handshake complete with %s:%s (%s)", self.host, self.port, self.fingerprint)
+        return self.fingerprint
+
+    def _check_pin(self, fp: str) -> None:
+        if self.expected_fingerprint:
+            try:
+                expected = normalize_fingerprint(self.expected_fingerprint)
+            except ValueError as err:
+                raise TrustError(f"servers.json fingerprint for {self.server_name!r}: {err}") from None
+            if not fingerprints_equal(expected, fp):
+                self.close()
+                raise TrustError(changed_key_warning(self.server_name, expected, fp))
+        if self.known_servers is None:
+            self.pin_status = "unchecked"
+            return
+        status = self.known_servers.check(self.server_name, self.host, self.port, fp)
+        self.pin_status = status
+        if status == "pinned":
+            return
+        if status == "changed":
+            old = self._pinned_fingerprint() or "(unknown)"
+            self.close()
+            raise TrustError(changed_key_warning(self.server_name, old, fp))
+        if self.expected_fingerprint or self.accept_new or (
+                self.confirm_new is not None and self.confirm_new(fp)):
+            self.known_servers.pin(self.server_name, self.host, self.port, fp)
+            return
+        self.close()
+        raise TrustError("server key not accepted; nothing was sent")
+
+    def _pinned_fingerprint(self) -> Optional[str]:
+        getter = getattr(self.known_servers, "get", None)
+        if getter is None:
+            return None
+        entry = getter(self.server_name)
+        if entry is None:
+            return None
+        return getattr(entry, "fingerprint", None) or (
+            entry.get("fingerprint") if isinstance(entry, dict) else None)
+
+    # -- authentication -----------------------------------------------------
+    def login_password(self, user: str, password: str):
+        """Log in with a password; return the server's welcome."""
+        return self._authenticate(user, messages.Login(user=user, password=password))
+
+    def login_key(self, user: str, private_key):
+        """Log in by signing the handshake transcript with ``private_key``."""
+        sig = auth.sign_login(private_key, self._conn.transcript_hash)
+        return self._authenticate(user, messages.LoginKey(user=user, signature=sig))
+
+    def signup(self, user: str, password: str, public_key_der: Optional[bytes] = None):
+        """Create an account (and log in as it); return the welcome."""
+        return self._authenticate(
+            user, messages.Signup(user=user, password=password, public_key=public_key_der))
+
+    def _authenticate(self, user: str, request):
+        self._send(request)
+        self._sock.settimeout(REPLY_TIMEOUT)
+        while True:
+            msg = self._next_message()
+            if isinstance(msg, messages.Welcome):
+                self.user = msg.user
+                self.welcome = msg
+                return msg
+            if isinstance(msg, messages.Error):
+                raise AuthenticationFailed(f"{self.server_name}: {msg.text}")
+            if isinstance(msg, messages.Bye):
+                raise AuthenticationFailed(f"{self.server_name} closed the connection: {msg.reason}")
+            if isinstance(msg, messages.Ping):
+                self._send(messages.Pong(n=msg.n))
+
+    # -- chatting -----------------------------------------------------------
+    def start(self, callback: Callable) -> None:
+        """Start the receiver thread; ``callback`` gets every server message, then a Disconnected."""
+        self._callback = callback
+        self._sock.settimeout(None)
+        self._thread = threading.Thread(target=self._receive_loop, name="schat-receiver",
+                                        daemon=True)
+        self._thread.start()
+
+    def say(self, text: str, action: bool = False) -> str:
+        """Send a chat line to everyone; return its cid (confirmed by an ack)."""
+        cid = self._new_cid("say")
+        self._send(messages.Say(text=text, cid=cid, action=action))
+        return cid
+
+    def command(self, line: str) -> str:
+        """Send a chat command line (``/who``, ``/me``, ...); return its cid."""
+        cid = self._new_cid("command")
+        self._send(messages.Command(line=line, cid=cid))
+        return cid
+
+    def msg(self, to: str, text: str) -> str:
+        """Send a private message; return its cid."""
+        cid = self._new_cid("msg")
+        self._send(messages.Msg(to=to, text=text, cid=cid))
+        return cid
+
+    def who(self) -> None:
+        """Ask for the list of members online (answered by a ``users`` message)."""
+        self._send(messages.Who())
+
+    @property
+    def pending(self) -> int:
+        """Requests sent and not yet confirmed."""
+        with self._acked:
+            return len(self._pending)
+
+    @property
+    def connected(self) -> bool:
+        return not self._closed
+
+    def wait_acked(self, timeout: float) -> bool:
+        """Wait until every request was confirmed (or answered by an error)."""
+        with self._acked:
+            return self._acked.wait_for(lambda: not self._pending or self._closed, timeout) \
+                and not self._pending
+
+    def close(self, reason: str = "bye") -> None:
+        """Say goodbye (best effort) and close the socket."""
+        if self._closed or self._closing:
+            return
+        self._closing = True
+        sock = self._sock
+        if sock is not None:
+            try:
+                if self._conn.handshake_complete:
+                    self._send(messages.Bye(reason=reason))
+            except Exception:  # noqa: BLE001 - the peer may already be gone
+                pass
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        if self._thread is None or self._thread is threading.current_thread():
+            self._mark_closed()
+            if sock is not None:
+                sock.close()
+        else:
+            self._thread.join(timeout=self.timeout)
+            if sock is not None:
+                sock.close()
+
+    # -- internals ------------------------------------------------------------
+    def _new_cid(self, kind: str) -> str:
+        cid = f"c{next(self._cids)}"
+        with self._acked:
+            self._pending[cid] = kind
+        return cid
+
+    def _send(self, msg) -> None:
+        if self._closed:
+            raise ConnectionFailed("the connection to the server is closed")
+        with self._lock:
+            self._conn.send(msg)
+            data = self._conn.data_to_send()
+            try:
+                self._sock.sendall(data)
+            except OSError as err:
+                raise ConnectionFailed(f"connection to {self.server_name} lost: "
+                                       f"{err.strerror or err}") from None
+
+    def _flush(self) -> None:
+        data = self._conn.data_to_send()
+        if data:
+            try:
+                self._sock.sendall(data)
+            except OSError as err:
+                raise ConnectionFailed(f"connection to {self.server_name} lost: "
+                                       f"{err.strerror or err}") from None
+
+    def _recv(self) -> bytes:
+        try:
+            return self._sock.recv(RECV_CHUNK)
+        except socket.timeout:
+            raise ConnectionFailed(f"server {self.server_name} did not answer in time") from None
+        except OSError as err:
+            raise ConnectionFailed(f"connection to {self.server_name} lost: "
+                                   f"{err.strerror or err}") from None
+
+    def _next_event(self):
+        while True:
+            with self._lock:
+                ev = self._conn.next_event()
+            if ev is not None:
+                return ev
+            data = self._recv()
+            with self._lock:
+                self._conn.receive_data(data)
+            if not data:
+                with self._lock:
+                    ev = self._conn.next_event()
+                if ev is not None:
+                    return ev
+                raise ConnectionFailed(f"server {self.server_name} closed the connection")
+
+    def _next_handshake_event(self):
+        try:
+            return self._next_event()
+        except ConnectionFailed:
+            self.close()
+            raise
+        except ProtocolError as err:
+            self.close()
+            raise ConnectionFailed(f"handshake with {self.server_name} failed: {err}") from None
+
+    def _next_message(self):
+        while True:
+            ev = self._next_event()
+            if isinstance(ev, events.MessageReceived):
+                return ev.message
+
+    def _receive_loop(self) -> None:
+        reason, clean = "connection closed", False
+        try:
+            while True:
+                msg = self._next_message()
+                if isinstance(msg, messages.Ping):
+                    self._send(messages.Pong(n=msg.n))
+                    continue
+                self._settle(msg)
+                self._callback(msg)
+                if isinstance(msg, messages.Bye):
+                    reason, clean = msg.reason, True
+                    break
+        except ConnectionFailed as err:
+            reason = "closed" if self._closing else str(err)
+            clean = self._closing
+        except ProtocolError as err:
+            reason = f"protocol error from {self.server_name}: {err}"
+        finally:
+            self._mark_closed()
+            try:
+                self._callback(Disconnected(reason, clean))
+            except Exception:  # noqa: BLE001 - a UI failure must not hide the disconnect
+                log.exception("UI callback failed on disconnect")
+
+    def _settle(self, msg) -> None:
+        # Requests are answered in order: an ack settles its cid, an error the oldest one.
+        if isinstance(msg, messages.Ack):
+            with self._acked:
+                if self._pending.pop(msg.cid, None) is not None:
+                    self._acked.notify_all()
+        elif isinstance(msg, messages.Error):
+            with self._acked:
+                if self._pending:
+                    self._pending.pop(next(iter(self._pending)))
+                    self._acked.notify_all()
+
+    def _mark_closed(self) -> None:
+        with self._acked:
+            self._closed = True
+            self._acked.notify_all()

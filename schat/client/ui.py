@@ -1,0 +1,202 @@
+"""The plain terminal / pipe user interface, and ``--json`` lines.
+
+Incoming events are printed one per line by the receiver thread; the input
+lines come from a reader thread. The main thread waits on one queue for both,
+so it can leave as soon as the server goes away even while stdin is idle.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Optional, TextIO
+
+from schat.client.session import ClientSession, Disconnected
+from schat.errors import ConnectionFailed
+from schat.protocol import messages
+
+# How long to wait at end of input for the server to confirm what we sent.
+ACK_WAIT = 10.0
+
+_EOF = object()
+
+
+def clock(ms: int) -> str:
+    """``HH:MM:SS`` in local time for a server time in ms since the epoch."""
+    return time.strftime("%H:%M:%S", time.localtime(ms / 1000))
+
+
+def iso_time(ms: int) -> str:
+    """ISO 8601 local time with offset, millisecond precision."""
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).astimezone().isoformat(
+        timespec="milliseconds")
+
+
+def format_text(msg) -> Optional[str]:
+    """One human-readable line (or block) for a server message; None to show nothing."""
+    if isinstance(msg, messages.ChatMessage):
+        if msg.action:
+            return f"[{clock(msg.time)}] * {msg.sender} {msg.text}"
+        return f"[{clock(msg.time)}] <{msg.sender}> {msg.text}"
+    if isinstance(msg, messages.Dm):
+        return f"[{clock(msg.time)}] *{msg.sender}* {msg.text}"
+    if isinstance(msg, messages.Join):
+        return f"[{clock(msg.time)}] --> {msg.user} joined"
+    if isinstance(msg, messages.Leave):
+        suffix = f" ({msg.reason})" if msg.reason else ""
+        return f"[{clock(msg.time)}] <-- {msg.user} left{suffix}"
+    if isinstance(msg, messages.Notice):
+        return "\n".join(f"[{clock(msg.time)}] -!- {line}" for line in msg.text.splitlines())
+    if isinstance(msg, messages.Users):
+        return f"online ({len(msg.users)}): {', '.join(msg.users)}"
+    if isinstance(msg, messages.Error):
+        return f"error: {msg.text}"
+    if isinstance(msg, messages.Welcome):
+        lines = [f"[{clock(msg.time)}] connected to {msg.server} as {msg.user}"]
+        if msg.motd:
+            lines.extend(f"[{clock(msg.time)}] -!- {line}" for line in msg.motd.splitlines())
+        lines.append(f"[{clock(msg.time)}] online ({len(msg.users)}): {', '.join(msg.users)}")
+        return "\n".join(lines)
+    if isinstance(msg, messages.Bye):
+        return f"server closed the session: {msg.reason}"
+    return None
+
+
+def format_json(msg) -> Optional[str]:
+    """One JSON object per line: type, sender, text, time (ISO 8601), id."""
+    record = {"type": getattr(msg, "type", type(msg).__name__.lower()), "sender": None,
+              "text": None, "time": None, "id": None}
+    if isinstance(msg, messages.Ack):
+        return None
+    if isinstance(msg, (messages.ChatMessage, messages.Dm)):
+        record.update(sender=msg.sender, text=msg.text, id=msg.id)
+        if isinstance(msg, messages.ChatMessage):
+            record["action"] = msg.action
+        else:
+            record["to"] = msg.to
+    elif isinstance(msg, (messages.Join, messages.Leave)):
+        record.update(sender=msg.user, text=getattr(msg, "reason", None))
+    elif isinstance(msg, (messages.Notice, messages.Error)):
+        record["text"] = msg.text
+        if isinstance(msg, messages.Error):
+            record["code"] = msg.code
+    elif isinstance(msg, messages.Users):
+        record["users"] = list(msg.users)
+    elif isinstance(msg, messages.Welcome):
+        record.update(text=msg.motd, users=list(msg.users), server=msg.server, user=msg.user)
+    elif isinstance(msg, messages.Bye):
+        record["text"] = msg.reason
+    else:
+        return None
+    ms = getattr(msg, "time", None)
+    if ms is not None:
+        record["time"] = iso_time(ms)
+    return json.dumps(record, ensure_ascii=False)
+
+
+class LineUI:
+    """Plain terminal and pipe UI: input lines in, one line per event out."""
+
+    def __init__(self, session: ClientSession, stdin: TextIO = None, stdout: TextIO = None,
+                 stderr: TextIO = None, as_json: bool = False, ack_wait: float = ACK_WAIT):
+        self.session = session
+        self.stdin = stdin or sys.stdin
+        self.stdout = stdout or sys.stdout
+        self.stderr = stderr or sys.stderr
+        self.as_json = as_json
+        self.ack_wait = ack_wait
+        self._out_lock = threading.Lock()
+        self._inbox: "queue.Queue" = queue.Queue()
+        self._disconnect: Optional[Disconnected] = None
+
+    def show(self, msg) -> None:
+        """Receiver-thread callback: print one event."""
+        if isinstance(msg, Disconnected):
+            self._disconnect = msg
+            self._inbox.put(msg)
+            return
+        line = format_json(msg) if self.as_json else format_text(msg)
+        if line is None:
+            return
+        with self._out_lock:
+            self.stdout.write(line + "\n")
+            self.stdout.flush()
+
+    def error(self, text: str) -> None:
+        with self._out_lock:
+            self.stderr.write(text + "\n")
+            self.stderr.flush()
+
+    def run(self) -> int:
+        """Chat until /quit, end of input or the server leaving; return the exit code."""
+        if self.session.welcome is not None:
+            self.show(self.session.welcome)
+        self.session.start(self.show)
+        reader = threading.Thread(target=self._read_input, name="schat-input", daemon=True)
+        reader.start()
+        while True:
+            item = self._inbox.get()
+            if isinstance(item, Disconnected):
+                return self._ended(item)
+            if item is _EOF:
+                return self._finish()
+            line = item.rstrip("\r\n")
+            if not line.strip():
+                continue
+            try:
+                if self._dispatch(line):
+                    return self._finish()
+            except ConnectionFailed:
+                return self._ended(self._wait_disconnect())
+
+    def _dispatch(self, line: str) -> bool:
+        """Send one input line; True when the user asked to leave."""
+        if line.startswith("//"):
+            self.session.say(line[1:])
+        elif line.startswith("/"):
+            word = line.split(None, 1)[0].lower()
+            if word == "/quit":
+                return True
+            self.session.command(line)
+        else:
+            self.session.say(line)
+        return False
+
+    def _read_input(self) -> None:
+        try:
+            for line in self.stdin:
+                self._inbox.put(line)
+        except (OSError, ValueError):
+            pass
+        self._inbox.put(_EOF)
+
+    def _finish(self) -> int:
+        confirmed = self.session.wait_acked(self.ack_wait)
+        if self._disconnect is not None and not self._disconnect.clean:
+            return self._ended(self._disconnect)
+        self.session.close("quit")
+        if not confirmed:
+            self.error(f"warning: {self.session.pending} message(s) not confirmed by the server")
+            return 1
+        return 0
+
+    def _wait_disconnect(self) -> Disconnected:
+        while self._disconnect is None:
+            item = self._inbox.get(timeout=self.session.timeout)
+            if isinstance(item, Disconnected):
+                return item
+        return self._disconnect
+
+    def _ended(self, item: Disconnected) -> int:
+        self.session.close()
+        if item.clean:
+            return 0 if item.reason in ("quit", "left") else self._lost(item.reason)
+        return self._lost(item.reason)
+
+    def _lost(self, reason: str) -> int:
+        self.error(f"disconnected: {reason}")
+        return 1

@@ -1,0 +1,166 @@
+"""The chat domain alone: routing, notices, commands, outbox accounting."""
+
+from __future__ import annotations
+
+import pytest
+
+from schat.protocol import messages
+from schat.server.hub import Hub, NameInUse
+
+T0 = 1_700_000_000.0
+
+
+class Clock:
+    def __init__(self):
+        self.now = T0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def hub():
+    wakes = []
+    h = Hub(server_name="test", motd="be nice", clock=Clock(), wake=lambda: wakes.append(1))
+    h.wakes = wakes
+    return h
+
+
+def drain(member):
+    """Decode and clear a member's outbox."""
+    out = [messages.decode(b) for b in member.outbox]
+    member.outbox.clear()
+    member.queued = 0
+    return out
+
+
+def test_join_welcomes_and_announces(hub):
+    ann = hub.join("ann")
+    (welcome,) = drain(ann)
+    assert welcome == messages.Welcome(user="ann", server="test", motd="be nice",
+                                       users=("ann",), time=int(T0 * 1000))
+    bob = hub.join("bob")
+    assert drain(ann) == [messages.Join(user="bob", time=int(T0 * 1000))]
+    assert drain(bob)[0].users == ("ann", "bob")
+    assert hub.wakes == [1]  # one wake until the I/O layer takes the dirty list
+    assert set(hub.take_dirty()) == {ann, bob}
+    assert hub.take_dirty() == []
+
+
+def test_name_in_use_is_case_insensitive(hub):
+    hub.join("Ann")
+    with pytest.raises(NameInUse):
+        hub.join("ann")
+    assert hub.is_online("ANN")
+
+
+def test_say_reaches_others_once_encoded_and_is_acked(hub):
+    ann, bob, cat = hub.join("ann"), hub.join("bob"), hub.join("cat")
+    for m in (ann, bob, cat):
+        drain(m)
+    hub.handle(ann, messages.Say(text="hello", cid="c1"))
+    assert bob.outbox[0] is cat.outbox[0]  # the broadcast is encoded once
+    (got,) = drain(bob)
+    assert got == messages.ChatMessage(id=1, time=int(T0 * 1000), sender="ann", text="hello")
+    assert drain(cat) == [got]
+    assert drain(ann) == [messages.Ack(cid="c1", id=1, time=int(T0 * 1000))]
+    assert hub.deliveries >= 2
+
+
+def test_me_and_msg_commands(hub):
+    ann, bob, cat = hub.join("ann"), hub.join("bob"), hub.join("cat")
+    for m in (ann, bob, cat):
+        drain(m)
+    hub.handle(ann, messages.Command(line="/me waves", cid="c2"))
+    assert drain(bob)[0].action is True
+    drain(cat), drain(ann)
+    hub.handle(ann, messages.Command(line="/msg BOB psst there", cid="c3"))
+    (dm,) = drain(bob)
+    assert (dm.sender, dm.to, dm.text) == ("ann", "bob", "psst there")
+    assert drain(cat) == []
+    assert drain(ann)[0].cid == "c3"
+    hub.handle(ann, messages.Msg(to="nobody", text="x", cid="c4"))
+    (err,) = drain(ann)
+    assert err.code == "no_such_user"
+
+
+@pytest.mark.parametrize("line,fragment", [
+    ("/frobnicate", "unknown command /frobnicate"),
+    ("/me", "usage: /me ACTION"),
+    ("/msg bob", "usage: /msg NAME TEXT"),
+    ("/", "starts with /"),
+])
+def test_bad_commands_answer_the_sender_alone(hub, line, fragment):
+    ann, bob = hub.join("ann"), hub.join("bob")
+    drain(ann), drain(bob)
+    hub.handle(ann, messages.Command(line=line, cid="c9"))
+    (err,) = drain(ann)
+    assert err.code == "bad_command" and fragment in err.text
+    assert drain(bob) == []
+    assert ann.closing is None
+
+
+def test_help_who_quit(hub):
+    ann = hub.join("ann")
+    hub.join("bob")
+    drain(ann)
+    hub.handle(ann, messages.Command(line="/help", cid="h"))
+    notice, ack = drain(ann)
+    for name in ("/help", "/who", "/me ACTION", "/msg NAME TEXT", "/quit"):
+        assert name in notice.text
+    assert ack.cid == "h"
+    hub.handle(ann, messages.Who())
+    assert drain(ann) == [messages.Users(users=("ann", "bob"))]
+    hub.handle(ann, messages.Command(line="/quit", cid="q"))
+    assert [type(m) for m in drain(ann)] == [messages.Ack, messages.Bye]
+    assert ann.closing == "quit"
+
+
+def test_leave_notifies_and_is_idempotent(hub):
+    ann, bob = hub.join("ann"), hub.join("bob")
+    drain(bob)
+    hub.leave(ann, "connection lost")
+    hub.leave(ann, "again")
+    assert drain(bob) == [messages.Leave(user="ann", time=int(T0 * 1000), reason="connection lost")]
+    assert not hub.is_online("ann") and len(hub) == 1
+    hub.join("ann")  # the name is free again
+
+
+def test_ping_answered(hub):
+    ann = hub.join("ann")
+    drain(ann)
+    hub.handle(ann, messages.Ping(n=7))
+    assert drain(ann) == [messages.Pong(n=7)]
+
+
+def test_slow_consumer_dropped_alone():
+    hub = Hub(outbound_cap=2000, clock=Clock())
+    ann, slow = hub.join("ann"), hub.join("slow")
+    hub.take_dirty()
+    for i in range(40):
+        drain(ann)
+        hub.handle(ann, messages.Say(text="x" * 50, cid=f"c{i}"))
+    assert slow.overflowed and slow.closing.startswith("too slow")
+    assert slow.outbox == [] and slow.queued == 0
+    assert not ann.overflowed
+
+
+def test_shutdown_says_bye_to_everyone(hub):
+    ann, bob = hub.join("ann"), hub.join("bob")
+    drain(ann), drain(bob)
+    hub.shutdown("server stopping")
+    for m in (ann, bob):
+        assert drain(m) == [messages.Bye(reason="server stopping")]
+        assert m.closing == "server stopping"
+
+
+def test_large_member_list_is_chunked():
+    hub = Hub(clock=Clock())
+    for i in range(1030):
+        hub.join(f"u{i:04d}")
+    last = hub.join("zz")
+    out = drain(last)
+    assert len(out[0].users) == 1024
+    users = [m for m in out if isinstance(m, messages.Users)]
+    assert [u.more for u in users] == [True, False]
+    assert sum(len(u.users) for u in users) == 1031
