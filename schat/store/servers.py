@@ -1,0 +1,221 @@
+"""servers.json: the named servers a client can connect to.
+
+Format (the original script's, plus an optional pinned fingerprint)::
+
+    {"TestServer": {"ip": "127.0.0.1", "port": 5555, "fingerprint": "SHA256:..."}}
+
+Lookup order: ``--config``, then ``./servers.json``, then HOME/servers.json.
+Rewrites are atomic and keep every key and field this module does not know.
+Top-level keys starting with ``_`` or ``$`` (comments, ``$schema``) are not servers.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+from schat.crypto.keys import normalize_fingerprint
+from schat.errors import ConfigError
+from schat.paths import Home
+from schat.store.files import atomic_write_text
+
+SERVER_NAME_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}", re.ASCII)
+_HOSTNAME_RE = re.compile(
+    r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?", re.ASCII)
+
+
+@dataclass(frozen=True)
+class ServerEntry:
+    """One server: where it is and, optionally, the fingerprint its key must have."""
+
+    name: str
+    host: str
+    port: int
+    fingerprint: Optional[str] = None
+
+    @property
+    def address(self) -> str:
+        return format_address(self.host, self.port)
+
+
+def format_address(host: str, port: int) -> str:
+    """``host:port``, with IPv6 literals in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def check_server_name(name: str) -> str:
+    """A server name: 1-64 letters, digits, '_', '-' or '.' (it is a word in known_servers)."""
+    if not isinstance(name, str) or not SERVER_NAME_RE.fullmatch(name):
+        raise ConfigError(f"invalid server name {str(name)[:40]!r}: "
+                          "use 1-64 letters, digits, '_', '-' or '.'")
+    return name
+
+
+def check_host(host) -> str:
+    """An IP address or a DNS host name; ValueError otherwise."""
+    if not isinstance(host, str) or not host:
+        raise ValueError("'ip' must be a non-empty string")
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    if not _HOSTNAME_RE.fullmatch(host):
+        raise ValueError(f"'ip' is not an IP address or host name: {host[:60]!r}")
+    return host
+
+
+def check_port(port) -> int:
+    """A TCP port 1-65535 given as a JSON integer; ValueError otherwise."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ValueError(f"'port' must be an integer from 1 to 65535, not {json.dumps(port)[:40]}")
+    return port
+
+
+def _is_meta(key: str) -> bool:
+    return key.startswith("_") or key.startswith("$")
+
+
+class ServerList:
+    """The parsed contents of one servers.json (unknown keys are kept)."""
+
+    def __init__(self, path: os.PathLike | str, data: Optional["OrderedDict[str, object]"] = None):
+        self.path = Path(path)
+        self.data: "OrderedDict[str, object]" = data if data is not None else OrderedDict()
+        self._entries = OrderedDict((k, self._parse(k, v)) for k, v in self.data.items()
+                                    if not _is_meta(k))
+
+    @classmethod
+    def load(cls, path: os.PathLike | str, missing_ok: bool = False) -> "ServerList":
+        """Read and validate ``path``; any problem is a one-line ConfigError naming it."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            if missing_ok:
+                return cls(path)
+            raise ConfigError(f"{path}: no such file") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not UTF-8 text") from None
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
+        try:
+            data = json.loads(text, object_pairs_hook=OrderedDict)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path}: invalid JSON at line {err.lineno} column {err.colno}: "
+                              f"{err.msg}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: must hold a JSON object of servers by name")
+        return cls(path, data)
+
+    def _parse(self, name: str, value) -> ServerEntry:
+        where = f"{self.path}: server {name!r}"
+        try:
+            check_server_name(name)
+        except ConfigError as err:
+            raise ConfigError(f"{self.path}: {err}") from None
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be an object with 'ip' and 'port'")
+        for field in ("ip", "port"):
+            if field not in value:
+                raise ConfigError(f"{where} has no '{field}'")
+        try:
+            host = check_host(value["ip"])
+            port = check_port(value["port"])
+            fp = value.get("fingerprint")
+            if fp is not None:
+                if not isinstance(fp, str):
+                    raise ValueError("'fingerprint' must be a string")
+                try:
+                    fp = normalize_fingerprint(fp)
+                except ValueError as err:
+                    raise ValueError(f"bad 'fingerprint': {err}") from None
+        except ValueError as err:
+            raise ConfigError(f"{where}: {err}") from None
+        return ServerEntry(name, host, port, fp)
+
+    def entries(self) -> List[ServerEntry]:
+        return list(self._entries.values())
+
+    def names(self) -> List[str]:
+        return list(self._entries)
+
+    def get(self, name: str) -> ServerEntry:
+        """The server called ``name``; an unknown name is a ConfigError listing the known ones."""
+        entry = self._entries.get(name)
+        if entry is None:
+            known = ", ".join(self._entries) or "none"
+            raise ConfigError(f"{self.path}: no server named {name[:64]!r} (known: {known})")
+        return entry
+
+    def find(self, name: str) -> Optional[ServerEntry]:
+        return self._entries.get(name)
+
+    def add(self, name: str, host: str, port: int, fingerprint: Optional[str] = None,
+            replace: bool = False) -> ServerEntry:
+        """Add (or with ``replace``, update) a server; other fields of an entry are kept."""
+        check_server_name(name)
+        if name in self._entries and not replace:
+            raise ConfigError(f"{self.path}: server {name!r} already exists; use --force to replace it")
+        try:
+            host = check_host(host)
+            port = check_port(port)
+            fingerprint = normalize_fingerprint(fingerprint) if fingerprint else None
+        except ValueError as err:
+            raise ConfigError(str(err).replace("'ip'", "the address")) from None
+        old = self.data.get(name)
+        value = OrderedDict(old) if isinstance(old, dict) else OrderedDict()
+        value["ip"] = host
+        value["port"] = port
+        if fingerprint:
+            value["fingerprint"] = fingerprint
+        else:
+            value.pop("fingerprint", None)
+        self.data[name] = value
+        self._entries[name] = ServerEntry(name, host, port, fingerprint)
+        return self._entries[name]
+
+    def remove(self, name: str) -> ServerEntry:
+        entry = self.get(name)
+        del self.data[name]
+        del self._entries[name]
+        return entry
+
+    def save(self) -> None:
+        """Rewrite the file atomically (keeping its mode; new files are 0644)."""
+        try:
+            mode = self.path.stat().st_mode & 0o777
+        except FileNotFoundError:
+            mode = 0o644
+        try:
+            atomic_write_text(self.path, json.dumps(self.data, indent=4) + "\n", mode=mode)
+        except OSError as err:
+            raise ConfigError(f"{self.path}: cannot write ({err.strerror})") from None
+
+
+def find_servers_json(config: Optional[os.PathLike | str], home: Home) -> Path:
+    """Which servers.json to use: ``config``, else ./servers.json, else HOME/servers.json.
+
+    The result may not exist yet (then it is the home's, where `servers add` creates it).
+    """
+    if config:
+        return Path(config)
+    local = Path("servers.json")
+    if local.is_file():
+        return local
+    return home.servers_json
+
+
+def resolve_server(config: Optional[os.PathLike | str], home: Home, name: str) -> ServerEntry:
+    """Look ``name`` up in the servers.json that applies."""
+    path = find_servers_json(config, home)
+    if not path.exists():
+        raise ConfigError(f"no servers.json found (looked for --config, ./servers.json and "
+                          f"{home.servers_json}); add one with `schat servers add`")
+    return ServerList.load(path).get(name)
