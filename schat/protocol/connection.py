@@ -1,0 +1,314 @@
+"""Sans-I/O ``schat/1`` connections: bytes in, events out, bytes to send collected.
+
+A :class:`ServerConnection` or :class:`ClientConnection` never touches a
+socket. The caller feeds received bytes to :meth:`receive_data`, drains
+:meth:`next_event` until it returns None, and writes :meth:`data_to_send`.
+Frames are processed lazily in :meth:`next_event`, so the client can stop at
+:class:`~schat.protocol.events.ServerKeyReceived` and the server at
+:class:`~schat.protocol.events.KeyExchangeReceived` until the application acts.
+
+Any violation raises :class:`~schat.errors.RemoteProtocolError`; the
+connection is then dead (later calls raise the same error) and the caller
+closes the socket.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable, Deque, Iterable, List, Optional
+
+from schat.crypto.kdf import constant_time_equal
+from schat.crypto.keys import RsaKey
+from schat.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from schat.protocol import events, messages
+from schat.protocol.channel import MAX_PAYLOAD, SecureChannel
+from schat.protocol.framing import FrameDecoder
+from schat.protocol.handshake import ClientHandshake, ServerHandshake, SessionKeys, finished_mac
+
+logger = logging.getLogger("schat.protocol")
+
+RandFunc = Callable[[int], bytes]
+
+# States
+_EXPECT_HELLO = "expect-server-hello"
+_AWAIT_ACCEPT = "await-accept"          # client: application checks the key
+_EXPECT_KEX = "expect-key-exchange"
+_AWAIT_COMPLETE = "await-complete"      # server: complete_key_exchange() pending
+_EXPECT_FINISHED = "expect-finished"
+_OPEN = "open"
+_CLOSED = "closed"
+
+_WAITING = frozenset({_AWAIT_ACCEPT, _AWAIT_COMPLETE})
+
+
+@dataclass
+class ConnectionStats:
+    """Counters for debugging and benchmarks (no content)."""
+
+    records_sent: int = 0
+    records_received: int = 0
+    messages_sent: int = 0
+    messages_received: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+
+
+class _Connection:
+    _is_server = False
+
+    def __init__(self) -> None:
+        self._decoder = FrameDecoder()
+        self._out: List[bytes] = []
+        self._events: Deque[events.Event] = deque()
+        self._channel: Optional[SecureChannel] = None
+        self._state = _EXPECT_HELLO
+        self._error: Optional[ProtocolError] = None
+        self._closed = False
+        self._bye: Optional[messages.Bye] = None
+        self._eof_reported = False
+        self._transcript_hash = b""
+        self.stats = ConnectionStats()
+
+    # --- input ----------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes from the peer; ``b""`` signals end of stream."""
+        if self._error is not None:
+            raise self._error
+        self.stats.bytes_received += len(data)
+        try:
+            self._decoder.feed(data)
+        except RemoteProtocolError as exc:
+            raise self._die(exc)
+
+    def next_event(self) -> Optional[events.Event]:
+        """The next event, or None when more data (or an application step) is needed."""
+        if self._events:
+            return self._events.popleft()
+        if self._error is not None:
+            raise self._error
+        try:
+            while self._state not in _WAITING:
+                got = self._decoder.next_frame()
+                if got is None:
+                    if self._decoder.eof and not self._eof_reported:
+                        return self._end_of_stream()
+                    return None
+                self._handle_frame(*got)
+                if self._events:
+                    return self._events.popleft()
+        except RemoteProtocolError as exc:
+            raise self._die(exc)
+        return None
+
+    def _end_of_stream(self) -> events.Event:
+        self._eof_reported = True
+        self._closed = True
+        clean = self._bye is not None
+        reason = self._bye.reason if self._bye is not None else (
+            "connection closed" if self._state == _OPEN else "connection closed during the handshake")
+        self._state = _CLOSED
+        logger.debug("peer closed the connection (clean=%s)", clean)
+        return events.ConnectionClosed(clean=clean, reason=reason)
+
+    def _die(self, exc: ProtocolError) -> ProtocolError:
+        self._error = exc
+        self._closed = True
+        self._state = _CLOSED
+        logger.debug("protocol error: %s", exc)
+        return exc
+
+    def _handle_frame(self, header: bytes, body: bytes) -> None:
+        if self._state == _OPEN:
+            self._handle_record(header, body)
+        else:
+            self._handle_handshake(header, body)
+
+    def _handle_handshake(self, header: bytes, body: bytes) -> None:
+        raise NotImplementedError
+
+    def _handle_record(self, header: bytes, body: bytes) -> None:
+        if self._bye is not None:
+            raise RemoteProtocolError("peer sent data after saying bye")
+        payload = self._channel.open(header, body)  # type: ignore[union-attr]
+        stats = self.stats
+        stats.records_received += 1
+        decode = messages.decode
+        append = self._events.append
+        for part in payload.split(b"\n"):
+            msg = decode(part)
+            stats.messages_received += 1
+            if type(msg) is messages.Bye:
+                self._bye = msg
+            append(events.MessageReceived(msg))
+
+    # --- output ---------------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        """Everything queued for the peer since the last call (may be b"")."""
+        if not self._out:
+            return b""
+        data = b"".join(self._out)
+        self._out.clear()
+        self.stats.bytes_sent += len(data)
+        return data
+
+    def send(self, *msgs: messages.Message) -> None:
+        """Queue messages, packed into as few records as fit (usually one)."""
+        self.send_encoded([messages.encode(m) for m in msgs])
+
+    def send_encoded(self, encoded: Iterable[bytes]) -> None:
+        """Queue pre-encoded messages (from :func:`messages.encode`), packed into
+        as few records as fit under the frame cap: one AEAD call per record."""
+        channel = self._channel
+        if channel is None or self._closed:
+            raise LocalProtocolError(
+                "connection is closed" if self._closed else "cannot send before the handshake completes")
+        seal = channel.seal
+        out = self._out
+        batch: List[bytes] = []
+        size = -1
+        count = 0
+        for item in encoded:
+            n = len(item)
+            if n == 0 or n > MAX_PAYLOAD:
+                raise LocalProtocolError(f"encoded message of {n} bytes does not fit a record")
+            if size + 1 + n > MAX_PAYLOAD:
+                out.append(seal(b"\n".join(batch)))
+                self.stats.records_sent += 1
+                batch = [item]
+                size = n
+            else:
+                batch.append(item)
+                size += 1 + n
+            count += 1
+        if batch:
+            out.append(seal(b"\n".join(batch)))
+            self.stats.records_sent += 1
+        self.stats.messages_sent += count
+
+    def close(self, reason: str = "") -> None:
+        """Say ``bye`` (when the channel is open) and refuse further sends.
+        The caller writes :meth:`data_to_send` and then closes the socket."""
+        if self._closed:
+            return
+        if self._channel is not None and self._state == _OPEN:
+            try:
+                self.send(messages.Bye(reason=reason[:256]))
+            except LocalProtocolError:
+                pass  # record limit reached: close without a bye
+        self._closed = True
+
+    # --- state ----------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`, end of stream, or a protocol error."""
+        return self._closed
+
+    @property
+    def handshake_complete(self) -> bool:
+        """True once keys are confirmed and messages may be sent."""
+        return self._channel is not None and self._state == _OPEN
+
+    @property
+    def transcript_hash(self) -> bytes:
+        """SHA-256 over ServerHello ‖ ClientKeyExchange (b"" before the key exchange)."""
+        return self._transcript_hash
+
+    def _open_channel(self, session: SessionKeys) -> SecureChannel:
+        if self._is_server:
+            return SecureChannel(session.s2c_key, session.s2c_iv, session.c2s_key, session.c2s_iv)
+        return SecureChannel(session.c2s_key, session.c2s_iv, session.s2c_key, session.s2c_iv)
+
+
+class ServerConnection(_Connection):
+    """The server end of one connection; the ServerHello is queued at once."""
+
+    _is_server = True
+
+    def __init__(self, host_key: RsaKey, randfunc: Optional[RandFunc] = None):
+        super().__init__()
+        self._handshake = ServerHandshake(host_key, randfunc)
+        self._out.append(self._handshake.server_hello)
+        self._state = _EXPECT_KEX
+
+    def _handle_handshake(self, header: bytes, body: bytes) -> None:
+        if self._state != _EXPECT_KEX:
+            raise RemoteProtocolError(f"unexpected frame in state {self._state}")
+        self._handshake.receive_key_exchange(header, body)
+        self._transcript_hash = self._handshake.transcript_hash
+        self._state = _AWAIT_COMPLETE
+        self._events.append(events.KeyExchangeReceived())
+
+    def complete_key_exchange(self) -> None:
+        """Derive the session keys and queue ServerFinished (CPU-heavy: RSA).
+
+        Run it in a worker thread; nothing else may touch the connection
+        until it returns. Queues a HandshakeComplete event.
+        """
+        if self._state != _AWAIT_COMPLETE:
+            raise LocalProtocolError("complete_key_exchange() called in the wrong state")
+        try:
+            session = self._handshake.complete()
+        except RemoteProtocolError as exc:
+            raise self._die(exc)
+        self._channel = self._open_channel(session)
+        self._out.append(self._channel.seal(finished_mac(session, self._transcript_hash)))
+        self.stats.records_sent += 1
+        self._handshake = None  # type: ignore[assignment]
+        self._state = _OPEN
+        self._events.append(events.HandshakeComplete(self._transcript_hash))
+        logger.debug("handshake: ServerFinished sent, channel open")
+
+
+class ClientConnection(_Connection):
+    """The client end: waits for the ServerHello, then for :meth:`accept_server_key`."""
+
+    def __init__(self, randfunc: Optional[RandFunc] = None):
+        super().__init__()
+        self._handshake = ClientHandshake(randfunc)
+        self._finished_expected = b""
+        self._fingerprint = ""
+
+    def _handle_handshake(self, header: bytes, body: bytes) -> None:
+        if self._state == _EXPECT_HELLO:
+            hs = self._handshake
+            hs.receive_server_hello(header, body)
+            self._fingerprint = hs.fingerprint
+            self._state = _AWAIT_ACCEPT
+            self._events.append(events.ServerKeyReceived(hs.server_key_der, hs.fingerprint))
+        elif self._state == _EXPECT_FINISHED:
+            payload = self._channel.open(header, body)  # type: ignore[union-attr]
+            self.stats.records_received += 1
+            if not constant_time_equal(payload, self._finished_expected):
+                logger.debug("handshake: ServerFinished verify FAILED")
+                raise RemoteProtocolError("server key confirmation failed")
+            logger.debug("handshake: ServerFinished verified, channel open")
+            self._state = _OPEN
+            self._handshake = None  # type: ignore[assignment]
+            self._events.append(events.HandshakeComplete(self._transcript_hash))
+        else:
+            raise RemoteProtocolError(f"unexpected frame in state {self._state}")
+
+    @property
+    def server_fingerprint(self) -> str:
+        """The server key's fingerprint once the ServerHello arrived."""
+        return self._fingerprint
+
+    def accept_server_key(self) -> None:
+        """The application trusts the server key: queue the ClientKeyExchange."""
+        if self._state != _AWAIT_ACCEPT:
+            raise LocalProtocolError("accept_server_key() called in the wrong state")
+        hs = self._handshake
+        try:
+            cke, session = hs.key_exchange()
+        except RemoteProtocolError as exc:
+            raise self._die(exc)
+        self._transcript_hash = hs.transcript_hash
+        self._channel = self._open_channel(session)
+        self._finished_expected = finished_mac(session, self._transcript_hash)
+        self._out.append(cke)
+        self._state = _EXPECT_FINISHED

@@ -1,0 +1,197 @@
+"""The ``schat/1`` handshake: ServerHello, ClientKeyExchange, key schedule, ServerFinished.
+
+Byte layouts (all lengths big-endian; see docs/PROTOCOL.md):
+
+ServerHello body       ``01 ‖ vlen(1) ‖ "schat/1" ‖ dlen(2) ‖ server RSA public key DER ‖
+                       server X25519 public (32) ‖ server random (32)``
+ClientKeyExchange body ``02 ‖ client X25519 public (32) ‖ client random (32) ‖
+                       wlen(2) ‖ RSA-OAEP(server key, secret (32))``
+
+``th = SHA-256(ServerHello frame ‖ ClientKeyExchange frame)`` (frames include
+their 4-byte length headers); ``ikm = secret ‖ X25519``;
+``HKDF-SHA256(ikm, salt=th, info="schat/1 keys", 120)`` → c2s key (32), c2s IV
+(12), s2c key (32), s2c IV (12), finished key (32). ServerFinished is the first
+server record; its payload is ``HMAC-SHA256(finished key, "schat/1 server finished" ‖ th)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from Crypto.Random import get_random_bytes
+
+from schat.crypto import dh, kdf, keys, pubkey
+from schat.errors import CryptoError, KeyFileError, LocalProtocolError, RemoteProtocolError
+from schat.protocol.framing import frame
+
+VERSION = b"schat/1"
+SERVER_HELLO = 0x01
+CLIENT_KEY_EXCHANGE = 0x02
+RANDOM_SIZE = 32
+SECRET_SIZE = 32
+KEY_INFO = b"schat/1 keys"
+FINISHED_LABEL = b"schat/1 server finished"
+KEY_MATERIAL = 32 + 12 + 32 + 12 + 32
+
+RandFunc = Callable[[int], bytes]
+logger = logging.getLogger("schat.protocol")
+
+
+@dataclass(frozen=True)
+class SessionKeys:
+    """Everything HKDF derives for one session (never logged: repr hides it)."""
+
+    c2s_key: bytes = field(repr=False)
+    c2s_iv: bytes = field(repr=False)
+    s2c_key: bytes = field(repr=False)
+    s2c_iv: bytes = field(repr=False)
+    finished_key: bytes = field(repr=False)
+
+
+def derive_keys(secret: bytes, shared: bytes, transcript_hash: bytes) -> SessionKeys:
+    """The key schedule: HKDF-SHA256(secret ‖ X25519, salt=th, info=KEY_INFO)."""
+    okm = kdf.hkdf_sha256(secret + shared, transcript_hash, KEY_INFO, KEY_MATERIAL)
+    return SessionKeys(okm[0:32], okm[32:44], okm[44:76], okm[76:88], okm[88:120])
+
+
+def finished_mac(session: SessionKeys, transcript_hash: bytes) -> bytes:
+    """The ServerFinished payload: proof that the server derived the same keys."""
+    return kdf.hmac_sha256(session.finished_key, FINISHED_LABEL + transcript_hash)
+
+
+class ServerHandshake:
+    """Server side: builds the ServerHello at once, then takes the ClientKeyExchange."""
+
+    def __init__(self, host_key: keys.RsaKey, randfunc: Optional[RandFunc] = None):
+        if not host_key.has_private():
+            raise LocalProtocolError("the server needs the private part of its host key")
+        self._rand = randfunc or get_random_bytes
+        self._host_key = host_key
+        self._eph = dh.generate(self._rand)
+        self.server_random = self._rand(RANDOM_SIZE)
+        der = keys.public_der(host_key)
+        body = (bytes([SERVER_HELLO, len(VERSION)]) + VERSION + struct.pack(">H", len(der)) + der
+                + dh.public_bytes(self._eph) + self.server_random)
+        self.server_hello = frame(body)
+        self._modulus_bytes = (host_key.size_in_bits() + 7) // 8
+        self._peer_eph: Optional[dh.EccKey] = None
+        self._wrapped = b""
+        self._transcript_hash = b""
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("handshake: ServerHello %d bytes, host key %s",
+                         len(self.server_hello), keys.fingerprint(der))
+
+    def receive_key_exchange(self, header: bytes, body: bytes) -> None:
+        """Parse and check the ClientKeyExchange (cheap); the heavy part is :meth:`complete`."""
+        if not body or body[0] != CLIENT_KEY_EXCHANGE:
+            raise RemoteProtocolError("expected ClientKeyExchange")
+        if len(body) < 67:
+            raise RemoteProtocolError("ClientKeyExchange too short")
+        (wlen,) = struct.unpack_from(">H", body, 65)
+        if wlen != self._modulus_bytes or len(body) != 67 + wlen:
+            raise RemoteProtocolError("ClientKeyExchange has a malformed wrapped secret")
+        try:
+            self._peer_eph = dh.import_public(body[1:33])
+        except CryptoError as exc:
+            raise RemoteProtocolError(f"ClientKeyExchange: {exc}") from None
+        self._wrapped = body[67:]
+        self._transcript_hash = kdf.sha256(self.server_hello, header, body)
+        logger.debug("handshake: ClientKeyExchange %d bytes accepted", len(body))
+
+    def complete(self) -> SessionKeys:
+        """RSA-OAEP unwrap, X25519, HKDF. A secret that fails to unwrap is replaced
+        by a random one (implicit rejection): the client then fails key
+        confirmation exactly as with a wrong server key, and learns nothing more."""
+        if self._peer_eph is None:
+            raise LocalProtocolError("complete() before a ClientKeyExchange was received")
+        try:
+            secret = pubkey.oaep_unwrap(self._host_key, self._wrapped)
+            if len(secret) != SECRET_SIZE:
+                raise CryptoError("wrapped secret has the wrong size")
+        except CryptoError:
+            secret = self._rand(SECRET_SIZE)
+            logger.debug("handshake: wrapped secret did not unwrap; continuing with a random one")
+        try:
+            shared = dh.shared_secret(self._eph, self._peer_eph)
+        except CryptoError as exc:
+            raise RemoteProtocolError(f"key exchange failed: {exc}") from None
+        self._eph = None  # forward secrecy: drop the ephemeral key as soon as it is used
+        return derive_keys(secret, shared, self._transcript_hash)
+
+    @property
+    def transcript_hash(self) -> bytes:
+        return self._transcript_hash
+
+
+class ClientHandshake:
+    """Client side: parses the ServerHello, then builds the ClientKeyExchange."""
+
+    def __init__(self, randfunc: Optional[RandFunc] = None):
+        self._rand = randfunc or get_random_bytes
+        self._server_hello = b""
+        self._server_key: Optional[keys.RsaKey] = None
+        self._server_eph: Optional[dh.EccKey] = None
+        self.server_key_der = b""
+        self.fingerprint = ""
+        self._transcript_hash = b""
+
+    def receive_server_hello(self, header: bytes, body: bytes) -> None:
+        """Parse and check the ServerHello; sets ``server_key_der`` and ``fingerprint``."""
+        if not body or body[0] != SERVER_HELLO:
+            raise RemoteProtocolError("expected ServerHello")
+        if len(body) < 2:
+            raise RemoteProtocolError("ServerHello too short")
+        vlen = body[1]
+        version = body[2:2 + vlen]
+        if version != VERSION:
+            shown = version.decode("ascii", "replace")[:32]
+            raise RemoteProtocolError(f"server speaks protocol {shown!r}, we speak schat/1")
+        pos = 2 + vlen
+        if len(body) < pos + 2:
+            raise RemoteProtocolError("ServerHello too short")
+        (dlen,) = struct.unpack_from(">H", body, pos)
+        pos += 2
+        if len(body) != pos + dlen + 32 + RANDOM_SIZE:
+            raise RemoteProtocolError("ServerHello has the wrong length")
+        der = body[pos:pos + dlen]
+        try:
+            server_key = keys.import_public_key(der)
+        except KeyFileError as exc:
+            raise RemoteProtocolError(f"ServerHello: {exc}") from None
+        if keys.public_der(server_key) != der:
+            raise RemoteProtocolError("ServerHello: server key is not in canonical DER form")
+        try:
+            self._server_eph = dh.import_public(body[pos + dlen:pos + dlen + 32])
+        except CryptoError as exc:
+            raise RemoteProtocolError(f"ServerHello: {exc}") from None
+        self._server_key = server_key
+        self._server_hello = header + body
+        self.server_key_der = bytes(der)
+        self.fingerprint = keys.fingerprint(der)
+        logger.debug("handshake: ServerHello from host key %s", self.fingerprint)
+
+    def key_exchange(self) -> "tuple[bytes, SessionKeys]":
+        """The ClientKeyExchange frame and the session keys derived with it."""
+        if self._server_key is None or self._server_eph is None:
+            raise LocalProtocolError("key exchange before a ServerHello was received")
+        eph = dh.generate(self._rand)
+        client_random = self._rand(RANDOM_SIZE)
+        secret = self._rand(SECRET_SIZE)
+        wrapped = pubkey.oaep_wrap(self._server_key, secret, randfunc=self._rand)
+        body = (bytes([CLIENT_KEY_EXCHANGE]) + dh.public_bytes(eph) + client_random
+                + struct.pack(">H", len(wrapped)) + wrapped)
+        cke = frame(body)
+        try:
+            shared = dh.shared_secret(eph, self._server_eph)
+        except CryptoError as exc:
+            raise RemoteProtocolError(f"key exchange failed: {exc}") from None
+        self._transcript_hash = kdf.sha256(self._server_hello, cke)
+        logger.debug("handshake: ClientKeyExchange %d bytes sent", len(cke))
+        return cke, derive_keys(secret, shared, self._transcript_hash)
+
+    @property
+    def transcript_hash(self) -> bytes:
+        return self._transcript_hash
