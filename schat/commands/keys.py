@@ -1,0 +1,108 @@
+"""`schat keys`: your RSA key pairs (for key login and end-to-end private messages)."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+from typing import Optional
+
+import click
+
+from schat.commands.common import (
+    AppContext, echo_err, handle_errors, json_option, pass_app, read_password_stdin, render,
+)
+from schat.errors import UsageError
+
+PASSPHRASE_ENV = "SCHAT_KEY_PASSPHRASE"
+
+
+def new_passphrase(no_passphrase: bool, passphrase_stdin: bool) -> Optional[str]:
+    """The passphrase for a new key: stdin, $SCHAT_KEY_PASSPHRASE, or prompted twice."""
+    if no_passphrase and passphrase_stdin:
+        raise UsageError("--no-passphrase and --passphrase-stdin cannot be used together")
+    if no_passphrase:
+        echo_err("Warning: the private key will be stored unencrypted; "
+                 "anyone who can read the file can use it.")
+        return None
+    if passphrase_stdin:
+        passphrase = read_password_stdin()
+    elif os.environ.get(PASSPHRASE_ENV):
+        passphrase = os.environ[PASSPHRASE_ENV]
+    else:
+        passphrase = click.prompt("Passphrase for the private key", hide_input=True,
+                                  confirmation_prompt=True, err=True)
+    if not passphrase:
+        raise UsageError("the passphrase is empty; give one, or use --no-passphrase")
+    return passphrase
+
+
+@click.group()
+def keys():
+    """Create and inspect your RSA key pairs."""
+
+
+@keys.command("gen")
+@click.argument("name", required=False)
+@click.option("--force", is_flag=True, help="Replace an existing key pair of that name.")
+@click.option("--no-passphrase", is_flag=True,
+              help="Store the private key unencrypted (a warning is printed).")
+@click.option("--passphrase-stdin", is_flag=True,
+              help="Read the passphrase from the first line of standard input "
+                   "(else $SCHAT_KEY_PASSPHRASE, else a prompt).")
+@pass_app
+@handle_errors
+def gen_cmd(app: AppContext, name: Optional[str], force: bool, no_passphrase: bool,
+            passphrase_stdin: bool):
+    """Generate an RSA-3072 pair: HOME/keys/NAME.pem and NAME.pub.pem.
+
+    NAME defaults to your login name.
+    """
+    from schat.store.keyfiles import KeyFiles
+
+    files = KeyFiles(app.home)
+    name = name or getpass.getuser()
+    files.save_check(name, force)
+    info = files.generate(name, new_passphrase(no_passphrase, passphrase_stdin), force)
+    click.echo(f"Private key: {info.path}")
+    click.echo(f"Public key:  {files.public_path(name)}")
+    click.echo(f"Fingerprint: {info.fingerprint}")
+
+
+@keys.command("show")
+@click.argument("name")
+@json_option
+@pass_app
+@handle_errors
+def show_cmd(app: AppContext, name: str, as_json: bool):
+    """Show the fingerprint and public key of NAME (a key name or a .pem/.pub.pem path)."""
+    from schat.crypto.keys import export_public_pem, fingerprint
+    from schat.store.keyfiles import KeyFiles
+
+    files = KeyFiles(app.home)
+    key = files.load_public(name)
+    pem = export_public_pem(key).decode("ascii")
+    if as_json:
+        click.echo(json.dumps({"name": name, "path": str(files.resolve_public(name)),
+                               "fingerprint": fingerprint(key), "public_key": pem}, indent=2))
+        return
+    click.echo(f"Fingerprint: {fingerprint(key)}")
+    click.echo(pem.rstrip("\n"))
+
+
+@keys.command("list")
+@json_option
+@pass_app
+@handle_errors
+def list_cmd(app: AppContext, as_json: bool):
+    """List the key pairs in HOME/keys: name, fingerprint, encrypted, path."""
+    from schat.store.keyfiles import KeyFiles
+
+    infos = KeyFiles(app.home).list()
+    if as_json:
+        render([i.to_json() for i in infos], [], True)
+        return
+    rows = [{"name": i.name, "fingerprint": i.fingerprint or f"({i.problem})",
+             "encrypted": i.encrypted, "path": str(i.path)} for i in infos]
+    render(rows, ["name", "fingerprint", "encrypted", "path"], False,
+           empty="No keys. Create one with `schat keys gen`.")

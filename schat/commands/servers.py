@@ -1,0 +1,107 @@
+"""`schat servers`: the servers you connect to (servers.json) and their pinned keys."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import click
+
+from schat.commands.common import AppContext, handle_errors, json_option, pass_app, render
+
+
+def _server_list(app: AppContext, missing_ok: bool = True):
+    from schat.store.servers import ServerList, find_servers_json
+
+    return ServerList.load(find_servers_json(app.config, app.home), missing_ok=missing_ok)
+
+
+@click.group()
+def servers():
+    """List and edit servers.json; forget a server's pinned key."""
+
+
+@servers.command("list")
+@json_option
+@pass_app
+@handle_errors
+def list_cmd(app: AppContext, as_json: bool):
+    """List servers: name, address, and the key fingerprint pinned for each."""
+    from schat.store.known_servers import KnownServers
+
+    pins = KnownServers(app.home.known_servers).entries()
+    rows, covered = [], set()
+    for entry in _server_list(app).entries():
+        match = [p for p in pins if p.name == entry.name
+                 or (p.host == entry.host and p.port == entry.port)]
+        covered.update(id(p) for p in match)
+        if entry.fingerprint:
+            fp, source = entry.fingerprint, "servers.json"
+        elif match:
+            fp, source = match[-1].fingerprint, "known_servers"
+        else:
+            fp, source = None, None
+        rows.append({"name": entry.name, "address": entry.address, "fingerprint": fp,
+                     "pinned in": source})
+    # Pins for servers no longer (or never) in servers.json are shown too.
+    rows.extend({"name": p.name, "address": p.address, "fingerprint": p.fingerprint,
+                 "pinned in": "known_servers"} for p in pins if id(p) not in covered)
+    if as_json:
+        render([{"name": r["name"], "address": r["address"], "fingerprint": r["fingerprint"],
+                 "pinned_in": r["pinned in"]} for r in rows], [], True)
+        return
+    render(rows, ["name", "address", "fingerprint", "pinned in"], False,
+           empty="No servers. Add one with `schat servers add NAME --ip IP --port PORT`.")
+
+
+@servers.command("add")
+@click.argument("name")
+@click.option("--ip", required=True, help="The server's IP address or host name.")
+@click.option("--port", required=True, type=click.IntRange(1, 65535), help="The server's TCP port.")
+@click.option("--fingerprint", help="The server key's fingerprint (SHA256:...), if the "
+                                    "operator gave it to you: it is then checked, not asked.")
+@click.option("--force", is_flag=True, help="Replace an existing entry of that name.")
+@pass_app
+@handle_errors
+def add_cmd(app: AppContext, name: str, ip: str, port: int, fingerprint: Optional[str],
+            force: bool):
+    """Add the server NAME to servers.json (created in the home if there is none)."""
+    servers_ = _server_list(app)
+    entry = servers_.add(name, ip, port, fingerprint, replace=force)
+    servers_.save()
+    click.echo(f"Added {entry.name} ({entry.address}) to {servers_.path}.")
+
+
+@servers.command("remove")
+@click.argument("name")
+@pass_app
+@handle_errors
+def remove_cmd(app: AppContext, name: str):
+    """Remove the server NAME from servers.json (its pinned key stays; see `forget`)."""
+    servers_ = _server_list(app, missing_ok=False)
+    entry = servers_.remove(name)
+    servers_.save()
+    click.echo(f"Removed {entry.name} from {servers_.path}.")
+
+
+@servers.command("forget")
+@click.argument("name")
+@pass_app
+@handle_errors
+def forget_cmd(app: AppContext, name: str):
+    """Drop the pinned key of NAME from known_servers.
+
+    Do this only after checking the server's new fingerprint with its operator;
+    the next connection then asks to trust the key again.
+    """
+    from schat.errors import ConfigError
+    from schat.store.known_servers import KnownServers
+
+    entry = _server_list(app).find(name)
+    known = KnownServers(app.home.known_servers)
+    if entry is not None:
+        dropped = known.forget(name, entry.host, entry.port)
+    else:
+        dropped = known.forget(name)
+    if not dropped:
+        raise ConfigError(f"no pinned key for {name!r} in {known.path}")
+    click.echo(f"Forgot the pinned key of {name}.")
