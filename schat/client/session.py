@@ -138,14 +138,8 @@ class ClientSession:
         raise TrustError("server key not accepted; nothing was sent")
 
     def _pinned_fingerprint(self) -> Optional[str]:
-        getter = getattr(self.known_servers, "get", None)
-        if getter is None:
-            return None
-        entry = getter(self.server_name)
-        if entry is None:
-            return None
-        return getattr(entry, "fingerprint", None) or (
-            entry.get("fingerprint") if isinstance(entry, dict) else None)
+        pins = self.known_servers.lookup(self.server_name, self.host, self.port)
+        return pins[0].fingerprint if pins else None
 
     # -- authentication -----------------------------------------------------
     def login_password(self, user: str, password: str):
@@ -318,6 +312,8 @@ class ClientSession:
             ev = self._next_event()
             if isinstance(ev, events.MessageReceived):
                 return ev.message
+            if isinstance(ev, events.ConnectionClosed):
+                raise ConnectionFailed(f"server {self.server_name} closed the connection")
 
     def _receive_loop(self) -> None:
         reason, clean = "connection closed", False

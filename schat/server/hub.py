@@ -29,10 +29,12 @@ class NameInUse(Exception):
 class Member:
     """One logged-in connection as the hub sees it."""
 
-    __slots__ = ("name", "outbox", "queued", "dirty", "closing", "overflowed", "joined")
+    __slots__ = ("name", "outbox", "queued", "dirty", "closing", "overflowed", "joined", "link")
 
     def __init__(self, name: str, joined: int):
         self.name = name
+        # Opaque handle of the I/O layer (its connection object); the hub never uses it.
+        self.link = None
         self.outbox: List[bytes] = []
         self.queued = 0
         self.dirty = False

@@ -1,0 +1,108 @@
+"""The chat commands the terminal client knows, tab completion, and "did you mean".
+
+Commands are data (name, usage, help, whether the server runs it), so `/help`,
+completion and the closest-command suggestion all read the same table.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional
+
+from prompt_toolkit.completion import CompleteEvent, Completer, Completion
+from prompt_toolkit.document import Document
+
+
+class ChatCommand(NamedTuple):
+    """One ``/command``: its usage line, a one-line help, and what it does with names."""
+
+    name: str
+    usage: str
+    help: str
+    takes_name: bool = False
+
+
+COMMANDS: Dict[str, ChatCommand] = {c.name: c for c in (
+    ChatCommand("help", "/help [COMMAND]", "list the commands, or show how to use one"),
+    ChatCommand("who", "/who", "list who is online"),
+    ChatCommand("me", "/me ACTION", "say ACTION in the third person"),
+    ChatCommand("msg", "/msg NAME TEXT", "send TEXT to NAME alone", takes_name=True),
+    ChatCommand("clear", "/clear", "clear the screen"),
+    ChatCommand("quit", "/quit", "leave the chat (also Ctrl-D on an empty line)"),
+)}
+
+# Where a member name is being typed: the word under the cursor, with an optional "@".
+_WORD = re.compile(r"@?[A-Za-z0-9_.\-]*$")
+
+
+def help_text(commands: Dict[str, ChatCommand] = COMMANDS) -> str:
+    """Every command with its usage, aligned, plus the keys worth knowing."""
+    width = max(len(c.usage) for c in commands.values())
+    lines = [f"{c.usage.ljust(width)}  {c.help}" for c in commands.values()]
+    lines.append(f"{'//TEXT'.ljust(width)}  send a line that starts with /")
+    lines.append("keys: Tab completes commands and names, Up/Down browse history, "
+                 "Ctrl-C clears the line, Ctrl-D leaves")
+    return "\n".join(lines)
+
+
+def suggest(name: str, commands: Iterable[str] = COMMANDS) -> Optional[str]:
+    """The known command closest to ``name`` (without the ``/``), or None if nothing is close."""
+    name = name.lower()
+    candidates = list(commands)
+    prefixed = [c for c in candidates if c.startswith(name)] if name else []
+    if len(prefixed) == 1:
+        return prefixed[0]
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.5)
+    return close[0] if close else None
+
+
+def split_command(line: str):
+    """``"/msg ann hi"`` → ``("msg", "ann hi")``; a line that is not a command → None."""
+    if not line.startswith("/") or line.startswith("//"):
+        return None
+    name, _, rest = line[1:].partition(" ")
+    return name.lower(), rest.strip()
+
+
+class ChatCompleter(Completer):
+    """Completes ``/commands`` at the start of a line and member names anywhere else."""
+
+    def __init__(self, members: Callable[[], Iterable[str]], me: Callable[[], str],
+                 commands: Dict[str, ChatCommand] = COMMANDS):
+        self._members = members
+        self._me = me
+        self._commands = commands
+
+    def _names(self) -> List[str]:
+        me = (self._me() or "").lower()
+        return sorted((n for n in self._members() if n.lower() != me), key=str.lower)
+
+    def get_completions(self, document: Document, complete_event: CompleteEvent):
+        before = document.text_before_cursor
+        if before.startswith("/") and " " not in before:
+            typed = before[1:].lower()
+            for cmd in self._commands.values():
+                if cmd.name.startswith(typed):
+                    yield Completion("/" + cmd.name + " ", start_position=-len(before),
+                                     display="/" + cmd.name, display_meta=cmd.help)
+            return
+        word = _WORD.search(before).group()
+        at = word.startswith("@")
+        stem = word[1:] if at else word
+        parts = before.split(" ")
+        naming_cmd = (len(parts) == 2 and parts[0].startswith("/")
+                      and self._commands.get(parts[0][1:].lower(), None) is not None
+                      and self._commands[parts[0][1:].lower()].takes_name)
+        if not stem and not at and not naming_cmd:
+            return
+        at_line_start = len(word) == len(before)
+        for name in self._names():
+            if name.lower().startswith(stem.lower()):
+                if naming_cmd:
+                    text = name + " "
+                elif at_line_start and not at:
+                    text = name + ": "  # addressing someone, IRC style
+                else:
+                    text = ("@" if at else "") + name
+                yield Completion(text, start_position=-len(word), display=name)

@@ -1,0 +1,285 @@
+"""Chat events as formatted lines: timestamps, prefixes, colours, the bell rule.
+
+Everything here is pure: an event (a ``schat.protocol.messages`` instance or
+the same fields as a dict) goes in, prompt_toolkit formatted text comes out.
+Lines stay readable without colour, because each kind has its own prefix:
+
+    12:04 <ann> hello            a chat message (yours or another member's)
+    12:04 * ann waves            an action (/me)
+    12:04 <- ann: psst           a private message to you
+    12:04 -> ann: psst           a private message you sent
+    12:04 -- ann joined          joins, leaves, connection state
+    12:04 -!- text               a notice from the server
+    12:04 ! text                 an error or warning
+"""
+
+from __future__ import annotations
+
+import re
+import time as _time
+import zlib
+from typing import Any, List, Optional, Tuple
+
+from prompt_toolkit.styles import Style
+from prompt_toolkit.utils import get_cwidth
+
+Fragments = List[Tuple[str, str]]
+
+# Colours for other members' names: distinct on dark and light backgrounds.
+NICK_COLOURS = (
+    "ansired", "ansigreen", "ansiyellow", "ansiblue", "ansimagenta", "ansicyan",
+    "ansibrightred", "ansibrightgreen", "ansibrightblue", "ansibrightmagenta",
+    "ansibrightcyan", "ansibrightyellow",
+)
+
+_STYLE_RULES = [
+    ("time", "ansibrightblack"),
+    ("own", "bold"),
+    ("action", "italic"),
+    ("mention", "bold"),
+    ("dm", "ansimagenta bold"),
+    ("notice", "ansicyan"),
+    ("info", "ansibrightblack"),
+    ("warning", "ansired bold"),
+    ("prompt", "bold"),
+    ("toolbar", "reverse"),
+    ("toolbar.online", "reverse ansigreen"),
+    ("toolbar.offline", "reverse ansired bold"),
+] + [(f"nick.{i}", colour) for i, colour in enumerate(NICK_COLOURS)]
+
+# Without colour, only attributes that every terminal shows remain.
+_MONO_RULES = [
+    ("own", "bold"),
+    ("mention", "bold"),
+    ("dm", "bold"),
+    ("warning", "bold"),
+    ("prompt", "bold"),
+    ("toolbar", "reverse"),
+    ("toolbar.online", "reverse"),
+    ("toolbar.offline", "reverse bold"),
+]
+
+# C0/C1 controls and DEL, except newline: a peer must not be able to move the
+# cursor, ring the bell or rewrite the screen with what it sends.
+_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+_NAME_CHARS = r"[A-Za-z0-9_.\-]"
+
+
+def chat_style(colour: bool = True) -> Style:
+    """The colour scheme (``colour=False``: bold/reverse only, for NO_COLOR)."""
+    return Style(_STYLE_RULES if colour else _MONO_RULES)
+
+
+def nick_class(name: str) -> str:
+    """A stable style class for ``name``: the same colour in every session and on every host."""
+    digest = zlib.crc32(name.lower().encode("utf-8"))
+    return f"class:nick.{digest % len(NICK_COLOURS)}"
+
+
+def clean(text: str) -> str:
+    """``text`` with control characters made visible (tabs become spaces)."""
+    return _CONTROL.sub(_visible, text.replace("\t", "    "))
+
+
+def _visible(match: "re.Match[str]") -> str:
+    code = ord(match.group())
+    if code < 0x20 or code == 0x7F:
+        return "^" + chr((code + 64) % 128)  # caret notation: ^[ for ESC, ^? for DEL
+    return "\ufffd"
+
+
+def mentions(text: str, name: str) -> bool:
+    """Does ``text`` mention ``name`` as a word (``ann``, ``@ann``, ``Ann:``; not ``joanne``)?"""
+    if not name:
+        return False
+    pattern = rf"(?<!{_NAME_CHARS}){re.escape(name)}(?![A-Za-z0-9_\-]|\.[A-Za-z0-9_])"
+    return re.search(pattern, text, re.IGNORECASE) is not None
+
+
+def event_type(event: Any) -> str:
+    """The wire ``type`` of an event (dataclass or dict)."""
+    if isinstance(event, dict):
+        return str(event.get("type", ""))
+    kind = getattr(event, "TYPE", None) or getattr(event, "type", None)
+    if isinstance(kind, str):
+        return kind
+    name = type(event).__name__
+    return {"ChatMessage": "message"}.get(name, name.lower())
+
+
+def field(event: Any, name: str, default: Any = None) -> Any:
+    """One field of an event (dataclass attribute or dict key)."""
+    if isinstance(event, dict):
+        return event.get(name, default)
+    return getattr(event, name, default)
+
+
+def should_bell(event: Any, me: str) -> bool:
+    """Ring the bell for a private message to us and for a message that mentions us."""
+    kind = event_type(event)
+    sender = field(event, "sender") or ""
+    if sender.lower() == me.lower():
+        return False
+    if kind == "dm":
+        return True
+    if kind == "message":
+        return mentions(field(event, "text") or "", me)
+    return False
+
+
+def clock(ms: Optional[int] = None) -> str:
+    """``HH:MM`` in local time for a wire time (ms since the epoch, UTC); now when absent."""
+    seconds = ms / 1000.0 if isinstance(ms, (int, float)) else _time.time()
+    return _time.strftime("%H:%M", _time.localtime(seconds))
+
+
+def wrap(fragments: Fragments, width: int, indent: int) -> Fragments:
+    """Break ``fragments`` to ``width`` columns at spaces, continuation lines indented.
+
+    The terminal would wrap long lines on its own, but then continuation rows
+    start at column 0 and run under the timestamps; this keeps the text in one
+    column. Existing newlines (followed by their indent) are kept as they are.
+    """
+    if width <= indent + 10:
+        return fragments
+    chars = [(style, ch) for style, text in fragments for ch in text]
+    out: List[Tuple[str, str]] = []
+    column = 0
+    last_space = -1  # index in ``out`` of the last space on the current row
+    for style, ch in chars:
+        if ch == "\n":
+            out.append((style, ch))
+            column, last_space = 0, -1
+            continue
+        w = get_cwidth(ch)
+        if column + w > width:
+            if last_space > 0:
+                tail = out[last_space + 1:]
+                del out[last_space:]
+            else:
+                tail = []
+            out.append(("", "\n" + " " * indent))
+            out.extend(tail)
+            column = indent + sum(get_cwidth(c) for _, c in tail)
+            last_space = -1
+        out.append((style, ch))
+        column += w
+        if ch == " " and column > indent:
+            last_space = len(out) - 1
+    return _merge(out)
+
+
+def _merge(chars: List[Tuple[str, str]]) -> Fragments:
+    merged: Fragments = []
+    for style, text in chars:
+        if merged and merged[-1][0] == style:
+            merged[-1] = (style, merged[-1][1] + text)
+        else:
+            merged.append((style, text))
+    return merged
+
+
+class Renderer:
+    """Turns events into lines for one user; knows who "you" are for highlighting."""
+
+    def __init__(self, me: str = "", width: Optional[int] = None):
+        self.me = me
+        self.width = width  # columns to wrap at; None leaves wrapping to the terminal
+
+    def _fit(self, fragments: Fragments, indent: int) -> Fragments:
+        return wrap(fragments, self.width, indent) if self.width else fragments
+
+    # -- building blocks ------------------------------------------------
+    def _stamp(self, ms: Optional[int]) -> Fragments:
+        return [("class:time", clock(ms)), ("", " ")]
+
+    def _name(self, name: str) -> str:
+        if self.me and name.lower() == self.me.lower():
+            return "class:own"
+        return nick_class(name)
+
+    @staticmethod
+    def _body(style: str, text: str, indent: int) -> Fragments:
+        # Continuation lines of a multi-line message line up under its first line.
+        lines = clean(text).split("\n")
+        out: Fragments = [(style, lines[0])]
+        for line in lines[1:]:
+            out.append(("", "\n" + " " * indent))
+            out.append((style, line))
+        return out
+
+    def line(self, style: str, prefix: str, text: str, ms: Optional[int] = None) -> Fragments:
+        """A generic line: ``HH:MM PREFIX text`` in ``style``."""
+        head = self._stamp(ms) + [(style, prefix + " ")]
+        indent = 6 + len(prefix) + 1
+        return self._fit(head + self._body(style, text, indent), indent)
+
+    def info(self, text: str, ms: Optional[int] = None) -> Fragments:
+        """A local status line (connection state and the like)."""
+        return self.line("class:info", "--", text, ms)
+
+    def warning(self, text: str, ms: Optional[int] = None) -> Fragments:
+        """A local or server error."""
+        return self.line("class:warning", "!", text, ms)
+
+    def chat(self, sender: str, text: str, ms: Optional[int], action: bool = False) -> Fragments:
+        """A chat line, ``<ann> hello`` or ``* ann waves``."""
+        sender = clean(sender)
+        own = self.me and sender.lower() == self.me.lower()
+        text_style = "class:mention" if (not own and mentions(text, self.me)) else ""
+        if action:
+            head = [("class:action", "* "), (self._name(sender), sender), ("", " ")]
+            width = 2 + len(sender) + 1
+            text_style = (text_style + " class:action").strip()
+        else:
+            head = [("", "<"), (self._name(sender), sender), ("", "> ")]
+            width = len(sender) + 3
+        return self._fit(self._stamp(ms) + head + self._body(text_style, text, 6 + width),
+                         6 + width)
+
+    def private(self, peer: str, text: str, ms: Optional[int], outgoing: bool) -> Fragments:
+        """A private message: ``<- ann: text`` received, ``-> ann: text`` sent."""
+        peer = clean(peer)
+        arrow = "->" if outgoing else "<-"
+        head = [("class:dm", arrow + " "), (self._name(peer), peer), ("class:dm", ": ")]
+        indent = 6 + len(peer) + 5
+        return self._fit(self._stamp(ms) + head + self._body("class:dm", text, indent), indent)
+
+    # -- events ---------------------------------------------------------
+    def event(self, event: Any) -> Optional[Fragments]:
+        """The line for one server event, or None for events that print nothing."""
+        kind = event_type(event)
+        get = lambda name, default=None: field(event, name, default)  # noqa: E731
+        if kind == "message":
+            return self.chat(get("sender", "?"), get("text", ""), get("time"),
+                             bool(get("action", False)))
+        if kind == "dm":
+            sender = get("sender", "?")
+            if self.me and sender.lower() == self.me.lower():
+                return self.private(get("to", "?"), get("text", ""), get("time"), True)
+            return self.private(sender, get("text", ""), get("time"), False)
+        if kind == "welcome":
+            users = get("users") or []
+            text = f"connected to {get('server', '?')} as {get('user', '?')}; " \
+                   f"{len(users)} online: {', '.join(users)}"
+            motd = get("motd") or ""
+            if motd:
+                text += "\n" + motd
+            return self.info(text, get("time"))
+        if kind == "join":
+            return self.info(f"{get('user', '?')} joined", get("time"))
+        if kind == "leave":
+            reason = get("reason") or ""
+            return self.info(f"{get('user', '?')} left" + (f" ({reason})" if reason else ""),
+                             get("time"))
+        if kind == "users":
+            users = get("users") or []
+            return self.info(f"{len(users)} online: {', '.join(users)}")
+        if kind == "notice":
+            return self.line("class:notice", "-!-", get("text", ""), get("time"))
+        if kind == "error":
+            return self.warning(get("text") or get("code") or "error")
+        if kind == "bye":
+            reason = get("reason") or ""
+            return self.info("the server closed the session" + (f": {reason}" if reason else ""))
+        return None

@@ -1,0 +1,199 @@
+"""The asyncio server: listener, thread pool, the once-per-iteration flush, shutdown.
+
+One event loop serves every client. The hub queues encoded messages into
+member outboxes; the first queued message of an iteration schedules
+:meth:`Server._flush` with ``call_soon``, which runs after every callback of
+that iteration and sends each dirty member's outbox as one record: one AEAD
+call and one ``transport.write`` per connection per flush.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Optional, Set, Tuple
+
+from schat.crypto.keys import RsaKey, fingerprint
+from schat.server.hub import Hub
+from schat.server.limits import ServerSettings
+from schat.server.link import CHAT, ClientLink
+
+log = logging.getLogger("schat.server")
+
+SHUTDOWN_REASON = "server shutting down"
+# How long shutdown waits for goodbyes to drain before aborting connections.
+SHUTDOWN_GRACE = 2.0
+
+
+class Server:
+    """A schat server bound to one address; drive it with start()/stop() on one loop."""
+
+    def __init__(self, settings: ServerSettings, host_key: RsaKey, store):
+        self.settings = settings
+        self.host_key = host_key
+        self.store = store
+        self.fingerprint = fingerprint(host_key)
+        self.hub = Hub(settings.server_name, settings.motd, settings.outbound_cap,
+                       wake=self._wake)
+        self.pool = ThreadPoolExecutor(settings.crypto_workers,
+                                       thread_name_prefix="schat-crypto")
+        self.links: Set[ClientLink] = set()
+        self.loop: Optional[asyncio.AbstractEventLoop] = None
+        self.address: Optional[Tuple[str, int]] = None
+        self._listener: Optional[asyncio.AbstractServer] = None
+        self._flush_scheduled = False
+        self._pending_crypto = 0
+        self._ping_handle: Optional[asyncio.TimerHandle] = None
+        self._ping_numbers = itertools.count(1)
+        self._stopped: Optional[asyncio.Event] = None
+
+    # -- life cycle ----------------------------------------------------------
+    async def start(self) -> Tuple[str, int]:
+        """Bind and start accepting; return the real (host, port)."""
+        self.loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()
+        self._listener = await self.loop.create_server(
+            lambda: ClientLink(self), self.settings.host, self.settings.port)
+        sockname = self._listener.sockets[0].getsockname()
+        self.address = (sockname[0], sockname[1])
+        self._schedule_ping_check()
+        log.info("listening on %s:%d", *self.address)
+        return self.address
+
+    async def stop(self, reason: str = SHUTDOWN_REASON) -> None:
+        """Tell every member goodbye, close all connections and the store."""
+        if self._listener is None:
+            return
+        listener, self._listener = self._listener, None
+        listener.close()
+        if self._ping_handle is not None:
+            self._ping_handle.cancel()
+        self.hub.shutdown(reason)
+        self._flush()
+        for link in list(self.links):
+            if link.state != CHAT:
+                link._refuse("invalid", reason)
+        deadline = self.loop.time() + SHUTDOWN_GRACE
+        while self.links and self.loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        for link in list(self.links):
+            link._drop(reason)
+        await listener.wait_closed()
+        self.pool.shutdown(wait=True)
+        self.store.close()
+        log.info("server stopped")
+        self._stopped.set()
+
+    async def serve_until(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set, then shut down cleanly."""
+        await stop.wait()
+        await self.stop()
+
+    # -- crypto pool accounting ------------------------------------------------
+    def reserve_crypto(self) -> bool:
+        """Take a slot for a pool job; False when too many already wait (answer busy)."""
+        limit = self.settings.crypto_workers + self.settings.max_pending_crypto
+        if self._pending_crypto >= limit:
+            return False
+        self._pending_crypto += 1
+        return True
+
+    def release_crypto(self) -> None:
+        self._pending_crypto -= 1
+
+    def record_login(self, name: str) -> None:
+        """Stamp the last login (runs in the pool; a failure only costs the stamp)."""
+        try:
+            self.store.record_login(name)
+        except Exception as err:  # noqa: BLE001
+            log.warning("could not record the login of %s: %s", name, err)
+
+    # -- output ------------------------------------------------------------------
+    def _wake(self) -> None:
+        if not self._flush_scheduled and self.loop is not None:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        for member in self.hub.take_dirty():
+            link = member.link
+            if link is not None:
+                link.flush(member)
+
+    # -- liveness ------------------------------------------------------------------
+    def _schedule_ping_check(self) -> None:
+        s = self.settings
+        tick = max(0.05, min(s.ping_interval, s.ping_timeout) / 2)
+        self._ping_handle = self.loop.call_later(tick, self._ping_check)
+
+    def _ping_check(self) -> None:
+        now = self.loop.time()
+        interval = self.settings.ping_interval
+        limit = interval + self.settings.ping_timeout
+        for link in list(self.links):
+            if link.state != CHAT:
+                continue
+            idle = now - link.last_rx
+            if idle >= limit:
+                link.reason = "ping timeout"
+                link._close_transport(bye="ping timeout")
+            elif idle >= interval and not link.pinged:
+                link.ping(next(self._ping_numbers))
+        self._schedule_ping_check()
+
+
+class ServerThread:
+    """A server on its own event loop in a background thread (embedding, tests, benchmarks)."""
+
+    def __init__(self, settings: ServerSettings, host_key: RsaKey, store):
+        self.server = Server(settings, host_key, store)
+        self._thread = threading.Thread(target=self._run, name="schat-server", daemon=True)
+        self._ready = threading.Event()
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._stop: Optional[asyncio.Event] = None
+        self._error: Optional[BaseException] = None
+
+    @property
+    def address(self) -> Tuple[str, int]:
+        return self.server.address
+
+    def start(self, timeout: float = 10.0) -> Tuple[str, int]:
+        """Start the thread and wait until the server listens; return its address."""
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise RuntimeError("server did not start in time")
+        if self._error is not None:
+            raise self._error
+        return self.server.address
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Shut the server down cleanly and join the thread."""
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise RuntimeError("server did not stop in time")
+
+    def call(self, fn, *args):
+        """Run ``fn(*args)`` on the server's loop and wait for its result."""
+        async def run():
+            return fn(*args)
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(10)
+
+    def _run(self) -> None:
+        async def main():
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            try:
+                await self.server.start()
+            except BaseException as err:  # noqa: BLE001 - reported by start()
+                self._error = err
+                self._ready.set()
+                return
+            self._ready.set()
+            await self.server.serve_until(self._stop)
+        asyncio.run(main())

@@ -1,0 +1,307 @@
+"""One client connection on the server: an asyncio.Protocol driving a ServerConnection.
+
+Callbacks, not streams: a message costs no task and no await. Bytes go into
+the sans-I/O connection, events come out, chat messages go to the hub. The
+RSA key exchange and the account checks run in the server's thread pool; while
+one is running, reading pauses and the connection object is left alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from typing import TYPE_CHECKING, List, Optional
+
+from schat.errors import ProtocolError
+from schat.protocol import events, messages
+from schat.protocol.connection import ServerConnection
+from schat.server import login
+from schat.server.hub import Member, NameInUse
+
+if TYPE_CHECKING:  # pragma: no cover
+    from schat.server.app import Server
+
+log = logging.getLogger("schat.server")
+
+# Connection states.
+HANDSHAKE, AUTH, CHAT, CLOSED = "handshake", "auth", "chat", "closed"
+
+
+class ClientLink(asyncio.Protocol):
+    """The server end of one TCP connection."""
+
+    __slots__ = ("server", "transport", "conn", "peer", "state", "member", "attempts",
+                 "last_rx", "pinged", "busy", "backlog", "deadline", "reason")
+
+    def __init__(self, server: "Server"):
+        self.server = server
+        self.transport: Optional[asyncio.Transport] = None
+        self.conn: Optional[ServerConnection] = None
+        self.peer = "?"
+        self.state = HANDSHAKE
+        self.member: Optional[Member] = None
+        self.attempts = 0
+        self.last_rx = 0.0
+        self.pinged = False
+        self.busy = False
+        self.backlog: List[bytes] = []
+        self.deadline: Optional[asyncio.TimerHandle] = None
+        self.reason = "connection closed"
+
+    # -- asyncio callbacks ---------------------------------------------------
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        server = self.server
+        self.last_rx = server.loop.time()
+        server.links.add(self)
+        log.info("connect from %s", self.peer)
+        self.conn = ServerConnection(server.host_key)
+        hello = self.conn.data_to_send()
+        log.debug("%s: ServerHello sent (%d bytes, key %s)", self.peer, len(hello),
+                  server.fingerprint)
+        transport.write(hello)
+        self.deadline = server.loop.call_later(server.settings.login_deadline,
+                                               self._deadline_passed)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_rx = self.server.loop.time()
+        self.pinged = False
+        if self.busy:
+            # A worker thread owns the connection object right now.
+            self.backlog.append(data)
+            return
+        self._feed(data)
+
+    def eof_received(self):
+        if self.state != CLOSED and not self.busy:
+            self._feed(b"")
+        return False
+
+    def connection_lost(self, exc) -> None:
+        if self.state == CLOSED and self.transport is None:
+            return
+        if exc is not None and self.state != CLOSED:
+            self.reason = "connection lost"
+        self.state = CLOSED
+        self.transport = None
+        if self.deadline is not None:
+            self.deadline.cancel()
+            self.deadline = None
+        server = self.server
+        server.links.discard(self)
+        who = self.member.name if self.member is not None else "(not logged in)"
+        log.info("disconnect %s %s: %s", self.peer, who, self.reason)
+        if self.member is not None:
+            server.hub.leave(self.member, self.reason)
+            self.member = None
+
+    # -- input ---------------------------------------------------------------
+    def _feed(self, data: bytes) -> None:
+        conn = self.conn
+        try:
+            conn.receive_data(data)
+            self._process()
+        except ProtocolError as err:
+            self._drop(f"protocol error: {err}")
+
+    def _process(self) -> None:
+        conn = self.conn
+        hub = self.server.hub
+        while not self.busy and self.state != CLOSED:
+            ev = conn.next_event()
+            if ev is None:
+                return
+            if type(ev) is events.MessageReceived:
+                if self.state == CHAT:
+                    hub.handle(self.member, ev.message)
+                else:
+                    self._auth_message(ev.message)
+            elif type(ev) is events.KeyExchangeReceived:
+                log.debug("%s: ClientKeyExchange received", self.peer)
+                self._run_job(conn.complete_key_exchange, self._key_exchange_done)
+            elif type(ev) is events.HandshakeComplete:
+                self.state = AUTH
+                log.debug("%s: handshake complete", self.peer)
+            elif type(ev) is events.ConnectionClosed:
+                if ev.clean and self.member is not None:
+                    self.reason = "left"
+                else:
+                    self.reason = ev.reason or "connection closed"
+                self._close_transport()
+                return
+
+    def _run_job(self, job, done) -> None:
+        """Run blocking ``job`` in the pool; ``done(result_future)`` back on the loop."""
+        server = self.server
+        if not server.reserve_crypto():
+            self._refuse("busy", "the server is busy; try again in a moment")
+            return
+        self.busy = True
+        self.transport.pause_reading()
+        fut = server.loop.run_in_executor(server.pool, job)
+        fut.add_done_callback(functools.partial(self._job_finished, done))
+
+    def _job_finished(self, done, fut) -> None:
+        self.server.release_crypto()
+        self.busy = False
+        if self.state == CLOSED:
+            return
+        try:
+            done(fut.result())
+        except ProtocolError as err:
+            self._drop(f"protocol error: {err}")
+            return
+        except Exception:  # noqa: BLE001 - one connection's failure must not stop the server
+            log.exception("%s: internal error; connection closed", self.peer)
+            self._drop("internal error")
+            return
+        if self.state == CLOSED or self.busy:
+            return
+        self.transport.resume_reading()
+        backlog, self.backlog = self.backlog, []
+        try:
+            self._process()
+            if backlog and self.state != CLOSED:
+                self._feed(b"".join(backlog))
+        except ProtocolError as err:
+            self._drop(f"protocol error: {err}")
+
+    def _key_exchange_done(self, _result) -> None:
+        data = self.conn.data_to_send()
+        log.debug("%s: key exchange done, ServerFinished sent (%d bytes)", self.peer, len(data))
+        self.transport.write(data)
+
+    # -- authentication --------------------------------------------------------
+    def _auth_message(self, msg) -> None:
+        store = self.server.store
+        kind = type(msg)
+        if kind is messages.Login:
+            log.debug("%s: password login for %s", self.peer, msg.user)
+            job = functools.partial(login.check_password, store, msg.user, msg.password)
+        elif kind is messages.LoginKey:
+            log.debug("%s: key login for %s (signature %d bytes)", self.peer, msg.user,
+                      len(msg.signature))
+            job = functools.partial(login.check_key, store, msg.user, msg.signature,
+                                    self.conn.transcript_hash)
+        elif kind is messages.Signup:
+            if not self.server.settings.allow_signup:
+                self._failed(msg.user, login.LoginOutcome(
+                    code="signup_disabled", text="this server does not allow sign-up; "
+                                                 "ask the operator for an account"))
+                return
+            log.debug("%s: signup for %s", self.peer, msg.user)
+            job = functools.partial(login.signup, store, msg.user, msg.password, msg.public_key)
+        elif kind is messages.Ping:
+            self._send(messages.Pong(n=msg.n))
+            return
+        elif kind is messages.Pong:
+            return
+        elif kind is messages.Bye:
+            self.reason = "left before logging in"
+            self._close_transport()
+            return
+        else:
+            self._failed("-", login.LoginOutcome(code="invalid", text="log in first"))
+            return
+        self._run_job(job, functools.partial(self._auth_done, msg.user))
+
+    def _auth_done(self, user: str, outcome: login.LoginOutcome) -> None:
+        if not outcome.ok:
+            self._failed(user, outcome)
+            return
+        server = self.server
+        try:
+            member = server.hub.join(outcome.name)
+        except NameInUse:
+            self._failed(user, login.LoginOutcome(
+                code="name_in_use", text=f"{outcome.name} is already logged in elsewhere"))
+            return
+        member.link = self
+        self.member = member
+        self.state = CHAT
+        if self.deadline is not None:
+            self.deadline.cancel()
+            self.deadline = None
+        server.pool.submit(server.record_login, outcome.name)
+        log.info("login %s from %s (%s)", outcome.name, self.peer, outcome.how)
+
+    def _failed(self, user: str, outcome: login.LoginOutcome) -> None:
+        self.attempts += 1
+        log.info("failed login for %s from %s: %s", user, self.peer, outcome.code)
+        if self.attempts >= self.server.settings.max_auth_attempts:
+            self._send(messages.Error(code=outcome.code, text=outcome.text))
+            self._refuse("too_many_attempts", "too many failed attempts")
+            return
+        self._send(messages.Error(code=outcome.code, text=outcome.text))
+
+    # -- output and closing ----------------------------------------------------
+    def _send(self, msg) -> None:
+        """Send one message at once (login phase; chat output goes through the hub)."""
+        if self.state == CLOSED or not self.conn.handshake_complete:
+            return
+        self.conn.send(msg)
+        self.transport.write(self.conn.data_to_send())
+
+    def _refuse(self, code: str, text: str) -> None:
+        """Tell the client why (when the channel is open), then close."""
+        self._send(messages.Error(code=code, text=text))
+        self.reason = text
+        self._close_transport(bye=text)
+
+    def _deadline_passed(self) -> None:
+        self.deadline = None
+        if self.state in (HANDSHAKE, AUTH):
+            self._refuse("too_many_attempts" if self.attempts else "invalid",
+                         "login deadline passed")
+
+    def _drop(self, reason: str) -> None:
+        """Abort at once (protocol violation, slow consumer): nothing more is sent."""
+        if self.state == CLOSED:
+            return
+        self.reason = reason
+        self.state = CLOSED
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _close_transport(self, bye: Optional[str] = None) -> None:
+        if self.state == CLOSED and self.transport is None:
+            return
+        conn = self.conn
+        if bye is not None and conn.handshake_complete and not conn.closed:
+            conn.close(bye)
+            data = conn.data_to_send()
+            if data and self.transport is not None:
+                self.transport.write(data)
+        self.state = CLOSED
+        if self.transport is not None:
+            self.transport.close()
+
+    def flush(self, member: Member) -> None:
+        """Send everything the hub queued for this member as one record (or a few)."""
+        if self.state == CLOSED:
+            return
+        if member.overflowed:
+            self._drop(member.closing or "too slow")
+            return
+        outbox = member.outbox
+        if outbox:
+            member.outbox = []
+            member.queued = 0
+            conn = self.conn
+            conn.send_encoded(outbox)
+            transport = self.transport
+            transport.write(conn.data_to_send())
+            if transport.get_write_buffer_size() > self.server.settings.outbound_cap:
+                self._drop("too slow: output buffer full")
+                return
+        if member.closing is not None:
+            self.reason = member.closing
+            self._close_transport()
+
+    def ping(self, n: int) -> None:
+        """Ask an idle member for a sign of life."""
+        self.pinged = True
+        self.server.hub.queue(self.member, messages.Ping(n=n))

@@ -1,0 +1,101 @@
+"""Stored direct-message envelopes: the server's offline queue.
+
+Every direct message is stored here before it is forwarded, and deleted when
+the recipient's client acknowledges it, so a message survives the recipient
+being offline, a dropped connection and a server restart. The rows hold only
+what the server saw on the wire: the sealed envelope (which the server cannot
+open), the sender's public key at sending time, names and times.
+
+The table lives in the account store (``server/users.db``), created by the
+store's second schema migration (:data:`schat.store.accounts.MIGRATIONS`); a
+trigger drops a removed account's queue with it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import List
+
+from schat.errors import AccountError, StoreError
+
+# Per-recipient bound on stored envelopes: a full mailbox refuses new messages
+# (the sender is told) rather than letting one absent member fill the disk.
+DEFAULT_MAILBOX_LIMIT = 500
+
+
+class MailboxFull(AccountError):
+    """The recipient's stored messages reached the server's bound."""
+
+
+@dataclass(frozen=True)
+class StoredDm:
+    """One stored envelope, in delivery order (``id`` grows with every message)."""
+
+    id: int
+    recipient: str
+    sender: str
+    time: int
+    envelope: bytes
+    sender_key: bytes
+
+
+class Mailbox:
+    """The offline queue, on top of an :class:`~schat.store.accounts.AccountStore`."""
+
+    def __init__(self, store, limit: int = DEFAULT_MAILBOX_LIMIT):
+        if limit < 1:
+            raise ValueError("the mailbox limit must be at least 1")
+        self.store = store
+        self.limit = limit
+
+    def put(self, recipient: str, sender: str, time_ms: int, envelope: bytes,
+            sender_key: bytes) -> int:
+        """Store an envelope for ``recipient``; return its delivery id.
+
+        Raises MailboxFull when the recipient already has ``limit`` messages waiting.
+        """
+        # The store's write transaction (BEGIN IMMEDIATE) makes count-then-insert atomic.
+        with self.store._write() as conn:
+            waiting = conn.execute("SELECT count(*) FROM mailbox WHERE recipient = ?",
+                                   (recipient,)).fetchone()[0]
+            if waiting >= self.limit:
+                raise MailboxFull(f"{recipient}'s mailbox is full ({self.limit} messages "
+                                  f"waiting); try again after they have logged in")
+            cur = conn.execute(
+                "INSERT INTO mailbox (recipient, sender, time, envelope, sender_key) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (recipient, sender, int(time_ms), bytes(envelope), bytes(sender_key)))
+            return int(cur.lastrowid)
+
+    def pending(self, recipient: str) -> List[StoredDm]:
+        """Every envelope waiting for ``recipient``, oldest first."""
+        with self.store._read() as conn:
+            rows = conn.execute(
+                "SELECT id, recipient, sender, time, envelope, sender_key FROM mailbox "
+                "WHERE recipient = ? ORDER BY id", (recipient,)).fetchall()
+        return [StoredDm(r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5])) for r in rows]
+
+    def count(self, recipient: str) -> int:
+        """How many envelopes wait for ``recipient``."""
+        with self.store._read() as conn:
+            return conn.execute("SELECT count(*) FROM mailbox WHERE recipient = ?",
+                                (recipient,)).fetchone()[0]
+
+    def ack(self, recipient: str, dm_id: int) -> bool:
+        """Delete delivery ``dm_id`` of ``recipient`` (only theirs); True when it existed."""
+        with self.store._write() as conn:
+            cur = conn.execute("DELETE FROM mailbox WHERE id = ? AND recipient = ?",
+                               (int(dm_id), recipient))
+            return cur.rowcount > 0
+
+    def dump(self) -> List[StoredDm]:
+        """Every stored envelope (for the operator's inspection and for tests)."""
+        with self.store._read() as conn:
+            try:
+                rows = conn.execute(
+                    "SELECT id, recipient, sender, time, envelope, sender_key FROM mailbox "
+                    "ORDER BY id").fetchall()
+            except sqlite3.OperationalError as err:
+                raise StoreError(f"{self.store.path}: no mailbox table ({err})") from None
+        return [StoredDm(r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5])) for r in rows]

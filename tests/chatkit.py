@@ -1,0 +1,122 @@
+"""Shared helpers for the server, client and end-to-end tests: a real server on
+127.0.0.1 port 0 in a background thread, and clients that collect events."""
+
+from __future__ import annotations
+
+import queue
+import shutil
+from pathlib import Path
+
+import pytest
+
+from schat.client.session import ClientSession, Disconnected
+from schat.crypto.keys import fingerprint
+from schat.paths import Home
+from schat.protocol import messages
+from schat.server.app import ServerThread
+from schat.server.limits import ServerSettings
+from schat.store.accounts import AccountStore
+from schat.store.known_servers import KnownServers
+
+KEY_DIR = Path(__file__).parent / "data" / "keys"
+PASSWORDS = {"alice": "alice-pass-1", "bob": "bob-pass-22", "carol": "carol-pass-333"}
+WAIT = 10.0
+
+
+def install_host_key(home: Path) -> None:
+    """Put the pre-generated host key where `schat serve` looks for it."""
+    target = Home(home).host_key
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    shutil.copyfile(KEY_DIR / "host.pem", target)
+    target.chmod(0o600)
+
+
+class RunningServer:
+    """A ServerThread plus what tests need to talk to it."""
+
+    def __init__(self, thread: ServerThread, store: AccountStore, home: Path):
+        self.thread = thread
+        self.store = store
+        self.home = home
+        self.host, self.port = thread.address
+        self.server = thread.server
+        self.fingerprint = thread.server.fingerprint
+
+    def session(self, name: str = "test", accept_new: bool = True, known=None,
+                **kwargs) -> ClientSession:
+        """A connected (handshake done) but not logged-in session."""
+        if known is None:
+            known = KnownServers(self.home / "client_known_servers")
+        s = ClientSession(self.host, self.port, name, known_servers=known,
+                          accept_new=accept_new, timeout=WAIT, **kwargs)
+        s.connect()
+        return s
+
+    def login(self, user: str, password: str = None) -> "Client":
+        """A logged-in client whose events go to a queue."""
+        s = self.session()
+        s.login_password(user, password or PASSWORDS[user])
+        return Client(s)
+
+
+class Client:
+    """A session with its receiver thread started and events collected in a queue."""
+
+    def __init__(self, session: ClientSession):
+        self.session = session
+        self.events: "queue.Queue" = queue.Queue()
+        session.start(self.events.put)
+
+    def next(self, kind=None, timeout: float = WAIT):
+        """The next event (of type ``kind`` when given; others are skipped)."""
+        while True:
+            ev = self.events.get(timeout=timeout)
+            if kind is None or isinstance(ev, kind):
+                return ev
+            if isinstance(ev, Disconnected) and kind is not Disconnected:
+                raise AssertionError(f"disconnected while waiting for {kind}: {ev.reason}")
+
+    def close(self):
+        self.session.close()
+
+
+def make_store(home: Path, users=("alice", "bob", "carol")) -> AccountStore:
+    store = AccountStore(Home(home).users_db)
+    for user in users:
+        store.add(user, PASSWORDS[user])
+    return store
+
+
+@pytest.fixture
+def chat_home(tmp_path) -> Path:
+    home = tmp_path / "srvhome"
+    home.mkdir()
+    return home
+
+
+@pytest.fixture
+def server_factory(chat_home, host_key):
+    """Start servers with custom settings; all are stopped at the end of the test."""
+    started = []
+
+    def start(**settings) -> RunningServer:
+        store = make_store(chat_home) if not started else AccountStore(Home(chat_home).users_db)
+        settings.setdefault("port", 0)
+        settings.setdefault("server_name", "testsrv")
+        thread = ServerThread(ServerSettings(**settings), host_key, store)
+        thread.start()
+        started.append(thread)
+        return RunningServer(thread, store, chat_home)
+
+    yield start
+    for thread in started:
+        thread.stop()
+
+
+@pytest.fixture
+def chat_server(server_factory) -> RunningServer:
+    return server_factory(motd="welcome to the test server")
+
+
+__all__ = ["chat_home", "server_factory", "chat_server", "RunningServer", "Client",
+           "PASSWORDS", "install_host_key", "make_store", "fingerprint", "messages", "WAIT"]

@@ -1,0 +1,96 @@
+"""The asyncio server with real sockets and real clients (in-process)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from chatkit import PASSWORDS, Client
+from schat.client.session import Disconnected
+from schat.errors import AuthenticationFailed
+from schat.protocol import messages
+
+
+def test_three_members_chat_both_ways(chat_server):
+    alice = chat_server.login("alice")
+    welcome = alice.session.welcome
+    assert welcome.motd == "welcome to the test server" and welcome.users == ("alice",)
+    bob = chat_server.login("bob")
+    assert alice.next(messages.Join).user == "bob"
+    carol = chat_server.login("carol")
+    assert alice.next(messages.Join).user == "carol"
+    assert bob.next(messages.Join).user == "carol"
+
+    cid = alice.session.say("hello all")
+    for other in (bob, carol):
+        got = other.next(messages.ChatMessage)
+        assert (got.sender, got.text, got.action) == ("alice", "hello all", False)
+    ack = alice.next(messages.Ack)
+    assert ack.cid == cid and ack.id == got.id
+    bob.session.say("hi alice")
+    assert alice.next(messages.ChatMessage).text == "hi alice"
+    assert carol.next(messages.ChatMessage).text == "hi alice"
+    assert alice.session.wait_acked(5) and bob.session.wait_acked(5)
+
+    carol.session.command("/msg alice secret plan")
+    dm = alice.next(messages.Dm)
+    assert (dm.sender, dm.text) == ("carol", "secret plan")
+    carol.session.command("/who")
+    assert carol.next(messages.Users).users == ("alice", "bob", "carol")
+    carol.session.command("/nope")
+    err = carol.next(messages.Error)
+    assert err.code == "bad_command" and "/help" in err.text
+
+    bob.session.command("/quit")
+    assert bob.next(Disconnected).clean
+    leave = alice.next(messages.Leave)
+    assert leave.user == "bob" and leave.reason == "quit"
+    for c in (alice, carol):
+        c.close()
+
+
+def test_wrong_password_and_unknown_user_get_the_same_reply(chat_server):
+    s = chat_server.session()
+    with pytest.raises(AuthenticationFailed) as wrong:
+        s.login_password("alice", "not-her-pass-1")
+    with pytest.raises(AuthenticationFailed) as unknown:
+        s.login_password("mallory", "not-her-pass-1")
+    assert str(wrong.value) == str(unknown.value)
+    assert "not-her-pass-1" not in str(wrong.value)
+    # The third failure closes the connection.
+    with pytest.raises(AuthenticationFailed):
+        s.login_password("alice", "nope-nope-3")
+    with pytest.raises(Exception):
+        s.login_password("alice", PASSWORDS["alice"])
+    s.close()
+
+
+def test_duplicate_login_refused(chat_server):
+    alice = chat_server.login("alice")
+    s = chat_server.session()
+    with pytest.raises(AuthenticationFailed, match="already logged in"):
+        s.login_password("ALICE", PASSWORDS["alice"])
+    s.close()
+    alice.close()
+
+
+def test_server_stop_tells_members(server_factory):
+    srv = server_factory()
+    alice = srv.login("alice")
+    srv.thread.stop()
+    bye = alice.next(messages.Bye)
+    assert bye.reason == "server shutting down"
+    assert alice.next(Disconnected).clean
+
+
+def test_garbage_before_handshake_closes_only_that_connection(chat_server):
+    alice = chat_server.login("alice")
+    with socket.create_connection((chat_server.host, chat_server.port), timeout=5) as raw:
+        raw.recv(4096)
+        raw.sendall(b"\x00\x00\x00\x00garbage")
+        raw.settimeout(5)
+        assert raw.recv(4096) == b""
+    alice.session.say("still here")
+    assert alice.next(messages.Ack)
+    alice.close()
