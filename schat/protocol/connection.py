@@ -130,14 +130,14 @@ class _Connection:
         raise NotImplementedError
 
     def _handle_record(self, header: bytes, body: bytes) -> None:
-        if self._bye is not None:
-            raise RemoteProtocolError("peer sent data after saying bye")
         payload = self._channel.open(header, body)  # type: ignore[union-attr]
         stats = self.stats
         stats.records_received += 1
         decode = messages.decode
         append = self._events.append
         for part in payload.split(b"\n"):
+            if self._bye is not None:
+                raise RemoteProtocolError("peer sent data after saying bye")
             msg = decode(part)
             stats.messages_received += 1
             if type(msg) is messages.Bye:
@@ -163,10 +163,10 @@ class _Connection:
         """Queue pre-encoded messages (from :func:`messages.encode`), packed into
         as few records as fit under the frame cap: one AEAD call per record."""
         channel = self._channel
-        if channel is None or self._closed:
+        if self._state != _OPEN or self._closed:
             raise LocalProtocolError(
                 "connection is closed" if self._closed else "cannot send before the handshake completes")
-        seal = channel.seal
+        seal = channel.seal  # type: ignore[union-attr]
         out = self._out
         batch: List[bytes] = []
         size = -1

@@ -13,8 +13,9 @@ from schat.errors import LocalProtocolError, RemoteProtocolError
 
 HEADER_SIZE = 4
 MAX_FRAME = 65_535
-# Unprocessed input a peer may pile up; beyond this it is flooding us.
-MAX_BUFFERED = 4 * (MAX_FRAME + HEADER_SIZE)
+# Unprocessed input a peer may pile up while the application is not draining
+# events (e.g. during the server's RSA step); beyond this it is flooding us.
+MAX_BUFFERED = 1 << 20
 
 _HEADER = struct.Struct(">I")
 pack_header = _HEADER.pack
@@ -43,7 +44,7 @@ class FrameDecoder:
             return
         if self._eof:
             raise LocalProtocolError("data received after end of stream")
-        if len(self._buf) + len(data) > MAX_BUFFERED:
+        if len(self._buf) > MAX_BUFFERED:
             raise RemoteProtocolError("peer sent more data than it is allowed to have in flight")
         self._buf += data
 

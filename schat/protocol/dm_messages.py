@@ -1,0 +1,76 @@
+"""Wire messages of end-to-end encrypted direct messages (see docs/PROTOCOL.md).
+
+Registered into :mod:`schat.protocol.messages` like every other type; that
+module imports this one, so ``messages.decode`` always knows them.
+
+Client -> server: ``get_key``, ``set_key``, ``dm_send``, ``dm_ack``.
+Server -> client: ``key``, ``dm_env``, ``mailbox``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schat.protocol import schema
+from schat.protocol.messages import Message, message, spec
+
+# An envelope carries at most 4 KiB of text plus two RSA-8192 wraps, a signature
+# and its header; base64 of it still fits one 64 KiB frame with room to spare.
+MAX_ENVELOPE_BYTES = 12288
+ENVELOPE = schema.binary(MAX_ENVELOPE_BYTES)
+KEY_STATUS = schema.CODE
+FINGERPRINT = schema.string(0, 64)
+
+
+@message("get_key")
+class GetKey(Message):
+    """Ask for a member's registered public key (answered by ``key`` with the same cid)."""
+    user: str = spec(schema.NAME)
+    cid: str = spec(schema.CID)
+
+
+@message("key")
+class Key(Message):
+    """``status``: ``ok`` (public_key and fingerprint set), ``no_such_user`` or ``no_key``."""
+    cid: str = spec(schema.CID)
+    user: str = spec(schema.NAME)
+    status: str = spec(KEY_STATUS)
+    public_key: Any = spec(schema.PUBLIC_KEY, default=None)
+    fingerprint: str = spec(FINGERPRINT, default="")
+
+
+@message("set_key")
+class SetKey(Message):
+    """Register the caller's public key on an account that has none (answered by ack/error)."""
+    public_key: bytes = spec(schema.PUBLIC_KEY)
+    cid: str = spec(schema.CID)
+
+
+@message("dm_send")
+class DmSend(Message):
+    """An encrypted direct message; the server checks the header, stores and forwards it."""
+    to: str = spec(schema.NAME)
+    envelope: bytes = spec(ENVELOPE)
+    cid: str = spec(schema.CID)
+
+
+@message("dm_env")
+class DmEnvelope(Message):
+    """Delivery of one stored envelope; ``sender_key`` is the sender's key when it was sent."""
+    id: int = spec(schema.INT)
+    time: int = spec(schema.TIME)
+    sender: str = spec(schema.NAME)
+    envelope: bytes = spec(ENVELOPE)
+    sender_key: bytes = spec(schema.PUBLIC_KEY)
+
+
+@message("dm_ack")
+class DmAck(Message):
+    """The client has shown (or rejected) delivery ``id``: the server deletes it."""
+    id: int = spec(schema.INT)
+
+
+@message("mailbox")
+class Mailbox(Message):
+    """Sent right after ``welcome``: ``count`` stored messages follow as ``dm_env``."""
+    count: int = spec(schema.INT)
