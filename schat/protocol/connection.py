@@ -300,7 +300,7 @@ class ClientConnection(_Connection):
 
     def accept_server_key(self) -> None:
         """The application trusts the server key: queue the ClientKeyExchange."""
-        if self._state != _AWAIT_ACCEPT:
+        if self._state != _AWAIT_ACCEPT or self._closed:
             raise LocalProtocolError("accept_server_key() called in the wrong state")
         hs = self._handshake
         try:
