@@ -1,0 +1,175 @@
+"""The pure parts of the terminal interface: rendering, bell rule, history, completion."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from prompt_toolkit.completion import CompleteEvent
+from prompt_toolkit.document import Document
+
+from schat.client.completion import COMMANDS, ChatCompleter, help_text, split_command, suggest
+from schat.client.history import ChatHistory, history_path
+from schat.client.render import Renderer, clean, mentions, nick_class, should_bell, wrap
+from schat.client.tui import backoff_delays, colour_wanted
+from schat.protocol import messages
+
+
+def plain(fragments) -> str:
+    return "".join(text for _, text in fragments)
+
+
+def msg(sender, text, action=False):
+    return messages.ChatMessage(id=1, time=0, sender=sender, text=text, action=action)
+
+
+# -- rendering ----------------------------------------------------------------
+def test_each_kind_has_a_prefix_readable_without_colour():
+    r = Renderer("ann")
+    assert plain(r.event(msg("bob", "hi"))).endswith(" <bob> hi")
+    assert plain(r.event(msg("bob", "waves", action=True))).endswith(" * bob waves")
+    dm_in = messages.Dm(id=2, time=0, sender="bob", to="ann", text="psst")
+    assert plain(r.event(dm_in)).endswith(" <- bob: psst")
+    assert plain(r.private("bob", "psst", 0, outgoing=True)).endswith(" -> bob: psst")
+    assert plain(r.event(messages.Join(user="bob", time=0))).endswith(" -- bob joined")
+    assert plain(r.event(messages.Leave(user="bob", time=0, reason="quit"))).endswith(
+        " -- bob left (quit)")
+    assert plain(r.event(messages.Notice(text="maintenance", time=0))).endswith(
+        " -!- maintenance")
+    assert plain(r.event(messages.Error(code="throttled", text="slow down"))).endswith(
+        " ! slow down")
+    assert r.event(messages.Ack(cid="c1", id=1, time=0)) is None
+
+
+def test_timestamp_is_local_time():
+    import time
+    ms = 1_700_000_000_000
+    expected = time.strftime("%H:%M", time.localtime(ms / 1000))
+    assert plain(Renderer("ann").event(messages.Join(user="bob", time=ms))).startswith(expected)
+
+
+def test_name_colour_is_stable_and_own_name_is_distinct():
+    assert nick_class("bob") == nick_class("Bob") == "class:nick.%d" % (
+        int(nick_class("bob").rsplit(".", 1)[1]))
+    colours = {nick_class(n) for n in ("ann", "bob", "carol", "dave", "eve", "frank", "gus")}
+    assert len(colours) > 3
+    frags = Renderer("ann").chat("ann", "mine", 0)
+    assert ("class:own", "ann") in frags
+
+
+def test_control_characters_from_peers_are_made_visible():
+    assert clean("a\x1b[2Jb\x07c\rd\x9be\tf") == "a^[[2Jb^Gc^Md\ufffde    f"
+    line = plain(Renderer("ann").event(msg("bob", "\x1b]0;pwned\x07")))
+    assert "\x1b" not in line and "\x07" not in line
+
+
+def test_multiline_text_is_indented_under_its_first_line():
+    text = plain(Renderer("ann").event(msg("bob", "one\ntwo")))
+    first, second = text.split("\n")
+    assert second.strip() == "two"
+    assert len(second) - len(second.lstrip()) == first.index("one")
+
+
+def test_long_lines_wrap_at_spaces_with_a_hanging_indent():
+    r = Renderer("ann", width=40)
+    text = plain(r.event(msg("bob", "word " * 30 + "x" * 70)))
+    rows = text.split("\n")
+    assert len(rows) > 3
+    assert all(len(row) <= 40 for row in rows)
+    indent = rows[0].index("word")
+    assert all(row.startswith(" " * indent) and row[indent] != " " for row in rows[1:])
+    original = plain(Renderer("ann").event(msg("bob", "word " * 30 + "x" * 70)))
+    assert text.replace("\n", "").replace(" ", "") == original.replace(" ", "")
+    assert wrap([("", "short")], 40, 12) == [("", "short")]
+
+
+# -- mentions and the bell ------------------------------------------------------
+def test_mentions_match_the_name_as_a_word():
+    for text in ("hi ann", "@ann look", "Ann: yes", "ANN.", "(ann)"):
+        assert mentions(text, "ann"), text
+    for text in ("joanne", "annie", "ann_b", "ann.b", "hannah", ""):
+        assert not mentions(text, "ann"), text
+
+
+def test_bell_on_mention_and_private_message_only():
+    assert should_bell(msg("bob", "ann: lunch?"), "ann")
+    assert should_bell(messages.Dm(id=1, time=0, sender="bob", to="ann", text="x"), "ann")
+    assert not should_bell(msg("bob", "lunch?"), "ann")
+    assert not should_bell(msg("ann", "talking about ann"), "ann")
+    assert not should_bell(messages.Join(user="ann", time=0), "ann")
+    assert not should_bell(messages.Notice(text="ann", time=0), "ann")
+
+
+# -- history --------------------------------------------------------------------
+def test_history_file_is_private_and_survives_reload(tmp_path):
+    path = history_path(tmp_path, "lab")
+    h = ChatHistory(path)
+    for line in ("first", "second\nwith a newline", "back\\slash", " secret", "back\\slash"):
+        h.append_string(line)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+    again = ChatHistory(path)
+    assert list(again.load_history_strings()) == ["back\\slash", "second\nwith a newline", "first"]
+
+
+def test_history_is_trimmed_to_its_cap(tmp_path):
+    h = ChatHistory(tmp_path / "h", max_entries=5)
+    for i in range(12):
+        h.store_string(f"line {i}")
+    assert h.read() == [f"line {i}" for i in range(7, 12)]
+    assert stat.S_IMODE(os.stat(tmp_path / "h").st_mode) == 0o600
+
+
+def test_history_path_is_a_safe_file_name(tmp_path):
+    assert history_path(tmp_path, "../../etc/passwd").parent == tmp_path / "history"
+    assert history_path(tmp_path, "Team Server").name == "Team_Server"
+
+
+# -- commands and completion ----------------------------------------------------
+def complete(completer, text):
+    doc = Document(text, len(text))
+    return [c.text for c in completer.get_completions(doc, CompleteEvent(completion_requested=True))]
+
+
+def test_completer_offers_commands_and_members():
+    members = {"ann": "ann", "bob": "Bob", "bella": "bella"}
+    c = ChatCompleter(lambda: members.values(), lambda: "ann")
+    assert complete(c, "/w") == ["/who "]
+    assert set(complete(c, "/")) == {"/" + name + " " for name in COMMANDS}
+    assert complete(c, "b") == ["bella: ", "Bob: "]
+    assert complete(c, "hi bo") == ["Bob"]
+    assert complete(c, "hi @b") == ["@bella", "@Bob"]
+    assert complete(c, "/msg bo") == ["Bob "]
+    assert complete(c, "/msg ") == ["bella ", "Bob "]
+    assert complete(c, "an") == []  # yourself
+    assert complete(c, "hi ") == []
+
+
+def test_unknown_command_suggests_the_closest():
+    assert suggest("qiut") == "quit"
+    assert suggest("hlep") == "help"
+    assert suggest("ms") == "msg"
+    assert suggest("xyzzy") is None
+
+
+def test_help_lists_every_command_with_its_usage():
+    text = help_text()
+    for cmd in COMMANDS.values():
+        assert cmd.usage in text and cmd.help in text
+
+
+def test_split_command():
+    assert split_command("/MSG bob  hi ") == ("msg", "bob  hi")
+    assert split_command("//not a command") is None
+    assert split_command("hello") is None
+
+
+def test_backoff_grows_and_is_capped():
+    delays = backoff_delays(1, 30)
+    assert [next(delays) for _ in range(8)] == [1, 2, 4, 8, 16, 30, 30, 30]
+
+
+def test_no_color_is_respected():
+    assert colour_wanted({}) is True
+    assert colour_wanted({"NO_COLOR": "1"}) is False
+    assert colour_wanted({"NO_COLOR": ""}) is True
