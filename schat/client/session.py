@@ -42,18 +42,23 @@ class Disconnected:
         return f"Disconnected({self.reason!r}, clean={self.clean})"
 
 
-def changed_key_warning(name: str, old: str, new: str) -> str:
+def changed_key_warning(name: str, old: str, new: str, configured: bool = False) -> str:
     """The loud, SSH-style refusal shown when a pinned server key changed."""
     bar = "@" * 59
+    if configured:
+        advice = (f"The fingerprint comes from servers.json: check it with the operator and "
+                  f"correct it there (`schat servers` manages the file).")
+    else:
+        advice = (f"Check the new fingerprint with the operator, then run\n"
+                  f"`schat servers forget {name}` and connect again.")
     return (
         f"{bar}\n@    WARNING: SERVER KEY HAS CHANGED!                     @\n{bar}\n"
         f"The key of server {name!r} is not the one you accepted before.\n"
         "Someone could be intercepting your connection (a man-in-the-middle attack),\n"
         "or the operator replaced the server's key.\n"
-        f"  pinned fingerprint:   {old}\n"
-        f"  offered fingerprint:  {new}\n"
-        "The connection was refused. Check the new fingerprint with the operator, then\n"
-        f"run `schat servers forget {name}` and connect again."
+        f"  {'expected' if configured else 'pinned':<8} fingerprint: {old}\n"
+        f"  {'offered':<8} fingerprint: {new}\n"
+        f"The connection was refused. {advice}"
     )
 
 
@@ -118,7 +123,7 @@ class ClientSession:
                 raise TrustError(f"servers.json fingerprint for {self.server_name!r}: {err}") from None
             if not fingerprints_equal(expected, fp):
                 self.close()
-                raise TrustError(changed_key_warning(self.server_name, expected, fp))
+                raise TrustError(changed_key_warning(self.server_name, expected, fp, configured=True))
         if self.known_servers is None:
             self.pin_status = "unchecked"
             return

@@ -1,0 +1,146 @@
+"""`schat serve`: run a chat server from the data home."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from schat.commands.common import AppContext, handle_errors, pass_app, setup_logging
+from schat.errors import ConfigError, KeyFileError, UsageError
+
+log = logging.getLogger("schat.server")
+
+
+def load_or_create_host_key(path: Path):
+    """The server's RSA host key; generated (0600, atomically) on first start."""
+    from schat.crypto import keys
+    from schat.store.files import atomic_write
+
+    if path.exists():
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            raise KeyFileError(f"{path}: cannot read the host key ({err.strerror})") from None
+        try:
+            return keys.import_private_pem(data, None)
+        except KeyFileError as err:
+            raise KeyFileError(f"{path}: {err}") from None
+    click.echo(f"Generating the server's host key ({keys.RSA_BITS}-bit RSA, a few seconds)...",
+               err=True)
+    key = keys.generate_rsa_key()
+    atomic_write(path, keys.export_private_pem(key, None), mode=0o600)
+    return key
+
+
+def read_motd(motd: Optional[str]) -> str:
+    """``--motd TEXT`` or ``--motd @FILE``; at most 4 KiB of UTF-8."""
+    from schat.protocol.schema import MAX_TEXT_BYTES
+
+    if not motd:
+        return ""
+    if motd.startswith("@"):
+        path = Path(motd[1:]).expanduser()
+        try:
+            motd = path.read_text(encoding="utf-8").rstrip("\n")
+        except (OSError, UnicodeDecodeError) as err:
+            raise UsageError(f"--motd: cannot read {path}: "
+                             f"{getattr(err, 'strerror', None) or err}") from None
+    if len(motd.encode("utf-8")) > MAX_TEXT_BYTES:
+        raise UsageError(f"--motd: the message of the day is longer than {MAX_TEXT_BYTES} bytes")
+    return motd
+
+
+def resolve_address(app: AppContext, server: Optional[str], host: Optional[str],
+                    port: Optional[int]):
+    """(name, host, port): explicit options, else servers.json, else 127.0.0.1:5555."""
+    from schat.server.limits import DEFAULT_HOST, DEFAULT_PORT
+    from schat.store.servers import ServerList, find_servers_json
+
+    path = find_servers_json(app.config, app.home)
+    if server is not None or (host is None and port is None):
+        if path.exists():
+            servers = ServerList.load(path)
+            if server is not None:
+                entry = servers.get(server)
+            else:
+                entry = servers.entries()[0] if servers.entries() else None
+            if entry is not None:
+                return entry.name, host or entry.host, entry.port if port is None else port
+        elif server is not None:
+            raise ConfigError(f"--server {server}: no servers.json found "
+                              f"(looked for --config, ./servers.json and {app.home.servers_json})")
+    return "schat", host or DEFAULT_HOST, DEFAULT_PORT if port is None else port
+
+
+@click.command()
+@click.option("--server", "server_name", metavar="NAME",
+              help="Listen on the address of NAME in servers.json [default: its first entry].")
+@click.option("--host", help="Address to listen on (overrides servers.json).")
+@click.option("--port", type=click.IntRange(0, 65535),
+              help="Port to listen on; 0 picks a free one (overrides servers.json).")
+@click.option("--allow-signup/--no-signup", default=True, show_default=True,
+              help="Let newcomers create their own accounts.")
+@click.option("--motd", metavar="TEXT|@FILE", help="Message of the day shown at login.")
+@click.option("--login-deadline", type=click.FloatRange(min=0.1), metavar="SECONDS",
+              help="Seconds allowed for handshake + login [default: 30].")
+@click.option("--ping-interval", type=click.FloatRange(min=0.1), metavar="SECONDS",
+              help="Ping a client silent for this long [default: 60]; dropped if it "
+                   "stays silent as long again (up to 30 s).")
+@pass_app
+@handle_errors
+def serve(app: AppContext, server_name, host, port, allow_signup, motd, login_deadline,
+          ping_interval):
+    """Run the chat server (Ctrl-C or SIGTERM stops it cleanly).
+
+    The host key is created on first start in HOME/server/host_key.pem; its
+    fingerprint is printed at every start: give it to your members so they can
+    check it when they first connect.
+    """
+    from schat.server.limits import PING_TIMEOUT, ServerSettings
+    from schat.store.accounts import AccountStore
+
+    setup_logging(app.log_level if app.log_level is not None else logging.INFO)
+    name, host, port = resolve_address(app, server_name, host, port)
+    settings = ServerSettings(host=host, port=port, server_name=name, motd=read_motd(motd),
+                              allow_signup=allow_signup)
+    if login_deadline is not None:
+        settings.login_deadline = login_deadline
+    if ping_interval is not None:
+        settings.ping_interval = ping_interval
+        settings.ping_timeout = min(PING_TIMEOUT, ping_interval)
+    host_key = load_or_create_host_key(app.home.host_key)
+    store = AccountStore(app.home.users_db)
+    try:
+        asyncio.run(_run(settings, host_key, store))
+    except OSError as err:
+        raise ConfigError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
+    finally:
+        store.close()
+
+
+async def _run(settings, host_key, store) -> None:
+    from schat.server.app import Server
+
+    server = Server(settings, host_key, store)
+    try:
+        bound_host, bound_port = await server.start()
+    except BaseException:
+        server.pool.shutdown(wait=False)
+        raise
+    click.echo(f"schat server {settings.server_name!r} listening on {bound_host}:{bound_port}")
+    click.echo(f"host key fingerprint: {server.fingerprint}")
+    click.echo(f"sign-up is {'open' if settings.allow_signup else 'closed'}; "
+               "stop with Ctrl-C", nl=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix loops
+            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
+    await server.serve_until(stop)
