@@ -275,3 +275,8 @@ def decode(data: bytes) -> Message:
         extra = sorted(obj)[0]
         raise RemoteProtocolError(f"{type_name} message has unknown field {extra[:40]!r}")
     return cls(**values)
+
+
+# The end-to-end encrypted DM types live in their own module; importing it here
+# registers them, so decode() always knows every type.
+from schat.protocol import dm_messages  # noqa: E402,F401

@@ -17,9 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Optional, Set, Tuple
 
 from schat.crypto.keys import RsaKey, fingerprint
+from schat.server.dm_relay import DmRelay
 from schat.server.hub import Hub
 from schat.server.limits import ServerSettings
 from schat.server.link import CHAT, ClientLink
+from schat.server.mailbox import Mailbox
 
 log = logging.getLogger("schat.server")
 
@@ -38,6 +40,7 @@ class Server:
         self.fingerprint = fingerprint(host_key)
         self.hub = Hub(settings.server_name, settings.motd, settings.outbound_cap,
                        wake=self._wake)
+        self.dm = DmRelay(self.hub, store, Mailbox(store, settings.mailbox_limit))
         self.pool = ThreadPoolExecutor(settings.crypto_workers,
                                        thread_name_prefix="schat-crypto")
         self.links: Set[ClientLink] = set()

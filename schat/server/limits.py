@@ -53,13 +53,16 @@ class ServerSettings:
     # Hash/RSA jobs allowed to wait for a worker; beyond this a login gets
     # "busy" instead of queueing without bound (Ergo-style login throttling).
     max_pending_crypto: int = 64
+    # Direct messages stored per recipient until acknowledged; a full mailbox
+    # refuses more (the sender is told) so one absent member cannot fill the disk.
+    mailbox_limit: int = 500
 
     def __post_init__(self) -> None:
         for name in ("login_deadline", "ping_interval", "ping_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         for name in ("max_auth_attempts", "outbound_cap", "read_chunk", "crypto_workers",
-                     "max_pending_crypto"):
+                     "max_pending_crypto", "mailbox_limit"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if not 0 <= self.port <= 65535:

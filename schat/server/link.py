@@ -116,7 +116,8 @@ class ClientLink(asyncio.Protocol):
                 return
             if type(ev) is events.MessageReceived:
                 if self.state == CHAT:
-                    hub.handle(self.member, ev.message)
+                    if not self.server.dm.handle(self.member, ev.message):
+                        hub.handle(self.member, ev.message)
                 else:
                     self._auth_message(ev.message)
             elif type(ev) is events.KeyExchangeReceived:
@@ -221,6 +222,8 @@ class ClientLink(asyncio.Protocol):
             return
         member.link = self
         self.member = member
+        # Stored direct messages follow the welcome, before anything else.
+        server.dm.on_login(member)
         self.state = CHAT
         if self.deadline is not None:
             self.deadline.cancel()

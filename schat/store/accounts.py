@@ -49,6 +49,21 @@ MIGRATIONS: List[Sequence[str]] = [
             key_fingerprint TEXT
         )""",
     ),
+    # 2: stored direct-message envelopes (schat.server.mailbox), in delivery order;
+    # a removed account's queue goes with it.
+    (
+        """CREATE TABLE mailbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            recipient TEXT NOT NULL COLLATE NOCASE,
+            sender TEXT NOT NULL,
+            time INTEGER NOT NULL,
+            envelope BLOB NOT NULL,
+            sender_key BLOB NOT NULL
+        )""",
+        "CREATE INDEX mailbox_by_recipient ON mailbox (recipient, id)",
+        """CREATE TRIGGER mailbox_drop_account AFTER DELETE ON accounts
+            BEGIN DELETE FROM mailbox WHERE recipient = OLD.name; END""",
+    ),
 ]
 
 _COLUMNS = "name, legacy, created, last_login, locked, public_key, key_fingerprint"
