@@ -1,0 +1,202 @@
+"""`schat user ...` through the real CLI (CliRunner, and once as a subprocess)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import schat
+from schat.cli import cli
+from schat.crypto import keys
+from schat.store.accounts import AccountStore
+
+KEYS = Path(__file__).parents[1] / "data" / "keys"
+ROOT = Path(schat.__file__).resolve().parents[1]
+
+
+def run(runner, *args, input=None):
+    return runner.invoke(cli, list(args), input=input)
+
+
+def add(runner, name, password="tangerine42", *extra):
+    return run(runner, "user", "add", name, "--password-stdin", *extra, input=password + "\n")
+
+
+def test_add_prompted_twice_hidden(runner, home):
+    res = run(runner, "user", "add", "alice", input="tangerine42\ntangerine42\n")
+    assert res.exit_code == 0, res.output
+    assert res.stdout.endswith("Added user alice.\n")
+    assert "tangerine42" not in res.output
+    with AccountStore(home / "server" / "users.db") as store:
+        assert store.check_password("alice", "tangerine42").ok
+
+
+def test_add_prompt_mismatch_reprompts(runner, home):
+    res = run(runner, "user", "add", "alice", input="tangerine42\ntangerine43\nmandarin77\nmandarin77\n")
+    assert res.exit_code == 0
+    assert "do not match" in res.output
+    with AccountStore(home / "server" / "users.db") as store:
+        assert store.check_password("alice", "mandarin77").ok
+
+
+def test_add_with_key_and_list(runner, home, user_keys):
+    res = add(runner, "alice", "tangerine42", "--key", str(KEYS / "alice.pub.pem"))
+    fp = keys.fingerprint(user_keys["alice"])
+    assert res.exit_code == 0 and res.stdout == f"Added user alice with key {fp}.\n"
+    assert add(runner, "Bob").exit_code == 0
+    res = run(runner, "user", "list")
+    assert res.exit_code == 0
+    lines = res.stdout.splitlines()
+    assert lines[0].split() == ["name", "created", "last", "login", "locked", "legacy", "hash",
+                                "key", "fingerprint"]
+    assert lines[2].split()[0] == "alice" and lines[2].split()[-1] == fp
+    assert lines[3].split()[0] == "Bob" and lines[3].split()[-1] == "-"
+    data = json.loads(run(runner, "user", "list", "--json").stdout)
+    assert [(d["name"], d["locked"], d["key_fingerprint"]) for d in data] == [
+        ("alice", False, fp), ("Bob", False, None)]
+    assert data[0]["created"].endswith("Z")
+
+
+def test_list_empty(runner, home):
+    res = run(runner, "user", "list")
+    assert (res.exit_code, res.stdout) == (0, "No users.\n")
+
+
+@pytest.mark.parametrize("name,password,message", [
+    ("bad name", "tangerine42", "Error: invalid user name 'bad name': use 1-32 letters, digits, '_', '-' or '.'"),
+    ("x" * 33, "tangerine42", "Error: invalid user name '" + "x" * 33 + "': use 1-32 letters, digits, '_', '-' or '.'"),
+    ("alice", "short1", "Error: password too short: use at least 8 characters"),
+    ("alice", "onlyletters", "Error: password must contain both letters and digits"),
+    ("alice", "password1", "Error: password is one of the most common passwords: choose another"),
+    ("alice", "", "Error: no password on standard input"),
+])
+def test_add_bad_input(runner, home, name, password, message):
+    res = add(runner, name, password)
+    assert res.stderr.strip() == message
+    assert res.exit_code == (2 if password == "" else 1)
+    assert not password or password not in res.stderr
+
+
+def test_add_duplicate_any_case(runner, home):
+    assert add(runner, "alice").exit_code == 0
+    res = add(runner, "ALICE")
+    assert res.exit_code == 1
+    assert res.stderr == "Error: user 'ALICE' already exists (names are unique regardless of case)\n"
+
+
+def test_add_bad_key_file(runner, home, tmp_path):
+    bad = tmp_path / "bad.pub.pem"
+    bad.write_text("not a key")
+    res = add(runner, "alice", "tangerine42", "--key", str(bad))
+    assert res.exit_code == 1
+    assert res.stderr == f"Error: {bad}: not a valid RSA public key (corrupt or truncated)\n"
+    missing = tmp_path / "missing.pub.pem"
+    res = add(runner, "alice", "tangerine42", "--key", str(missing))
+    assert res.stderr == f"Error: {missing}: no such key file\n"
+
+
+def test_remove_confirms(runner, home):
+    add(runner, "alice")
+    res = run(runner, "user", "remove", "alice", input="n\n")
+    assert res.exit_code == 1 and "Aborted" in res.stderr
+    res = run(runner, "user", "remove", "alice", input="y\n")
+    assert res.exit_code == 0 and res.stdout == "Removed user alice.\n"
+    add(runner, "bob")
+    res = run(runner, "user", "remove", "BOB", "--yes")
+    assert res.stdout == "Removed user bob.\n"
+    res = run(runner, "user", "remove", "nobody", "--yes")
+    assert (res.exit_code, res.stderr) == (1, "Error: no such user: 'nobody'\n")
+
+
+def test_passwd_lock_unlock(runner, home):
+    add(runner, "alice")
+    res = run(runner, "user", "passwd", "alice", "--password-stdin", input="mandarin77\n")
+    assert res.exit_code == 0 and res.stdout == "Password changed for alice.\n"
+    res = run(runner, "user", "passwd", "alice", input="mandarin88\nmandarin88\n")
+    assert res.exit_code == 0
+    res = run(runner, "user", "passwd", "alice", "--password-stdin", input="password1\n")
+    assert res.exit_code == 1 and "most common" in res.stderr
+    assert run(runner, "user", "lock", "ALICE").stdout == "Locked user alice.\n"
+    assert json.loads(run(runner, "user", "list", "--json").stdout)[0]["locked"] is True
+    assert run(runner, "user", "unlock", "alice").stdout == "Unlocked user alice.\n"
+    for args in (("lock", "ghost"), ("unlock", "ghost"), ("passwd", "ghost", "--password-stdin")):
+        res = run(runner, "user", *args, input="mandarin99\n")
+        assert (res.exit_code, res.stderr) == (1, "Error: no such user: 'ghost'\n")
+    with AccountStore(home / "server" / "users.db") as store:
+        assert store.check_password("alice", "mandarin88").ok
+
+
+def sha(pw):
+    return hashlib.sha256(pw.encode()).hexdigest()
+
+
+def test_import(runner, home, tmp_path):
+    users = tmp_path / "users.txt"
+    users.write_text(f"alice,{sha('old-one')}\nbroken line\nbob,{sha('old-two')}\n"
+                     f"Alice,{sha('x')}\ncarol,abc\n")
+    res = run(runner, "user", "import", str(users))
+    assert res.exit_code == 0
+    assert res.stdout == "Imported 2 user(s); 0 already existed; 3 bad line(s).\n"
+    assert res.stderr.splitlines() == [
+        f"{users}, line 2: expected username,sha256hex; skipped",
+        f"{users}, line 4: duplicate of line 1 ('Alice'); skipped",
+        f"{users}, line 5: the hash is not 64 hexadecimal digits; skipped",
+    ]
+    res = run(runner, "user", "import", str(users))
+    assert res.stdout == "Imported 0 user(s); 2 already existed; 3 bad line(s).\n"
+    assert f"{users}, line 1: user alice already exists; skipped" in res.stderr
+    with AccountStore(home / "server" / "users.db") as store:
+        result = store.check_password("bob", "old-two")
+        assert (result.ok, result.needs_rehash) == (True, True)
+    rows = json.loads(run(runner, "user", "list", "--json").stdout)
+    assert [r["legacy"] for r in rows] == [True, True]
+
+
+def test_import_bad_files(runner, home, tmp_path):
+    res = run(runner, "user", "import", str(tmp_path / "none.txt"))
+    assert (res.exit_code, res.stderr) == (1, f"Error: {tmp_path / 'none.txt'}: no such file\n")
+    binary = tmp_path / "bin.txt"
+    binary.write_bytes(b"\xff\xfe\xfa")
+    res = run(runner, "user", "import", str(binary))
+    assert (res.exit_code, res.stderr) == (1, f"Error: {binary}: not UTF-8 text\n")
+
+
+def test_corrupt_database(runner, home):
+    (home / "server").mkdir()
+    (home / "server" / "users.db").write_bytes(b"garbage" * 200)
+    res = run(runner, "user", "list")
+    assert res.exit_code == 1
+    assert res.stderr == (f"Error: {home / 'server' / 'users.db'}: not a schat account "
+                          "database, or it is corrupt\n")
+
+
+def test_invalid_scrypt_setting(runner, home, monkeypatch):
+    monkeypatch.setenv("SCHAT_SCRYPT_N", "1000")
+    res = add(runner, "alice")
+    assert res.exit_code == 1
+    assert res.stderr == ("Error: SCHAT_SCRYPT_N must be a power of two from 1024 to "
+                          "1048576, not '1000'\n")
+
+
+def test_missing_argument_is_usage_error(runner, home):
+    res = run(runner, "user", "add")
+    assert res.exit_code == 2 and "Missing argument 'NAME'" in res.stderr
+
+
+def test_subprocess_round_trip(home):
+    # The checkout on the path too, so this also runs without `pip install`.
+    env = dict(os.environ, SCHAT_HOME=str(home),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    add_ = subprocess.run([sys.executable, "-m", "schat", "user", "add", "zed", "--password-stdin"],
+                          input="tangerine42\n", capture_output=True, text=True, env=env, timeout=30)
+    assert add_.returncode == 0, add_.stderr
+    listing = subprocess.run([sys.executable, "-m", "schat", "user", "list", "--json"],
+                             capture_output=True, text=True, env=env, timeout=30)
+    assert listing.returncode == 0
+    assert json.loads(listing.stdout)[0]["name"] == "zed"
