@@ -75,23 +75,23 @@ class DmRelay:
         account = self.store.get(msg.user)
         if account is None:
             reply = dmm.Key(cid=msg.cid, user=msg.user, status="no_such_user")
-        elif not account.public_key:
+        elif not account.public_key_der:
             reply = dmm.Key(cid=msg.cid, user=account.name, status="no_key")
         else:
             reply = dmm.Key(cid=msg.cid, user=account.name, status="ok",
-                            public_key=bytes(account.public_key),
-                            fingerprint=fingerprint(bytes(account.public_key)))
+                            public_key=bytes(account.public_key_der),
+                            fingerprint=fingerprint(bytes(account.public_key_der)))
         self.hub.queue(member, reply)
 
     def _set_key(self, member, msg: dmm.SetKey) -> None:
         account = self.store.get(member.name)
-        if account is not None and account.public_key:
-            if bytes(account.public_key) == bytes(msg.public_key):
+        if account is not None and account.public_key_der:
+            if bytes(account.public_key_der) == bytes(msg.public_key):
                 self._ack(member, msg.cid, 0)
             else:
                 self._error(member, "key_exists",
                             f"your account already has another key "
-                            f"({fingerprint(bytes(account.public_key))}); the server admin "
+                            f"({fingerprint(bytes(account.public_key_der))}); the server admin "
                             f"can replace it with `schat user set-key`")
             return
         try:
@@ -120,20 +120,21 @@ class DmRelay:
         if env.sender.lower() != member.name.lower() or env.recipient.lower() != msg.to.lower():
             self._error(member, "invalid", "the envelope's sender or recipient does not match")
             return
-        if sender is None or not sender.public_key:
+        if sender is None or not sender.public_key_der:
             self._error(member, "no_key", NO_KEY_HELP.format(user=member.name))
             return
-        sender_der = bytes(sender.public_key)
+        sender_der = bytes(sender.public_key_der)
         try:
             env_mod.verify(env, env_mod.public_key_from_der(sender_der))
         except env_mod.EnvelopeError:
             self._error(member, "invalid", "the envelope is not signed with the key registered "
                                            "on your account")
             return
-        if not recipient.public_key:
+        if not recipient.public_key_der:
             self._error(member, "no_key", NO_KEY_HELP.format(user=recipient.name))
             return
-        if not hmac.compare_digest(env.wraps[0].key_fp, env_mod.key_fp(bytes(recipient.public_key))):
+        recipient_fp = env_mod.key_fp(bytes(recipient.public_key_der))
+        if not hmac.compare_digest(env.wraps[0].key_fp, recipient_fp):
             self._error(member, "key_changed", f"{recipient.name}'s key has changed; "
                                                f"fetch it again (/whois {recipient.name})")
             return
