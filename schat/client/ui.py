@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from typing import Optional, TextIO
 
 from schat.client.session import ClientSession, Disconnected
-from schat.errors import ConnectionFailed
+from schat.errors import ConnectionFailed, SchatError
 from schat.protocol import messages
 
 # How long to wait at end of input for the server to confirm what we sent.
@@ -102,8 +102,11 @@ class LineUI:
     """Plain terminal and pipe UI: input lines in, one line per event out."""
 
     def __init__(self, session: ClientSession, stdin: TextIO = None, stdout: TextIO = None,
-                 stderr: TextIO = None, as_json: bool = False, ack_wait: float = ACK_WAIT):
+                 stderr: TextIO = None, as_json: bool = False, ack_wait: float = ACK_WAIT,
+                 dm=None):
         self.session = session
+        # schat.client.dm.DmClient: end-to-end encrypted /msg, /whois, /verify, /trust.
+        self.dm = dm
         self.stdin = stdin or sys.stdin
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
@@ -135,7 +138,14 @@ class LineUI:
         """Chat until /quit, end of input or the server leaving; return the exit code."""
         if self.session.welcome is not None:
             self.show(self.session.welcome)
-        self.session.start(self.show)
+        self.session.start(self.dm.wrap(self.show) if self.dm is not None else self.show)
+        if self.dm is not None:
+            # Stored direct messages are shown before the first input line is read.
+            self.dm.wait_mailbox(self.ack_wait)
+            try:
+                self.dm.register_key()
+            except ConnectionFailed:
+                return self._ended(self._wait_disconnect())
         reader = threading.Thread(target=self._read_input, name="schat-input", daemon=True)
         reader.start()
         while True:
@@ -155,6 +165,18 @@ class LineUI:
 
     def _dispatch(self, line: str) -> bool:
         """Send one input line; True when the user asked to leave."""
+        if self.dm is not None and line.startswith("/") and not line.startswith("//"):
+            try:
+                lines = self.dm.handle_line(line)
+            except ConnectionFailed:
+                raise
+            except SchatError as err:
+                self.error(f"error: {err}")
+                return False
+            if lines is not None:
+                if lines:
+                    self.show(messages.Notice(text="\n".join(lines), time=int(time.time() * 1000)))
+                return False
         if line.startswith("//"):
             self.session.say(line[1:])
         elif line.startswith("/"):

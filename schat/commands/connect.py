@@ -96,15 +96,18 @@ def get_password(confirm: bool = False) -> str:
     return click.prompt("Password", hide_input=True, confirmation_prompt=confirm, err=True)
 
 
-def authenticate(app: AppContext, session, user: str, key: Optional[str], mode: str):
+def authenticate(app: AppContext, session, user: str, key: Optional[str], mode: str,
+                 private=None):
     """Log in (password or key) or sign up on an open session; return the welcome."""
     if mode == "signup":
         from schat.crypto.keys import public_der
 
-        der = public_der(load_key(app, key)) if key else None
+        if key and private is None:
+            private = load_key(app, key)
+        der = public_der(private) if private is not None else None
         return session.signup(user, get_password(confirm=True), der)
     if key:
-        return session.login_key(user, load_key(app, key))
+        return session.login_key(user, private if private is not None else load_key(app, key))
     return session.login_password(user, get_password())
 
 
@@ -143,12 +146,19 @@ def connect(app: AppContext, name: str, user: Optional[str], key: Optional[str],
         mode = choice
     user = get_user(user)
     session = open_session(app, name, accept_new)
+    from schat.client.dm import DmClient
+
     try:
-        authenticate(app, session, user, key, mode)
+        # Loaded once: the same key logs in and seals/opens direct messages.
+        private = load_key(app, key) if key else None
+        authenticate(app, session, user, key, mode, private)
+        dm = DmClient(session, app.home.root, private, lambda msg: None)
     except BaseException:
         session.close()
         raise
-    code = LineUI(session, as_json=as_json).run()
+    ui = LineUI(session, as_json=as_json, dm=dm)
+    dm.emit = ui.show
+    code = ui.run()
     click.get_current_context().exit(code)
 
 

@@ -215,3 +215,26 @@ def test_mailbox_full(keyed, peers):
     alice.dm.send("bob", "one too many")
     err = alice.next(messages.Error)
     assert err.code == "mailbox_full" and "bob's mailbox is full" in err.text
+
+
+def test_line_ui_shows_stored_dms_before_input(keyed, peers, tmp_path, user_keys):
+    import io
+
+    from schat.client.ui import LineUI
+
+    srv = keyed()
+    alice = peers(srv, "alice")
+    alice.dm.send("bob", "waiting for you")
+    assert alice.session.wait_acked(WAIT)
+    session = srv.session()
+    session.login_password("bob", PASSWORDS["bob"])
+    out, err = io.StringIO(), io.StringIO()
+    dm = DmClient(session, tmp_path / "bob-ui", user_keys["bob"], lambda m: None)
+    ui = LineUI(session, stdin=io.StringIO("/verify alice\n/msg alice got it\n"), stdout=out,
+                stderr=err, dm=dm, ack_wait=WAIT)
+    dm.emit = ui.show
+    assert ui.run() == 0, err.getvalue()
+    text = out.getvalue()
+    assert "*alice* waiting for you" in text
+    assert text.index("waiting for you") < text.index("safety code with alice")
+    assert alice.next(messages.Dm).text == "got it"
