@@ -1,0 +1,129 @@
+"""`schat servers ...` through the real CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from schat.cli import cli
+from schat.crypto import keys
+from schat.store.known_servers import KnownServers
+
+
+def run(runner, *args, input=None):
+    return runner.invoke(cli, list(args), input=input)
+
+
+def test_add_creates_home_file_then_list(runner, home, host_key):
+    fp = keys.fingerprint(host_key)
+    res = run(runner, "servers", "add", "Office", "--ip", "10.1.2.3", "--port", "5555",
+              "--fingerprint", fp)
+    assert res.exit_code == 0, res.output
+    assert res.stdout == f"Added Office (10.1.2.3:5555) to {home / 'servers.json'}.\n"
+    assert json.loads((home / "servers.json").read_text()) == {
+        "Office": {"ip": "10.1.2.3", "port": 5555, "fingerprint": fp}}
+    run(runner, "servers", "add", "Lab", "--ip", "::1", "--port", "7000")
+    data = json.loads(run(runner, "servers", "list", "--json").stdout)
+    assert data == [
+        {"name": "Office", "address": "10.1.2.3:5555", "fingerprint": fp, "pinned_in": "servers.json"},
+        {"name": "Lab", "address": "[::1]:7000", "fingerprint": None, "pinned_in": None},
+    ]
+    table = run(runner, "servers", "list").stdout.splitlines()
+    assert table[0].split() == ["name", "address", "fingerprint", "pinned", "in"]
+    assert table[3].split() == ["Lab", "[::1]:7000", "-", "-"]
+
+
+def test_list_shows_known_servers_pins(runner, home, host_key, other_host_key):
+    run(runner, "servers", "add", "T", "--ip", "127.0.0.1", "--port", "5555")
+    fp, other = keys.fingerprint(host_key), keys.fingerprint(other_host_key)
+    known = KnownServers(home / "known_servers")
+    known.pin("T", "127.0.0.1", 5555, fp)
+    known.pin("Gone", "192.0.2.1", 1, other)
+    data = json.loads(run(runner, "servers", "list", "--json").stdout)
+    assert data == [
+        {"name": "T", "address": "127.0.0.1:5555", "fingerprint": fp, "pinned_in": "known_servers"},
+        {"name": "Gone", "address": "192.0.2.1:1", "fingerprint": other, "pinned_in": "known_servers"},
+    ]
+
+
+def test_forget(runner, home, host_key):
+    run(runner, "servers", "add", "T", "--ip", "127.0.0.1", "--port", "5555")
+    known = KnownServers(home / "known_servers")
+    fp = keys.fingerprint(host_key)
+    known.pin("OldName", "127.0.0.1", 5555, fp)
+    res = run(runner, "servers", "forget", "T")
+    assert (res.exit_code, res.stdout) == (0, "Forgot the pinned key of T.\n")
+    assert known.entries() == []
+    res = run(runner, "servers", "forget", "T")
+    assert (res.exit_code, res.stderr) == (1, f"Error: no pinned key for 'T' in {home / 'known_servers'}\n")
+
+
+def test_forget_corrupt_known_servers(runner, home):
+    (home / "known_servers").write_text("garbage\n")
+    res = run(runner, "servers", "forget", "T")
+    assert res.exit_code == 1
+    assert res.stderr.startswith(f"Error: {home / 'known_servers'}, line 1: malformed entry")
+
+
+def test_remove(runner, home):
+    run(runner, "servers", "add", "A", "--ip", "1.2.3.4", "--port", "1")
+    res = run(runner, "servers", "remove", "A")
+    assert (res.exit_code, res.stdout) == (0, f"Removed A from {home / 'servers.json'}.\n")
+    res = run(runner, "servers", "remove", "A")
+    assert (res.exit_code, res.stderr) == (1, f"Error: {home / 'servers.json'}: no server named 'A' (known: none)\n")
+
+
+def test_add_existing_needs_force(runner, home):
+    run(runner, "servers", "add", "A", "--ip", "1.2.3.4", "--port", "1")
+    res = run(runner, "servers", "add", "A", "--ip", "1.2.3.5", "--port", "2")
+    assert res.exit_code == 1
+    assert res.stderr == f"Error: {home / 'servers.json'}: server 'A' already exists; use --force to replace it\n"
+    assert run(runner, "servers", "add", "A", "--ip", "1.2.3.5", "--port", "2", "--force").exit_code == 0
+
+
+@pytest.mark.parametrize("args,code,message", [
+    (["--ip", "1.2.3.4", "--port", "70000"], 2, "Invalid value for '--port': 70000 is not in the range 1<=x<=65535."),
+    (["--ip", "1.2.3.4", "--port", "x"], 2, "Invalid value for '--port': 'x' is not a valid integer"),
+    (["--port", "1"], 2, "Missing option '--ip'."),
+    (["--ip", "not valid!", "--port", "1"], 1, "Error: the address is not an IP address or host name: 'not valid!'"),
+    (["--ip", "1.2.3.4", "--port", "1", "--fingerprint", "nope"], 1, "Error: a fingerprint looks like SHA256:<base64>"),
+])
+def test_add_bad_input(runner, home, args, code, message):
+    res = run(runner, "servers", "add", "A", *args)
+    assert res.exit_code == code
+    assert message in res.stderr
+    assert not (home / "servers.json").exists()
+
+
+def test_config_option_and_cwd_lookup(runner, home, tmp_path):
+    cfg = tmp_path / "mine.json"
+    cfg.write_text('{"Mine": {"ip": "127.0.0.1", "port": 9, "note": "keep me"}}')
+    res = run(runner, "--config", str(cfg), "servers", "add", "Two", "--ip", "127.0.0.2", "--port", "10")
+    assert res.exit_code == 0
+    assert json.loads(cfg.read_text())["Mine"]["note"] == "keep me"
+    (tmp_path / "work" / "servers.json").write_text('{"Here": {"ip": "127.0.0.1", "port": 1}}')
+    data = json.loads(run(runner, "servers", "list", "--json").stdout)
+    assert [d["name"] for d in data] == ["Here"]
+
+
+@pytest.mark.parametrize("content,problem", [
+    ("{oops", "invalid JSON at line 1 column 2: Expecting property name enclosed in double quotes"),
+    ("[]", "must hold a JSON object of servers by name"),
+    ('{"A": {"ip": "1.2.3.4"}}', "server 'A' has no 'port'"),
+    ('{"A": {"ip": "1.2.3.4", "port": 1.5}}', "server 'A': 'port' must be an integer from 1 to 65535, not 1.5"),
+])
+def test_malformed_file_is_one_line_error(runner, home, tmp_path, content, problem):
+    cfg = tmp_path / "servers.json"
+    cfg.write_text(content)
+    for args in (["servers", "list"], ["servers", "add", "B", "--ip", "1.1.1.1", "--port", "2"],
+                 ["servers", "remove", "A"]):
+        res = run(runner, "--config", str(cfg), *args)
+        assert (res.exit_code, res.stderr) == (1, f"Error: {cfg}: {problem}\n")
+    assert cfg.read_text() == content
+
+
+def test_list_without_any_file(runner, home):
+    res = run(runner, "servers", "list")
+    assert res.exit_code == 0
+    assert res.stdout.startswith("No servers.")
