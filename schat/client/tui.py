@@ -187,6 +187,9 @@ class ChatTUI:
         self._loop = asyncio.get_running_loop()
         self._resize()
         self._attach(self.session, first=True)
+        if self._queue and not self._flush_scheduled:
+            self._flush_scheduled = True
+            run_in_terminal(self._flush)
 
     def _resize(self) -> None:
         try:

@@ -1,0 +1,258 @@
+"""The terminal interface driven through prompt_toolkit's pipe input against a real server.
+
+The screen goes to a VT100 output writing into a StringIO, so the bytes a
+terminal would receive (bells included) can be checked. Every wait is on a
+condition the interface signals after each render or printed batch.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import stat
+import threading
+
+import pytest
+from prompt_toolkit.data_structures import Size
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output.vt100 import Vt100_Output
+
+from chatkit import PASSWORDS, WAIT
+from schat.client.history import ChatHistory, history_path
+from schat.client.tui import ChatTUI
+from schat.protocol import messages
+
+PASTE_START, PASTE_END = "\x1b[200~", "\x1b[201~"
+
+
+class Screen:
+    """A ChatTUI running in a thread, with its keyboard and its terminal bytes."""
+
+    def __init__(self, session, reconnect=None, **kwargs):
+        self.out = io.StringIO()
+        output = Vt100_Output(self.out, lambda: Size(rows=24, columns=80), term="xterm")
+        self._pipe_cm = create_pipe_input()
+        self._pipe = self._pipe_cm.__enter__()
+        self.tui = ChatTUI(session, reconnect, input=self._pipe, output=output, **kwargs)
+        self._changed = threading.Condition()
+        self.tui.on_printed = lambda batch: self._notify()
+        self.tui.app.after_render += lambda app: self._notify()
+        self.result = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        self.wait(lambda: self.tui.printed, "the welcome line")
+
+    def _run(self):
+        self.result = self.tui.run()
+        self._notify()
+
+    def _notify(self):
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait(self, predicate, what, timeout=WAIT):
+        with self._changed:
+            if not self._changed.wait_for(predicate, timeout):
+                raise AssertionError(f"timed out waiting for {what}")
+
+    def wait_printed(self, needle, what=None):
+        self.wait(lambda: any(needle in line for line in self.tui.printed), what or needle)
+
+    def type(self, text):
+        self._pipe.send_text(text)
+
+    def type_and_wait(self, text, expected_buffer):
+        self.type(text)
+        self.wait(lambda: self.tui.buffer.text == expected_buffer,
+                  f"input line {expected_buffer!r}")
+
+    def bells(self) -> int:
+        return self.out.getvalue().count("\a")
+
+    def close(self):
+        if self.thread.is_alive():
+            loop = self.tui._loop
+            if loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(self.tui.quit)
+            self.thread.join(WAIT)
+        self.tui.shutdown()
+        self._pipe_cm.__exit__(None, None, None)
+
+
+@pytest.fixture
+def screens():
+    opened = []
+
+    def open_screen(session, reconnect=None, **kwargs):
+        screen = Screen(session, reconnect, **kwargs)
+        opened.append(screen)
+        return screen
+
+    yield open_screen
+    for screen in opened:
+        screen.close()
+
+
+def logged_in(server, user):
+    session = server.session()
+    session.login_password(user, PASSWORDS[user])
+    return session
+
+
+def test_half_typed_line_survives_incoming_messages(chat_server, screens):
+    bob = chat_server.login("bob")
+    screen = screens(logged_in(chat_server, "alice"))
+    screen.type_and_wait("half-typed wo", "half-typed wo")
+    cursor = screen.tui.buffer.cursor_position
+    for i in range(40):
+        bob.session.say(f"burst {i}")
+    screen.wait_printed("<bob> burst 39")
+    assert screen.tui.buffer.text == "half-typed wo"
+    assert screen.tui.buffer.cursor_position == cursor
+    # Redrawn after the burst, below the printed lines: the prompt and the text again.
+    tail = screen.out.getvalue().rsplit("burst 39", 1)[1]
+    assert "alice> " in tail and "half-typed wo" in tail
+    screen.type("rd\r")
+    got = bob.next(messages.ChatMessage)
+    assert got.sender == "alice" and got.text == "half-typed word"
+    screen.wait_printed("<alice> half-typed word")
+    assert screen.tui.buffer.text == ""
+
+
+def test_completion_offers_commands_and_current_members(chat_server, screens):
+    chat_server.login("bob")
+    screen = screens(logged_in(chat_server, "alice"))
+    screen.type_and_wait("/ms\t", "/msg ")
+    screen.type_and_wait("b\t", "/msg bob ")
+    screen.type_and_wait("\x03", "")  # Ctrl-C clears the line
+    carol = chat_server.login("carol")
+    screen.wait_printed("carol joined")
+    screen.type_and_wait("ca\t", "carol: ")
+    screen.type_and_wait("\x03", "")
+    carol.close()
+    screen.wait_printed("carol left")
+    assert "carol" not in screen.tui.members
+    screen.type_and_wait("ca\t.", "ca.")  # Tab offered nothing once carol left
+
+
+def test_history_survives_a_restart(chat_server, screens, tmp_path):
+    path = history_path(tmp_path, "testsrv")
+    first = screens(logged_in(chat_server, "alice"), history=ChatHistory(path))
+    first.type("first line\r")
+    first.wait_printed("<alice> first line")
+    first.type("/who\r")
+    first.wait_printed("online: alice")
+    first.type("\x04")  # Ctrl-D on an empty line leaves
+    first.thread.join(WAIT)
+    assert first.result == 0
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+    second = screens(logged_in(chat_server, "alice"), history=ChatHistory(path))
+    second.type_and_wait("\x1b[A", "/who")
+    second.type_and_wait("\x1b[A", "first line")
+    second.type_and_wait("\x1b[B", "/who")
+
+
+def test_bell_on_mention_and_private_message_only(chat_server, screens):
+    bob = chat_server.login("bob")
+    screen = screens(logged_in(chat_server, "alice"))
+    bob.session.say("lunch, anyone?")
+    screen.wait_printed("lunch, anyone?")
+    assert screen.bells() == 0
+    bob.session.say("alice: you too")
+    screen.wait_printed("alice: you too")
+    assert screen.bells() == 1
+    bob.session.msg("alice", "psst")
+    screen.wait_printed("<- bob: psst")
+    assert screen.bells() == 2
+    bob.session.say("joanne is late")
+    screen.wait_printed("joanne is late")
+    assert screen.bells() == 2
+
+
+def test_no_bell_option(chat_server, screens):
+    bob = chat_server.login("bob")
+    screen = screens(logged_in(chat_server, "alice"), bell=False)
+    bob.session.msg("alice", "psst")
+    bob.session.say("hey alice")
+    screen.wait_printed("hey alice")
+    assert screen.bells() == 0
+
+
+def test_paste_is_one_message_and_oversized_paste_is_refused(chat_server, screens):
+    bob = chat_server.login("bob")
+    screen = screens(logged_in(chat_server, "alice"))
+    screen.type_and_wait(PASTE_START + "line one\r\nline two\n" + PASTE_END,
+                         "line one\nline two")
+    screen.type("\r")
+    got = bob.next(messages.ChatMessage)
+    assert got.text == "line one\nline two"
+
+    big = "x" * 5000
+    screen.type_and_wait(PASTE_START + big + PASTE_END, big)
+    screen.type("\r")
+    screen.wait_printed("over the 4096-byte limit")
+    assert screen.tui.buffer.text == big
+    screen.type_and_wait("\x03", "")
+    bob.session.who()
+    assert isinstance(bob.next(), messages.Users)  # nothing from alice came in between
+
+
+def test_commands_help_unknown_me_and_private(chat_server, screens):
+    bob = chat_server.login("bob")
+    screen = screens(logged_in(chat_server, "alice"))
+    screen.type("/help\r")
+    screen.wait_printed("/msg NAME TEXT")
+    screen.type_and_wait("/hlep\r", "/hlep")  # kept so it can be fixed
+    screen.wait_printed("unknown command /hlep; did you mean /help?")
+    screen.type_and_wait("\x03/me waves\r", "")
+    assert bob.next(messages.ChatMessage).action is True
+    screen.wait_printed("* alice waves")
+    screen.type("/msg bob hi there\r")
+    dm = bob.next(messages.Dm)
+    assert dm.text == "hi there" and dm.sender == "alice"
+    screen.wait_printed("-> bob: hi there")
+    screen.type("/quit\r")
+    screen.thread.join(WAIT)
+    assert not screen.thread.is_alive()
+    bob.next(messages.Leave)
+
+
+def test_no_color_means_no_colour_codes(chat_server, screens):
+    bob = chat_server.login("bob")
+    screen = screens(logged_in(chat_server, "alice"), colour=False)
+    bob.session.say("plain please")
+    screen.wait_printed("plain please")
+    sgr = re.findall(r"\x1b\[([0-9;]*)m", screen.out.getvalue())
+    codes = {int(c) for seq in sgr for c in seq.split(";") if c}
+    assert not codes & (set(range(30, 50)) | set(range(90, 108)))
+    assert "<bob> plain please" in screen.out.getvalue()
+
+
+def test_reconnects_after_server_restart_keeping_the_typed_text(server_factory, screens):
+    server = server_factory()
+    port = server.port
+    attempts = []
+
+    def reconnect():
+        attempts.append(1)
+        current = restarted[0] if restarted else server
+        return logged_in(current, "alice")
+
+    restarted = []
+    screen = screens(logged_in(server, "alice"), reconnect,
+                     backoff_start=0.05, backoff_cap=0.2)
+    screen.type_and_wait("still here", "still here")
+    server.thread.stop()
+    screen.wait_printed("disconnected")
+    assert screen.tui.state.startswith("reconnecting") or screen.tui.state == "offline"
+    restarted.append(server_factory(port=port))
+    screen.wait_printed("back online")
+    assert screen.tui.state == "connected"
+    assert screen.tui.buffer.text == "still here"
+    bob = restarted[0].login("bob")
+    screen.wait_printed("bob joined")
+    screen.type("!\r")
+    got = bob.next(messages.ChatMessage)
+    assert got.text == "still here!" and got.sender == "alice"
