@@ -257,7 +257,8 @@ class AccountStore:
         try:
             yield conn
         except BaseException as exc:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.IntegrityError):
                 raise self._error(exc) from None
             raise
