@@ -111,8 +111,9 @@ def test_half_typed_line_survives_incoming_messages(chat_server, screens):
     assert screen.tui.buffer.text == "half-typed wo"
     assert screen.tui.buffer.cursor_position == cursor
     # Redrawn after the burst, below the printed lines: the prompt and the text again.
-    tail = screen.out.getvalue().rsplit("burst 39", 1)[1]
-    assert "alice> " in tail and "half-typed wo" in tail
+    redrawn = lambda: "alice> \x1b[0mhalf-typed wo" in screen.out.getvalue().rsplit(  # noqa: E731
+        "burst 39", 1)[1]
+    screen.wait(redrawn, "the input line redrawn below the burst")
     screen.type("rd\r")
     got = bob.next(messages.ChatMessage)
     assert got.sender == "alice" and got.text == "half-typed word"
