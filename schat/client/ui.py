@@ -68,7 +68,7 @@ def format_text(msg) -> Optional[str]:
 
 def format_json(msg) -> Optional[str]:
     """One JSON object per line: type, sender, text, time (ISO 8601), id."""
-    record = {"type": getattr(msg, "type", type(msg).__name__.lower()), "sender": None,
+    record = {"type": msg.TYPE, "sender": None,
               "text": None, "time": None, "id": None}
     if isinstance(msg, messages.Ack):
         return None
