@@ -80,9 +80,13 @@ class ChatTUI:
     def __init__(self, session, reconnect: Optional[Callable[[], Any]] = None, *,
                  server: str = "", history: Optional[History] = None, bell: bool = True,
                  colour: Optional[bool] = None, input=None, output=None,
-                 backoff_start: float = BACKOFF_START, backoff_cap: float = BACKOFF_CAP):
+                 backoff_start: float = BACKOFF_START, backoff_cap: float = BACKOFF_CAP,
+                 dm_factory: Optional[Callable[[Any], Any]] = None):
         self.session = session
         self._reconnect = reconnect
+        # dm_factory(session) -> schat.client.dm.DmClient: encrypted /msg, /whois, /verify, /trust.
+        self._dm_factory = dm_factory
+        self.dm = None
         welcome = getattr(session, "welcome", None)
         self.me: str = field(welcome, "user", None) or getattr(session, "user", "") or ""
         self.server = server or field(welcome, "server", "") or getattr(session, "server_name", "")
@@ -94,6 +98,8 @@ class ChatTUI:
         self._backoff = (backoff_start, backoff_cap)
         self._generation = 0
         self._outgoing: Dict[str, Tuple[str, str, Any]] = {}
+        # Acks that came in before the worker thread that sent the request registered its cid.
+        self._early_acks: Dict[str, Optional[int]] = {}
         self._queue: List[Any] = []
         self._ring = False
         self._flush_scheduled = False
@@ -225,14 +231,39 @@ class ChatTUI:
         generation = self._generation
         self.session = session
         self._outgoing.clear()
+        self._early_acks.clear()
         welcome = getattr(session, "welcome", None)
         if not first:
             self._set_members(field(welcome, "users", None) or [])
             self.state = "connected"
             self.show(self.renderer.info(f"back online on {self.server}"
                                          f" ({len(self.members)} online)"))
-        session.start(lambda ev: self._from_thread(generation, ev))
+        callback = lambda ev: self._from_thread(generation, ev)  # noqa: E731
+        self.dm = None
+        if self._dm_factory is not None:
+            self.dm = self._dm_factory(session)
+            self.dm.emit = callback
+            callback = self.dm.wrap(callback)
+        session.start(callback)
+        if self.dm is not None:
+            self._background(self.dm.register_key, None)
         self.app.invalidate()
+
+    def _background(self, work: Callable[[], Any], done: Optional[Callable[[Any], None]]) -> None:
+        # Requests that wait for a server reply (key look-ups) must not freeze the screen.
+        def run():
+            try:
+                result = work()
+            except SchatError as err:
+                self._call(self.show, self.renderer.warning(str(err)))
+                return
+            except Exception:  # noqa: BLE001 - reported, never a traceback on screen
+                log.exception("background request failed")
+                self._call(self.show, self.renderer.warning("the request failed"))
+                return
+            if done is not None:
+                self._call(done, result)
+        threading.Thread(target=run, name="schat-request", daemon=True).start()
 
     def _from_thread(self, generation: int, event: Any) -> None:
         loop = self._loop
@@ -274,6 +305,8 @@ class ChatTUI:
     def _acked(self, cid: Optional[str], ms: Optional[int]):
         entry = self._outgoing.pop(cid, None) if cid else None
         if entry is None:
+            if cid and len(self._early_acks) < 1000:
+                self._early_acks[cid] = ms
             return None
         kind, a, b = entry
         if kind == "say":
@@ -347,6 +380,11 @@ class ChatTUI:
             return self._send("msg", to, text.strip())
         if name == "who":
             return self._send("command", line, None)
+        if name in ("whois", "verify", "trust"):
+            if self.dm is None or self.state != "connected":
+                return self._send("command", line, None)
+            self._background(lambda: self.dm.handle_line(line), self._show_notice_lines)
+            return False
         close = suggest(name)
         hint = f"; did you mean /{close}?" if close else "; /help lists the commands"
         self.show(self.renderer.warning(f"unknown command /{name[:32]}{hint}"))
@@ -365,6 +403,10 @@ class ChatTUI:
             self.show(self.renderer.warning("not connected; the line is kept, "
                                             "press Enter again once back online"))
             return True
+        if kind == "msg" and self.dm is not None:
+            dm = self.dm
+            self._background(lambda: dm.send(a, b), lambda cid: self._sent(cid, kind, a, b))
+            return False
         try:
             if kind == "say":
                 cid = session.say(a, action=bool(b))
@@ -375,8 +417,19 @@ class ChatTUI:
         except SchatError as err:
             self.show(self.renderer.warning(f"not sent: {err}"))
             return True
-        self._outgoing[cid] = (kind, a, b)
+        self._sent(cid, kind, a, b)
         return False
+
+    def _sent(self, cid: str, kind: str, a: str, b: Any) -> None:
+        self._outgoing[cid] = (kind, a, b)
+        if cid in self._early_acks:
+            line = self._acked(cid, self._early_acks.pop(cid))
+            if line is not None:
+                self.show(line)
+
+    def _show_notice_lines(self, lines) -> None:
+        if lines:
+            self.show(self.renderer.line("class:notice", "-!-", "\n".join(lines)))
 
     # -- reconnecting -------------------------------------------------------
     def _lost(self, event) -> None:

@@ -134,7 +134,8 @@ def complete(completer, text):
 def test_completer_offers_commands_and_members():
     members = {"ann": "ann", "bob": "Bob", "bella": "bella"}
     c = ChatCompleter(lambda: members.values(), lambda: "ann")
-    assert complete(c, "/w") == ["/who "]
+    assert complete(c, "/w") == ["/who ", "/whois "]
+    assert complete(c, "/tr") == ["/trust "]
     assert set(complete(c, "/")) == {"/" + name + " " for name in COMMANDS}
     assert complete(c, "b") == ["bella: ", "Bob: "]
     assert complete(c, "hi bo") == ["Bob"]
