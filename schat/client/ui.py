@@ -36,8 +36,24 @@ def iso_time(ms: int) -> str:
         timespec="milliseconds")
 
 
+# C0/C1 control characters except tab and newline: a hostile member must not be
+# able to move the cursor, recolour or retitle another member's terminal.
+_CONTROLS = {c: "\ufffd" for c in (*range(0x00, 0x09), *range(0x0b, 0x20), 0x7f,
+                                   *range(0x80, 0xa0))}
+
+
+def clean(text: str) -> str:
+    """``text`` safe to print on a terminal (control characters replaced)."""
+    return text.translate(_CONTROLS)
+
+
 def format_text(msg) -> Optional[str]:
     """One human-readable line (or block) for a server message; None to show nothing."""
+    line = _format_text(msg)
+    return clean(line) if line is not None else None
+
+
+def _format_text(msg) -> Optional[str]:
     if isinstance(msg, messages.ChatMessage):
         if msg.action:
             return f"[{clock(msg.time)}] * {msg.sender} {msg.text}"
