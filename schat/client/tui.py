@@ -490,3 +490,35 @@ class ChatTUI:
         self.state = "offline"
         self.show(self.renderer.warning(f"cannot reconnect: {reason}\n/quit to leave"))
         self.app.invalidate()
+
+
+def run_chat_screen(app, name: str, session, user: str, private_key, password: Optional[str],
+                    bell: bool = True, reopen: Optional[Callable[..., Any]] = None) -> int:
+    """Run the chat screen for ``schat connect`` on a logged-in session; return the exit code.
+
+    ``reopen(app, name, accept_new, ask=False)`` opens a new pinned connection
+    (``schat.commands.connect.open_session``); the credentials stay in this
+    closure, in memory only, for logging in again after a drop.
+    """
+    from schat.client.dm import DmClient
+    from schat.client.history import ChatHistory, history_path
+
+    def reconnect():
+        fresh = reopen(app, name, False, ask=False)
+        try:
+            if private_key is not None:
+                fresh.login_key(user, private_key)
+            else:
+                fresh.login_password(user, password)
+        except BaseException:
+            fresh.close()
+            raise
+        return fresh
+
+    def dm_factory(s):
+        return DmClient(s, app.home.root, private_key, lambda msg: None)
+
+    tui = ChatTUI(session, reconnect if reopen is not None else None, server=name,
+                  history=ChatHistory(history_path(app.home.root, name)), bell=bell,
+                  dm_factory=dm_factory)
+    return tui.run()

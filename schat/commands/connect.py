@@ -36,14 +36,17 @@ def ask_trust(name: str, address: str):
     return confirm
 
 
-def open_session(app: AppContext, name: str, accept_new: bool):
-    """Resolve NAME in servers.json and connect with the pin check done."""
+def open_session(app: AppContext, name: str, accept_new: bool, ask: bool = True):
+    """Resolve NAME in servers.json and connect with the pin check done.
+
+    ``ask=False`` never prompts about an unknown key (reconnecting from the chat screen).
+    """
     from schat.client.session import ClientSession
     from schat.store.known_servers import KnownServers
     from schat.store.servers import resolve_server
 
     entry = resolve_server(app.config, app.home, name)
-    confirm = ask_trust(entry.name, entry.address)
+    confirm = ask_trust(entry.name, entry.address) if ask else None
     session = ClientSession(entry.host, entry.port, entry.name,
                             known_servers=KnownServers(app.home.known_servers),
                             expected_fingerprint=entry.fingerprint, confirm_new=confirm,
@@ -97,7 +100,7 @@ def get_password(confirm: bool = False) -> str:
 
 
 def authenticate(app: AppContext, session, user: str, key: Optional[str], mode: str,
-                 private=None):
+                 private=None, password: Optional[str] = None):
     """Log in (password or key) or sign up on an open session; return the welcome."""
     if mode == "signup":
         from schat.crypto.keys import public_der
@@ -105,10 +108,10 @@ def authenticate(app: AppContext, session, user: str, key: Optional[str], mode: 
         if key and private is None:
             private = load_key(app, key)
         der = public_der(private) if private is not None else None
-        return session.signup(user, get_password(confirm=True), der)
+        return session.signup(user, password or get_password(confirm=True), der)
     if key:
         return session.login_key(user, private if private is not None else load_key(app, key))
-    return session.login_password(user, get_password())
+    return session.login_password(user, password or get_password())
 
 
 server_argument = click.argument("name", metavar="NAME")
@@ -127,10 +130,12 @@ accept_option = click.option("--accept-new", is_flag=True,
 @accept_option
 @click.option("--json", "as_json", is_flag=True,
               help="Print incoming events as JSON lines (type, sender, text, time, id).")
+@click.option("--no-bell", is_flag=True,
+              help="No terminal bell on private messages and mentions of your name.")
 @pass_app
 @handle_errors
 def connect(app: AppContext, name: str, user: Optional[str], key: Optional[str],
-            accept_new: bool, as_json: bool):
+            accept_new: bool, as_json: bool, no_bell: bool = False):
     """Chat on the server NAME (from servers.json).
 
     Lines you type are sent to everyone; lines starting with / are commands
@@ -151,11 +156,19 @@ def connect(app: AppContext, name: str, user: Optional[str], key: Optional[str],
     try:
         # Loaded once: the same key logs in and seals/opens direct messages.
         private = load_key(app, key) if key else None
-        authenticate(app, session, user, key, mode, private)
+        # Kept in memory only, so the chat screen can log in again after a drop.
+        password = None if key else get_password(confirm=mode == "signup")
+        authenticate(app, session, user, key, mode, private, password)
         dm = DmClient(session, app.home.root, private, lambda msg: None)
     except BaseException:
         session.close()
         raise
+    if interactive() and sys.stdout.isatty() and not as_json:
+        from schat.client.tui import run_chat_screen
+
+        code = run_chat_screen(app, name, session, user, private, password,
+                               bell=not no_bell, reopen=open_session)
+        click.get_current_context().exit(code)
     ui = LineUI(session, as_json=as_json, dm=dm)
     dm.emit = ui.show
     code = ui.run()

@@ -257,3 +257,42 @@ def test_reconnects_after_server_restart_keeping_the_typed_text(server_factory, 
     screen.type("!\r")
     got = bob.next(messages.ChatMessage)
     assert got.text == "still here!" and got.sender == "alice"
+
+
+def test_schat_connect_in_a_terminal_uses_the_chat_screen(chat_server, tmp_path):
+    """The real CLI under a pseudo-terminal: prompts, the chat screen, a message each way."""
+    pexpect = pytest.importorskip("pexpect")
+    import json
+    import sys
+
+    home = tmp_path / "clienthome"
+    home.mkdir()
+    (home / "servers.json").write_text(json.dumps(
+        {"lab": {"ip": chat_server.host, "port": chat_server.port}}))
+    import schat
+    repo = os.path.dirname(os.path.dirname(schat.__file__))
+    env = dict(os.environ, SCHAT_HOME=str(home), SCHAT_PASSWORD=PASSWORDS["alice"],
+               TERM="xterm", NO_COLOR="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])))
+    bob = chat_server.login("bob")
+    child = pexpect.spawn(sys.executable, ["-m", "schat", "connect", "lab", "--user", "alice",
+                                           "--accept-new", "--no-bell"],
+                          env=env, cwd=str(tmp_path), encoding="utf-8", timeout=WAIT,
+                          dimensions=(24, 80))
+    try:
+        child.expect("Log in or sign up")
+        child.sendline("")
+        child.expect("lab · alice · 2 online · connected")
+        bob.session.say("hello alice")
+        child.expect(r"bob\S{0,20}> \S{0,20}hello alice")
+        child.send("hi bob\r")
+        got = bob.next(messages.ChatMessage)
+        assert got.sender == "alice" and got.text == "hi bob"
+        child.send("\x04")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
+    history = home / "history" / "lab"
+    assert history.read_text() == "hi bob\n"
+    assert stat.S_IMODE(os.stat(history).st_mode) == 0o600
