@@ -94,3 +94,40 @@ def test_garbage_before_handshake_closes_only_that_connection(chat_server):
     alice.session.say("still here")
     assert alice.next(messages.Ack)
     alice.close()
+
+
+def test_slow_consumer_dropped_alone(server_factory):
+    srv = server_factory(outbound_cap=64 * 1024)
+    alice = srv.login("alice")
+    carol = srv.login("carol")
+    slow = srv.session()
+    slow.login_password("bob", PASSWORDS["bob"])
+    slow._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    # bob never reads: the kernel buffers fill, then the server's buffer passes the cap.
+    text = "x" * 4000
+    for i in range(3000):  # kernel buffers absorb a few MiB before the server sees it
+        alice.session.say(text)
+        if i % 5 == 4:  # small bursts: the readers never hold 64 KiB at once
+            assert alice.session.wait_acked(10)
+            if not srv.server.hub.is_online("bob"):
+                break
+    leave = carol.next(messages.Leave)
+    while leave.user != "bob":
+        leave = carol.next(messages.Leave)
+    assert leave.reason.startswith("too slow")
+    assert srv.server.hub.is_online("alice") and srv.server.hub.is_online("carol")
+    alice.session.say("after the drop")
+    got = carol.next(messages.ChatMessage)
+    while got.text != "after the drop":
+        got = carol.next(messages.ChatMessage)
+    slow.close()
+    alice.close()
+    carol.close()
+
+
+def test_messages_before_login_are_refused_without_disconnect(chat_server):
+    s = chat_server.session()
+    with pytest.raises(AuthenticationFailed, match="log in first"):
+        s._authenticate("alice", messages.Say(text="sneaky", cid="c1"))
+    assert s.login_password("alice", PASSWORDS["alice"]).user == "alice"
+    s.close()
