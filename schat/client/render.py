@@ -270,6 +270,8 @@ class Renderer:
             return self.info(f"{get('user', '?')} joined", get("time"))
         if kind == "leave":
             reason = get("reason") or ""
+            if reason in ("left", "quit"):
+                reason = ""  # "ann left (left)" says nothing more
             return self.info(f"{get('user', '?')} left" + (f" ({reason})" if reason else ""),
                              get("time"))
         if kind == "users":

@@ -32,8 +32,10 @@ def test_each_kind_has_a_prefix_readable_without_colour():
     assert plain(r.event(dm_in)).endswith(" <- bob: psst")
     assert plain(r.private("bob", "psst", 0, outgoing=True)).endswith(" -> bob: psst")
     assert plain(r.event(messages.Join(user="bob", time=0))).endswith(" -- bob joined")
-    assert plain(r.event(messages.Leave(user="bob", time=0, reason="quit"))).endswith(
-        " -- bob left (quit)")
+    assert plain(r.event(messages.Leave(user="bob", time=0, reason="timeout"))).endswith(
+        " -- bob left (timeout)")
+    assert plain(r.event(messages.Leave(user="bob", time=0, reason="left"))).endswith(
+        " -- bob left")
     assert plain(r.event(messages.Notice(text="maintenance", time=0))).endswith(
         " -!- maintenance")
     assert plain(r.event(messages.Error(code="throttled", text="slow down"))).endswith(
