@@ -106,6 +106,9 @@ class ClientLink(asyncio.Protocol):
             self._process()
         except ProtocolError as err:
             self._drop(f"protocol error: {err}")
+        except Exception:  # noqa: BLE001 - a bug hit by one client must not stop the server
+            log.exception("%s: internal error; connection closed", self.peer)
+            self._drop("internal error")
 
     def _process(self) -> None:
         conn = self.conn
