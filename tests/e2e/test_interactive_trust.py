@@ -1,0 +1,72 @@
+"""A person at a terminal: the first-contact question, the hidden password, a changed key."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pexpect
+
+from chatkit import PASSWORDS
+from schat.crypto.keys import fingerprint
+from schat.store.known_servers import KnownServers
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def spawn(home, *args):
+    env = dict(os.environ, SCHAT_HOME=str(home), PYTHONPATH=str(REPO))
+    env.pop("SCHAT_PASSWORD", None)
+    return pexpect.spawn(sys.executable, ["-m", "schat", *args], cwd=str(home), env=env,
+                         encoding="utf-8", timeout=20)
+
+
+def test_first_contact_asks_then_pins(chat_server, tmp_path):
+    home = tmp_path / "member"
+    home.mkdir()
+    (home / "servers.json").write_text(
+        json.dumps({"local": {"ip": "127.0.0.1", "port": chat_server.port}}))
+
+    child = spawn(home, "login", "local", "--user", "alice")
+    child.expect_exact(f"Its key fingerprint is {chat_server.fingerprint}.")
+    child.expect_exact("Trust this key and connect? [y/N]: ")
+    child.sendline("n")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 1 and "not accepted" in child.before
+    assert KnownServers(home / "known_servers").entries() == []
+
+    child = spawn(home, "login", "local", "--user", "alice")
+    child.expect_exact("Trust this key and connect? [y/N]: ")
+    child.sendline("y")
+    child.expect_exact("Password: ")
+    child.sendline(PASSWORDS["alice"])
+    child.expect_exact("Logged in to local as alice")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert PASSWORDS["alice"] not in child.before  # the password was not echoed
+
+    child = spawn(home, "login", "local", "--user", "alice")  # pinned: no question
+    child.expect_exact("Password: ")
+    child.sendline(PASSWORDS["alice"])
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0 and "Trust this key" not in child.before
+
+
+def test_changed_key_offers_no_way_on(chat_server, tmp_path, other_host_key):
+    home = tmp_path / "member"
+    home.mkdir()
+    (home / "servers.json").write_text(
+        json.dumps({"local": {"ip": "127.0.0.1", "port": chat_server.port}}))
+    KnownServers(home / "known_servers").pin("local", "127.0.0.1", chat_server.port,
+                                             fingerprint(other_host_key))
+    child = spawn(home, "login", "local", "--user", "alice", "--accept-new")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 1
+    assert "WARNING: SERVER KEY HAS CHANGED" in child.before
+    assert "Trust this key" not in child.before and "Password" not in child.before
