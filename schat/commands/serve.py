@@ -89,12 +89,37 @@ def resolve_address(app: AppContext, server: Optional[str], host: Optional[str],
 @click.option("--login-deadline", type=click.FloatRange(min=0.1), metavar="SECONDS",
               help="Seconds allowed for handshake + login [default: 30].")
 @click.option("--ping-interval", type=click.FloatRange(min=0.1), metavar="SECONDS",
-              help="Ping a client silent for this long [default: 60]; dropped if it "
-                   "stays silent as long again (up to 30 s).")
+              help="Ping a client silent for this long [default: 60].")
+@click.option("--ping-timeout", type=click.FloatRange(min=0.1), metavar="SECONDS",
+              help="Drop a pinged client still silent after this long "
+                   "[default: 30, or the ping interval when shorter].")
+@click.option("--max-auth-attempts", type=click.IntRange(min=1), metavar="N",
+              help="Failed logins per connection before it is closed [default: 3].")
+@click.option("--max-unauthenticated", type=click.IntRange(min=1), metavar="N",
+              help="Connections not yet logged in, in total [default: 1024].")
+@click.option("--max-unauthenticated-per-ip", type=click.IntRange(min=1), metavar="N",
+              help="Connections not yet logged in, from one address [default: 64].")
+@click.option("--outbound-cap", type=click.IntRange(min=1024), metavar="BYTES",
+              help="Unsent output a client may pile up before it alone is dropped "
+                   "[default: 1048576].")
+@click.option("--rate-limit", type=click.FloatRange(min=0), metavar="PER_SECOND",
+              help="Chat messages per second per member, 0 for no limit [default: 5].")
+@click.option("--rate-burst", type=click.IntRange(min=1), metavar="N",
+              help="Messages a member may send at once before the rate applies [default: 20].")
+@click.option("--crypto-workers", type=click.IntRange(min=1), metavar="N",
+              help="Threads for RSA and password hashing [default: one per core].")
+@click.option("--max-pending-logins", type=click.IntRange(min=1), metavar="N",
+              help="Hash/RSA jobs that may wait for a thread; more logins are answered "
+                   "busy [default: 64].")
+@click.option("--penalty-base", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="First wait after repeated failed logins from an address or for an "
+                   "account; doubles per failure, 0 disables [default: 2].")
+@click.option("--penalty-max", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Longest such wait; a record quiet this long is forgotten [default: 300].")
 @pass_app
 @handle_errors
 def serve(app: AppContext, server_name, host, port, allow_signup, motd, login_deadline,
-          ping_interval):
+          ping_interval, ping_timeout, **limits):
     """Run the chat server (Ctrl-C or SIGTERM stops it cleanly).
 
     The host key is created on first start in HOME/server/host_key.pem; its
@@ -106,13 +131,19 @@ def serve(app: AppContext, server_name, host, port, allow_signup, motd, login_de
 
     setup_logging(app.log_level if app.log_level is not None else logging.INFO)
     name, host, port = resolve_address(app, server_name, host, port)
-    settings = ServerSettings(host=host, port=port, server_name=name, motd=read_motd(motd),
-                              allow_signup=allow_signup)
+    chosen = {key: value for key, value in limits.items() if value is not None}
     if login_deadline is not None:
-        settings.login_deadline = login_deadline
+        chosen["login_deadline"] = login_deadline
     if ping_interval is not None:
-        settings.ping_interval = ping_interval
-        settings.ping_timeout = min(PING_TIMEOUT, ping_interval)
+        chosen["ping_interval"] = ping_interval
+        chosen["ping_timeout"] = min(PING_TIMEOUT, ping_interval)
+    if ping_timeout is not None:
+        chosen["ping_timeout"] = ping_timeout
+    try:
+        settings = ServerSettings(host=host, port=port, server_name=name,
+                                  motd=read_motd(motd), allow_signup=allow_signup, **chosen)
+    except ValueError as err:
+        raise UsageError(str(err).replace("_", "-")) from None
     host_key = load_or_create_host_key(app.home.host_key)
     store = AccountStore(app.home.users_db)
     try:

@@ -17,9 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Optional, Set, Tuple
 
 from schat.crypto.keys import RsaKey, fingerprint
+from schat.protocol import messages
 from schat.server.dm_relay import DmRelay
+from schat.server.guard import Admission, PenaltyBox
 from schat.server.hub import Hub
-from schat.server.limits import ServerSettings
+from schat.server.limits import PENALTY_ENTRIES, ServerSettings, raise_nofile_limit
 from schat.server.link import CHAT, ClientLink
 from schat.server.mailbox import Mailbox
 
@@ -28,6 +30,9 @@ log = logging.getLogger("schat.server")
 SHUTDOWN_REASON = "server shutting down"
 # How long shutdown waits for goodbyes to drain before aborting connections.
 SHUTDOWN_GRACE = 2.0
+# Refused connections and accept failures are logged at most this often (a
+# flood must not fill the disk with log lines).
+REFUSAL_LOG_INTERVAL = 5.0
 
 
 class Server:
@@ -52,12 +57,26 @@ class Server:
         self._ping_handle: Optional[asyncio.TimerHandle] = None
         self._ping_numbers = itertools.count(1)
         self._stopped: Optional[asyncio.Event] = None
+        self.admission = Admission(settings.max_unauthenticated,
+                                   settings.max_unauthenticated_per_ip)
+        self.penalties = PenaltyBox(settings.penalty_base, settings.penalty_max,
+                                    settings.max_auth_attempts, PENALTY_ENTRIES)
+        self.throttled_reply = messages.encode(messages.Error(
+            code="throttled", text=f"slow down: at most {settings.rate_limit:g} messages per "
+                                   f"second (bursts of {settings.rate_burst}); message not sent"))
+        self.refused = 0
+        self.accept_errors = 0
+        self._last_refusal_log = float("-inf")
+        self._last_accept_log = float("-inf")
 
     # -- life cycle ----------------------------------------------------------
     async def start(self) -> Tuple[str, int]:
         """Bind and start accepting; return the real (host, port)."""
         self.loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
+        raise_nofile_limit()
+        self._default_handler = self.loop.get_exception_handler()
+        self.loop.set_exception_handler(self._loop_exception)
         self._listener = await self.loop.create_server(
             lambda: ClientLink(self), self.settings.host, self.settings.port)
         sockname = self._listener.sockets[0].getsockname()
@@ -95,10 +114,37 @@ class Server:
         await stop.wait()
         await self.stop()
 
+    # -- admission -----------------------------------------------------------------
+    def note_refusal(self, address: str, reason: str) -> None:
+        """Count a connection refused by the unauthenticated caps; log now and then."""
+        self.refused += 1
+        now = self.loop.time()
+        if now - self._last_refusal_log >= REFUSAL_LOG_INTERVAL:
+            self._last_refusal_log = now
+            log.warning("refused a connection from %s: %s (%d refused so far)",
+                        address, reason, self.refused)
+
+    def _loop_exception(self, loop, context) -> None:
+        # asyncio pauses accepting for a moment on EMFILE/ENFILE/ENOBUFS and
+        # retries; say so in one line instead of a traceback per failed accept.
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and "accept" in context.get("message", ""):
+            self.accept_errors += 1
+            now = loop.time()
+            if now - self._last_accept_log >= REFUSAL_LOG_INTERVAL:
+                self._last_accept_log = now
+                log.warning("cannot accept connections for now: %s (%d times); retrying",
+                            exc.strerror or exc, self.accept_errors)
+            return
+        if self._default_handler is not None:
+            self._default_handler(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
     # -- crypto pool accounting ------------------------------------------------
     def reserve_crypto(self) -> bool:
         """Take a slot for a pool job; False when too many already wait (answer busy)."""
-        limit = self.settings.crypto_workers + self.settings.max_pending_crypto
+        limit = self.settings.crypto_workers + self.settings.max_pending_logins
         if self._pending_crypto >= limit:
             return False
         self._pending_crypto += 1

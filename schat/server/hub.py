@@ -141,6 +141,10 @@ class Hub:
         """Queue one message for one member."""
         self._push(member, messages.encode(msg))
 
+    def queue_encoded(self, member: Member, data: bytes) -> None:
+        """Queue one already-encoded message (e.g. a reply encoded once per server)."""
+        self._push(member, data)
+
     def take_dirty(self) -> List[Member]:
         """Members with something to send (or to close) since the last call."""
         dirty = self._dirty

@@ -8,8 +8,11 @@ would.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
+
+log = logging.getLogger("schat.server")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5555
@@ -27,6 +30,29 @@ PING_INTERVAL = 60.0
 PING_TIMEOUT = 30.0
 # Bytes read per socket read; large enough to take a whole burst in one call.
 READ_CHUNK = 1 << 18
+# Connections that have not logged in yet, in total and from one address
+# (OpenSSH MaxStartups 10:30:100; IRC MaxConnectionsIP). Beyond either cap a
+# new connection is closed before the server spends anything on it.
+MAX_UNAUTHENTICATED = 1024
+MAX_UNAUTHENTICATED_PER_IP = 64
+# Hash/RSA jobs allowed to wait for a worker; beyond this a login gets "busy"
+# instead of queueing without bound (Ergo login throttling).
+MAX_PENDING_LOGINS = 64
+# Chat messages per second per member and the burst allowed at once: a token
+# bucket (ssh-chat allows 3 messages in 3 s; IRC "fakelag" allows a short burst,
+# then one line every 2 s). The excess is dropped and answered "throttled";
+# a member that keeps sending faster than twice the rate is disconnected.
+RATE_LIMIT = 5.0
+RATE_BURST = 20
+# Failed-login backoff per source address and per account (OpenSSH
+# PerSourcePenalties authfail 5 s, max 600 s; NIST 800-63B rate limiting): after
+# max_auth_attempts free failures each further failure waits base * 2^k seconds,
+# capped at the max; the record is forgotten after a quiet max period, so it is
+# never a permanent lockout. Key logins are never held back by an account penalty.
+PENALTY_BASE = 2.0
+PENALTY_MAX = 300.0
+# Addresses and accounts remembered by the penalty box at most (memory bound).
+PENALTY_ENTRIES = 65_536
 
 
 def default_crypto_workers() -> int:
@@ -50,9 +76,14 @@ class ServerSettings:
     ping_timeout: float = PING_TIMEOUT
     read_chunk: int = READ_CHUNK
     crypto_workers: int = field(default_factory=default_crypto_workers)
-    # Hash/RSA jobs allowed to wait for a worker; beyond this a login gets
-    # "busy" instead of queueing without bound (Ergo-style login throttling).
-    max_pending_crypto: int = 64
+    max_pending_logins: int = MAX_PENDING_LOGINS
+    max_unauthenticated: int = MAX_UNAUTHENTICATED
+    max_unauthenticated_per_ip: int = MAX_UNAUTHENTICATED_PER_IP
+    # Messages per second per member; 0 disables the limiter.
+    rate_limit: float = RATE_LIMIT
+    rate_burst: int = RATE_BURST
+    penalty_base: float = PENALTY_BASE
+    penalty_max: float = PENALTY_MAX
     # Direct messages stored per recipient until acknowledged; a full mailbox
     # refuses more (the sender is told) so one absent member cannot fill the disk.
     mailbox_limit: int = 500
@@ -62,8 +93,37 @@ class ServerSettings:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         for name in ("max_auth_attempts", "outbound_cap", "read_chunk", "crypto_workers",
-                     "max_pending_crypto", "mailbox_limit"):
+                     "max_pending_logins", "mailbox_limit", "max_unauthenticated",
+                     "max_unauthenticated_per_ip", "rate_burst"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        for name in ("rate_limit", "penalty_base"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+        if self.penalty_max < self.penalty_base:
+            raise ValueError("penalty_max must be at least penalty_base")
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be between 0 and 65535")
+
+
+def raise_nofile_limit() -> int:
+    """Raise this process's open-file soft limit to its hard limit; return the new soft limit.
+
+    Every connection is a file descriptor, and distributions default the soft
+    limit to 1,024 while allowing far more: without this, a busy server would
+    refuse connections (EMFILE) long before it runs out of anything real.
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Unix
+        return -1
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft >= hard:
+        return soft
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as err:
+        log.warning("could not raise the open-file limit from %d: %s", soft, err)
+        return soft
+    return target

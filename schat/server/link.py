@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 from typing import TYPE_CHECKING, List, Optional
 
 from schat.errors import ProtocolError
-from schat.protocol import events, messages
+from schat.protocol import dm_messages, events, messages
 from schat.protocol.connection import ServerConnection
 from schat.server import login
+from schat.server.guard import TokenBucket
 from schat.server.hub import Member, NameInUse
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -27,12 +29,17 @@ log = logging.getLogger("schat.server")
 # Connection states.
 HANDSHAKE, AUTH, CHAT, CLOSED = "handshake", "auth", "chat", "closed"
 
+# Messages outside the rate limit: answers to the server (pong, delivery
+# acknowledgements of a stored mailbox, which may be hundreds at login) and bye.
+RATE_FREE = frozenset({messages.Pong, messages.Bye, dm_messages.DmAck})
+
 
 class ClientLink(asyncio.Protocol):
     """The server end of one TCP connection."""
 
     __slots__ = ("server", "transport", "conn", "peer", "state", "member", "attempts",
-                 "last_rx", "pinged", "busy", "backlog", "deadline", "reason")
+                 "last_rx", "pinged", "busy", "backlog", "deadline", "reason", "address",
+                 "admitted", "bucket")
 
     def __init__(self, server: "Server"):
         self.server = server
@@ -48,13 +55,27 @@ class ClientLink(asyncio.Protocol):
         self.backlog: List[bytes] = []
         self.deadline: Optional[asyncio.TimerHandle] = None
         self.reason = "connection closed"
+        self.address = "?"
+        # True while this connection holds an unauthenticated slot (guard.Admission).
+        self.admitted = False
+        self.bucket: Optional[TokenBucket] = None
 
     # -- asyncio callbacks ---------------------------------------------------
     def connection_made(self, transport) -> None:
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.address = str(peer[0]) if peer else "?"
         server = self.server
+        refusal = server.admission.admit(self.address)
+        if refusal is not None:
+            # Refused before any work (no key share, no hello): a flood costs an accept.
+            self.state = CLOSED
+            server.note_refusal(self.address, refusal)
+            self.transport = None
+            transport.abort()
+            return
+        self.admitted = True
         self.last_rx = server.loop.time()
         server.links.add(self)
         log.info("connect from %s", self.peer)
@@ -92,6 +113,7 @@ class ClientLink(asyncio.Protocol):
             self.deadline = None
         server = self.server
         server.links.discard(self)
+        self._release_slot()
         who = self.member.name if self.member is not None else "(not logged in)"
         log.info("disconnect %s %s: %s", self.peer, who, self.reason)
         if self.member is not None:
@@ -119,8 +141,14 @@ class ClientLink(asyncio.Protocol):
                 return
             if type(ev) is events.MessageReceived:
                 if self.state == CHAT:
-                    if not self.server.dm.handle(self.member, ev.message):
-                        hub.handle(self.member, ev.message)
+                    msg = ev.message
+                    bucket = self.bucket
+                    if (bucket is not None and type(msg) not in RATE_FREE
+                            and not bucket.take(self.server.loop.time())):
+                        self._throttled(bucket)
+                        continue
+                    if not self.server.dm.handle(self.member, msg):
+                        hub.handle(self.member, msg)
                 else:
                     self._auth_message(ev.message)
             elif type(ev) is events.KeyExchangeReceived:
@@ -182,6 +210,8 @@ class ClientLink(asyncio.Protocol):
     def _auth_message(self, msg) -> None:
         store = self.server.store
         kind = type(msg)
+        if kind in (messages.Login, messages.LoginKey, messages.Signup) and self._penalised(msg):
+            return
         if kind is messages.Login:
             log.debug("%s: password login for %s", self.peer, msg.user)
             job = functools.partial(login.check_password, store, msg.user, msg.password)
@@ -210,10 +240,31 @@ class ClientLink(asyncio.Protocol):
         else:
             self._failed("-", login.LoginOutcome(code="invalid", text="log in first"))
             return
-        self._run_job(job, functools.partial(self._auth_done, msg.user))
+        self._run_job(job, functools.partial(self._auth_done, msg.user, kind))
 
-    def _auth_done(self, user: str, outcome: login.LoginOutcome) -> None:
+    def _penalised(self, msg) -> bool:
+        """Answer "penalty" without any hashing while the address or account must wait."""
+        server = self.server
+        now = server.loop.time()
+        wait = server.penalties.wait(self.address, now)
+        if type(msg) is messages.Login:
+            wait = max(wait, server.penalties.wait(account_key(msg.user), now))
+        if wait <= 0:
+            return False
+        self._failed(msg.user, login.LoginOutcome(
+            code="penalty", text=f"too many failed logins; try again in {math.ceil(wait)} s"))
+        return True
+
+    def _auth_done(self, user: str, kind, outcome: login.LoginOutcome) -> None:
         if not outcome.ok:
+            if outcome.code == "auth_failed":
+                server = self.server
+                now = server.loop.time()
+                server.penalties.failed(self.address, now)
+                # Password guesses count against the account too; a key cannot be
+                # guessed, so key logins are never held back by another's failures.
+                if kind is messages.Login:
+                    server.penalties.failed(account_key(user), now)
             self._failed(user, outcome)
             return
         server = self.server
@@ -225,6 +276,10 @@ class ClientLink(asyncio.Protocol):
             return
         member.link = self
         self.member = member
+        self._release_slot()
+        if server.settings.rate_limit > 0:
+            self.bucket = TokenBucket(server.settings.rate_limit, server.settings.rate_burst,
+                                      server.loop.time())
         # Stored direct messages follow the welcome, before anything else.
         server.dm.on_login(member)
         self.state = CHAT
@@ -243,6 +298,22 @@ class ClientLink(asyncio.Protocol):
             return
         self._send(messages.Error(code=outcome.code, text=outcome.text))
 
+    def _release_slot(self) -> None:
+        if self.admitted:
+            self.admitted = False
+            self.server.admission.release(self.address)
+
+    def _throttled(self, bucket: TokenBucket) -> None:
+        """Drop one message over the rate: say so, and disconnect a persistent flood."""
+        server = self.server
+        # One pre-encoded reply per dropped message keeps the client's
+        # request/answer order (every say/command gets an ack or an error).
+        server.hub.queue_encoded(self.member, server.throttled_reply)
+        if bucket.flooding:
+            log.warning("%s %s: message flood; disconnected", self.peer, self.member.name)
+            self.reason = "flooding"
+            self._close_transport(bye="too many messages; disconnected")
+
     # -- output and closing ----------------------------------------------------
     def _send(self, msg) -> None:
         """Send one message at once (login phase; chat output goes through the hub)."""
@@ -250,6 +321,9 @@ class ClientLink(asyncio.Protocol):
             return
         self.conn.send(msg)
         self.transport.write(self.conn.data_to_send())
+        if self.transport.get_write_buffer_size() > self.server.settings.outbound_cap:
+            # A client that never reads its login-phase replies (pongs) is dropped too.
+            self._drop("too slow: output buffer full")
 
     def _refuse(self, code: str, text: str) -> None:
         """Tell the client why (when the channel is open), then close."""
@@ -311,3 +385,8 @@ class ClientLink(asyncio.Protocol):
         """Ask an idle member for a sign of life."""
         self.pinged = True
         self.server.hub.queue(self.member, messages.Ping(n=n))
+
+
+def account_key(user: str) -> str:
+    """The penalty-box key of an account name (names are unique regardless of case)."""
+    return "user:" + user.lower()
