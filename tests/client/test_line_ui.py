@@ -77,7 +77,8 @@ def test_server_gone_while_stdin_idle_exits_1(server_factory):
     assert "disconnected: server shutting down" in err.getvalue()
 
 
-def test_pipe_session_sends_lines_and_waits_for_acks(chat_server):
+def test_pipe_session_sends_lines_and_waits_for_acks(server_factory):
+    chat_server = server_factory(rate_limit=0)  # 22 lines at once, above the default rate
     bob = chat_server.login("bob")
     session = chat_server.session()
     session.login_password("alice", PASSWORDS["alice"])
