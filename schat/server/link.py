@@ -370,10 +370,8 @@ class ClientLink(asyncio.Protocol):
         if outbox:
             member.outbox = []
             member.queued = 0
-            conn = self.conn
-            conn.send_encoded(outbox)
             transport = self.transport
-            transport.write(conn.data_to_send())
+            transport.write(self.conn.seal_encoded(outbox))
             if transport.get_write_buffer_size() > self.server.settings.outbound_cap:
                 self._drop("too slow: output buffer full")
                 return
