@@ -153,7 +153,7 @@ class BenchClient(asyncio.Protocol):
 
 
 async def connect_client(host: str, port: int, user: str, *, password: Optional[str] = None,
-                         key: Optional[RsaKey] = None, timeout: float = 60.0,
+                         key: Optional[RsaKey] = None, timeout: float = 120.0,
                          on_delivery: Optional[Callable] = None) -> BenchClient:
     """Open a connection, complete the handshake and log in; return the ready client."""
     loop = asyncio.get_running_loop()

@@ -230,7 +230,7 @@ def crypto_ceiling(host_key_pem: bytes, user_key_pem: bytes, rounds: int = 60) -
 
 async def idle_phase(port: int, server, total: int, key) -> Dict:
     """Hold ``total`` authenticated idle connections; server KiB per connection."""
-    warm = min(100, total // 10)
+    warm = max(1, total // 10)
     base_clients = await connect_many(port, list(range(warm)), key=key)
     base = server.memory()["rss_kib"]
     rest = await connect_many(port, list(range(warm, total)), key=key)
