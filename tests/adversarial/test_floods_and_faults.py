@@ -1,0 +1,177 @@
+"""Connection caps, a slow reader, a message flood, resets mid-stream and silent members."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from chatkit import WAIT
+from hostile import (Chatter, RawPeer, assert_no_traceback, disconnect_reasons, fd_count, reset)
+from schat.protocol import messages
+
+
+def test_unauthenticated_caps_refuse_the_extras(server_factory, server_log):
+    srv = server_factory(max_unauthenticated_per_ip=5, max_unauthenticated=8)
+    chat = Chatter(srv)
+    held = [RawPeer(srv) for _ in range(5)]
+    for peer in held:
+        peer.hello()  # each got its ServerHello: admitted
+    extra = RawPeer(srv)
+    assert extra.closed_by_server(), "a 6th from one address must be refused"
+    others = [RawPeer(srv, source=f"127.0.0.{i}") for i in (2, 3, 4)]
+    for peer in others:
+        peer.hello()
+    # 8 held in total: a newcomer from yet another address is refused too.
+    assert RawPeer(srv, source="127.0.0.9").closed_by_server()
+    assert srv.server.admission.count == 8
+    # Logging in frees the slot: capped newcomers can get in once someone does.
+    assert isinstance(held[0].login("carol"), messages.Welcome)
+    fresh = RawPeer(srv, source="127.0.0.9")
+    fresh.hello()
+    for peer in held + others + [extra, fresh]:
+        peer.close()
+    chat.finish()
+    assert srv.server.refused == 2
+    assert_no_traceback(server_log)
+    chat.close()
+
+
+def test_only_the_stalled_reader_is_dropped(server_factory, server_log):
+    srv = server_factory(outbound_cap=64 * 1024, rate_limit=0)
+    carol_watch = srv.login("carol")
+    chat = Chatter(srv)
+    stalled = RawPeer(srv)
+    stalled.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    srv.store.add("stall", "stall-pass-1")
+    assert isinstance(stalled.login("stall", "stall-pass-1"), messages.Welcome)
+    # "stall" stops reading; alice floods the room with large lines.
+    alice = chat.clients["alice"].session
+    text = "y" * 3000
+    sent = 0
+    while srv.server.hub.is_online("stall") and sent < 2000:
+        for _ in range(10):
+            alice.say(text)
+            sent += 1
+        assert alice.wait_acked(WAIT)
+    assert not srv.server.hub.is_online("stall")
+    got = 0
+    while got < sent:
+        ev = carol_watch.next(messages.ChatMessage)
+        if ev.text == text:
+            got += 1
+    chat.finish()
+    reasons = [r for r in disconnect_reasons(server_log) if " stall: " in r]
+    assert reasons and "too slow" in reasons[0]
+    stalled.close()
+    carol_watch.close()
+    chat.close()
+
+
+def test_message_flood_is_throttled_then_disconnected(server_factory, server_log):
+    srv = server_factory(rate_limit=5, rate_burst=10)
+    chat = Chatter(srv)
+    watcher = srv.login("carol")
+    flooder = RawPeer(srv)
+    srv.store.add("flood", "flood-pass-1")
+    assert isinstance(flooder.login("flood", "flood-pass-1"), messages.Welcome)
+    # A burst within the limit passes whole.
+    flooder.send(b"".join(flooder.record(messages.Say(text=f"ok {i}", cid=f"o{i}"))
+                          for i in range(10)))
+    # The next lines are over the rate: each is dropped and answered "throttled".
+    flooder.send(flooder.record(messages.Say(text="too fast", cid="x1")))
+    replies = []
+    while len(replies) < 11:
+        msg = flooder.next_of(messages.Message)
+        if isinstance(msg, (messages.Ack, messages.Error)):
+            replies.append(msg)
+    assert all(isinstance(r, messages.Ack) for r in replies[:10])
+    assert replies[10].code == "throttled"
+    # Still connected: keep flooding, and the server disconnects it.
+    for i in range(200):
+        try:
+            flooder.send(flooder.record(messages.Say(text=f"flood {i}", cid=f"f{i}")))
+        except OSError:
+            break
+    assert flooder.closed_by_server()
+    # The watcher got the 10 lines of the burst, none of the dropped ones, then the leave.
+    seen = []
+    while True:
+        ev = watcher.next()
+        if isinstance(ev, messages.ChatMessage) and ev.sender == "flood":
+            seen.append(ev.text)
+        if isinstance(ev, messages.Leave) and ev.user == "flood":
+            break
+    assert ev.reason == "flooding"
+    assert seen[:10] == [f"ok {i}" for i in range(10)]
+    # At most a token or two refilled while the flood ran (5 per second).
+    assert len(seen) <= 12 and "too fast" not in seen
+    chat.finish()
+    assert_no_traceback(server_log)
+    watcher.close()
+    chat.close()
+
+
+def _server_tasks(srv) -> int:
+    async def count():
+        return len(asyncio.all_tasks())
+    return asyncio.run_coroutine_threadsafe(count(), srv.thread._loop).result(WAIT)
+
+
+def test_resets_mid_stream_leak_nothing(server_factory, server_log):
+    srv = server_factory(rate_limit=0)
+    chat = Chatter(srv)
+    # Warm up one full login so lazily created resources exist before counting.
+    warm = RawPeer(srv)
+    warm.login("carol")
+    reset(warm.sock)
+    chat.clients["alice"].session.say("warm")
+    assert chat.clients["alice"].session.wait_acked(WAIT)
+    fds, tasks = fd_count(), _server_tasks(srv)
+    for round_ in range(20):
+        mid_frame = RawPeer(srv)
+        mid_frame.sock.recv(65536)
+        mid_frame.send(b"\x00\x00\x01\x00" + b"z" * 40)
+        mid_handshake = RawPeer(srv)
+        mid_handshake.hello()
+        mid_handshake.send(mid_handshake.conn.data_to_send()[:200])
+        mid_broadcast = RawPeer(srv)
+        mid_broadcast.login("carol")
+        for i in range(5):
+            chat.clients["alice"].session.say(f"round {round_} {i}")
+        half = mid_broadcast.record(messages.Say(text="cut off", cid="cut"))
+        mid_broadcast.send(half[:len(half) // 2])
+        for peer in (mid_frame, mid_handshake, mid_broadcast):
+            reset(peer.sock)
+        assert chat.clients["alice"].session.wait_acked(WAIT)
+    # Every reset connection is gone from the server before we count.
+    deadline_ok = False
+    for _ in range(200):
+        if len(srv.server.links) == 2 and srv.server.admission.count == 0:
+            deadline_ok = True
+            break
+        chat.clients["bob"].session.say("tick")
+        chat.clients["bob"].session.wait_acked(WAIT)
+    assert deadline_ok, len(srv.server.links)
+    assert fd_count() == fds
+    assert _server_tasks(srv) == tasks
+    chat.finish()
+    assert_no_traceback(server_log)
+    chat.close()
+
+
+def test_silent_member_pinged_then_dropped(server_factory, server_log):
+    srv = server_factory(ping_interval=0.4, ping_timeout=0.4)
+    honest = srv.login("alice")  # its receiver thread answers pings
+    silent = RawPeer(srv)
+    silent.login("carol")
+    ping = silent.next_of(messages.Ping)
+    assert ping.n >= 1
+    assert silent.closed_by_server(timeout=5)
+    leave = honest.next(messages.Leave)
+    assert (leave.user, leave.reason) == ("carol", "ping timeout")
+    # The honest member answered its own pings and is still here.
+    assert srv.server.hub.is_online("alice")
+    honest.session.say("still here")
+    assert honest.session.wait_acked(WAIT)
+    assert_no_traceback(server_log)
+    honest.close()
