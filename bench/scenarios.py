@@ -33,9 +33,9 @@ def user_password(i: int) -> str:
 
 
 async def connect_many(port: int, names: List[int], *, key=None,
-                       concurrency: int = CONNECT_CONCURRENCY) -> List[BenchClient]:
+                       concurrency: int = 0) -> List[BenchClient]:
     """Connect and log in ``names`` (indices), ``concurrency`` handshakes at a time."""
-    sem = asyncio.Semaphore(concurrency)
+    sem = asyncio.Semaphore(concurrency or CONNECT_CONCURRENCY)
 
     async def one(i: int) -> BenchClient:
         async with sem:

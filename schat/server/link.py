@@ -79,13 +79,18 @@ class ClientLink(asyncio.Protocol):
         self.last_rx = server.loop.time()
         server.links.add(self)
         log.info("connect from %s", self.peer)
-        self.conn = ServerConnection(server.host_key)
-        hello = self.conn.data_to_send()
-        log.debug("%s: ServerHello sent (%d bytes, key %s)", self.peer, len(hello),
-                  server.fingerprint)
-        transport.write(hello)
         self.deadline = server.loop.call_later(server.settings.login_deadline,
                                                self._deadline_passed)
+        # The ServerHello's ephemeral X25519 key is made in the pool: a burst of
+        # connects (asyncio accepts up to 100 at once) must not stall the chat.
+        self._run_job(functools.partial(ServerConnection, server.host_key), self._hello_ready)
+
+    def _hello_ready(self, conn: ServerConnection) -> None:
+        self.conn = conn
+        hello = conn.data_to_send()
+        log.debug("%s: ServerHello sent (%d bytes, key %s)", self.peer, len(hello),
+                  self.server.fingerprint)
+        self.transport.write(hello)
 
     def data_received(self, data: bytes) -> None:
         self.last_rx = self.server.loop.time()
@@ -317,9 +322,10 @@ class ClientLink(asyncio.Protocol):
     # -- output and closing ----------------------------------------------------
     def _send(self, msg) -> None:
         """Send one message at once (login phase; chat output goes through the hub)."""
-        if self.state == CLOSED or not self.conn.handshake_complete:
+        conn = self.conn
+        if self.state == CLOSED or conn is None or not conn.handshake_complete:
             return
-        self.conn.send(msg)
+        conn.send(msg)
         self.transport.write(self.conn.data_to_send())
         if self.transport.get_write_buffer_size() > self.server.settings.outbound_cap:
             # A client that never reads its login-phase replies (pongs) is dropped too.
@@ -350,7 +356,7 @@ class ClientLink(asyncio.Protocol):
         if self.state == CLOSED and self.transport is None:
             return
         conn = self.conn
-        if bye is not None and conn.handshake_complete and not conn.closed:
+        if bye is not None and conn is not None and conn.handshake_complete and not conn.closed:
             conn.close(bye)
             data = conn.data_to_send()
             if data and self.transport is not None:
