@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional, Set, Tuple
@@ -75,6 +76,8 @@ class Server:
         self.loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
         raise_nofile_limit()
+        # Process-wide: this process is a server, and chat latency comes first.
+        sys.setswitchinterval(self.settings.gil_switch_interval)
         self._default_handler = self.loop.get_exception_handler()
         self.loop.set_exception_handler(self._loop_exception)
         self._listener = await self.loop.create_server(
