@@ -100,7 +100,8 @@ def logged_in(server, user):
     return session
 
 
-def test_half_typed_line_survives_incoming_messages(chat_server, screens):
+def test_half_typed_line_survives_incoming_messages(server_factory, screens):
+    chat_server = server_factory(rate_limit=0)  # a busy room: 40 lines at once
     bob = chat_server.login("bob")
     screen = screens(logged_in(chat_server, "alice"))
     screen.type_and_wait("half-typed wo", "half-typed wo")
