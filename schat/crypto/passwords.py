@@ -5,9 +5,16 @@ invalidating existing accounts::
 
     $scrypt$ln=15,r=8,p=3$<salt, base64>$<hash, base64>
 
-Accounts imported from the original chat script carry an unsalted SHA-256 of
-the password, stored as ``$sha256$<hex>``; they verify, but always report that
-a rehash is needed so the server upgrades them at the next successful login.
+Accounts imported from the original chat script come with an unsalted SHA-256
+of the password. That digest is never stored as is: it is wrapped in scrypt,
+with the same parameters as every other hash, so a wrong password for an
+imported account costs exactly as much as one for a native account or an
+unknown user::
+
+    $scrypt-sha256$ln=15,r=8,p=3$<salt, base64>$<scrypt over the SHA-256 hex, base64>
+
+A wrapped hash verifies, but always reports that a rehash is needed, so the
+server replaces it with a plain scrypt hash at the next successful login.
 
 The current parameters are N=2^15, r=8, p=3 (OWASP's recommendation), unless the
 operator sets ``SCHAT_SCRYPT_N`` (a power of two >= 1024) for a low-power host.
@@ -42,9 +49,11 @@ MAX_P = 16
 SCRYPT_N_ENV = "SCHAT_SCRYPT_N"
 
 _SCRYPT_RE = re.compile(
-    r"\$scrypt\$ln=(\d{1,2}),r=(\d{1,2}),p=(\d{1,2})\$([A-Za-z0-9+/]+={0,2})\$([A-Za-z0-9+/]+={0,2})"
+    r"\$(scrypt|scrypt-sha256)\$ln=(\d{1,2}),r=(\d{1,2}),p=(\d{1,2})\$([A-Za-z0-9+/]+={0,2})\$([A-Za-z0-9+/]+={0,2})"
 )
-_LEGACY_RE = re.compile(r"\$sha256\$([0-9a-f]{64})")
+_SHA256_HEX_RE = re.compile(r"[0-9a-f]{64}")
+SCRYPT_PREFIX = "$scrypt$"
+WRAPPED_PREFIX = "$scrypt-sha256$"
 
 
 @dataclass(frozen=True)
@@ -103,61 +112,68 @@ def _derive(password: str, salt: bytes, params: ScryptParams) -> bytes:
     return scrypt(secret, salt, HASH_BYTES, N=params.n, r=params.r, p=params.p)
 
 
+def _encode(prefix: str, params: ScryptParams, salt: bytes, digest: bytes) -> str:
+    return f"{prefix}{params.encode()}${_b64(salt)}${_b64(digest)}"
+
+
 def hash_password(password: str, params: Optional[ScryptParams] = None,
                   salt: Optional[bytes] = None) -> str:
     """Hash ``password`` with a fresh 16-byte random salt; return the encoded string."""
     params = params or current_params()
     salt = get_random_bytes(SALT_BYTES) if salt is None else salt
-    digest = _derive(password, salt, params)
-    return f"$scrypt${params.encode()}${_b64(salt)}${_b64(digest)}"
+    return _encode(SCRYPT_PREFIX, params, salt, _derive(password, salt, params))
 
 
-def legacy_hash(password: str) -> str:
-    """The stored form of an original-script hash (unsalted SHA-256 hex of the password)."""
-    return "$sha256$" + hashlib.sha256(password.encode("utf-8")).hexdigest()
+def _sha256_hex(password: str) -> str:
+    # The original script hashed the password exactly as typed (no normalisation).
+    return hashlib.sha256(password.encode("utf-8")).hexdigest()
 
 
-def is_legacy(encoded: str) -> bool:
-    """True for an imported SHA-256 hash."""
-    return encoded.startswith("$sha256$")
+def wrap_sha256(hexdigest: str, params: Optional[ScryptParams] = None,
+                salt: Optional[bytes] = None) -> str:
+    """Store an imported unsalted SHA-256 hex digest as a ``$scrypt-sha256$`` hash.
+
+    Raises ValueError unless ``hexdigest`` is 64 hexadecimal digits.
+    """
+    hexdigest = hexdigest.lower()
+    if not _SHA256_HEX_RE.fullmatch(hexdigest):
+        raise ValueError("a SHA-256 digest is 64 hexadecimal digits")
+    params = params or current_params()
+    salt = get_random_bytes(SALT_BYTES) if salt is None else salt
+    return _encode(WRAPPED_PREFIX, params, salt, _derive(hexdigest, salt, params))
 
 
-def parse_scrypt(encoded: str) -> Tuple[ScryptParams, bytes, bytes]:
-    """Split an encoded scrypt hash into (params, salt, digest); ValueError if malformed."""
+def parse_scrypt(encoded: str) -> Tuple[bool, ScryptParams, bytes, bytes]:
+    """Split an encoded hash into (wrapped, params, salt, digest); ValueError if malformed.
+
+    ``wrapped`` is True for a ``$scrypt-sha256$`` hash (an imported SHA-256).
+    """
     m = _SCRYPT_RE.fullmatch(encoded)
     if not m:
         raise ValueError("not an encoded scrypt hash")
-    params = ScryptParams(int(m.group(1)), int(m.group(2)), int(m.group(3)))
-    salt = base64.b64decode(m.group(4), validate=True)
-    digest = base64.b64decode(m.group(5), validate=True)
+    params = ScryptParams(int(m.group(2)), int(m.group(3)), int(m.group(4)))
+    salt = base64.b64decode(m.group(5), validate=True)
+    digest = base64.b64decode(m.group(6), validate=True)
     if len(salt) < 8 or len(digest) < 16:
         raise ValueError("scrypt salt or digest too short")
-    return params, salt, digest
+    return m.group(1) == "scrypt-sha256", params, salt, digest
 
 
 def verify_password(password: str, encoded: str,
                     params: Optional[ScryptParams] = None) -> Tuple[bool, bool]:
     """Check ``password`` against a stored hash: ``(ok, needs_rehash)``.
 
-    ``needs_rehash`` is meaningful only when ``ok``: the hash is legacy, or was
-    made with parameters other than ``params`` (default: the current ones).
-    Raises ValueError when ``encoded`` is not a hash this module wrote.
+    Costs one scrypt with the stored parameters whatever the hash's kind.
+    ``needs_rehash`` is meaningful only when ``ok``: the hash wraps an imported
+    SHA-256, or was made with parameters other than ``params`` (default: the
+    current ones). Raises ValueError when ``encoded`` is not a hash this module wrote.
     """
     params = params or current_params()
-    legacy = _LEGACY_RE.fullmatch(encoded)
-    if legacy:
-        want = legacy.group(1).encode("ascii")
-        # The original script hashed the password as typed; try its NFKC form too.
-        candidates = {password, normalize_password(password)}
-        ok = False
-        for candidate in candidates:
-            got = hashlib.sha256(candidate.encode("utf-8")).hexdigest().encode("ascii")
-            ok |= hmac.compare_digest(got, want)
-        return ok, ok
-    stored_params, salt, digest = parse_scrypt(encoded)
-    computed = _derive(password, salt, stored_params)
+    wrapped, stored_params, salt, digest = parse_scrypt(encoded)
+    secret = _sha256_hex(password) if wrapped else password
+    computed = _derive(secret, salt, stored_params)
     ok = hmac.compare_digest(computed, digest)
-    return ok, ok and (stored_params != params or len(salt) != SALT_BYTES)
+    return ok, ok and (wrapped or stored_params != params or len(salt) != SALT_BYTES)
 
 
 # A fixed salt for dummy work: the result is thrown away, only the time matters.

@@ -1,41 +1,31 @@
 """The account store: one SQLite file (server/users.db) shared by the server and `schat user`.
 
-Concurrency: WAL mode, a busy timeout, short transactions and ``BEGIN
-IMMEDIATE`` for every read-modify-write, so an admin command and a running
-server can use the file at once. Within a process the store keeps one SQLite
-connection per thread (created on first use), so the server may call it from
-its thread pool; :meth:`AccountStore.close` closes them all.
-
-Slow work (scrypt) always happens outside a transaction, so a login never
-holds the write lock while hashing.
-
-Schema changes are a list of migrations; ``PRAGMA user_version`` records how
-many have been applied. Later features append to :data:`MIGRATIONS`.
+Connections, transactions and migrations are :class:`schat.store.database.SqliteFile`'s:
+an admin command and a running server can use the file at once. Slow work
+(scrypt) always happens outside a transaction, so a login never holds the
+write lock while hashing. Later features append to :data:`MIGRATIONS`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import sqlite3
-import threading
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Iterable, List, Optional
 
 from schat.crypto import keys, passwords
-from schat.errors import AccountError, KeyFileError, PolicyError, StoreError
+from schat.errors import AccountError, KeyFileError
+from schat.store import legacy
+from schat.store.database import Migration, SqliteFile
+from schat.store.legacy import ImportReport
 from schat.store.policy import check_password_policy, validate_username
 
 log = logging.getLogger(__name__)
 
-BUSY_TIMEOUT_S = 10.0
-
-# Each entry is a list of statements run in one transaction; never edit an applied one.
-MIGRATIONS: List[Sequence[str]] = [
+# Each entry runs in one transaction; never edit an applied one.
+MIGRATIONS: List[Migration] = [
     (
         """CREATE TABLE accounts (
             id INTEGER PRIMARY KEY,
@@ -64,7 +54,11 @@ MIGRATIONS: List[Sequence[str]] = [
         """CREATE TRIGGER mailbox_drop_account AFTER DELETE ON accounts
             BEGIN DELETE FROM mailbox WHERE recipient = OLD.name; END""",
     ),
+    # 3: imported SHA-256 digests stored bare by earlier versions get wrapped in scrypt.
+    legacy.wrap_old_rows,
 ]
+# The first schema that has the accounts table (before it, nothing to wrap).
+_ACCOUNTS_SINCE = 1
 
 _COLUMNS = "name, legacy, created, last_login, locked, public_key, key_fingerprint"
 
@@ -116,57 +110,6 @@ class CheckResult:
         return bool(self.account and self.account.locked)
 
 
-@dataclass
-class ImportReport:
-    """What an import did: names imported, ``(line, name)`` skipped as existing,
-    ``(line, problem)`` for lines that could not be used."""
-
-    imported: List[str] = field(default_factory=list)
-    skipped: List[Tuple[int, str]] = field(default_factory=list)
-    errors: List[Tuple[int, str]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class LegacyEntry:
-    line: int
-    name: str
-    hexdigest: str
-
-
-_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
-
-
-def parse_legacy_lines(lines: Iterable[str]) -> Tuple[ImportReport, List[LegacyEntry]]:
-    """Parse users.txt lines; blank lines and ``#`` comments are ignored."""
-    report = ImportReport()
-    entries: List[LegacyEntry] = []
-    seen: dict = {}
-    for number, raw in enumerate(lines, start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        name, sep, digest = line.partition(",")
-        name, digest = name.strip(), digest.strip()
-        if not sep or "," in digest:
-            report.errors.append((number, "expected username,sha256hex"))
-            continue
-        try:
-            validate_username(name)
-        except PolicyError as err:
-            report.errors.append((number, str(err)))
-            continue
-        if not _HEX64.fullmatch(digest):
-            report.errors.append((number, "the hash is not 64 hexadecimal digits"))
-            continue
-        folded = name.casefold()
-        if folded in seen:
-            report.errors.append((number, f"duplicate of line {seen[folded]} ({name!r})"))
-            continue
-        seen[folded] = number
-        entries.append(LegacyEntry(number, name, digest.lower()))
-    return report, entries
-
-
 def _row_to_account(row) -> Account:
     return Account(
         name=row[0],
@@ -179,136 +122,19 @@ def _row_to_account(row) -> Account:
     )
 
 
-class AccountStore:
-    """Accounts in a SQLite file; see the module docstring for the concurrency model."""
+class AccountStore(SqliteFile):
+    """Accounts in a SQLite file (see :mod:`schat.store.database` for the concurrency model)."""
+
+    kind = "account database"
 
     def __init__(self, path: str | os.PathLike,
                  hash_params: Optional[passwords.ScryptParams] = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
-        self.path = Path(path)
+        super().__init__(path)
         self.hash_params = hash_params or passwords.current_params()
         self._clock = clock
-        self._local = threading.local()
-        self._all: List[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-        self._closed = False
-        self._create_file()
-        self._migrate()
-
-    # -- connection handling -------------------------------------------------
-
-    def _create_file(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if not self.path.exists():
-                # Create it 0600 ourselves: SQLite would use the umask, and gives
-                # the -wal/-shm files the same mode as the database.
-                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-            elif self.path.is_dir():
-                raise StoreError(f"{self.path}: is a directory, not an account database")
-        except OSError as err:
-            raise StoreError(f"{self.path}: cannot create the account database "
-                             f"({err.strerror})") from None
-
-    def _conn(self) -> sqlite3.Connection:
-        if self._closed:
-            raise StoreError(f"{self.path}: the account store is closed")
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            try:
-                # check_same_thread=False only so close() may close it from any
-                # thread; each thread otherwise uses its own connection.
-                conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S,
-                                       isolation_level=None, check_same_thread=False)
-                conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = NORMAL")
-            except sqlite3.DatabaseError as err:
-                raise self._error(err) from None
-            self._local.conn = conn
-            with self._lock:
-                self._all.append(conn)
-        return conn
-
-    def _error(self, err: Exception) -> StoreError:
-        text = str(err)
-        if "not a database" in text or "malformed" in text:
-            return StoreError(f"{self.path}: not a schat account database, or it is corrupt")
-        if "locked" in text or "busy" in text:
-            return StoreError(f"{self.path}: the account database is busy; try again")
-        return StoreError(f"{self.path}: account database error ({text})")
-
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        try:
-            yield self._conn()
-        except sqlite3.DatabaseError as err:
-            raise self._error(err) from None
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """A short ``BEGIN IMMEDIATE`` transaction: the write lock is taken up front,
-        so a read-modify-write never fails half-way on a concurrent writer."""
-        conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.DatabaseError as err:
-            raise self._error(err) from None
-        try:
-            yield conn
-        except BaseException as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.IntegrityError):
-                raise self._error(exc) from None
-            raise
-        else:
-            try:
-                conn.execute("COMMIT")
-            except sqlite3.DatabaseError as err:
-                raise self._error(err) from None
-
-    def _migrate(self) -> None:
-        with self._read() as conn:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(MIGRATIONS):
-            raise StoreError(f"{self.path}: made by a newer schat (schema {version}); upgrade schat")
-        if version == len(MIGRATIONS):
-            return
-        with self._write() as conn:
-            # Re-read under the write lock: another process may have migrated meanwhile.
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                tables = conn.execute(
-                    "SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
-                if tables:
-                    raise StoreError(f"{self.path}: not a schat account database")
-            for index in range(version, len(MIGRATIONS)):
-                for statement in MIGRATIONS[index]:
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
-
-    def close(self) -> None:
-        """Close every connection this store opened (in any thread)."""
-        with self._lock:
-            conns, self._all = self._all, []
-            self._closed = True
-        for conn in conns:
-            try:
-                conn.close()
-            except sqlite3.Error:
-                pass
-
-    def __enter__(self) -> "AccountStore":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    @property
-    def schema_version(self) -> int:
-        with self._read() as conn:
-            return conn.execute("PRAGMA user_version").fetchone()[0]
+        self._migrate(MIGRATIONS, lambda conn, version: legacy.prepare_wraps(
+            conn, self.hash_params, has_accounts=version >= _ACCOUNTS_SINCE))
 
     # -- queries -------------------------------------------------------------
 
@@ -338,13 +164,18 @@ class AccountStore:
 
     # -- changes -------------------------------------------------------------
 
+    def ensure_new(self, name: str) -> None:
+        """Raise AccountError naming the stored spelling if ``name`` is taken (any case)."""
+        existing = self.get(name)
+        if existing is not None:
+            raise _exists(existing.name)
+
     def add(self, name: str, password: str, public_key_der: Optional[bytes] = None) -> Account:
         """Create an account; the name and password must meet the policy."""
         validate_username(name)
         check_password_policy(password, name)
         der, fp = _check_public_key(public_key_der)
-        if self.get(name) is not None:
-            raise AccountError(f"user {name!r} already exists (names are unique regardless of case)")
+        self.ensure_new(name)
         encoded = passwords.hash_password(password, self.hash_params)
         try:
             with self._write() as conn:
@@ -353,8 +184,8 @@ class AccountStore:
                     " key_fingerprint) VALUES (?, ?, 0, ?, ?, ?)",
                     (name, encoded, _utc_text(self._clock()), der, fp))
         except sqlite3.IntegrityError:
-            raise AccountError(
-                f"user {name!r} already exists (names are unique regardless of case)") from None
+            self.ensure_new(name)
+            raise
         return self.require(name)
 
     def remove(self, name: str) -> None:
@@ -445,25 +276,38 @@ class AccountStore:
                 " WHERE name = ? AND password_hash = ?", (fresh, name, encoded))
             return cur.rowcount == 1
 
-    def import_legacy(self, lines: Iterable[str]) -> "ImportReport":
+    def import_legacy(self, lines: Iterable[str]) -> ImportReport:
         """Import ``username,sha256hex`` lines (the original script's users.txt).
 
+        Each digest is stored wrapped in scrypt (:mod:`schat.store.legacy`).
         Bad or duplicate lines are reported with their numbers and skipped;
         existing accounts are never overwritten, so re-running is harmless.
         """
-        report, entries = parse_legacy_lines(lines)
+        report, entries = legacy.parse_legacy_lines(lines)
+        fresh = [e for e in entries if self.get(e.name) is None]
+        # The slow part, before the write lock is taken.
+        wrapped = dict(zip((e.line for e in fresh),
+                           legacy.wrap_digests([e.hexdigest for e in fresh], self.hash_params)))
         created = _utc_text(self._clock())
         with self._write() as conn:
             for entry in entries:
-                if conn.execute("SELECT 1 FROM accounts WHERE name = ?",
-                                (entry.name,)).fetchone():
-                    report.skipped.append((entry.line, entry.name))
+                row = conn.execute("SELECT name FROM accounts WHERE name = ?",
+                                   (entry.name,)).fetchone()
+                if row:
+                    report.skipped.append((entry.line, row[0]))
                     continue
+                encoded = wrapped.get(entry.line) or passwords.wrap_sha256(
+                    entry.hexdigest, self.hash_params)
                 conn.execute(
                     "INSERT INTO accounts (name, password_hash, legacy, created)"
-                    " VALUES (?, ?, 1, ?)", (entry.name, "$sha256$" + entry.hexdigest, created))
+                    " VALUES (?, ?, 1, ?)", (entry.name, encoded, created))
                 report.imported.append(entry.name)
         return report
+
+
+def _exists(stored_name: str) -> AccountError:
+    return AccountError(f"user {stored_name!r} already exists "
+                        "(names are unique regardless of case)")
 
 
 def _check_public_key(der: Optional[bytes]):

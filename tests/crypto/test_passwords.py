@@ -53,17 +53,47 @@ def test_default_parameters_are_owasp():
     assert ScryptParams().n == 32768
 
 
-def test_legacy_sha256_verifies_and_needs_rehash():
-    encoded = "$sha256$" + hashlib.sha256(b"old-secret").hexdigest()
-    assert passwords.is_legacy(encoded)
+def test_wrapped_sha256_known_answer():
+    salt = bytes(range(16))
+    hexdigest = hashlib.sha256(b"old-secret").hexdigest()
+    encoded = passwords.wrap_sha256(hexdigest.upper(), LIGHT, salt=salt)
+    expected = scrypt(hexdigest.encode("ascii"), salt, 32, N=1024, r=8, p=3)
+    assert encoded == ("$scrypt-sha256$ln=10,r=8,p=3$" + base64.b64encode(salt).decode()
+                       + "$" + base64.b64encode(expected).decode())
+
+
+def test_wrapped_sha256_verifies_and_always_needs_rehash():
+    encoded = passwords.wrap_sha256(hashlib.sha256(b"old-secret").hexdigest(), LIGHT)
     assert verify_password("old-secret", encoded, LIGHT) == (True, True)
     assert verify_password("old-secreT", encoded, LIGHT) == (False, False)
-    assert passwords.legacy_hash("old-secret") == encoded
+    # The original script hashed the password as typed: no NFKC equivalence.
+    typed = passwords.wrap_sha256(hashlib.sha256("\uff21bc1".encode()).hexdigest(), LIGHT)
+    assert verify_password("\uff21bc1", typed, LIGHT) == (True, True)
+    assert verify_password("Abc1", typed, LIGHT) == (False, False)
+
+
+def test_wrapped_sha256_costs_one_scrypt_like_any_hash(monkeypatch):
+    calls = []
+    real = passwords.scrypt
+    monkeypatch.setattr(passwords, "scrypt", lambda *a, **k: calls.append(k) or real(*a, **k))
+    wrapped = passwords.wrap_sha256("ab" * 32, LIGHT)
+    plain = hash_password("whatever-9", LIGHT)
+    calls.clear()
+    verify_password("wrong-pass-1", wrapped, LIGHT)
+    verify_password("wrong-pass-1", plain, LIGHT)
+    passwords.dummy_verify("wrong-pass-1", LIGHT)
+    assert calls == [{"N": 1024, "r": 8, "p": 3}] * 3
+
+
+@pytest.mark.parametrize("bad", ["", "12" * 31, "zz" * 32, "ab" * 33])
+def test_wrap_refuses_a_non_digest(bad):
+    with pytest.raises(ValueError):
+        passwords.wrap_sha256(bad, LIGHT)
 
 
 @pytest.mark.parametrize("bad", [
     "", "plain", "$scrypt$ln=10,r=8,p=3$$", "$scrypt$ln=40,r=8,p=3$AAAAAAAAAAAAAAAAAAAAAA==$"
-    + "A" * 44, "$sha256$xyz", "$scrypt$ln=10,r=8,p=3$!!!!$AAAA",
+    + "A" * 44, "$sha256$xyz", "$sha256$" + "ab" * 32, "$scrypt$ln=10,r=8,p=3$!!!!$AAAA",
 ])
 def test_malformed_hash_is_value_error(bad):
     with pytest.raises(ValueError):

@@ -54,7 +54,8 @@ def test_names_unique_regardless_of_case(store):
     store.add("Alice", "tangerine42")
     with pytest.raises(AccountError) as err:
         store.add("aLiCe", "tangerine42")
-    assert str(err.value) == "user 'aLiCe' already exists (names are unique regardless of case)"
+    # The error names the stored spelling.
+    assert str(err.value) == "user 'Alice' already exists (names are unique regardless of case)"
 
 
 def test_policy_enforced_on_add_and_passwd(store):
