@@ -22,6 +22,17 @@ KEY_STATUS = schema.CODE
 FINGERPRINT = schema.string(0, 64)
 
 
+def no_key_text(user: str) -> str:
+    """Why direct messages cannot reach ``user`` (no registered key), and the way out.
+
+    The server sends it in ``no_key`` errors and the client shows it for a
+    ``key`` reply with status ``no_key``, so both say the same thing.
+    """
+    return (f"{user} has no key yet, so end-to-end encrypted direct messages cannot reach "
+            f"them; they can make one with `schat keys gen {user}`, and their client "
+            f"registers it at their next login")
+
+
 @message("get_key")
 class GetKey(Message):
     """Ask for a member's registered public key (answered by ``key`` with the same cid)."""

@@ -111,6 +111,9 @@ class Who(Message):
     pass
 
 
+# Retired: private messages are end-to-end encrypted (``dm_send``). The type
+# still decodes so that a server can refuse it with a clear error instead of
+# dropping an older client for a protocol violation.
 @message("msg")
 class Msg(Message):
     to: str = spec(schema.NAME)
@@ -133,6 +136,8 @@ class Welcome(Message):
 class Error(Message):
     code: str = spec(schema.CODE)
     text: str = spec(schema.SHORT_TEXT)
+    # The cid of the request this answers; absent when it answers none.
+    cid: Any = spec(schema.CID, default=None)
 
 
 @message("message")
@@ -177,6 +182,8 @@ class Users(Message):
     more: bool = spec(schema.BOOL, default=False)
 
 
+# Retired: no server sends it any more. It still decodes so that a client can
+# discard one (a plaintext "private message" would be a forgery) with a warning.
 @message("dm")
 class Dm(Message):
     id: int = spec(schema.INT)

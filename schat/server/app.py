@@ -62,9 +62,10 @@ class Server:
                                    settings.max_unauthenticated_per_ip)
         self.penalties = PenaltyBox(settings.penalty_base, settings.penalty_max,
                                     settings.max_auth_attempts, PENALTY_ENTRIES)
-        self.throttled_reply = messages.encode(messages.Error(
+        self.throttled_error = messages.Error(
             code="throttled", text=f"slow down: at most {settings.rate_limit:g} messages per "
-                                   f"second (bursts of {settings.rate_burst}); message not sent"))
+                                   f"second (bursts of {settings.rate_burst}); message not sent")
+        self.throttled_reply = messages.encode(self.throttled_error)
         self.refused = 0
         self.accept_errors = 0
         self._last_refusal_log = float("-inf")

@@ -26,10 +26,6 @@ from schat.server.mailbox import Mailbox, MailboxFull
 
 log = logging.getLogger("schat.server.dm")
 
-NO_KEY_HELP = ("{user} has no key yet, so encrypted direct messages cannot reach them; "
-               "they can make one with `schat keys gen {user}` and reconnect with --key")
-
-
 class DmRelay:
     """Handles the DM wire messages of logged-in members."""
 
@@ -38,12 +34,8 @@ class DmRelay:
         self.store = store
         self.mailbox = mailbox or Mailbox(store)
 
-    def _member(self, name: str):
-        # The hub keys members by the lower-cased name (names are unique regardless of case).
-        return self.hub._members.get(name.lower())
-
-    def _error(self, member, code: str, text: str) -> None:
-        self.hub.queue(member, messages.Error(code=code, text=text))
+    def _error(self, member, code: str, text: str, cid: Optional[str] = None) -> None:
+        self.hub.queue(member, messages.Error(code=code, text=text, cid=cid))
 
     def handle(self, member, msg) -> bool:
         """Act on ``msg`` when it is a DM message; False lets the hub handle it."""
@@ -92,12 +84,13 @@ class DmRelay:
                 self._error(member, "key_exists",
                             f"your account already has another key "
                             f"({fingerprint(bytes(account.public_key_der))}); the server admin "
-                            f"can replace it with `schat user set-key`")
+                            f"can replace it with `schat user set-key {account.name} FILE`",
+                            msg.cid)
             return
         try:
             self.store.set_public_key(member.name, bytes(msg.public_key))
         except SchatError as err:
-            self._error(member, "invalid", str(err))
+            self._error(member, "invalid", str(err), msg.cid)
             return
         log.info("registered the public key of %s (%s)", member.name,
                  fingerprint(bytes(msg.public_key)))
@@ -110,43 +103,45 @@ class DmRelay:
         try:
             env = env_mod.parse(msg.envelope)
         except env_mod.EnvelopeError as err:
-            self._error(member, "invalid", f"bad direct-message envelope: {err}")
+            self._error(member, "invalid", f"bad direct-message envelope: {err}", msg.cid)
             return
         sender = self.store.get(member.name)
         recipient = self.store.get(msg.to)
         if recipient is None:
-            self._error(member, "no_such_user", f"no such user: {msg.to}")
+            self._error(member, "no_such_user", f"no such user: {msg.to}", msg.cid)
             return
         if env.sender.lower() != member.name.lower() or env.recipient.lower() != msg.to.lower():
-            self._error(member, "invalid", "the envelope's sender or recipient does not match")
+            self._error(member, "invalid", "the envelope's sender or recipient does not match",
+                        msg.cid)
             return
         if sender is None or not sender.public_key_der:
-            self._error(member, "no_key", NO_KEY_HELP.format(user=member.name))
+            self._error(member, "no_key", dmm.no_key_text(member.name), msg.cid)
             return
         sender_der = bytes(sender.public_key_der)
         try:
             env_mod.verify(env, env_mod.public_key_from_der(sender_der))
         except env_mod.EnvelopeError:
             self._error(member, "invalid", "the envelope is not signed with the key registered "
-                                           "on your account")
+                                           "on your account", msg.cid)
             return
         if not recipient.public_key_der:
-            self._error(member, "no_key", NO_KEY_HELP.format(user=recipient.name))
+            self._error(member, "no_key", dmm.no_key_text(recipient.name), msg.cid)
             return
         recipient_fp = env_mod.key_fp(bytes(recipient.public_key_der))
         if not hmac.compare_digest(env.wraps[0].key_fp, recipient_fp):
             self._error(member, "key_changed", f"{recipient.name}'s key has changed; "
-                                               f"fetch it again (/whois {recipient.name})")
+                                               f"fetch it again (/whois {recipient.name})",
+                        msg.cid)
             return
         now = self.hub.now_ms()
         try:
             dm_id = self.mailbox.put(recipient.name, member.name, now, msg.envelope, sender_der)
         except MailboxFull as err:
-            self._error(member, "mailbox_full", str(err))
+            self._error(member, "mailbox_full", str(err), msg.cid)
             return
         log.debug("dm %d from %s to %s: %d bytes stored", dm_id, member.name, recipient.name,
                   len(msg.envelope))
-        target = self._member(recipient.name)
+        target = self.hub.member(recipient.name)
         if target is not None:
             self.hub.queue(target, dmm.DmEnvelope(id=dm_id, time=now, sender=member.name,
                                                   envelope=msg.envelope, sender_key=sender_der))

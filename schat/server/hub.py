@@ -21,6 +21,10 @@ from schat.server.limits import OUTBOUND_CAP
 
 Clock = Callable[[], float]
 
+PLAINTEXT_DM_REFUSED = ("private messages are end-to-end encrypted and this server no longer "
+                        "relays them in plaintext; update your schat client, which seals "
+                        "/msg for the recipient")
+
 
 class NameInUse(Exception):
     """The name is already logged in on another connection."""
@@ -80,7 +84,9 @@ class Hub:
             Command("help", "/help", "list the chat commands", self._cmd_help),
             Command("who", "/who", "list who is online", self._cmd_who),
             Command("me", "/me ACTION", "say ACTION in the third person", self._cmd_me),
-            Command("msg", "/msg NAME TEXT", "send TEXT to NAME alone", self._cmd_msg),
+            Command("msg", "/msg NAME TEXT",
+                    "send TEXT to NAME alone, end-to-end encrypted by your client",
+                    self._cmd_msg),
             Command("quit", "/quit", "leave the chat", self._cmd_quit),
         )}
 
@@ -90,6 +96,10 @@ class Hub:
 
     def is_online(self, name: str) -> bool:
         return name.lower() in self._members
+
+    def member(self, name: str) -> Optional[Member]:
+        """The member logged in as ``name`` (any case), or None."""
+        return self._members.get(name.lower())
 
     def names(self) -> List[str]:
         """Names online, sorted case-insensitively."""
@@ -201,8 +211,8 @@ class Hub:
         self._next_id = mid + 1
         return mid
 
-    def _error(self, member: Member, code: str, text: str) -> None:
-        self.queue(member, messages.Error(code=code, text=text))
+    def _error(self, member: Member, code: str, text: str, cid: Optional[str] = None) -> None:
+        self.queue(member, messages.Error(code=code, text=text, cid=cid))
 
     # -- input ------------------------------------------------------------
     def handle(self, member: Member, msg) -> None:
@@ -212,7 +222,7 @@ class Hub:
         elif isinstance(msg, messages.Command):
             self._command(member, msg.line, msg.cid)
         elif isinstance(msg, messages.Msg):
-            self._private(member, msg.to, msg.text, msg.cid)
+            self._error(member, "encryption_required", PLAINTEXT_DM_REFUSED, msg.cid)
         elif isinstance(msg, messages.Who):
             self._cmd_who(member, "", None)
         elif isinstance(msg, messages.Ping):
@@ -227,7 +237,8 @@ class Hub:
                 if len(self._dirty) == 1 and self._wake is not None:
                     self._wake()
         else:
-            self._error(member, "invalid", f"{type(msg).__name__} is not allowed after login")
+            self._error(member, "invalid", f"{type(msg).__name__} is not allowed after login",
+                        getattr(msg, "cid", None))
 
     def _say(self, member: Member, text: str, action: bool, cid: str) -> None:
         mid = self._next_message_id()
@@ -236,25 +247,14 @@ class Hub:
             id=mid, time=now, sender=member.name, text=text, action=action)), exclude=member)
         self.queue(member, messages.Ack(cid=cid, id=mid, time=now))
 
-    def _private(self, member: Member, to: str, text: str, cid: str) -> None:
-        target = self._members.get(to.lower())
-        if target is None:
-            self._error(member, "no_such_user", f"{to} is not online")
-            return
-        mid = self._next_message_id()
-        now = self.now_ms()
-        self.queue(target, messages.Dm(id=mid, time=now, sender=member.name,
-                                       to=target.name, text=text))
-        self.queue(member, messages.Ack(cid=cid, id=mid, time=now))
-
     def _command(self, member: Member, line: str, cid: str) -> None:
         if not line.startswith("/") or len(line) < 2:
-            self._error(member, "bad_command", "a command starts with / (try /help)")
+            self._error(member, "bad_command", "a command starts with / (try /help)", cid)
             return
         name, _, rest = line[1:].partition(" ")
         command = self.commands.get(name.lower())
         if command is None:
-            self._error(member, "bad_command", f"unknown command /{name[:32]} (try /help)")
+            self._error(member, "bad_command", f"unknown command /{name[:32]} (try /help)", cid)
             return
         command.handler(member, rest.strip(), cid)
 
@@ -278,17 +278,13 @@ class Hub:
 
     def _cmd_me(self, member: Member, args: str, cid: Optional[str]) -> None:
         if not args:
-            self._error(member, "bad_command", "usage: /me ACTION")
+            self._error(member, "bad_command", "usage: /me ACTION", cid)
             return
         self._say(member, args, True, cid)
 
     def _cmd_msg(self, member: Member, args: str, cid: Optional[str]) -> None:
-        to, _, text = args.partition(" ")
-        text = text.strip()
-        if not to or not text:
-            self._error(member, "bad_command", "usage: /msg NAME TEXT")
-            return
-        self._private(member, to, text, cid)
+        # A client that sends /msg to the server would send the text in plaintext.
+        self._error(member, "encryption_required", PLAINTEXT_DM_REFUSED, cid)
 
     def _cmd_quit(self, member: Member, args: str, cid: Optional[str]) -> None:
         self._ack(member, cid)

@@ -9,6 +9,7 @@ one is running, reading pauses and the connection object is left alone.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import math
@@ -150,7 +151,7 @@ class ClientLink(asyncio.Protocol):
                     bucket = self.bucket
                     if (bucket is not None and type(msg) not in RATE_FREE
                             and not bucket.take(self.server.loop.time())):
-                        self._throttled(bucket)
+                        self._throttled(bucket, getattr(msg, "cid", None))
                         continue
                     if not self.server.dm.handle(self.member, msg):
                         hub.handle(self.member, msg)
@@ -308,12 +309,15 @@ class ClientLink(asyncio.Protocol):
             self.admitted = False
             self.server.admission.release(self.address)
 
-    def _throttled(self, bucket: TokenBucket) -> None:
+    def _throttled(self, bucket: TokenBucket, cid: Optional[str]) -> None:
         """Drop one message over the rate: say so, and disconnect a persistent flood."""
         server = self.server
-        # One pre-encoded reply per dropped message keeps the client's
-        # request/answer order (every say/command gets an ack or an error).
-        server.hub.queue_encoded(self.member, server.throttled_reply)
+        # Every dropped request is answered with its cid, so the client knows
+        # which one to send again; a message without a cid gets the shared reply.
+        if cid is None:
+            server.hub.queue_encoded(self.member, server.throttled_reply)
+        else:
+            server.hub.queue(self.member, dataclasses.replace(server.throttled_error, cid=cid))
         if bucket.flooding:
             log.warning("%s %s: message flood; disconnected", self.peer, self.member.name)
             self.reason = "flooding"

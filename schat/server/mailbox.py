@@ -22,6 +22,9 @@ from schat.errors import AccountError, StoreError
 # Per-recipient bound on stored envelopes: a full mailbox refuses new messages
 # (the sender is told) rather than letting one absent member fill the disk.
 DEFAULT_MAILBOX_LIMIT = 500
+# One sender may fill at most this share of a recipient's mailbox, so a single
+# member cannot block everyone else's messages to an absent member.
+SENDER_SHARE = 4
 
 
 class MailboxFull(AccountError):
@@ -48,20 +51,27 @@ class Mailbox:
             raise ValueError("the mailbox limit must be at least 1")
         self.store = store
         self.limit = limit
+        self.per_sender = max(1, limit // SENDER_SHARE)
 
     def put(self, recipient: str, sender: str, time_ms: int, envelope: bytes,
             sender_key: bytes) -> int:
         """Store an envelope for ``recipient``; return its delivery id.
 
-        Raises MailboxFull when the recipient already has ``limit`` messages waiting.
+        Raises MailboxFull when the recipient already has ``limit`` messages
+        waiting, or ``per_sender`` of them from ``sender``.
         """
         # The store's write transaction (BEGIN IMMEDIATE) makes count-then-insert atomic.
-        with self.store._write() as conn:
-            waiting = conn.execute("SELECT count(*) FROM mailbox WHERE recipient = ?",
-                                   (recipient,)).fetchone()[0]
+        with self.store.transaction() as conn:
+            waiting, mine = conn.execute(
+                "SELECT count(*), coalesce(sum(sender = ?), 0) FROM mailbox "
+                "WHERE recipient = ?", (sender, recipient)).fetchone()
             if waiting >= self.limit:
                 raise MailboxFull(f"{recipient}'s mailbox is full ({self.limit} messages "
                                   f"waiting); try again after they have logged in")
+            if mine >= self.per_sender:
+                raise MailboxFull(f"you already have {mine} messages waiting for {recipient} "
+                                  f"(at most {self.per_sender} from one sender); try again "
+                                  f"after they have logged in")
             cur = conn.execute(
                 "INSERT INTO mailbox (recipient, sender, time, envelope, sender_key) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -70,7 +80,7 @@ class Mailbox:
 
     def pending(self, recipient: str) -> List[StoredDm]:
         """Every envelope waiting for ``recipient``, oldest first."""
-        with self.store._read() as conn:
+        with self.store.reading() as conn:
             rows = conn.execute(
                 "SELECT id, recipient, sender, time, envelope, sender_key FROM mailbox "
                 "WHERE recipient = ? ORDER BY id", (recipient,)).fetchall()
@@ -78,20 +88,20 @@ class Mailbox:
 
     def count(self, recipient: str) -> int:
         """How many envelopes wait for ``recipient``."""
-        with self.store._read() as conn:
+        with self.store.reading() as conn:
             return conn.execute("SELECT count(*) FROM mailbox WHERE recipient = ?",
                                 (recipient,)).fetchone()[0]
 
     def ack(self, recipient: str, dm_id: int) -> bool:
         """Delete delivery ``dm_id`` of ``recipient`` (only theirs); True when it existed."""
-        with self.store._write() as conn:
+        with self.store.transaction() as conn:
             cur = conn.execute("DELETE FROM mailbox WHERE id = ? AND recipient = ?",
                                (int(dm_id), recipient))
             return cur.rowcount > 0
 
     def dump(self) -> List[StoredDm]:
         """Every stored envelope (for the operator's inspection and for tests)."""
-        with self.store._read() as conn:
+        with self.store.reading() as conn:
             try:
                 rows = conn.execute(
                     "SELECT id, recipient, sender, time, envelope, sender_key FROM mailbox "

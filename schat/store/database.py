@@ -83,6 +83,14 @@ class SqliteFile:
             return StoreError(f"{self.path}: the {self.kind} is busy; try again")
         return StoreError(f"{self.path}: {self.kind} error ({text})")
 
+    def reading(self):
+        """Context manager: this thread's connection for reads (errors become StoreError)."""
+        return self._read()
+
+    def transaction(self):
+        """Context manager: a ``BEGIN IMMEDIATE`` write transaction (see ``_write``)."""
+        return self._write()
+
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         try:

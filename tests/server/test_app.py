@@ -33,9 +33,9 @@ def test_three_members_chat_both_ways(chat_server):
     assert carol.next(messages.ChatMessage).text == "hi alice"
     assert alice.session.wait_acked(5) and bob.session.wait_acked(5)
 
-    carol.session.command("/msg alice secret plan")
-    dm = alice.next(messages.Dm)
-    assert (dm.sender, dm.text) == ("carol", "secret plan")
+    cid = carol.session.command("/msg alice secret plan")
+    err = carol.next(messages.Error)
+    assert (err.code, err.cid) == ("encryption_required", cid) and "end-to-end" in err.text
     carol.session.command("/who")
     assert carol.next(messages.Users).users == ("alice", "bob", "carol")
     carol.session.command("/nope")

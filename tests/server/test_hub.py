@@ -74,20 +74,18 @@ def test_me_and_msg_commands(hub):
     hub.handle(ann, messages.Command(line="/me waves", cid="c2"))
     assert drain(bob)[0].action is True
     drain(cat), drain(ann)
+    # Plaintext private messages are refused: only end-to-end encrypted ones exist.
     hub.handle(ann, messages.Command(line="/msg BOB psst there", cid="c3"))
-    (dm,) = drain(bob)
-    assert (dm.sender, dm.to, dm.text) == ("ann", "bob", "psst there")
-    assert drain(cat) == []
-    assert drain(ann)[0].cid == "c3"
-    hub.handle(ann, messages.Msg(to="nobody", text="x", cid="c4"))
-    (err,) = drain(ann)
-    assert err.code == "no_such_user"
+    hub.handle(ann, messages.Msg(to="bob", text="x", cid="c4"))
+    assert drain(bob) == [] and drain(cat) == []
+    errors = drain(ann)
+    assert [(e.code, e.cid) for e in errors] == [("encryption_required", "c3"), ("encryption_required", "c4")]
+    assert all("end-to-end encrypted" in e.text for e in errors)
 
 
 @pytest.mark.parametrize("line,fragment", [
     ("/frobnicate", "unknown command /frobnicate"),
     ("/me", "usage: /me ACTION"),
-    ("/msg bob", "usage: /msg NAME TEXT"),
     ("/", "starts with /"),
 ])
 def test_bad_commands_answer_the_sender_alone(hub, line, fragment):
