@@ -9,7 +9,7 @@ import sys
 import click
 
 from schat import __version__
-from schat.commands.common import AppContext, setup_logging
+from schat.commands.common import CONFIG_HELP, HOME_HELP, AppContext, global_options, setup_logging
 
 # name -> "module:attribute". Loaded on first use so that `schat --help` and the
 # admin commands stay fast and never import the network stack they do not need.
@@ -37,8 +37,18 @@ class LazyGroup(click.Group):
     def get_command(self, ctx, cmd_name):
         if cmd_name in self.lazy_commands:
             module_name, attr = self.lazy_commands[cmd_name].split(":")
-            return getattr(importlib.import_module(module_name), attr)
+            return with_global_options(getattr(importlib.import_module(module_name), attr))
         return super().get_command(ctx, cmd_name)
+
+
+def with_global_options(command: click.Command) -> click.Command:
+    """Give ``command`` and everything under it ``--home`` and ``--config`` (once)."""
+    if not getattr(command, "_schat_global_options", False):
+        command.params.extend(global_options())
+        command._schat_global_options = True  # type: ignore[attr-defined]
+        for sub in getattr(command, "commands", {}).values():
+            with_global_options(sub)
+    return command
 
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -51,14 +61,9 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
     type=click.Path(file_okay=False),
     envvar="SCHAT_HOME",
     show_envvar=True,
-    help="Data home for keys, pins and the server's files "
-    "[default: the platform's user data dir, e.g. ~/.local/share/schat].",
+    help=HOME_HELP.replace("$SCHAT_HOME, else ", ""),
 )
-@click.option(
-    "--config",
-    type=click.Path(dir_okay=False),
-    help="servers.json to use [default: ./servers.json, else the one in the home].",
-)
+@click.option("--config", type=click.Path(dir_okay=False), help=CONFIG_HELP)
 @click.option("-v", "--verbose", count=True, help="More log output on stderr (-v info).")
 @click.option(
     "--debug",
@@ -72,6 +77,9 @@ def cli(ctx: click.Context, home, config, verbose, debug):
 
     Run a server with `schat serve`, manage its accounts with `schat user`,
     chat with `schat connect NAME`.
+
+    --home and --config may be given before the command (`schat --home PATH
+    user list`) or after it (`schat user list --home PATH`).
     """
     if debug:
         level = logging.DEBUG

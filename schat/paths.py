@@ -69,8 +69,3 @@ class Home:
     @property
     def servers_json(self) -> Path:
         return self.root / "servers.json"
-
-    def ensure_dir(self, path: Path) -> Path:
-        """Create ``path`` (a directory under the home) private to the user."""
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return path

@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 import click
 
@@ -33,11 +33,45 @@ class AppContext:
 
 pass_app = click.make_pass_decorator(AppContext, ensure=True)
 
+# Read by `schat keys gen` and by key login in `schat connect`/`login`.
+PASSPHRASE_ENV = "SCHAT_KEY_PASSPHRASE"
+
+HOME_HELP = ("Data home for keys, pins and the server's files [default: $SCHAT_HOME, else "
+             "the platform's user data dir, e.g. ~/.local/share/schat].")
+CONFIG_HELP = ("servers.json to use; it must exist, except for `servers add` "
+               "[default: ./servers.json, else the one in the home].")
+
+
+def _set_home(ctx: click.Context, _param, value: Optional[str]) -> None:
+    if value is not None:
+        ctx.ensure_object(AppContext).home = Home(resolve_home(value))
+
+
+def _set_config(ctx: click.Context, _param, value: Optional[str]) -> None:
+    if value is not None:
+        ctx.ensure_object(AppContext).config = Path(value)
+
+
+def global_options() -> List[click.Option]:
+    """``--home`` and ``--config`` for a subcommand, so they work after it too
+    (`schat user list --home X` as well as `schat --home X user list`)."""
+    return [
+        click.Option(["--home"], type=click.Path(file_okay=False), expose_value=False,
+                     callback=_set_home, help=HOME_HELP),
+        click.Option(["--config"], type=click.Path(dir_okay=False), expose_value=False,
+                     callback=_set_config, help=CONFIG_HELP),
+    ]
+
 
 def setup_logging(level: int) -> None:
-    """Log to stderr at ``level`` (idempotent: reconfigures the root handler)."""
+    """Log schat's records to stderr at ``level`` (idempotent: reconfigures the root handler).
+
+    Only the ``schat`` logger goes below WARNING: ``--debug`` is about schat's
+    own steps, not every library's (asyncio's debug chatter among them).
+    """
     root = logging.getLogger()
-    root.setLevel(level)
+    root.setLevel(max(level, logging.WARNING))
+    logging.getLogger("schat").setLevel(level)
     handler = next((h for h in root.handlers if getattr(h, "_schat", False)), None)
     if handler is None:
         handler = logging.StreamHandler(sys.stderr)
@@ -104,8 +138,3 @@ def echo_err(message: str) -> None:
     """Diagnostics go to stderr."""
     click.echo(message, err=True)
 
-
-def first(iterable: Iterable, default=None):
-    for item in iterable:
-        return item
-    return default

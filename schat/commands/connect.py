@@ -8,11 +8,10 @@ from typing import Optional
 
 import click
 
-from schat.commands.common import AppContext, echo_err, handle_errors, pass_app
+from schat.commands.common import PASSPHRASE_ENV, AppContext, echo_err, handle_errors, pass_app
 from schat.errors import TrustError, UsageError
 
 PASSWORD_ENV = "SCHAT_PASSWORD"
-PASSPHRASE_ENV = "SCHAT_KEY_PASSPHRASE"
 
 
 def interactive() -> bool:
@@ -207,7 +206,7 @@ def signup(app: AppContext, name: str, user: Optional[str], key: Optional[str],
 @handle_errors
 def login(app: AppContext, name: str, user: Optional[str], key: Optional[str],
           accept_new: bool):
-    """Check your credentials on the server NAME end to end (exit 0 ok, 1 refused)."""
+    """Check your login on the server NAME: exit 0 ok, 1 refused."""
     user = get_user(user)
     session = open_session(app, name, accept_new)
     try:

@@ -10,11 +10,10 @@ from typing import Optional
 import click
 
 from schat.commands.common import (
-    AppContext, echo_err, handle_errors, json_option, pass_app, read_password_stdin, render,
+    PASSPHRASE_ENV, AppContext, echo_err, handle_errors, json_option, pass_app,
+    read_password_stdin, render,
 )
 from schat.errors import UsageError
-
-PASSPHRASE_ENV = "SCHAT_KEY_PASSPHRASE"
 
 
 def new_passphrase(no_passphrase: bool, passphrase_stdin: bool) -> Optional[str]:
@@ -54,8 +53,9 @@ def keys():
 @handle_errors
 def gen_cmd(app: AppContext, name: Optional[str], force: bool, no_passphrase: bool,
             passphrase_stdin: bool):
-    """Generate an RSA-3072 pair: HOME/keys/NAME.pem and NAME.pub.pem.
+    """Generate an RSA-3072 key pair.
 
+    It is written to HOME/keys/NAME.pem (private, 0600) and NAME.pub.pem.
     NAME defaults to your login name.
     """
     from schat.store.keyfiles import KeyFiles
@@ -75,7 +75,10 @@ def gen_cmd(app: AppContext, name: Optional[str], force: bool, no_passphrase: bo
 @pass_app
 @handle_errors
 def show_cmd(app: AppContext, name: str, as_json: bool):
-    """Show the fingerprint and public key of NAME (a key name or a .pem/.pub.pem path)."""
+    """Show a public key and its fingerprint.
+
+    NAME is a key name in HOME/keys or the path of a .pem or .pub.pem file.
+    """
     from schat.crypto.keys import export_public_pem, fingerprint
     from schat.store.keyfiles import KeyFiles
 
@@ -95,7 +98,10 @@ def show_cmd(app: AppContext, name: str, as_json: bool):
 @pass_app
 @handle_errors
 def list_cmd(app: AppContext, as_json: bool):
-    """List the key pairs in HOME/keys: name, fingerprint, encrypted, path."""
+    """List your key pairs.
+
+    Name, fingerprint, whether the private key is encrypted, and its path in HOME/keys.
+    """
     from schat.store.keyfiles import KeyFiles
 
     infos = KeyFiles(app.home).list()
@@ -103,6 +109,7 @@ def list_cmd(app: AppContext, as_json: bool):
         render([i.to_json() for i in infos], [], True)
         return
     rows = [{"name": i.name, "fingerprint": i.fingerprint or f"({i.problem})",
-             "encrypted": i.encrypted, "path": str(i.path)} for i in infos]
+             "encrypted": "?" if i.encrypted is None else i.encrypted, "path": str(i.path)}
+            for i in infos]
     render(rows, ["name", "fingerprint", "encrypted", "path"], False,
            empty="No keys. Create one with `schat keys gen`.")

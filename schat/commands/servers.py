@@ -9,15 +9,16 @@ import click
 from schat.commands.common import AppContext, handle_errors, json_option, pass_app, render
 
 
-def _server_list(app: AppContext, missing_ok: bool = True):
+def _server_list(app: AppContext, missing_ok: bool = True, creating: bool = False):
     from schat.store.servers import ServerList, find_servers_json
 
-    return ServerList.load(find_servers_json(app.config, app.home), missing_ok=missing_ok)
+    path = find_servers_json(app.config, app.home, creating=creating)
+    return ServerList.load(path, missing_ok=missing_ok)
 
 
 @click.group()
 def servers():
-    """List and edit servers.json; forget a server's pinned key."""
+    """List and edit servers.json; forget pinned keys."""
 
 
 @servers.command("list")
@@ -25,7 +26,7 @@ def servers():
 @pass_app
 @handle_errors
 def list_cmd(app: AppContext, as_json: bool):
-    """List servers: name, address, and the key fingerprint pinned for each."""
+    """List servers and their pinned key fingerprints."""
     from schat.store.known_servers import KnownServers
 
     pins = KnownServers(app.home.known_servers).entries()
@@ -64,11 +65,16 @@ def list_cmd(app: AppContext, as_json: bool):
 @handle_errors
 def add_cmd(app: AppContext, name: str, ip: str, port: int, fingerprint: Optional[str],
             force: bool):
-    """Add the server NAME to servers.json (created in the home if there is none)."""
-    servers_ = _server_list(app)
+    """Add a server to servers.json.
+
+    The file is created in the home when there is none (or at the --config path).
+    """
+    servers_ = _server_list(app, creating=True)
+    replaced = servers_.find(name) is not None
     entry = servers_.add(name, ip, port, fingerprint, replace=force)
     servers_.save()
-    click.echo(f"Added {entry.name} ({entry.address}) to {servers_.path}.")
+    verb, where = ("Replaced", "in") if replaced else ("Added", "to")
+    click.echo(f"{verb} {entry.name} ({entry.address}) {where} {servers_.path}.")
 
 
 @servers.command("remove")
@@ -76,7 +82,10 @@ def add_cmd(app: AppContext, name: str, ip: str, port: int, fingerprint: Optiona
 @pass_app
 @handle_errors
 def remove_cmd(app: AppContext, name: str):
-    """Remove the server NAME from servers.json (its pinned key stays; see `forget`)."""
+    """Remove a server from servers.json.
+
+    Its pinned key stays in known_servers; see `forget`.
+    """
     servers_ = _server_list(app, missing_ok=False)
     entry = servers_.remove(name)
     servers_.save()

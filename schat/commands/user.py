@@ -48,7 +48,7 @@ password_stdin_option = click.option(
 
 @click.group()
 def user():
-    """Manage the server's accounts (add, list, lock, import...)."""
+    """Manage the server's accounts."""
 
 
 @user.command("add")
@@ -59,16 +59,20 @@ def user():
 @pass_app
 @handle_errors
 def add_cmd(app: AppContext, name: str, password_stdin: bool, key_file: Optional[str]):
-    """Create the account NAME (the password is prompted twice, hidden)."""
+    """Create the account NAME.
+
+    The password is prompted twice, hidden (or read with --password-stdin).
+    """
     from schat.crypto.keys import public_der
     from schat.store.keyfiles import KeyFiles
     from schat.store.policy import validate_username
 
     validate_username(name)
     der = public_der(KeyFiles(app.home).load_public(key_file)) if key_file else None
-    password = get_password(password_stdin)
     with open_store(app) as store:
-        account = store.add(name, password, public_key_der=der)
+        # Refuse a taken name before asking for a password that would be thrown away.
+        store.ensure_new(name)
+        account = store.add(name, get_password(password_stdin), public_key_der=der)
     suffix = f" with key {account.key_fingerprint}" if account.key_fingerprint else ""
     click.echo(f"Added user {account.name}{suffix}.")
 
@@ -78,7 +82,10 @@ def add_cmd(app: AppContext, name: str, password_stdin: bool, key_file: Optional
 @pass_app
 @handle_errors
 def list_cmd(app: AppContext, as_json: bool):
-    """List accounts: name, created, last login, locked, key fingerprint."""
+    """List the accounts.
+
+    Name, created, last login, locked, legacy hash and key fingerprint.
+    """
     with open_store(app) as store:
         accounts = store.list()
     if as_json:
@@ -97,7 +104,10 @@ def list_cmd(app: AppContext, as_json: bool):
 @pass_app
 @handle_errors
 def remove_cmd(app: AppContext, name: str, yes: bool):
-    """Delete the account NAME (asks first unless --yes)."""
+    """Delete the account NAME.
+
+    Asks first unless --yes.
+    """
     with open_store(app) as store:
         account = store.require(name)
         if not yes:
@@ -112,7 +122,10 @@ def remove_cmd(app: AppContext, name: str, yes: bool):
 @pass_app
 @handle_errors
 def passwd_cmd(app: AppContext, name: str, password_stdin: bool):
-    """Set a new password for NAME (prompted twice, hidden)."""
+    """Set a new password for NAME.
+
+    It is prompted twice, hidden (or read with --password-stdin).
+    """
     with open_store(app) as store:
         account = store.require(name)
         store.set_password(account.name, get_password(password_stdin, "New password"))
@@ -141,20 +154,51 @@ def unlock_cmd(app: AppContext, name: str):
         click.echo(f"Unlocked user {store.require(name).name}.")
 
 
+@user.command("set-key")
+@click.argument("name")
+@click.argument("key_file", metavar="FILE.pub.pem", required=False,
+                type=click.Path(dir_okay=False))
+@click.option("--clear", is_flag=True, help="Remove NAME's registered key instead.")
+@pass_app
+@handle_errors
+def set_key_cmd(app: AppContext, name: str, key_file: Optional[str], clear: bool):
+    """Register or replace NAME's public key.
+
+    The key is the member's NAME.pub.pem, used for key login and end-to-end
+    private messages; the account and its password are kept. --clear removes it.
+    """
+    from schat.crypto.keys import public_der
+    from schat.store.keyfiles import KeyFiles
+
+    if clear == bool(key_file):
+        raise UsageError("give the public key file, or --clear (not both)")
+    der = None if clear else public_der(KeyFiles(app.home).load_public(key_file))
+    with open_store(app) as store:
+        stored = store.require(name).name
+        store.set_public_key(stored, der)
+        account = store.require(stored)
+    if account.key_fingerprint:
+        click.echo(f"Set the key of {stored}: {account.key_fingerprint}.")
+    else:
+        click.echo(f"Cleared the key of {stored}.")
+
+
 @user.command("import")
 @click.argument("file", type=click.Path(dir_okay=False))
 @pass_app
 @handle_errors
 def import_cmd(app: AppContext, file: str):
-    """Import the original script's users.txt (username,sha256hex per line).
+    """Import the original script's users.txt.
 
+    One username,sha256hex per line; a UTF-8 byte order mark is allowed.
     Imported passwords are upgraded to scrypt at each user's next login.
-    Bad or duplicate lines are reported and skipped; existing accounts are kept.
+    Bad or duplicate lines are reported and skipped, every good line is still
+    imported, and the exit status is then 1. Existing accounts are kept.
     """
     from schat.errors import ConfigError
 
     try:
-        with open(file, encoding="utf-8") as fh:
+        with open(file, encoding="utf-8-sig") as fh:
             lines = fh.read().splitlines()
     except FileNotFoundError:
         raise ConfigError(f"{file}: no such file") from None
@@ -164,9 +208,11 @@ def import_cmd(app: AppContext, file: str):
         raise ConfigError(f"{file}: cannot read ({err.strerror})") from None
     with open_store(app) as store:
         report = store.import_legacy(lines)
-    for number, problem in report.errors:
-        echo_err(f"{file}, line {number}: {problem}; skipped")
-    for number, name in report.skipped:
-        echo_err(f"{file}, line {number}: user {name} already exists; skipped")
+    notes = [(n, f"{problem}; skipped") for n, problem in report.errors]
+    notes += [(n, f"user {name} already exists; skipped") for n, name in report.skipped]
+    for number, note in sorted(notes):
+        echo_err(f"{file}, line {number}: {note}")
     click.echo(f"Imported {len(report.imported)} user(s); {len(report.skipped)} already "
                f"existed; {len(report.errors)} bad line(s).")
+    if report.errors:
+        raise SystemExit(1)

@@ -14,7 +14,7 @@ from typing import List, Optional, Union
 from schat.crypto import keys
 from schat.errors import KeyFileError, PolicyError
 from schat.paths import Home
-from schat.store.files import atomic_write
+from schat.store.files import atomic_write, make_private_dirs
 from schat.store.policy import USERNAME_RULE, validate_username
 
 PRIVATE_SUFFIX = ".pem"
@@ -80,7 +80,7 @@ class KeyFiles:
         self.save_check(name, force)
         if passphrase == "":
             raise KeyFileError("an empty passphrase is not allowed; use --no-passphrase instead")
-        self.home.ensure_dir(self.directory)
+        make_private_dirs(self.directory)
         os.chmod(self.directory, 0o700)
         atomic_write(private, keys.export_private_pem(key, passphrase), mode=0o600)
         atomic_write(public, keys.export_public_pem(key), mode=0o644)
@@ -155,13 +155,18 @@ class KeyFiles:
         except KeyFileError as err:
             return KeyInfo(name, None, None, private, str(err))
         encrypted = keys.is_encrypted_pem(data)
+        key = None
+        if not encrypted:
+            # Garbage is "unknown", not "unencrypted".
+            try:
+                key = keys.import_private_pem(data, None)
+            except KeyFileError as err:
+                return KeyInfo(name, None, None, private, str(err))
         public = private.with_name(name + PUBLIC_SUFFIX)
         try:
             if public.exists():
                 key = keys.import_public_key(_read(public))
-            elif not encrypted:
-                key = keys.import_private_pem(data, None)
-            else:
+            elif key is None:
                 return KeyInfo(name, None, True, private, "public key file missing")
         except KeyFileError as err:
             return KeyInfo(name, None, encrypted, private, str(err))

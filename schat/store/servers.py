@@ -199,13 +199,19 @@ class ServerList:
             raise ConfigError(f"{self.path}: cannot write ({err.strerror})") from None
 
 
-def find_servers_json(config: Optional[os.PathLike | str], home: Home) -> Path:
+def find_servers_json(config: Optional[os.PathLike | str], home: Home,
+                      creating: bool = False) -> Path:
     """Which servers.json to use: ``config``, else ./servers.json, else HOME/servers.json.
 
-    The result may not exist yet (then it is the home's, where `servers add` creates it).
+    A ``config`` path must exist (a typo is an error, not an empty list) unless
+    ``creating``, as `servers add` is. Otherwise the result may not exist yet:
+    then it is the home's, where `servers add` creates it.
     """
     if config:
-        return Path(config)
+        path = Path(config)
+        if not creating and not path.exists():
+            raise ConfigError(f"{path}: no such file (given with --config)")
+        return path
     local = Path("servers.json")
     if local.is_file():
         return local

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -87,7 +88,31 @@ def test_add_duplicate_any_case(runner, home):
     assert add(runner, "alice").exit_code == 0
     res = add(runner, "ALICE")
     assert res.exit_code == 1
-    assert res.stderr == "Error: user 'ALICE' already exists (names are unique regardless of case)\n"
+    assert res.stderr == "Error: user 'alice' already exists (names are unique regardless of case)\n"
+
+
+def test_add_existing_name_refused_before_the_password_prompt(runner, home):
+    assert add(runner, "alice").exit_code == 0
+    # No input at all: a prompt would abort with "Aborted!" instead of this error.
+    res = run(runner, "user", "add", "Alice")
+    assert (res.exit_code, res.stderr) == (
+        1, "Error: user 'alice' already exists (names are unique regardless of case)\n")
+    assert "Password" not in res.output
+
+
+@pytest.mark.parametrize("name", ["j\u00f6rg", "\u0430lice", "\u540d\u524d", "al\u200bice"])
+def test_add_non_ascii_name_refused(runner, home, name):
+    res = add(runner, name)
+    assert res.exit_code == 1
+    assert res.stderr == (f"Error: invalid user name {name!r}: use 1-32 letters, digits, "
+                          "'_', '-' or '.'\n")
+    assert run(runner, "user", "list").stdout == "No users.\n"
+
+
+def test_add_password_over_1024_characters_refused(runner, home):
+    res = add(runner, "alice", "a1" * 512 + "b")
+    assert (res.exit_code, res.stderr) == (1, "Error: password too long: use at most 1024 characters\n")
+    assert add(runner, "alice", "a1" * 512).exit_code == 0
 
 
 def test_add_bad_key_file(runner, home, tmp_path):
@@ -141,7 +166,8 @@ def test_import(runner, home, tmp_path):
     users.write_text(f"alice,{sha('old-one')}\nbroken line\nbob,{sha('old-two')}\n"
                      f"Alice,{sha('x')}\ncarol,abc\n")
     res = run(runner, "user", "import", str(users))
-    assert res.exit_code == 0
+    # Malformed lines make the exit status 1, yet every good line is imported.
+    assert res.exit_code == 1
     assert res.stdout == "Imported 2 user(s); 0 already existed; 3 bad line(s).\n"
     assert res.stderr.splitlines() == [
         f"{users}, line 2: expected username,sha256hex; skipped",
@@ -149,13 +175,86 @@ def test_import(runner, home, tmp_path):
         f"{users}, line 5: the hash is not 64 hexadecimal digits; skipped",
     ]
     res = run(runner, "user", "import", str(users))
+    assert res.exit_code == 1
     assert res.stdout == "Imported 0 user(s); 2 already existed; 3 bad line(s).\n"
-    assert f"{users}, line 1: user alice already exists; skipped" in res.stderr
+    # Skipped and bad lines are reported together, in line order.
+    assert res.stderr.splitlines() == [
+        f"{users}, line 1: user alice already exists; skipped",
+        f"{users}, line 2: expected username,sha256hex; skipped",
+        f"{users}, line 3: user bob already exists; skipped",
+        f"{users}, line 4: duplicate of line 1 ('Alice'); skipped",
+        f"{users}, line 5: the hash is not 64 hexadecimal digits; skipped",
+    ]
     with AccountStore(home / "server" / "users.db") as store:
         result = store.check_password("bob", "old-two")
         assert (result.ok, result.needs_rehash) == (True, True)
     rows = json.loads(run(runner, "user", "list", "--json").stdout)
     assert [r["legacy"] for r in rows] == [True, True]
+
+
+def test_import_with_byte_order_mark_and_existing_spelling(runner, home, tmp_path):
+    assert add(runner, "Carol").exit_code == 0
+    users = tmp_path / "users.txt"
+    users.write_bytes(b"\xef\xbb\xbf" + f"alice,{sha('old-one')}\r\ncarol,{sha('x')}\r\n".encode())
+    res = run(runner, "user", "import", str(users))
+    assert res.exit_code == 0, res.output
+    assert res.stdout == "Imported 1 user(s); 1 already existed; 0 bad line(s).\n"
+    assert res.stderr == f"{users}, line 2: user Carol already exists; skipped\n"
+    with AccountStore(home / "server" / "users.db") as store:
+        assert store.check_password("alice", "old-one").ok
+
+
+def test_set_key_and_clear(runner, home, user_keys):
+    assert add(runner, "alice").exit_code == 0
+    fp = keys.fingerprint(user_keys["bob"])
+    res = run(runner, "user", "set-key", "ALICE", str(KEYS / "bob.pub.pem"))
+    assert (res.exit_code, res.stdout) == (0, f"Set the key of alice: {fp}.\n")
+    res = run(runner, "user", "set-key", "alice", str(KEYS / "carol.pub.pem"))
+    assert res.stdout == f"Set the key of alice: {keys.fingerprint(user_keys['carol'])}.\n"
+    with AccountStore(home / "server" / "users.db") as store:
+        assert store.get("alice").public_key_der == keys.public_der(user_keys["carol"])
+        assert store.check_password("alice", "tangerine42").ok  # the account is kept
+    res = run(runner, "user", "set-key", "alice", "--clear")
+    assert (res.exit_code, res.stdout) == (0, "Cleared the key of alice.\n")
+    assert json.loads(run(runner, "user", "list", "--json").stdout)[0]["key_fingerprint"] is None
+
+
+def test_set_key_bad_input(runner, home, tmp_path):
+    assert add(runner, "alice").exit_code == 0
+    for args in ((), (str(KEYS / "bob.pub.pem"), "--clear")):
+        res = run(runner, "user", "set-key", "alice", *args)
+        assert (res.exit_code, res.stderr) == (2, "Error: give the public key file, or --clear (not both)\n")
+    res = run(runner, "user", "set-key", "ghost", str(KEYS / "bob.pub.pem"))
+    assert (res.exit_code, res.stderr) == (1, "Error: no such user: 'ghost'\n")
+    bad = tmp_path / "bad.pub.pem"
+    bad.write_text("-----BEGIN PUBLIC KEY-----\ngarbage\n-----END PUBLIC KEY-----\n")
+    res = run(runner, "user", "set-key", "alice", str(bad))
+    assert (res.exit_code, res.stderr) == (1, f"Error: {bad}: not a valid RSA public key (corrupt or truncated)\n")
+    # An encrypted private key is not a public key file.
+    res = run(runner, "keys", "gen", "mine", "--passphrase-stdin", input="pass-phrase-9\n")
+    assert res.exit_code == 0
+    res = run(runner, "user", "set-key", "alice", str(home / "keys" / "mine.pem"))
+    assert res.exit_code == 1 and "holds an encrypted private key" in res.stderr
+
+
+def test_global_options_after_the_subcommand(runner, home, tmp_path):
+    other = tmp_path / "other-home"
+    res = run(runner, "user", "add", "zed", "--password-stdin", "--home", str(other),
+              input="tangerine42\n")
+    assert res.exit_code == 0, res.output
+    assert json.loads(run(runner, "user", "list", "--json", "--home", str(other)).stdout)[0]["name"] == "zed"
+    assert json.loads(run(runner, "--home", str(other), "user", "list", "--json").stdout)[0]["name"] == "zed"
+    # The default home (from $SCHAT_HOME) was not touched.
+    assert run(runner, "user", "list").stdout == "No users.\n"
+
+
+def test_implicit_home_is_private_at_every_level(runner, tmp_path):
+    deep = tmp_path / "a" / "b" / "home"
+    res = run(runner, "--home", str(deep), "user", "add", "zed", "--password-stdin",
+              input="tangerine42\n")
+    assert res.exit_code == 0, res.output
+    for directory in (tmp_path / "a", tmp_path / "a" / "b", deep, deep / "server"):
+        assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700, directory
 
 
 def test_import_bad_files(runner, home, tmp_path):

@@ -91,4 +91,10 @@ def test_lookup_order(tmp_path, monkeypatch):
     assert find_servers_json(None, home).resolve() == (work / "servers.json").resolve()
     assert resolve_server(None, home, "X").port == 9
     explicit = tmp_path / "explicit.json"
+    # A --config path must exist, except when it is about to be created.
+    with pytest.raises(ConfigError) as err:
+        find_servers_json(str(explicit), home)
+    assert str(err.value) == f"{explicit}: no such file (given with --config)"
+    assert find_servers_json(str(explicit), home, creating=True) == explicit
+    write(explicit, {})
     assert find_servers_json(str(explicit), home) == explicit
