@@ -1,4 +1,11 @@
-"""200 bogus logins while 20 members chat: chat latency holds, the hash queue stays bounded."""
+"""200 bogus logins while 20 members chat: chat latency holds, the hash queue stays bounded.
+
+Only the server runs in this process (so its pending crypto jobs can be read);
+the members chat from one subprocess (chatters.py) and the flood comes from
+another (flood_logins.py), so the latency measured is the server's, not the
+noise of client threads sharing its interpreter lock. Both scripts stamp
+their events with time.monotonic(), which is one clock system-wide.
+"""
 
 from __future__ import annotations
 
@@ -9,105 +16,114 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
-import pytest
-
-from chatkit import WAIT, Client
 from hostile import disconnect_reasons, rss_bytes
-from schat.protocol import messages
 
 MEMBERS = 20
-SAMPLES = 40
-ROUNDS = 3
 FLOOD = 200
-FLOOD_SCRIPT = Path(__file__).with_name("flood_logins.py")
-ROOT = Path(__file__).resolve().parents[2]
+FLOOD_PARALLEL = 50
+# The bounded queue turns most of a flood away within a few tenths of a second,
+# so it is sent in a few rounds and its p99 is the median over the rounds.
+ROUNDS = 3
+QUIET = 3.0
+POLL = 0.02
+HERE = Path(__file__).parent
+ROOT = HERE.resolve().parents[1]
 
 
-def _p99(values):
-    return statistics.quantiles(values, n=100)[98]
+def _p99(samples, start: float, end: float) -> float:
+    """p99 latency of the probes sent within [start, end)."""
+    window = [lat for sent, lat in samples if start <= sent < end]
+    assert len(window) >= 10, f"only {len(window)} probes in a {end - start:.2f} s window"
+    return statistics.quantiles(window, n=100, method="inclusive")[98]
 
 
-def _latency_round(sender: Client, receiver: Client, tag: str):
-    """Send SAMPLES lines 10 ms apart; the delay from say() to the receiver's queue."""
-    sent = {}
-    arrived = {}
-    done = threading.Event()
+def _quiet_p99(samples, start: float, end: float, width: float) -> float:
+    """Median p99 over the quiet period cut into windows as long as a flood round.
 
-    def receive():
-        while len(arrived) < SAMPLES:
-            ev = receiver.events.get(timeout=WAIT)
-            if isinstance(ev, messages.ChatMessage) and ev.text.startswith(tag):
-                arrived[ev.text] = time.perf_counter()
-        done.set()
-    t = threading.Thread(target=receive, daemon=True)
-    t.start()
-    pace = threading.Event()
-    for i in range(SAMPLES):
-        text = f"{tag} {i}"
-        sent[text] = time.perf_counter()
-        sender.session.say(text)
-        pace.wait(0.01)
-    assert done.wait(WAIT), "latency probe lines were lost"
-    return [arrived[k] - sent[k] for k in sent]
+    Equal windows hold about as many probes as a flood round, so both figures
+    are the same estimate from the same number of samples.
+    """
+    count = max(1, int((end - start) // width))
+    return statistics.median(_p99(samples, start + k * width, start + (k + 1) * width)
+                             for k in range(count))
+
+
+def _peak_rss() -> int:
+    """This process's peak resident set size (VmHWM), in bytes."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) << 10
+    raise AssertionError("no VmHWM in /proc/self/status")
+
+
+def _flood(srv, env):
+    """One flood round from its own process; (its JSON report, peak pending crypto jobs)."""
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "flood_logins.py"), srv.host, str(srv.port), str(FLOOD),
+         str(FLOOD_PARALLEL)], stdout=subprocess.PIPE, env=env, text=True)
+    peak = 0
+    deadline = time.monotonic() + 30
+    try:
+        # Only polls a counter: this thread must not compete with the server for the lock.
+        while proc.poll() is None:
+            assert time.monotonic() < deadline, "the login flood did not finish"
+            peak = max(peak, srv.server._pending_crypto)
+            threading.Event().wait(POLL)
+        return json.loads(proc.stdout.read()), peak
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
 
 
 def test_login_flood_keeps_chat_latency(server_factory, server_log):
     srv = server_factory(crypto_workers=1, max_pending_logins=8, rate_limit=0, penalty_base=0,
                          max_unauthenticated=1000, max_unauthenticated_per_ip=1000)
-    names = [f"member{i}" for i in range(MEMBERS)]
-    for name in names:
-        srv.store.add(name, f"{name}-pass-1")
-    clients = [srv.login(name, f"{name}-pass-1") for name in names]
-    sender, receiver = clients[0], clients[1]
-    # The other members keep chatting throughout.
-    stop = threading.Event()
-
-    def background(client):
-        i = 0
-        while not stop.wait(0.2):
-            client.session.say(f"chatter {i}")
-            i += 1
-    talkers = [threading.Thread(target=background, args=(c,), daemon=True) for c in clients[2:]]
-    for t in talkers:
-        t.start()
-
-    quiet = [_p99(_latency_round(sender, receiver, f"quiet{r}")) for r in range(ROUNDS)]
-    rss_before = rss_bytes()
+    for i in range(MEMBERS):
+        srv.store.add(f"member{i}", f"member{i}-pass-1")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    flood = subprocess.Popen([sys.executable, str(FLOOD_SCRIPT), srv.host, str(srv.port),
-                              str(FLOOD), "50"], stdout=subprocess.PIPE, env=env, text=True)
-    peak_pending = 0
-    flooded = []
+    chatters = subprocess.Popen(
+        [sys.executable, str(HERE / "chatters.py"), srv.host, str(srv.port), str(MEMBERS)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
     try:
-        for r in range(ROUNDS):
-            flooded.append(_p99(_latency_round(sender, receiver, f"flood{r}")))
-            peak_pending = max(peak_pending, srv.server._pending_crypto)
-        out, _ = flood.communicate(timeout=50)
+        assert chatters.stdout.readline().strip() == "ready"
+        quiet_start = time.monotonic()
+        threading.Event().wait(QUIET)
+        quiet_end = time.monotonic()
+        rss_before = rss_bytes()
+        rounds = [_flood(srv, env) for _ in range(ROUNDS)]
+        rss_growth = rss_bytes() - rss_before
+        out, _ = chatters.communicate(timeout=20)
     finally:
-        flood.kill()
-    answers = json.loads(out)
-    rss_growth = rss_bytes() - rss_before
-    stop.set()
-    for t in talkers:
-        t.join(WAIT)
-    quiet_p99, flood_p99 = statistics.median(quiet), statistics.median(flooded)
+        if chatters.poll() is None:
+            chatters.kill()
+    chat = json.loads(out)
+    assert chat["errors"] == [] and chat["lost"] == 0 and chat["unacked"] == 0, chat
+    samples = chat["samples"]
+    flood_p99 = statistics.median(_p99(samples, r["start"], r["end"]) for r, _ in rounds)
+    width = statistics.median(r["end"] - r["start"] for r, _ in rounds)
+    quiet_p99 = _quiet_p99(samples, quiet_start, quiet_end, width)
+    answers = Counter()
+    for report, _ in rounds:
+        answers.update(report["answers"])
+    peak_pending = max(peak for _, peak in rounds)
     print(f"\nchat latency p99: quiet {quiet_p99 * 1000:.2f} ms, under a {FLOOD}-login flood "
-          f"{flood_p99 * 1000:.2f} ms; answers {answers}; RSS growth {rss_growth >> 10} KiB")
-    assert sum(answers.values()) == FLOOD
+          f"{flood_p99 * 1000:.2f} ms (median of {ROUNDS} rounds of {width:.2f} s); "
+          f"answers {dict(answers)}; peak pending crypto jobs {peak_pending}; "
+          f"RSS growth {rss_growth >> 10} KiB, peak RSS {_peak_rss() >> 20} MiB")
+    assert sum(answers.values()) == ROUNDS * FLOOD
     # Every bogus login was refused as wrong, or as busy past the bounded queue: with an
-    # error when the channel was open, else (a key exchange beyond the queue) by closing.
+    # error when the channel was open, else (a hello or key exchange beyond the queue)
+    # by closing.
     assert set(answers) <= {"auth_failed", "busy", "closed"}, answers
+    assert answers["auth_failed"] > 0, answers
     busy_closes = sum("the server is busy" in r for r in disconnect_reasons(server_log))
-    assert busy_closes == answers.get("busy", 0) + answers.get("closed", 0)
+    assert busy_closes == answers["busy"] + answers["closed"]
     assert peak_pending <= 1 + 8
     assert rss_growth < 64 << 20
-    for client in clients:
-        assert client.session.wait_acked(WAIT)
-        client.close()
-    if flood_p99 > 2 * quiet_p99:
-        # Known gap: each accepted connection makes its ServerHello X25519 key (~0.6 ms)
-        # on the event loop, and asyncio accepts up to 100 at once, so a burst of
-        # connects delays chat. Reported as an expected failure until that moves off the loop.
-        pytest.xfail(f"p99 {flood_p99 * 1000:.1f} ms under the flood vs {quiet_p99 * 1000:.1f} ms")
+    assert flood_p99 <= 2 * quiet_p99, (
+        f"chat p99 {flood_p99 * 1000:.1f} ms under the flood vs {quiet_p99 * 1000:.1f} ms quiet")
