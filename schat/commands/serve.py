@@ -116,6 +116,13 @@ def resolve_address(app: AppContext, server: Optional[str], host: Optional[str],
                    "account; doubles per failure, 0 disables [default: 2].")
 @click.option("--penalty-max", type=click.FloatRange(min=0), metavar="SECONDS",
               help="Longest such wait; a record quiet this long is forgotten [default: 300].")
+@click.option("--mailbox-limit", type=click.IntRange(min=1), metavar="N",
+              help="Direct messages stored per absent recipient; more are refused "
+                   "[default: 500].")
+@click.option("--gil-switch-interval", type=click.FloatRange(min=0, min_open=True),
+              metavar="SECONDS",
+              help="Longest a thread may hold the interpreter lock while the chat loop "
+                   "waits for it [default: 0.0005].")
 @pass_app
 @handle_errors
 def serve(app: AppContext, server_name, host, port, allow_signup, motd, login_deadline,

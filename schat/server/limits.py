@@ -28,7 +28,8 @@ OUTBOUND_CAP = 1 << 20
 PING_INTERVAL = 60.0
 # ... and further seconds without any answer before it is dropped.
 PING_TIMEOUT = 30.0
-# Seconds a thread may hold the interpreter lock while another waits for it.
+# Seconds a thread may hold the interpreter lock while another waits for it
+# (`schat serve --gil-switch-interval`).
 # Python's default is 5 ms; the crypto pool's workers run partly in Python, so
 # with the default a login burst can hold the chat loop back by 5 ms a time.
 # Measured with a 200-login flood beside 20 chatting members (server in its own
