@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import importlib
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import click
 import pytest
 
 import schat
 from schat import cli as cli_module
-
-ROOT = Path(schat.__file__).resolve().parents[1]
 
 
 def walk(command: click.Command, path: str):
@@ -53,9 +49,34 @@ def test_help_lists_every_command(runner):
         assert any(line.split()[:1] == [name] for line in res.stdout.splitlines()), name
 
 
+def groups(command: click.Command, path: str):
+    return [(p, c) for p, c in walk(command, path) if isinstance(c, click.Group)]
+
+
+def test_no_summary_is_cut_off(runner):
+    # What a user sees at the usual 80 columns: every command's whole one-line summary.
+    for path, group in groups(cli_module.cli, "schat"):
+        res = runner.invoke(cli_module.cli, path.split()[1:] + ["--help"], terminal_width=80)
+        assert res.exit_code == 0, res.output
+        listing = res.stdout.split("Commands:\n", 1)[1]
+        ctx = click.Context(group)
+        for name in group.list_commands(ctx):
+            summary = group.get_command(ctx, name).get_short_help_str(limit=1000)
+            assert not summary.endswith("..."), f"{path} {name}: {summary!r}"
+            assert f"{name}  " in listing and summary in listing, f"{path} {name}: cut off"
+
+
+def test_global_options_accepted_after_any_command():
+    for path, cmd in walk(cli_module.cli, "schat"):
+        if cmd is cli_module.cli:
+            continue
+        names = {opt for p in cmd.params for opt in getattr(p, "opts", [])}
+        assert {"--home", "--config"} <= names, path
+
+
 def test_version_and_python_m(home):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    # No PYTHONPATH: this must work from the installed package (cwd is outside the checkout).
     res = subprocess.run([sys.executable, "-m", "schat", "--version"], capture_output=True,
-                         text=True, env=env, timeout=30)
+                         text=True, timeout=30)
     assert res.returncode == 0
     assert res.stdout == f"schat, version {schat.__version__}\n"

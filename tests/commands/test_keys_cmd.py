@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import getpass
+import hashlib
 import json
 import os
 import stat
@@ -12,7 +14,11 @@ import pytest
 from schat.cli import cli
 from schat.crypto import keys
 from schat.paths import Home
+from schat.server.app import ServerThread
+from schat.server.limits import ServerSettings
+from schat.store.accounts import AccountStore
 from schat.store.keyfiles import KeyFiles
+from conftest import KEY_DIR
 
 
 def run(runner, *args, input=None):
@@ -82,6 +88,53 @@ def test_show_and_list(runner, home, user_keys):
                     ["bob", keys.fingerprint(user_keys["bob"]), "no", str(home / "keys" / "bob.pem")]]
     data = json.loads(run(runner, "keys", "list", "--json").stdout)
     assert [(d["name"], d["encrypted"]) for d in data] == [("alice", True), ("bob", False)]
+
+
+def test_list_marks_an_unreadable_key_unknown(runner, home, user_keys):
+    KeyFiles(Home(home)).save("bob", user_keys["bob"], None)
+    (home / "keys" / "junk.pem").write_text("-----BEGIN PRIVATE KEY-----\ngarbage\n")
+    rows = [line.split() for line in run(runner, "keys", "list").stdout.splitlines()[2:]]
+    assert rows[1][0] == "junk" and rows[1][-2:] == ["?", str(home / "keys" / "junk.pem")]
+    assert "(not a valid RSA private key" in " ".join(rows[1])
+    data = json.loads(run(runner, "keys", "list", "--json").stdout)
+    assert [(d["name"], d["encrypted"]) for d in data] == [("bob", False), ("junk", None)]
+
+
+def test_wrong_passphrase_for_key_login(runner, home, tmp_path, host_key, user_keys,
+                                        monkeypatch):
+    store = AccountStore(tmp_path / "users.db")
+    store.add("alice", "tangerine42", public_key_der=keys.public_der(user_keys["alice"]))
+    server = ServerThread(ServerSettings(host="127.0.0.1", port=0), host_key, store)
+    host, port = server.start()
+    try:
+        KeyFiles(Home(home)).save("alice", user_keys["alice"], "right-pass-1")
+        assert run(runner, "servers", "add", "T", "--ip", host, "--port", str(port),
+                   "--fingerprint", keys.fingerprint(host_key)).exit_code == 0
+        monkeypatch.setenv("SCHAT_KEY_PASSPHRASE", "wrong-pass-1")
+        res = run(runner, "login", "T", "--user", "alice", "--key", "alice")
+        assert res.exit_code == 1
+        assert res.stderr.splitlines()[-1] == (
+            f"Error: {home / 'keys' / 'alice.pem'}: wrong passphrase, or the private key "
+            "file is corrupt")
+        assert "pass-1" not in res.output
+        monkeypatch.setenv("SCHAT_KEY_PASSPHRASE", "right-pass-1")
+        res = run(runner, "login", "T", "--user", "alice", "--key", "alice")
+        assert res.exit_code == 0, res.output
+        assert res.stdout.startswith("Logged in to T as alice")
+    finally:
+        server.stop()
+        store.close()
+
+
+def test_fingerprint_known_answer(runner, home):
+    # Computed independently: SHA-256 over the DER of the PEM's base64 body.
+    pem = (KEY_DIR / "bob.pub.pem").read_text()
+    der = base64.b64decode("".join(pem.strip().splitlines()[1:-1]))
+    expected = "SHA256:" + base64.b64encode(hashlib.sha256(der).digest()).decode().rstrip("=")
+    assert expected == "SHA256:l5oPXLqtT6E5k0cSEIAZ95uq51XDm/iyhHDP70sZwdM"
+    assert keys.fingerprint(keys.import_public_key(pem.encode())) == expected
+    res = run(runner, "keys", "show", str(KEY_DIR / "bob.pub.pem"))
+    assert res.stdout.splitlines()[0] == f"Fingerprint: {expected}"
 
 
 def test_list_empty(runner, home):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -79,7 +80,40 @@ def test_add_existing_needs_force(runner, home):
     res = run(runner, "servers", "add", "A", "--ip", "1.2.3.5", "--port", "2")
     assert res.exit_code == 1
     assert res.stderr == f"Error: {home / 'servers.json'}: server 'A' already exists; use --force to replace it\n"
-    assert run(runner, "servers", "add", "A", "--ip", "1.2.3.5", "--port", "2", "--force").exit_code == 0
+    res = run(runner, "servers", "add", "A", "--ip", "1.2.3.5", "--port", "2", "--force")
+    assert (res.exit_code, res.stdout) == (0, f"Replaced A (1.2.3.5:2) in {home / 'servers.json'}.\n")
+    res = run(runner, "servers", "add", "B", "--ip", "1.2.3.6", "--port", "3", "--force")
+    assert res.stdout == f"Added B (1.2.3.6:3) to {home / 'servers.json'}.\n"
+
+
+def test_mistyped_config_is_an_error(runner, home, tmp_path, monkeypatch):
+    monkeypatch.setenv("SCHAT_PASSWORD", "tangerine42")
+    missing = tmp_path / "nonexistent.json"
+    for args in (["servers", "list"], ["servers", "remove", "A"], ["servers", "forget", "A"],
+                 ["connect", "A", "-u", "ann"], ["login", "A", "-u", "ann"],
+                 ["serve", "--server", "A"]):
+        res = run(runner, "--config", str(missing), *args)
+        assert res.exit_code == 1, args
+        assert res.stderr.splitlines()[-1] == f"Error: {missing}: no such file (given with --config)"
+    # After the subcommand too.
+    res = run(runner, "servers", "list", "--config", str(missing))
+    assert res.stderr == f"Error: {missing}: no such file (given with --config)\n"
+    # `servers add` may create it.
+    res = run(runner, "servers", "add", "A", "--ip", "1.2.3.4", "--port", "1", "--config", str(missing))
+    assert (res.exit_code, res.stdout) == (0, f"Added A (1.2.3.4:1) to {missing}.\n")
+    assert json.loads(missing.read_text()) == {"A": {"ip": "1.2.3.4", "port": 1}}
+
+
+def test_symlinked_servers_json_stays_a_link(runner, home, tmp_path):
+    real = tmp_path / "dotfiles" / "servers.json"
+    real.parent.mkdir()
+    real.write_text('{"A": {"ip": "1.2.3.4", "port": 1}}')
+    link = home / "servers.json"
+    link.symlink_to(real)
+    assert run(runner, "servers", "add", "B", "--ip", "1.2.3.5", "--port", "2").exit_code == 0
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert list(json.loads(real.read_text())) == ["A", "B"]
+    assert sorted(p.name for p in real.parent.iterdir()) == ["servers.json"]
 
 
 @pytest.mark.parametrize("args,code,message", [
@@ -112,6 +146,9 @@ def test_config_option_and_cwd_lookup(runner, home, tmp_path):
     ("[]", "must hold a JSON object of servers by name"),
     ('{"A": {"ip": "1.2.3.4"}}', "server 'A' has no 'port'"),
     ('{"A": {"ip": "1.2.3.4", "port": 1.5}}', "server 'A': 'port' must be an integer from 1 to 65535, not 1.5"),
+    ('{"A": {"port": 5555}}', "server 'A' has no 'ip'"),
+    ('{"A": {"ip": "1.2.3.4", "port": 70000}}', "server 'A': 'port' must be an integer from 1 to 65535, not 70000"),
+    ('{"A": {"ip": "1.2.3.4", "port": -1}}', "server 'A': 'port' must be an integer from 1 to 65535, not -1"),
 ])
 def test_malformed_file_is_one_line_error(runner, home, tmp_path, content, problem):
     cfg = tmp_path / "servers.json"

@@ -12,13 +12,11 @@ from pathlib import Path
 
 import pytest
 
-import schat
 from schat.cli import cli
 from schat.crypto import keys
 from schat.store.accounts import AccountStore
 
 KEYS = Path(__file__).parents[1] / "data" / "keys"
-ROOT = Path(schat.__file__).resolve().parents[1]
 
 
 def run(runner, *args, input=None):
@@ -289,9 +287,8 @@ def test_missing_argument_is_usage_error(runner, home):
 
 
 def test_subprocess_round_trip(home):
-    # The checkout on the path too, so this also runs without `pip install`.
-    env = dict(os.environ, SCHAT_HOME=str(home),
-               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    # No PYTHONPATH: the installed package runs (cwd is outside the checkout).
+    env = dict(os.environ, SCHAT_HOME=str(home))
     add_ = subprocess.run([sys.executable, "-m", "schat", "user", "add", "zed", "--password-stdin"],
                           input="tangerine42\n", capture_output=True, text=True, env=env, timeout=30)
     assert add_.returncode == 0, add_.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +24,13 @@ def test_sample_file_shape(tmp_path):
     entry = ServerList.load(path).get("TestServer")
     assert (entry.host, entry.port, entry.fingerprint, entry.address) == (
         "127.0.0.1", 5555, None, "127.0.0.1:5555")
+
+
+def test_shipped_servers_json_parses_as_is():
+    shipped = Path(__file__).resolve().parents[2] / "servers.json"
+    servers = ServerList.load(shipped)
+    assert [(e.name, e.host, e.port, e.fingerprint) for e in servers.entries()] == [
+        ("TestServer", "127.0.0.1", 5555, None)]
 
 
 @pytest.mark.parametrize("content,problem", [
