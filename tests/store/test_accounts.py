@@ -183,28 +183,48 @@ def test_threads_share_a_store(store):
 
 
 WRITER = """
-import sys, hashlib
+import sys, time, hashlib
 from schat.crypto.passwords import ScryptParams
 from schat.store.accounts import AccountStore
 path, prefix, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 with AccountStore(path, hash_params=ScryptParams(10)) as s:
+    print("ready", flush=True)
+    sys.stdin.readline()  # the barrier: both writers start together
+    started = time.monotonic()
     for i in range(n):
         s.import_legacy([prefix + str(i) + "," + hashlib.sha256(b"x").hexdigest()])
         s.record_login(prefix + str(i))
         if i % 5 == 0:
             s.add(prefix + "p" + str(i), "tangerine42")
+    print(started, time.monotonic(), flush=True)
 """
 
 
-def test_two_writer_processes(tmp_path):
+def test_two_writer_processes_overlap(tmp_path):
     path = tmp_path / "server" / "users.db"
     AccountStore(path, hash_params=LIGHT).close()
-    n = 40
+    n = 60
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), prefix, str(n)],
-                              stderr=subprocess.PIPE) for prefix in ("a", "b")]
-    for p in procs:
-        _, err = p.communicate(timeout=50)
-        assert p.returncode == 0, err.decode()
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for prefix in ("a", "b")]
+    try:
+        for p in procs:
+            assert p.stdout.readline() == "ready\n", p.stderr.read()
+        for p in procs:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        spans = []
+        for p in procs:
+            out, err = p.communicate(timeout=50)
+            assert p.returncode == 0, err
+            spans.append(tuple(map(float, out.split())))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    # The two runs of writes really overlapped in time.
+    assert max(start for start, _ in spans) < min(end for _, end in spans), spans
     with AccountStore(path, hash_params=LIGHT) as s:
         names = {a.name for a in s.list()}
         assert len(names) == 2 * (n + n // 5)
