@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +19,9 @@ from schat.server.app import ServerThread
 from schat.server.limits import ServerSettings
 from schat.store.accounts import AccountStore
 from schat.store.keyfiles import KeyFiles
-from conftest import KEY_DIR
+
+
+KEY_DIR = Path(__file__).parents[1] / "data" / "keys"
 
 
 def run(runner, *args, input=None):
