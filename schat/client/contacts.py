@@ -88,6 +88,11 @@ class Contacts:
         entry = self._entries.get(name.lower())
         return self._der(entry["key"]) if entry else None
 
+    def display_name(self, name: str) -> str:
+        """``name`` as first recorded (the member's own spelling), else as given."""
+        entry = self._entries.get(name.lower())
+        return entry.get("name", name) if entry else name
+
     def pending(self, name: str) -> Optional[bytes]:
         """A different key seen for ``name`` and not yet trusted, or None."""
         entry = self._entries.get(name.lower())
@@ -157,12 +162,17 @@ class SeenIds:
         atomic_write_text(self.path, json.dumps(self._data, separators=(",", ":")) + "\n")
 
 
+def key_changed_warning(name: str, der: bytes) -> str:
+    """The loud warning for a contact whose key differs from the pinned one."""
+    return (f"WARNING: {name}'s key has CHANGED (now {fingerprint(bytes(der))}) and is not the "
+            f"one you trusted. It may be a new device, or someone impersonating {name}. "
+            f"Compare /verify {name} with them in person or by phone, then accept it with "
+            f"/trust {name}.")
+
+
 def require_pin_match(contacts: Contacts, name: str, der: bytes) -> str:
     """TOFU check before encrypting to ``name``: raise TrustError when the key changed."""
     status = contacts.observe(name, der)
     if status == CHANGED:
-        raise TrustError(
-            f"WARNING: {name}'s key has changed (now {fingerprint(der)}). It may be a new "
-            f"device, or someone intercepting. Check it with /verify {name} and accept it "
-            f"with /trust {name}; nothing was sent.")
+        raise TrustError(key_changed_warning(name, der) + " Nothing was sent.")
     return status

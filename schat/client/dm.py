@@ -4,15 +4,16 @@
 user interface. It fetches a recipient's key from the server, checks it against
 the contact pins (trust on first use), seals the envelope and sends it; for
 each envelope received it checks the signature and the sender's pin, ignores
-replays, opens it and hands the UI an ordinary ``messages.Dm`` (or a notice
-saying why a message is not genuine), then acknowledges it so the server
-deletes its copy. It also answers ``/msg``, ``/whois``, ``/verify`` and
-``/trust`` locally.
+replays, opens it and hands the UI a
+:class:`~schat.client.local_events.PrivateMessage` (or a
+:class:`~schat.client.local_events.LocalWarning` saying why a message is not
+genuine), then acknowledges it so the server deletes its copy. A plaintext
+``dm`` from the server is never shown as a message. It also answers ``/msg``,
+``/whois``, ``/verify`` and ``/trust`` locally.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
@@ -20,8 +21,10 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 from schat.client import contacts as ct
+from schat.client.local_events import LocalNotice, LocalWarning, PrivateMessage
+from schat.client.session import Disconnected
 from schat.crypto import envelope as env_mod
-from schat.crypto.keys import RsaKey, fingerprint, public_der
+from schat.crypto.keys import RsaKey, fingerprint, normalize_fingerprint, public_der
 from schat.errors import ConnectionFailed, SchatError, TrustError, UsageError
 from schat.protocol import dm_messages as dmm
 from schat.protocol import messages
@@ -30,13 +33,24 @@ log = logging.getLogger("schat.client.dm")
 
 KEY_TIMEOUT = 10.0
 LOCAL_COMMANDS = ("/msg", "/whois", "/verify", "/trust")
+LOCAL_HELP = (
+    ("/msg NAME TEXT", "send TEXT to NAME alone, end-to-end encrypted"),
+    ("/whois NAME", "NAME's key fingerprint and how it compares with your pin"),
+    ("/verify NAME", "the safety code to compare with NAME in person or by phone"),
+    ("/trust NAME [FINGERPRINT]", "accept NAME's changed key, the one /verify showed"),
+    ("/quit", "leave"),
+)
 
 
-def no_key_help(user: str, server: str) -> str:
+def no_key_help(user: str) -> str:
     """How a member without a key gets one (shown instead of sending in plaintext)."""
     return (f"direct messages are end-to-end encrypted and need your own key, and none is "
-            f"loaded: make one with `schat keys gen {user}`, then reconnect with "
-            f"`schat connect {server} --key {user}`")
+            f"loaded: make one with `schat keys gen {user}` and connect again; your client "
+            f"registers it on the server when you log in")
+
+
+class _Discard(Exception):
+    """An envelope that can never be shown: acknowledge it so the server deletes it."""
 
 
 class DmClient:
@@ -56,7 +70,6 @@ class DmClient:
         self.contacts = ct.Contacts(root / "contacts", server_id)
         self.seen = ct.SeenIds(root / "dm_seen", server_id)
         self._files = threading.Lock()
-        self._cids = itertools.count(1)
         self._waiters: Dict[str, Tuple[threading.Event, list]] = {}
         self._wlock = threading.Lock()
         self._expected: Optional[int] = None
@@ -77,29 +90,26 @@ class DmClient:
         return callback
 
     def handle(self, msg) -> bool:
-        """Act on one incoming message; True when it was a DM message (consumed)."""
-        if isinstance(msg, dmm.Key):
-            with self._wlock:
-                waiter = self._waiters.pop(msg.cid, None)
-            if waiter is not None:
-                waiter[1].append(msg)
-                waiter[0].set()
-            return True
+        """Act on one incoming message; True when it was consumed here."""
+        if isinstance(msg, (dmm.Key, messages.Ack, messages.Error)):
+            return self._answer(msg)
         if isinstance(msg, dmm.Mailbox):
             with self._wlock:
                 self._expected = msg.count
                 self._check_drained()
             return True
         if isinstance(msg, dmm.DmEnvelope):
-            try:
-                self._receive(msg)
-            finally:
-                self.session._send(dmm.DmAck(id=msg.id))
-                with self._wlock:
-                    self._processed += 1
-                    self._check_drained()
+            self._deliver(msg)
             return True
-        if type(msg).__name__ == "Disconnected":
+        if isinstance(msg, messages.Dm):
+            # Genuine direct messages only ever arrive sealed (dm_env); a plaintext
+            # one was made up by the server or relayed unchecked for anyone.
+            log.debug("discarded a plaintext dm naming %s as sender", msg.sender)
+            self._warn(f"WARNING: the server sent a plaintext private message claiming to be "
+                       f"from {msg.sender}; it was discarded, since genuine direct messages "
+                       f"are always end-to-end encrypted")
+            return True
+        if isinstance(msg, Disconnected):
             self._closed = True
             self._drained.set()
             with self._wlock:
@@ -108,100 +118,140 @@ class DmClient:
                 event.set()
         return False
 
+    def _answer(self, msg) -> bool:
+        cid = getattr(msg, "cid", None)
+        with self._wlock:
+            waiter = self._waiters.pop(cid, None) if cid is not None else None
+        if waiter is None:
+            return isinstance(msg, dmm.Key)
+        waiter[1].append(msg)
+        waiter[0].set()
+        return True
+
+    def _deliver(self, msg: dmm.DmEnvelope) -> None:
+        try:
+            shown = self._receive(msg)
+        except _Discard as err:
+            log.debug("rejected a dm claiming to be from %s: %s", msg.sender, err)
+            self._warn(f"WARNING: a direct message claiming to be from {msg.sender} failed "
+                       f"verification and was discarded ({err})", msg.time)
+            shown = True
+        except (SchatError, OSError) as err:
+            # A local failure (unreadable contacts file, full disk): the message
+            # stays stored on the server and comes again at the next login.
+            log.debug("could not process dm %d: %s", msg.id, err)
+            self._warn(f"a direct message from {msg.sender} could not be processed ({err}); "
+                       f"it stays stored on the server until your next login", msg.time)
+            shown = False
+        try:
+            if shown:
+                self.session.send(dmm.DmAck(id=msg.id))
+        except ConnectionFailed:
+            pass
+        finally:
+            with self._wlock:
+                self._processed += 1
+                self._check_drained()
+
     def _check_drained(self) -> None:
         if self._expected is not None and self._processed >= self._expected:
             self._drained.set()
 
     def wait_mailbox(self, timeout: float) -> bool:
-        """Wait until the stored messages announced after login were all shown."""
+        """Wait until the stored messages announced after login were all handled."""
         return self._drained.wait(timeout)
 
-    def _receive(self, msg: dmm.DmEnvelope) -> None:
+    def _receive(self, msg: dmm.DmEnvelope) -> bool:
+        """Check, open and show one envelope; True when it may be acknowledged."""
         try:
             env = env_mod.parse(msg.envelope)
         except env_mod.EnvelopeError as err:
-            self._reject(msg.sender, msg.time, str(err))
-            return
+            raise _Discard(str(err)) from None
         if env.sender.lower() != msg.sender.lower() or env.recipient.lower() != self.me.lower():
-            self._reject(msg.sender, msg.time, "the envelope names another sender or recipient")
-            return
+            raise _Discard("the envelope names another sender or recipient")
         try:
             env_mod.verify(env, env_mod.public_key_from_der(msg.sender_key))
         except env_mod.EnvelopeError as err:
-            self._reject(msg.sender, msg.time, str(err))
-            return
+            raise _Discard(str(err)) from None
+        if self.private_key is None:
+            self._warn(f"an encrypted direct message from {env.sender} is waiting, but no key "
+                       f"is loaded to open it; it stays stored on the server until you "
+                       f"connect with your key", env.time_ms)
+            return False
         with self._files:
             if self.seen.is_replay(env.sender, env.id_hex, env.time_ms):
                 log.debug("ignored a replayed dm from %s", env.sender)
-                return
-            status = self._pin_status(env.sender, msg.sender_key)
+                return True
             try:
-                text = env_mod.open_(env, self.me, self.private_key) if self.private_key \
-                    else None
+                text = env_mod.open_(env, self.me, self.private_key)
             except env_mod.EnvelopeError as err:
-                self._reject(msg.sender, msg.time, str(err))
-                return
+                raise _Discard(str(err)) from None
+            status = self._pin_status(env.sender, msg.sender_key)
             self.seen.remember(env.sender, env.id_hex, env.time_ms)
         log.debug("dm %d from %s: signature ok, pin %s", msg.id, env.sender, status)
-        if text is None:
-            self._notice(f"an encrypted direct message from {env.sender} arrived, but no key "
-                         f"is loaded to open it; reconnect with --key", env.time_ms)
-            return
+        warning = ""
         if status == ct.CHANGED:
-            self._notice(self._changed_warning(env.sender, msg.sender_key), env.time_ms)
-            text = f"[UNVERIFIED: key changed] {text}"
-        self.emit(messages.Dm(id=msg.id, time=env.time_ms, sender=env.sender, to=env.recipient,
-                              text=text))
+            warning = ct.key_changed_warning(env.sender, msg.sender_key)
+            self._warn(warning, env.time_ms)
+        self.emit(PrivateMessage(id=msg.id, time=env.time_ms, sender=env.sender,
+                                 to=env.recipient, text=text, verified=status != ct.CHANGED,
+                                 warning=warning))
+        return True
 
     def _pin_status(self, name: str, der: bytes) -> str:
         if name.lower() == self.me.lower() and self.my_der is not None:
             return ct.PINNED if bytes(der) == self.my_der else ct.CHANGED
         return self.contacts.observe(name, bytes(der))
 
-    def _reject(self, sender: str, when: int, reason: str) -> None:
-        log.debug("rejected a dm claiming to be from %s: %s", sender, reason)
-        self._notice(f"WARNING: a direct message claiming to be from {sender} failed "
-                     f"verification and was discarded ({reason})", when)
+    def _warn(self, text: str, when: Optional[int] = None) -> None:
+        self.emit(LocalWarning(text=text, time=when or self._now()))
 
-    def _notice(self, text: str, when: Optional[int] = None) -> None:
-        self.emit(messages.Notice(text=text, time=when or self._now()))
+    def _info(self, text: str) -> None:
+        self.emit(LocalNotice(text=text, time=self._now()))
 
     def _now(self) -> int:
         return int(self._clock() * 1000)
 
-    @staticmethod
-    def _changed_warning(name: str, der: bytes) -> str:
-        return (f"WARNING: {name}'s key has CHANGED (now {fingerprint(bytes(der))}) and is "
-                f"not the one you trusted. It may be a new device, or someone impersonating "
-                f"{name}. Compare /verify {name} with them in person or by phone, then accept "
-                f"it with /trust {name}.")
-
     # -- requests (UI thread) --------------------------------------------------
-    def fetch_key(self, user: str) -> dmm.Key:
-        """Ask the server for ``user``'s registered key; raise a SchatError when there is none."""
-        cid = f"k{next(self._cids)}"
+    def _call(self, msg, what: str):
+        """Send a request and wait for its answer (``key``, ``ack`` or ``error``)."""
         event, slot = threading.Event(), []
         with self._wlock:
-            self._waiters[cid] = (event, slot)
-        self.session._send(dmm.GetKey(user=user, cid=cid))
+            self._waiters[msg.cid] = (event, slot)
+        try:
+            self.session.send_request(msg)
+        except BaseException:
+            with self._wlock:
+                self._waiters.pop(msg.cid, None)
+            raise
         if not event.wait(self.key_timeout) or not slot:
             with self._wlock:
-                self._waiters.pop(cid, None)
+                self._waiters.pop(msg.cid, None)
             if self._closed:
                 raise ConnectionFailed("the connection to the server is closed")
-            raise ConnectionFailed(f"the server did not send {user}'s key in time")
+            raise ConnectionFailed(f"the server did not answer in time ({what})")
         reply = slot[0]
+        if isinstance(reply, messages.Error):
+            raise SchatError(f"{what}: {reply.text}")
+        return reply
+
+    def fetch_key_status(self, user: str) -> dmm.Key:
+        """The server's ``key`` reply for ``user``, whatever its status."""
+        return self._call(dmm.GetKey(user=user, cid=self.session.new_cid()),
+                          f"fetching {user}'s key")
+
+    def fetch_key(self, user: str) -> dmm.Key:
+        """Ask the server for ``user``'s registered key; raise a SchatError when there is none."""
+        reply = self.fetch_key_status(user)
         if reply.status == "no_such_user":
             raise UsageError(f"no such user: {user}")
         if reply.status != "ok" or not reply.public_key:
-            raise SchatError(f"{reply.user} has no key yet, so encrypted direct messages "
-                             f"cannot reach them; they can make one with `schat keys gen "
-                             f"{reply.user}` and reconnect with --key")
+            raise SchatError(dmm.no_key_text(reply.user))
         return reply
 
     def _require_own_key(self) -> None:
         if self.private_key is None:
-            raise SchatError(no_key_help(self.me or "NAME", self.session.server_name))
+            raise SchatError(no_key_help(self.me or "NAME"))
 
     def send(self, to: str, text: str) -> str:
         """Seal ``text`` for ``to`` and send it; return the request's cid (acked by the server)."""
@@ -216,32 +266,33 @@ class DmClient:
                              "ask the server admin")
         data = env_mod.seal(text, self.me, self.private_key, reply.user,
                             env_mod.public_key_from_der(der), self._now())
-        cid = self.session._new_cid("dm")
-        self.session._send(dmm.DmSend(to=reply.user, envelope=data, cid=cid))
+        cid = self.session.new_cid()
+        self.session.send_request(dmm.DmSend(to=reply.user, envelope=data, cid=cid))
         return cid
 
-    def register_key(self) -> None:
-        """After a login: upload our key when the account has none; warn when it differs."""
-        if self.private_key is None:
-            return
-        reply = self.fetch_key_status(self.me)
-        if reply is None or reply.status == "no_key":
-            cid = self.session._new_cid("set_key")
-            self.session._send(dmm.SetKey(public_key=self.my_der, cid=cid))
-        elif reply.public_key and bytes(reply.public_key) != self.my_der:
-            self._notice(f"WARNING: the server has another key for your account "
-                         f"({reply.fingerprint}); direct messages to you are sealed to it")
+    def register_key(self) -> bool:
+        """After a login: upload our key when the account has none; warn when it differs.
 
-    def fetch_key_status(self, user: str) -> Optional[dmm.Key]:
-        """Like :meth:`fetch_key` but returns the reply whatever its status (None: unknown)."""
-        try:
-            return self.fetch_key(user)
-        except UsageError:
-            return None
-        except ConnectionFailed:
-            raise
-        except SchatError:
-            return dmm.Key(cid="-", user=user, status="no_key")
+        Returns True when the key was registered now.
+        """
+        if self.private_key is None:
+            return False
+        reply = self.fetch_key_status(self.me)
+        if reply.status == "ok" and reply.public_key:
+            if bytes(reply.public_key) != self.my_der:
+                self._warn(f"WARNING: the server has another key for your account "
+                           f"({reply.fingerprint}), not the one you loaded "
+                           f"({fingerprint(self.my_der)}); direct messages to you are sealed "
+                           f"to it. Ask the server admin to check it.")
+            return False
+        if reply.status != "no_key":
+            return False
+        self._call(dmm.SetKey(public_key=self.my_der, cid=self.session.new_cid()),
+                   "registering your key")
+        self._info(f"registered your public key {fingerprint(self.my_der)} on the server: "
+                   f"you can now log in with it and receive end-to-end encrypted direct "
+                   f"messages")
+        return True
 
     def whois(self, name: str) -> str:
         """A member's key fingerprint and how it compares with our pin."""
@@ -260,25 +311,49 @@ class DmClient:
                 f"{fingerprint(pin)}; check /verify {reply.user}, then /trust {reply.user}")
 
     def verify(self, name: str) -> str:
-        """The safety code of our key and ``name``'s, identical on both sides."""
+        """The safety code of our key and ``name``'s, identical on both sides.
+
+        A key that differs from the pin is recorded as pending, so that
+        ``/trust`` accepts exactly the key whose code was shown.
+        """
         self._require_own_key()
         reply = self.fetch_key(name)
         der = bytes(reply.public_key)
         code = env_mod.safety_code(self.my_der, der)
         with self._files:
-            status = self.contacts.check(reply.user, der)
+            status = self.contacts.observe(reply.user, der) \
+                if reply.user.lower() != self.me.lower() else ct.PINNED
         note = "" if status != ct.CHANGED else \
-            f" (this is for {reply.user}'s NEW key; /trust {reply.user} once it matches)"
+            (f" (this is for {reply.user}'s NEW key {reply.fingerprint}; "
+             f"/trust {reply.user} once it matches)")
         return (f"safety code with {reply.user}: {code}{note}\n"
                 f"compare it with {reply.user} in person or by phone; it is the same on "
                 f"both sides")
 
-    def trust(self, name: str) -> str:
-        """Accept ``name``'s current key (the user checked it)."""
-        reply = self.fetch_key(name)
+    def trust(self, name: str, expected: Optional[str] = None) -> str:
+        """Pin the changed key recorded for ``name`` (the one /verify showed).
+
+        With ``expected`` (a fingerprint), only when the pending key has it.
+        Nothing is fetched from the server here.
+        """
         with self._files:
-            self.contacts.trust(reply.user, bytes(reply.public_key))
-        return f"now trusting {reply.user}'s key {reply.fingerprint}"
+            pending = self.contacts.pending(name)
+            if pending is None:
+                if self.contacts.pinned(name) is None:
+                    raise UsageError(f"no key of {name} is known yet; it is pinned with the "
+                                     f"first message (see /whois {name})")
+                raise UsageError(f"{name}'s key has not changed; nothing to trust")
+            fp = fingerprint(pending)
+            if expected is not None:
+                try:
+                    want = normalize_fingerprint(expected)
+                except ValueError as err:
+                    raise UsageError(f"/trust {name} FINGERPRINT: {err}") from None
+                if want != fp:
+                    raise TrustError(f"{name}'s changed key is {fp}, not {want}; "
+                                     f"nothing was trusted")
+            self.contacts.trust(self.contacts.display_name(name), pending)
+        return f"now trusting {name}'s key {fp}"
 
     def handle_line(self, line: str) -> Optional[List[str]]:
         """Run a local DM command line; None when ``line`` is not one (send it to the server).
@@ -297,10 +372,11 @@ class DmClient:
                 raise UsageError("usage: /msg NAME TEXT")
             self.send(to, text)
             return []
-        if not rest or " " in rest:
-            raise UsageError(f"usage: {word} NAME")
+        args = rest.split()
+        if word == "/trust" and 1 <= len(args) <= 2:
+            return [self.trust(*args)]
+        if len(args) != 1:
+            raise UsageError(f"usage: {word} NAME" + (" [FINGERPRINT]" if word == "/trust" else ""))
         if word == "/whois":
-            return [self.whois(rest)]
-        if word == "/verify":
-            return self.verify(rest).splitlines()
-        return [self.trust(rest)]
+            return [self.whois(args[0])]
+        return self.verify(args[0]).splitlines()

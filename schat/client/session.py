@@ -2,9 +2,14 @@
 
 ``ClientSession`` connects, checks the server key against the pins, logs in
 (or signs up), then runs a receiver thread that hands every incoming server
-message to a callback. The UI calls :meth:`say`, :meth:`command`, :meth:`msg`,
-:meth:`who` and :meth:`close` from its own thread; one lock serialises every
-use of the sans-I/O connection and the socket's send side.
+message to a callback. The UI calls :meth:`say`, :meth:`command`, :meth:`who`
+and :meth:`close` from its own thread; one lock serialises every use of the
+sans-I/O connection and the socket's send side.
+
+Requests carry a cid and stay pending until the answer with that cid (an
+``ack``, a ``key`` or an ``error``). Sends are paced below the server's
+default message rate, and a request the server still drops as ``throttled``
+is sent again, so a script piping many lines loses none of them.
 """
 
 from __future__ import annotations
@@ -13,12 +18,13 @@ import itertools
 import logging
 import socket
 import threading
+import time
 from typing import Callable, Dict, Optional
 
 from schat.crypto.keys import fingerprints_equal, normalize_fingerprint
 from schat.errors import (AuthenticationFailed, ConnectionFailed, ProtocolError,
                           RemoteProtocolError, TrustError)
-from schat.protocol import auth, events, messages
+from schat.protocol import auth, dm_messages, events, messages
 from schat.protocol.connection import ClientConnection
 
 log = logging.getLogger("schat.client")
@@ -27,6 +33,47 @@ CONNECT_TIMEOUT = 10.0
 # Bound on how long a login reply may take (the server's scrypt runs first).
 REPLY_TIMEOUT = 30.0
 RECV_CHUNK = 1 << 16
+# The server's default message budget is 5 per second in bursts of 20; staying a
+# little under it leaves room for messages that arrive bunched up.
+PACE_RATE = 4.75
+PACE_BURST = 16
+# A request dropped as "throttled" is sent again at most this many times.
+MAX_RESENDS = 5
+# Messages the server does not count against the rate (schat.server.link.RATE_FREE).
+_UNCOUNTED = (messages.Pong, messages.Bye, dm_messages.DmAck)
+
+
+class Pacer:
+    """A client-side token bucket: ``wait()`` returns once one more message may go."""
+
+    def __init__(self, rate: float = PACE_RATE, burst: int = PACE_BURST,
+                 clock: Callable[[], float] = time.monotonic):
+        self.rate = rate
+        self.burst = float(burst)
+        self._clock = clock
+        self._tokens = float(burst)
+        self._stamp = clock()
+        self._lock = threading.Lock()
+
+    def wait(self, stop: threading.Event) -> bool:
+        """Take one token, waiting as long as needed; False when ``stop`` was set first."""
+        while True:
+            with self._lock:
+                now = self._clock()
+                self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+                self._stamp = now
+                if self._tokens >= 1.0:
+                    self._tokens -= 1.0
+                    return True
+                delay = (1.0 - self._tokens) / self.rate
+            if stop.wait(delay):
+                return False
+
+    def hold(self) -> None:
+        """The server refused a message for its rate: spend every token saved up."""
+        with self._lock:
+            self._tokens = 0.0
+            self._stamp = self._clock()
 
 
 class Disconnected:
@@ -40,6 +87,23 @@ class Disconnected:
 
     def __repr__(self) -> str:
         return f"Disconnected({self.reason!r}, clean={self.clean})"
+
+
+class LoginRefused(AuthenticationFailed):
+    """The server refused a login or sign-up; ``code`` is its error code (``auth_failed``...)."""
+
+    def __init__(self, text: str, code: str):
+        super().__init__(text)
+        self.code = code
+
+
+class ServerKeyChanged(TrustError):
+    """The server's key differs from the pin; ``banner`` is the loud multi-line warning."""
+
+    def __init__(self, name: str, banner: str):
+        super().__init__(f"the key of server {name!r} has changed; the connection was "
+                         f"refused (see the warning above)")
+        self.banner = banner
 
 
 def changed_key_warning(name: str, old: str, new: str, configured: bool = False) -> str:
@@ -85,8 +149,14 @@ class ClientSession:
         self._sock: Optional[socket.socket] = None
         self._lock = threading.Lock()
         self._cids = itertools.count(1)
-        self._pending: Dict[str, str] = {}
+        # cid -> the request, kept so that a throttled one can be sent again.
+        self._pending: Dict[str, object] = {}
+        self._resends: Dict[str, int] = {}
         self._acked = threading.Condition()
+        self._stop = threading.Event()
+        self.pacer = Pacer()
+        # Seconds the user spent answering the unknown-key question in connect().
+        self.trust_wait = 0.0
         self._callback: Optional[Callable] = None
         self._thread: Optional[threading.Thread] = None
         self._closed = False
@@ -123,7 +193,8 @@ class ClientSession:
                 raise TrustError(f"servers.json fingerprint for {self.server_name!r}: {err}") from None
             if not fingerprints_equal(expected, fp):
                 self.close()
-                raise TrustError(changed_key_warning(self.server_name, expected, fp, configured=True))
+                raise ServerKeyChanged(self.server_name, changed_key_warning(
+                    self.server_name, expected, fp, configured=True))
         if self.known_servers is None:
             self.pin_status = "unchecked"
             return
@@ -134,13 +205,21 @@ class ClientSession:
         if status == "changed":
             old = self._pinned_fingerprint() or "(unknown)"
             self.close()
-            raise TrustError(changed_key_warning(self.server_name, old, fp))
-        if self.expected_fingerprint or self.accept_new or (
-                self.confirm_new is not None and self.confirm_new(fp)):
+            raise ServerKeyChanged(self.server_name, changed_key_warning(self.server_name, old, fp))
+        if self.expected_fingerprint or self.accept_new or self._ask_trust(fp):
             self.known_servers.pin(self.server_name, self.host, self.port, fp)
             return
         self.close()
         raise TrustError("server key not accepted; nothing was sent")
+
+    def _ask_trust(self, fp: str) -> bool:
+        if self.confirm_new is None:
+            return False
+        started = time.monotonic()
+        try:
+            return self.confirm_new(fp)
+        finally:
+            self.trust_wait = time.monotonic() - started
 
     def _pinned_fingerprint(self) -> Optional[str]:
         pins = self.known_servers.lookup(self.server_name, self.host, self.port)
@@ -162,7 +241,7 @@ class ClientSession:
             user, messages.Signup(user=user, password=password, public_key=public_key_der))
 
     def _authenticate(self, user: str, request):
-        self._send(request)
+        self.send(request)
         self._sock.settimeout(REPLY_TIMEOUT)
         while True:
             msg = self._next_message()
@@ -171,11 +250,11 @@ class ClientSession:
                 self.welcome = msg
                 return msg
             if isinstance(msg, messages.Error):
-                raise AuthenticationFailed(f"{self.server_name}: {msg.text}")
+                raise LoginRefused(f"{self.server_name}: {msg.text}", msg.code)
             if isinstance(msg, messages.Bye):
                 raise AuthenticationFailed(f"{self.server_name} closed the connection: {msg.reason}")
             if isinstance(msg, messages.Ping):
-                self._send(messages.Pong(n=msg.n))
+                self.send(messages.Pong(n=msg.n))
 
     # -- chatting -----------------------------------------------------------
     def start(self, callback: Callable) -> None:
@@ -188,25 +267,34 @@ class ClientSession:
 
     def say(self, text: str, action: bool = False) -> str:
         """Send a chat line to everyone; return its cid (confirmed by an ack)."""
-        cid = self._new_cid("say")
-        self._send(messages.Say(text=text, cid=cid, action=action))
+        cid = self.new_cid()
+        self.send_request(messages.Say(text=text, cid=cid, action=action))
         return cid
 
     def command(self, line: str) -> str:
         """Send a chat command line (``/who``, ``/me``, ...); return its cid."""
-        cid = self._new_cid("command")
-        self._send(messages.Command(line=line, cid=cid))
-        return cid
-
-    def msg(self, to: str, text: str) -> str:
-        """Send a private message; return its cid."""
-        cid = self._new_cid("msg")
-        self._send(messages.Msg(to=to, text=text, cid=cid))
+        cid = self.new_cid()
+        self.send_request(messages.Command(line=line, cid=cid))
         return cid
 
     def who(self) -> None:
         """Ask for the list of members online (answered by a ``users`` message)."""
-        self._send(messages.Who())
+        self.send(messages.Who())
+
+    def new_cid(self) -> str:
+        """A cid no other request of this session uses."""
+        return f"c{next(self._cids)}"
+
+    def send_request(self, msg) -> None:
+        """Send ``msg`` (which has a ``cid``) and keep it pending until its answer."""
+        with self._acked:
+            self._pending[msg.cid] = msg
+        try:
+            self.send(msg)
+        except BaseException:
+            with self._acked:
+                self._pending.pop(msg.cid, None)
+            raise
 
     @property
     def pending(self) -> int:
@@ -229,11 +317,12 @@ class ClientSession:
         if self._closed or self._closing:
             return
         self._closing = True
+        self._stop.set()
         sock = self._sock
         if sock is not None:
             try:
                 if self._conn.handshake_complete:
-                    self._send(messages.Bye(reason=reason))
+                    self.send(messages.Bye(reason=reason))
             except Exception:  # noqa: BLE001 - the peer may already be gone
                 pass
             try:
@@ -250,14 +339,12 @@ class ClientSession:
                 sock.close()
 
     # -- internals ------------------------------------------------------------
-    def _new_cid(self, kind: str) -> str:
-        cid = f"c{next(self._cids)}"
-        with self._acked:
-            self._pending[cid] = kind
-        return cid
-
-    def _send(self, msg) -> None:
+    def send(self, msg) -> None:
+        """Send one message now (paced when the server counts it against the rate)."""
         if self._closed:
+            raise ConnectionFailed("the connection to the server is closed")
+        if (self.user is not None and not isinstance(msg, _UNCOUNTED)
+                and not self.pacer.wait(self._stop)):
             raise ConnectionFailed("the connection to the server is closed")
         with self._lock:
             self._conn.send(msg)
@@ -326,10 +413,10 @@ class ClientSession:
             while True:
                 msg = self._next_message()
                 if isinstance(msg, messages.Ping):
-                    self._send(messages.Pong(n=msg.n))
+                    self.send(messages.Pong(n=msg.n))
                     continue
-                self._settle(msg)
-                self._callback(msg)
+                if self._settle(msg):
+                    self._callback(msg)
                 if isinstance(msg, messages.Bye):
                     reason, clean = msg.reason, True
                     break
@@ -345,17 +432,27 @@ class ClientSession:
             except Exception:  # noqa: BLE001 - a UI failure must not hide the disconnect
                 log.exception("UI callback failed on disconnect")
 
-    def _settle(self, msg) -> None:
-        # Requests are answered in order: an ack settles its cid, an error the oldest one.
-        if isinstance(msg, messages.Ack):
-            with self._acked:
-                if self._pending.pop(msg.cid, None) is not None:
-                    self._acked.notify_all()
-        elif isinstance(msg, messages.Error):
-            with self._acked:
-                if self._pending:
-                    self._pending.pop(next(iter(self._pending)))
-                    self._acked.notify_all()
+    def _settle(self, msg) -> bool:
+        """Settle the request ``msg`` answers; False when the UI need not see ``msg``."""
+        cid = getattr(msg, "cid", None)
+        if cid is None or not isinstance(msg, (messages.Ack, messages.Error, dm_messages.Key)):
+            return True
+        with self._acked:
+            request = self._pending.get(cid)
+            if request is None:
+                return True
+            if (isinstance(msg, messages.Error) and msg.code == "throttled"
+                    and self._resends.get(cid, 0) < MAX_RESENDS):
+                self._resends[cid] = self._resends.get(cid, 0) + 1
+            else:
+                del self._pending[cid]
+                self._resends.pop(cid, None)
+                self._acked.notify_all()
+                return True
+        log.debug("request %s throttled by the server; sending it again", cid)
+        self.pacer.hold()
+        self.send(request)
+        return False
 
     def _mark_closed(self) -> None:
         with self._acked:

@@ -3,6 +3,10 @@
 Incoming events are printed one per line by the receiver thread; the input
 lines come from a reader thread. The main thread waits on one queue for both,
 so it can leave as soon as the server goes away even while stdin is idle.
+
+Every refusal (an ``error`` from the server or a line the client could not
+send) is printed in the event stream on stdout, as a JSON object with
+``--json``, and makes the exit code 1, so a script knows a line was lost.
 """
 
 from __future__ import annotations
@@ -15,14 +19,35 @@ import time
 from datetime import datetime, timezone
 from typing import Optional, TextIO
 
+from schat.client.dm import LOCAL_HELP, DmClient
+from schat.client.local_events import LocalNotice, LocalWarning, PrivateMessage
 from schat.client.session import ClientSession, Disconnected
 from schat.errors import ConnectionFailed, SchatError
 from schat.protocol import messages
+from schat.protocol.schema import MAX_TEXT_BYTES
 
 # How long to wait at end of input for the server to confirm what we sent.
 ACK_WAIT = 10.0
 
 _EOF = object()
+
+
+class ClientError:
+    """A line the client itself refused, printed in the event stream like a server error."""
+
+    TYPE = "error"
+    code = "client"
+
+    def __init__(self, text: str):
+        self.text = text
+
+
+def local_help() -> str:
+    """The commands the client answers itself (listed before the server's /help)."""
+    width = max(len(usage) for usage, _ in LOCAL_HELP)
+    return "\n".join(["commands of your client:"]
+                     + [f"{usage.ljust(width)}  {text}" for usage, text in LOCAL_HELP]
+                     + ["commands of the server:"])
 
 
 def clock(ms: int) -> str:
@@ -58,8 +83,13 @@ def _format_text(msg) -> Optional[str]:
         if msg.action:
             return f"[{clock(msg.time)}] * {msg.sender} {msg.text}"
         return f"[{clock(msg.time)}] <{msg.sender}> {msg.text}"
-    if isinstance(msg, messages.Dm):
-        return f"[{clock(msg.time)}] *{msg.sender}* {msg.text}"
+    if isinstance(msg, PrivateMessage):
+        mark = "" if msg.verified else "[UNVERIFIED: key changed] "
+        return f"[{clock(msg.time)}] *{msg.sender}* {mark}{msg.text}"
+    if isinstance(msg, LocalWarning):
+        return "\n".join(f"[{clock(msg.time)}] !!! {line}" for line in msg.text.splitlines())
+    if isinstance(msg, LocalNotice):
+        return "\n".join(f"[{clock(msg.time)}] --- {line}" for line in msg.text.splitlines())
     if isinstance(msg, messages.Join):
         return f"[{clock(msg.time)}] --> {msg.user} joined"
     if isinstance(msg, messages.Leave):
@@ -69,7 +99,7 @@ def _format_text(msg) -> Optional[str]:
         return "\n".join(f"[{clock(msg.time)}] -!- {line}" for line in msg.text.splitlines())
     if isinstance(msg, messages.Users):
         return f"online ({len(msg.users)}): {', '.join(msg.users)}"
-    if isinstance(msg, messages.Error):
+    if isinstance(msg, (messages.Error, ClientError)):
         return f"error: {msg.text}"
     if isinstance(msg, messages.Welcome):
         lines = [f"[{clock(msg.time)}] connected to {msg.server} as {msg.user}"]
@@ -86,20 +116,17 @@ def format_json(msg) -> Optional[str]:
     """One JSON object per line: type, sender, text, time (ISO 8601), id."""
     record = {"type": msg.TYPE, "sender": None,
               "text": None, "time": None, "id": None}
-    if isinstance(msg, messages.Ack):
-        return None
-    if isinstance(msg, (messages.ChatMessage, messages.Dm)):
-        record.update(sender=msg.sender, text=msg.text, id=msg.id)
-        if isinstance(msg, messages.ChatMessage):
-            record["action"] = msg.action
-        else:
-            record["to"] = msg.to
+    if isinstance(msg, messages.ChatMessage):
+        record.update(sender=msg.sender, text=msg.text, id=msg.id, action=msg.action)
+    elif isinstance(msg, PrivateMessage):
+        record.update(sender=msg.sender, text=msg.text, id=msg.id, to=msg.to,
+                      verified=msg.verified, warning=msg.warning or None)
     elif isinstance(msg, (messages.Join, messages.Leave)):
         record.update(sender=msg.user, text=getattr(msg, "reason", None))
-    elif isinstance(msg, (messages.Notice, messages.Error)):
+    elif isinstance(msg, (messages.Notice, LocalWarning, LocalNotice)):
         record["text"] = msg.text
-        if isinstance(msg, messages.Error):
-            record["code"] = msg.code
+    elif isinstance(msg, (messages.Error, ClientError)):
+        record.update(text=msg.text, code=msg.code)
     elif isinstance(msg, messages.Users):
         record["users"] = list(msg.users)
     elif isinstance(msg, messages.Welcome):
@@ -117,17 +144,19 @@ def format_json(msg) -> Optional[str]:
 class LineUI:
     """Plain terminal and pipe UI: input lines in, one line per event out."""
 
-    def __init__(self, session: ClientSession, stdin: TextIO = None, stdout: TextIO = None,
-                 stderr: TextIO = None, as_json: bool = False, ack_wait: float = ACK_WAIT,
-                 dm=None):
+    def __init__(self, session: ClientSession, dm: DmClient, stdin: TextIO = None,
+                 stdout: TextIO = None, stderr: TextIO = None, as_json: bool = False,
+                 ack_wait: float = ACK_WAIT):
         self.session = session
-        # schat.client.dm.DmClient: end-to-end encrypted /msg, /whois, /verify, /trust.
+        # End-to-end encrypted /msg, /whois, /verify, /trust; its events come here too.
         self.dm = dm
+        dm.emit = self.show
         self.stdin = stdin or sys.stdin
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
         self.as_json = as_json
         self.ack_wait = ack_wait
+        self.refused = 0
         self._out_lock = threading.Lock()
         self._inbox: "queue.Queue" = queue.Queue()
         self._disconnect: Optional[Disconnected] = None
@@ -138,6 +167,8 @@ class LineUI:
             self._disconnect = msg
             self._inbox.put(msg)
             return
+        if isinstance(msg, (messages.Error, ClientError)):
+            self.refused += 1
         line = format_json(msg) if self.as_json else format_text(msg)
         if line is None:
             return
@@ -145,7 +176,12 @@ class LineUI:
             self.stdout.write(line + "\n")
             self.stdout.flush()
 
+    def refuse(self, text: str) -> None:
+        """Report a line the client could not send (counted for the exit code)."""
+        self.show(ClientError(text))
+
     def error(self, text: str) -> None:
+        """A diagnostic about the session itself (stderr)."""
         with self._out_lock:
             self.stderr.write(text + "\n")
             self.stderr.flush()
@@ -154,22 +190,25 @@ class LineUI:
         """Chat until /quit, end of input or the server leaving; return the exit code."""
         if self.session.welcome is not None:
             self.show(self.session.welcome)
-        self.session.start(self.dm.wrap(self.show) if self.dm is not None else self.show)
-        if self.dm is not None:
-            # Stored direct messages are shown before the first input line is read.
-            self.dm.wait_mailbox(self.ack_wait)
-            try:
-                self.dm.register_key()
-            except ConnectionFailed:
-                return self._ended(self._wait_disconnect())
+        self.session.start(self.dm.wrap(self.show))
+        # Stored direct messages are shown before the first input line is read.
+        self.dm.wait_mailbox(self.ack_wait)
+        try:
+            self.dm.register_key()
+        except ConnectionFailed:
+            return self._ended(self._wait_disconnect())
+        except SchatError as err:
+            self.refuse(str(err))
         reader = threading.Thread(target=self._read_input, name="schat-input", daemon=True)
         reader.start()
+        number = 0
         while True:
             item = self._inbox.get()
             if isinstance(item, Disconnected):
                 return self._ended(item)
             if item is _EOF:
                 return self._finish()
+            number += 1
             line = item.rstrip("\r\n")
             if not line.strip():
                 continue
@@ -178,31 +217,36 @@ class LineUI:
                     return self._finish()
             except ConnectionFailed:
                 return self._ended(self._wait_disconnect())
+            except SchatError as err:
+                self.refuse(f"line {number} not sent: {err}")
 
     def _dispatch(self, line: str) -> bool:
         """Send one input line; True when the user asked to leave."""
-        if self.dm is not None and line.startswith("/") and not line.startswith("//"):
-            try:
-                lines = self.dm.handle_line(line)
-            except ConnectionFailed:
-                raise
-            except SchatError as err:
-                self.error(f"error: {err}")
-                return False
-            if lines is not None:
-                if lines:
-                    self.show(messages.Notice(text="\n".join(lines), time=int(time.time() * 1000)))
-                return False
-        if line.startswith("//"):
-            self.session.say(line[1:])
-        elif line.startswith("/"):
+        if line.startswith("/") and not line.startswith("//"):
             word = line.split(None, 1)[0].lower()
             if word == "/quit":
                 return True
+            if word == "/help":
+                self.show(LocalNotice(text=local_help(), time=int(time.time() * 1000)))
+            lines = self.dm.handle_line(line)
+            if lines is not None:
+                if lines:
+                    self.show(LocalNotice(text="\n".join(lines), time=int(time.time() * 1000)))
+                return False
+            self._check_size(line)
             self.session.command(line)
-        else:
-            self.session.say(line)
+            return False
+        text = line[1:] if line.startswith("//") else line
+        self._check_size(text)
+        self.session.say(text)
         return False
+
+    @staticmethod
+    def _check_size(text: str) -> None:
+        size = len(text.encode("utf-8"))
+        if size > MAX_TEXT_BYTES:
+            raise SchatError(f"{size} bytes is over the {MAX_TEXT_BYTES}-byte limit "
+                             f"for one message")
 
     def _read_input(self) -> None:
         try:
@@ -219,6 +263,9 @@ class LineUI:
         self.session.close("quit")
         if not confirmed:
             self.error(f"warning: {self.session.pending} message(s) not confirmed by the server")
+            return 1
+        if self.refused:
+            self.error(f"{self.refused} line(s) or request(s) were refused; see the errors above")
             return 1
         return 0
 

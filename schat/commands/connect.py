@@ -35,12 +35,17 @@ def ask_trust(name: str, address: str):
     return confirm
 
 
+# A trust question answered after this many seconds may have outlasted the
+# server's login deadline (30 s by default): connect again once the key is pinned.
+TRUST_REDIAL_AFTER = 15.0
+
+
 def open_session(app: AppContext, name: str, accept_new: bool, ask: bool = True):
     """Resolve NAME in servers.json and connect with the pin check done.
 
     ``ask=False`` never prompts about an unknown key (reconnecting from the chat screen).
     """
-    from schat.client.session import ClientSession
+    from schat.client.session import ClientSession, ServerKeyChanged
     from schat.store.known_servers import KnownServers
     from schat.store.servers import resolve_server
 
@@ -52,6 +57,12 @@ def open_session(app: AppContext, name: str, accept_new: bool, ask: bool = True)
                             accept_new=accept_new)
     try:
         session.connect()
+    except ServerKeyChanged as err:
+        if not ask:
+            raise TrustError(err.banner) from None
+        # The banner on its own lines, so that "Error: " does not break the box.
+        echo_err(err.banner)
+        raise err from None
     except TrustError as err:
         if session.pin_status == "unknown" and confirm is None and not accept_new:
             raise TrustError(
@@ -61,6 +72,11 @@ def open_session(app: AppContext, name: str, accept_new: bool, ask: bool = True)
         raise err from None
     if session.pin_status == "unknown":
         echo_err(f"Pinned the key of {entry.name!r}: {session.fingerprint}")
+    if session.trust_wait > TRUST_REDIAL_AFTER:
+        echo_err("Connecting again: the server may have given up waiting while you checked "
+                 "its key.")
+        session.close()
+        return open_session(app, name, accept_new, ask=False)
     return session
 
 
@@ -98,19 +114,110 @@ def get_password(confirm: bool = False) -> str:
     return click.prompt("Password", hide_input=True, confirmation_prompt=confirm, err=True)
 
 
-def authenticate(app: AppContext, session, user: str, key: Optional[str], mode: str,
-                 private=None, password: Optional[str] = None):
-    """Log in (password or key) or sign up on an open session; return the welcome."""
-    if mode == "signup":
+def find_key(app: AppContext, user: str, key: Optional[str], offer: bool):
+    """The user's private key: --key, else HOME/keys/USER.pem; None when there is none.
+
+    Without a key file and with ``offer``, a person at the keyboard is asked
+    whether to generate one now (as `schat keys gen USER` does); a script is
+    told how to make one.
+    """
+    from schat.commands.keys import generate_pair
+    from schat.store.keyfiles import KeyFiles
+
+    if key:
+        return load_key(app, key)
+    path = KeyFiles(app.home).private_path(user)
+    if path.exists():
+        return load_key(app, user)
+    if not offer:
+        return None
+    if not interactive():
+        echo_err(f"Note: you have no key ({path}), so you cannot receive end-to-end "
+                 f"encrypted direct messages; make one with `schat keys gen {user}` and "
+                 f"connect again.")
+        return None
+    echo_err(f"You have no key pair yet ({path}). It logs you in and seals your direct "
+             f"messages end to end.")
+    if not click.confirm("Generate one now?", default=True, err=True):
+        return None
+    echo_err("Generating a 3072-bit RSA key (a few seconds)...")
+    return generate_pair(app, user, err=True)
+
+
+class Credentials:
+    """What a login needs, gathered before connecting (the server's login deadline
+    does not wait for prompts)."""
+
+    def __init__(self, app: AppContext, user: str, key: Optional[str], mode: str,
+                 offer_key: bool = True):
+        self.app = app
+        self.user = user
+        self.mode = mode
+        self.private = find_key(app, user, key, offer_key)
+        self.password: Optional[str] = None
+        if mode == "signup" or self.private is None:
+            self.password = get_password(confirm=mode == "signup")
+        # True once the key was refused and the password used instead.
+        self.fell_back = False
+
+    def login(self, name: str, accept_new: bool):
+        """Connect and log in (or sign up); return the logged-in session.
+
+        Key login when a key is loaded; when the server refuses it (the
+        account has no key registered yet, or another one), the password,
+        asked now, on a fresh connection.
+        """
+        from schat.client.session import LoginRefused
         from schat.crypto.keys import public_der
 
-        if key and private is None:
-            private = load_key(app, key)
-        der = public_der(private) if private is not None else None
-        return session.signup(user, password or get_password(confirm=True), der)
-    if key:
-        return session.login_key(user, private if private is not None else load_key(app, key))
-    return session.login_password(user, password or get_password())
+        session = open_session(self.app, name, accept_new)
+        try:
+            if self.mode == "signup":
+                der = public_der(self.private) if self.private is not None else None
+                session.signup(self.user, self.password, der)
+                return session
+            if self.private is None:
+                session.login_password(self.user, self.password)
+                return session
+            try:
+                session.login_key(self.user, self.private)
+                return session
+            except LoginRefused as err:
+                if err.code != "auth_failed":
+                    raise
+        except BaseException:
+            session.close()
+            raise
+        session.close()
+        echo_err(f"Key login refused: {name} has not registered this key for {self.user} "
+                 f"(yet). Logging in with your password to register it.")
+        self.password = get_password()
+        self.fell_back = True
+        session = open_session(self.app, name, accept_new, ask=False)
+        try:
+            session.login_password(self.user, self.password)
+        except BaseException:
+            session.close()
+            raise
+        return session
+
+
+def register_key(app: AppContext, session, creds: Credentials) -> None:
+    """After a login without a UI: upload the key when the account has none (then close)."""
+    from schat.client.dm import DmClient, no_key_help
+    from schat.client.local_events import LocalWarning
+
+    def report(event) -> None:
+        text = getattr(event, "text", None)
+        if isinstance(event, LocalWarning) or text:
+            echo_err(text)
+
+    dm = DmClient(session, app.home.root, creds.private, report)
+    session.start(dm.wrap(lambda msg: None))
+    if creds.private is not None:
+        dm.register_key()
+    elif dm.fetch_key_status(creds.user).status == "no_key":
+        echo_err(f"Note: {no_key_help(creds.user)}")
 
 
 server_argument = click.argument("name", metavar="NAME")
@@ -140,37 +247,32 @@ def connect(app: AppContext, name: str, user: Optional[str], key: Optional[str],
     Lines you type are sent to everyone; lines starting with / are commands
     (/help lists them, /quit leaves). Without a terminal, each line of
     standard input is sent and the password comes from $SCHAT_PASSWORD.
+    Your key (--key, else HOME/keys/USER.pem) logs you in and seals your
+    direct messages; it is registered on the server at your first login.
     """
-    from schat.client.ui import LineUI
-
     mode = "login"
     if interactive() and not key:
-        choice = click.prompt("Log in or sign up?", type=click.Choice(["login", "signup"]),
-                              default="login", err=True)
-        mode = choice
+        mode = click.prompt("Log in or sign up?", type=click.Choice(["login", "signup"]),
+                            default="login", err=True)
     user = get_user(user)
-    session = open_session(app, name, accept_new)
+    # Kept in memory only, so the chat screen can log in again after a drop.
+    creds = Credentials(app, user, key, mode)
+    session = creds.login(name, accept_new)
+    if interactive() and sys.stdout.isatty() and not as_json:
+        from schat.client.chat_screen import run_chat_screen
+
+        code = run_chat_screen(app, name, session, user, creds.private, creds.password,
+                               bell=not no_bell, reopen=open_session)
+        click.get_current_context().exit(code)
     from schat.client.dm import DmClient
+    from schat.client.ui import LineUI
 
     try:
-        # Loaded once: the same key logs in and seals/opens direct messages.
-        private = load_key(app, key) if key else None
-        # Kept in memory only, so the chat screen can log in again after a drop.
-        password = None if key else get_password(confirm=mode == "signup")
-        authenticate(app, session, user, key, mode, private, password)
-        dm = DmClient(session, app.home.root, private, lambda msg: None)
+        dm = DmClient(session, app.home.root, creds.private, lambda msg: None)
     except BaseException:
         session.close()
         raise
-    if interactive() and sys.stdout.isatty() and not as_json:
-        from schat.client.tui import run_chat_screen
-
-        code = run_chat_screen(app, name, session, user, private, password,
-                               bell=not no_bell, reopen=open_session)
-        click.get_current_context().exit(code)
-    ui = LineUI(session, as_json=as_json, dm=dm)
-    dm.emit = ui.show
-    code = ui.run()
+    code = LineUI(session, dm, as_json=as_json).run()
     click.get_current_context().exit(code)
 
 
@@ -185,16 +287,16 @@ def signup(app: AppContext, name: str, user: Optional[str], key: Optional[str],
            accept_new: bool):
     """Create your account on the server NAME (if it allows sign-up).
 
-    The password is prompted twice (or taken from $SCHAT_PASSWORD); --key also
-    registers your public key for key login and private messages.
+    The password is prompted twice (or taken from $SCHAT_PASSWORD). Your key
+    (--key, else HOME/keys/USER.pem; offered to be generated when missing) is
+    registered for key login and end-to-end encrypted direct messages.
     """
     user = get_user(user)
-    session = open_session(app, name, accept_new)
-    try:
-        welcome = authenticate(app, session, user, key, "signup")
-    finally:
-        session.close()
-    click.echo(f"Signed up on {name} as {welcome.user}.")
+    creds = Credentials(app, user, key, "signup")
+    session = creds.login(name, accept_new)
+    session.close()
+    suffix = " with your key" if creds.private is not None else ""
+    click.echo(f"Signed up on {name} as {session.user}{suffix}.")
 
 
 @click.command()
@@ -206,11 +308,18 @@ def signup(app: AppContext, name: str, user: Optional[str], key: Optional[str],
 @handle_errors
 def login(app: AppContext, name: str, user: Optional[str], key: Optional[str],
           accept_new: bool):
-    """Check your login on the server NAME: exit 0 ok, 1 refused."""
+    """Check your credentials on the server NAME end to end (exit 0 ok, 1 refused).
+
+    With a key (--key, else HOME/keys/USER.pem) that the account has not
+    registered yet, the password logs in and the key is registered.
+    """
     user = get_user(user)
-    session = open_session(app, name, accept_new)
+    creds = Credentials(app, user, key, "login", offer_key=False)
+    session = creds.login(name, accept_new)
     try:
-        welcome = authenticate(app, session, user, key, "login")
+        register_key(app, session, creds)
     finally:
         session.close()
-    click.echo(f"Logged in to {name} as {welcome.user} (server key {session.fingerprint}).")
+    how = "your password" if creds.private is None or creds.fell_back else "your key"
+    click.echo(f"Logged in to {name} as {session.user} with {how} "
+               f"(server key {session.fingerprint}).")

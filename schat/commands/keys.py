@@ -58,15 +58,28 @@ def gen_cmd(app: AppContext, name: Optional[str], force: bool, no_passphrase: bo
     It is written to HOME/keys/NAME.pem (private, 0600) and NAME.pub.pem.
     NAME defaults to your login name.
     """
+    generate_pair(app, name or getpass.getuser(), force, no_passphrase, passphrase_stdin)
+
+
+def generate_pair(app: AppContext, name: str, force: bool = False, no_passphrase: bool = False,
+                  passphrase_stdin: bool = False, err: bool = False):
+    """Generate and save NAME's key pair (what `schat keys gen` does); return the private key.
+
+    ``err`` prints the paths on stderr (when another command makes the key).
+    """
+    from schat.crypto.keys import generate_rsa_key
     from schat.store.keyfiles import KeyFiles
 
     files = KeyFiles(app.home)
-    name = name or getpass.getuser()
+    # Checked before the passphrase prompt and the (slow) generation.
     files.save_check(name, force)
-    info = files.generate(name, new_passphrase(no_passphrase, passphrase_stdin), force)
-    click.echo(f"Private key: {info.path}")
-    click.echo(f"Public key:  {files.public_path(name)}")
-    click.echo(f"Fingerprint: {info.fingerprint}")
+    passphrase = new_passphrase(no_passphrase, passphrase_stdin)
+    key = generate_rsa_key()
+    info = files.save(name, key, passphrase, force)
+    click.echo(f"Private key: {info.path}", err=err)
+    click.echo(f"Public key:  {files.public_path(name)}", err=err)
+    click.echo(f"Fingerprint: {info.fingerprint}", err=err)
+    return key
 
 
 @keys.command("show")

@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from chatkit import PASSWORDS, Client
-from schat.client.session import ClientSession, Disconnected
+from schat.client.session import ClientSession, Disconnected, Pacer, ServerKeyChanged
 from schat.crypto.keys import fingerprint, public_der
 from schat.errors import AuthenticationFailed, ConnectionFailed, TrustError
 from schat.protocol import messages
@@ -47,9 +47,10 @@ def test_changed_key_refused_even_with_accept_new(chat_server, known, other_host
     old = fingerprint(other_host_key)
     known.pin("test", chat_server.host, chat_server.port, old)
     asked = []
-    with pytest.raises(TrustError) as err:
+    with pytest.raises(ServerKeyChanged) as err:
         chat_server.session(known=known, accept_new=True, confirm_new=asked.append)
-    text = str(err.value)
+    assert isinstance(err.value, TrustError) and "\n" not in str(err.value)
+    text = err.value.banner
     assert "WARNING: SERVER KEY HAS CHANGED" in text
     assert old in text and chat_server.fingerprint in text
     assert "schat servers forget test" in text
@@ -58,9 +59,10 @@ def test_changed_key_refused_even_with_accept_new(chat_server, known, other_host
 
 
 def test_servers_json_fingerprint_must_match(chat_server, known, other_host_key):
-    with pytest.raises(TrustError, match="SERVER KEY HAS CHANGED"):
+    with pytest.raises(ServerKeyChanged) as err:
         chat_server.session(known=known, accept_new=True,
                             expected_fingerprint=fingerprint(other_host_key))
+    assert "SERVER KEY HAS CHANGED" in err.value.banner
     s = chat_server.session(known=known, accept_new=False,
                             expected_fingerprint=chat_server.fingerprint)
     assert s.pin_status == "unknown"  # pinned from the configured fingerprint
@@ -149,11 +151,36 @@ def test_unreachable_server(chat_server, known):
 def test_wait_acked_counts_errors_as_answers(chat_server):
     alice = chat_server.login("alice")
     alice.session.say("one")
-    alice.session.command("/nosuch")
-    alice.session.msg("nobody", "hello?")
+    cid = alice.session.command("/nosuch")
+    assert alice.next(messages.Error).cid == cid
     assert alice.session.wait_acked(5)
     assert alice.session.pending == 0
     alice.close()
+
+
+def test_an_error_settles_only_the_request_it_names(chat_server):
+    alice = chat_server.login("alice")
+    # An error for an untracked request (no cid the session knows) settles nothing.
+    alice.session.send(messages.Msg(to="bob", text="plain", cid="untracked"))
+    cid = alice.session.say("tracked")
+    assert alice.next(messages.Error).cid == "untracked"
+    assert alice.session.wait_acked(5)
+    assert alice.next(messages.Ack).cid == cid
+    alice.close()
+
+
+def test_throttled_requests_are_sent_again(server_factory):
+    # A server stricter than the client's pacing: every line still gets through.
+    srv = server_factory(rate_limit=20.0, rate_burst=5)
+    alice, bob = srv.login("alice"), srv.login("bob")
+    alice.session.pacer = Pacer(rate=10.0, burst=10)
+    for n in range(10):
+        alice.session.say(f"line {n}")
+    assert alice.session.wait_acked(10)
+    got = {bob.next(messages.ChatMessage).text for _ in range(10)}
+    assert got == {f"line {n}" for n in range(10)}
+    assert all(not isinstance(e, messages.Error) for e in list(alice.events.queue))
+    alice.close(), bob.close()
 
 
 def test_idle_client_is_pinged_and_silent_one_dropped(server_factory):
