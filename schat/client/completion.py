@@ -33,8 +33,8 @@ COMMANDS: Dict[str, ChatCommand] = {c.name: c for c in (
                 takes_name=True),
     ChatCommand("verify", "/verify NAME", "show the safety code to compare with NAME",
                 takes_name=True),
-    ChatCommand("trust", "/trust NAME", "accept NAME's new key once you checked it",
-                takes_name=True),
+    ChatCommand("trust", "/trust NAME [FINGERPRINT]",
+                "accept NAME's changed key, the one /verify showed", takes_name=True),
     ChatCommand("clear", "/clear", "clear the screen"),
     ChatCommand("quit", "/quit", "leave the chat (also Ctrl-D on an empty line)"),
 )}

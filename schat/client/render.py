@@ -6,11 +6,12 @@ Lines stay readable without colour, because each kind has its own prefix:
 
     12:04 <ann> hello            a chat message (yours or another member's)
     12:04 * ann waves            an action (/me)
-    12:04 <- ann: psst           a private message to you
+    12:04 <- ann: psst           a private message to you (end-to-end, signature checked)
+    12:04 <- ann [NOT VERIFIED]: psst   one signed by a key that is not the one you trusted
     12:04 -> ann: psst           a private message you sent
     12:04 -- ann joined          joins, leaves, connection state
     12:04 -!- text               a notice from the server
-    12:04 ! text                 an error or warning
+    12:04 ! text                 an error or warning (key changes: with the bell)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import re
 import time as _time
 import zlib
-from typing import Any, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 from prompt_toolkit.styles import Style
 from prompt_toolkit.utils import get_cwidth
@@ -115,8 +116,11 @@ def field(event: Any, name: str, default: Any = None) -> Any:
 
 
 def should_bell(event: Any, me: str) -> bool:
-    """Ring the bell for a private message to us and for a message that mentions us."""
+    """Ring the bell for a private message to us, a message that mentions us, and a warning
+    the client raised itself (a changed key, a discarded message)."""
     kind = event_type(event)
+    if kind == "warning":
+        return True
     sender = field(event, "sender") or ""
     if sender.lower() == me.lower():
         return False
@@ -127,10 +131,16 @@ def should_bell(event: Any, me: str) -> bool:
     return False
 
 
-def clock(ms: Optional[int] = None) -> str:
-    """``HH:MM`` in local time for a wire time (ms since the epoch, UTC); now when absent."""
-    seconds = ms / 1000.0 if isinstance(ms, (int, float)) else _time.time()
-    return _time.strftime("%H:%M", _time.localtime(seconds))
+def clock(ms: Optional[int] = None, seconds: bool = False) -> str:
+    """``HH:MM`` (``HH:MM:SS`` with ``seconds``) in local time for a wire time (ms since the
+    epoch, UTC); now when absent."""
+    when = ms / 1000.0 if isinstance(ms, (int, float)) else _time.time()
+    return _time.strftime("%H:%M:%S" if seconds else "%H:%M", _time.localtime(when))
+
+
+def clock_seconds(ms: Optional[int] = None) -> str:
+    """``HH:MM:SS`` in local time (the line interface's timestamps)."""
+    return clock(ms, seconds=True)
 
 
 def wrap(fragments: Fragments, width: int, indent: int) -> Fragments:
@@ -182,12 +192,21 @@ def _merge(chars: List[Tuple[str, str]]) -> Fragments:
 class Renderer:
     """Turns events into lines for one user; knows who "you" are for highlighting."""
 
-    def __init__(self, me: str = "", width: Optional[int] = None):
+    def __init__(self, me: str = "",
+                 width: Union[None, int, Callable[[], Optional[int]]] = None):
         self.me = me
-        self.width = width  # columns to wrap at; None leaves wrapping to the terminal
+        # Columns to wrap at: a number, or a callable asked at every line so that a
+        # resized terminal is followed; None leaves wrapping to the terminal.
+        self.width = width
+
+    def columns(self) -> Optional[int]:
+        """The width lines are wrapped at now (None: not wrapped)."""
+        width = self.width
+        return width() if callable(width) else width
 
     def _fit(self, fragments: Fragments, indent: int) -> Fragments:
-        return wrap(fragments, self.width, indent) if self.width else fragments
+        width = self.columns()
+        return wrap(fragments, width, indent) if width else fragments
 
     # -- building blocks ------------------------------------------------
     def _stamp(self, ms: Optional[int]) -> Fragments:
@@ -237,13 +256,21 @@ class Renderer:
         return self._fit(self._stamp(ms) + head + self._body(text_style, text, 6 + width),
                          6 + width)
 
-    def private(self, peer: str, text: str, ms: Optional[int], outgoing: bool) -> Fragments:
-        """A private message: ``<- ann: text`` received, ``-> ann: text`` sent."""
+    def private(self, peer: str, text: str, ms: Optional[int], outgoing: bool,
+                verified: bool = True) -> Fragments:
+        """A private message: ``<- ann: text`` received, ``-> ann: text`` sent.
+
+        ``verified=False`` (signed by a key other than the one trusted for
+        ``peer``) marks the whole line as a warning: ``<- ann [NOT VERIFIED]: text``.
+        """
         peer = clean(peer)
         arrow = "->" if outgoing else "<-"
-        head = [("class:dm", arrow + " "), (self._name(peer), peer), ("class:dm", ": ")]
-        indent = 6 + len(peer) + 5
-        return self._fit(self._stamp(ms) + head + self._body("class:dm", text, indent), indent)
+        style = "class:dm" if verified else "class:warning"
+        mark = "" if verified else " [NOT VERIFIED]"
+        head = [(style, arrow + " "), (self._name(peer) if verified else style, peer),
+                (style, mark + ": ")]
+        indent = 6 + len(peer) + len(mark) + 5
+        return self._fit(self._stamp(ms) + head + self._body(style, text, indent), indent)
 
     # -- events ---------------------------------------------------------
     def event(self, event: Any) -> Optional[Fragments]:
@@ -254,10 +281,18 @@ class Renderer:
             return self.chat(get("sender", "?"), get("text", ""), get("time"),
                              bool(get("action", False)))
         if kind == "dm":
+            # End-to-end messages carry ``verified`` (the client checked the signature
+            # and the pin); anything else claiming to be private is not trusted.
+            verified = get("verified", False) is True
             sender = get("sender", "?")
             if self.me and sender.lower() == self.me.lower():
-                return self.private(get("to", "?"), get("text", ""), get("time"), True)
-            return self.private(sender, get("text", ""), get("time"), False)
+                return self.private(get("to", "?"), get("text", ""), get("time"), True,
+                                    verified)
+            return self.private(sender, get("text", ""), get("time"), False, verified)
+        if kind == "warning":
+            return self.warning(get("text", ""), get("time"))
+        if kind == "info":
+            return self.line("class:notice", "-!-", get("text", ""), get("time"))
         if kind == "welcome":
             users = get("users") or []
             text = f"connected to {get('server', '?')} as {get('user', '?')}; " \

@@ -1,11 +1,5 @@
 """The interactive terminal interface of ``schat connect`` (prompt_toolkit).
 
-Layout, bottom of the terminal::
-
-    12:04 <ann> hello              <- printed above; the terminal's scrollback keeps it
-    ann> half-typed li|            <- the input line (wraps, never touched by output)
-     lab · ann · 3 online · connected
-
 Incoming events arrive on the session's receiver thread and are handed to the
 UI's event loop with ``call_soon_threadsafe``; only that loop touches the
 screen. Lines are printed with ``run_in_terminal``, which erases the input
@@ -13,9 +7,9 @@ area, prints above it and draws it again from the buffer, which output never
 modifies: a half-typed line survives any number of incoming messages.
 Several events that arrive together are printed in one such pass.
 
-When the connection drops, a reconnect thread tries again with a growing,
-capped delay, using the ``reconnect`` callable it was given (which holds the
-credentials in memory only); the input line stays usable meanwhile.
+When the connection drops, a :class:`~schat.client.reconnect.Reconnector`
+logs in again in the background; the input line stays usable meanwhile.
+The layout and keys are in :mod:`schat.client.tui_layout`.
 """
 
 from __future__ import annotations
@@ -26,42 +20,20 @@ import os
 import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from prompt_toolkit.application import Application
 from prompt_toolkit.application.run_in_terminal import run_in_terminal
 from prompt_toolkit.buffer import Buffer
 from prompt_toolkit.history import History, InMemoryHistory
-from prompt_toolkit.key_binding import KeyBindings
-from prompt_toolkit.keys import Keys
-from prompt_toolkit.layout import (ConditionalContainer, Float, FloatContainer, HSplit,
-                                   Layout, Window)
-from prompt_toolkit.layout.controls import BufferControl, FormattedTextControl
-from prompt_toolkit.layout.dimension import Dimension
-from prompt_toolkit.layout.menus import CompletionsMenu
-from prompt_toolkit.layout.processors import BeforeInput
 from prompt_toolkit.output import ColorDepth
-from prompt_toolkit.filters import has_completions
 
-from schat.client.completion import COMMANDS, ChatCompleter, help_text, split_command, suggest
+from schat.client.completion import ChatCompleter
+from schat.client.reconnect import BACKOFF_CAP, BACKOFF_START, Reconnector
+from schat.client.render import Fragments, Renderer, chat_style, event_type, field, should_bell
 from schat.client.session import Disconnected
-from schat.client.render import Renderer, chat_style, event_type, field, should_bell
-from schat.errors import AuthenticationFailed, SchatError, TrustError
+from schat.client.tui_commands import LineCommands
+from schat.client.tui_layout import PasteGuard, build_application, build_layout, key_bindings
+from schat.errors import SchatError
 
 log = logging.getLogger("schat.client.tui")
-
-MAX_TEXT_BYTES = 4096
-BACKOFF_START = 1.0
-BACKOFF_CAP = 30.0
-# Consecutive refused logins after which reconnecting stops (password changed, account locked).
-MAX_AUTH_REFUSALS = 3
-
-
-def backoff_delays(start: float = BACKOFF_START, cap: float = BACKOFF_CAP):
-    """1, 2, 4, ... seconds, never more than ``cap``."""
-    delay = start
-    while True:
-        yield min(delay, cap)
-        delay = min(delay * 2, cap)
-
 
 def colour_wanted(env: Optional[Dict[str, str]] = None) -> bool:
     """False when ``NO_COLOR`` is set to anything non-empty (https://no-color.org)."""
@@ -74,7 +46,9 @@ class ChatTUI:
 
     ``session`` is a logged-in :class:`schat.client.session.ClientSession` whose
     receiver thread is not started yet; ``reconnect()`` returns a new one, logged
-    in the same way, or raises a :class:`SchatError`.
+    in the same way, or raises a :class:`SchatError`. ``dm_factory(session)``
+    returns the :class:`schat.client.dm.DmClient` that answers ``/msg``,
+    ``/whois``, ``/verify`` and ``/trust``.
     """
 
     def __init__(self, session, reconnect: Optional[Callable[[], Any]] = None, *,
@@ -84,7 +58,6 @@ class ChatTUI:
                  dm_factory: Optional[Callable[[Any], Any]] = None):
         self.session = session
         self._reconnect = reconnect
-        # dm_factory(session) -> schat.client.dm.DmClient: encrypted /msg, /whois, /verify, /trust.
         self._dm_factory = dm_factory
         self.dm = None
         welcome = getattr(session, "welcome", None)
@@ -93,21 +66,22 @@ class ChatTUI:
         self.bell = bell
         self.colour = colour_wanted() if colour is None else colour
         self.state = "connected"
+        # Why the connection is down (None while connected); the exit code depends on it.
+        self.lost: Optional[str] = None
         self.members: Dict[str, str] = {}
-        self.renderer = Renderer(self.me)
         self._backoff = (backoff_start, backoff_cap)
         self._generation = 0
         self._outgoing: Dict[str, Tuple[str, str, Any]] = {}
         # Acks that came in before the worker thread that sent the request registered its cid.
         self._early_acks: Dict[str, Optional[int]] = {}
-        self._queue: List[Any] = []
+        self._queue: List[Fragments] = []
         self._ring = False
         self._flush_scheduled = False
         self._quitting = False
         self._stop = threading.Event()
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         # Observers for tests and tools: called on the UI loop after each printed batch.
-        self.on_printed: Optional[Callable[[List[Any]], None]] = None
+        self.on_printed: Optional[Callable[[List[Fragments]], None]] = None
         self.printed: List[str] = []
         self._set_members(field(welcome, "users", None) or [])
 
@@ -115,93 +89,67 @@ class ChatTUI:
             name="input", multiline=False, history=history or InMemoryHistory(),
             completer=ChatCompleter(lambda: self.members.values(), lambda: self.me),
             complete_while_typing=False)
+        self.paste = PasteGuard()
+        self.commands = LineCommands(self)
         self.app = self._build_app(input, output)
+        # Wrap at the terminal's width as it is when each line is made, so a resize counts.
+        self.renderer = Renderer(self.me, width=self._columns)
         if welcome is not None:
             self._queue.append(self.renderer.event(welcome))
 
-    # -- layout -------------------------------------------------------------
-    def _build_app(self, input, output) -> Application:
+    def _build_app(self, input, output):
         prompt = lambda: [("class:prompt", f"{self.me or '?'}> ")]  # noqa: E731
-        input_window = Window(
-            BufferControl(self.buffer, input_processors=[BeforeInput(prompt)]),
-            wrap_lines=True, height=Dimension(min=1), dont_extend_height=True)
-        toolbar = Window(FormattedTextControl(self._toolbar), height=1, style="class:toolbar")
-        body = FloatContainer(
-            HSplit([input_window, toolbar]),
-            floats=[Float(xcursor=True, ycursor=True,
-                          content=ConditionalContainer(CompletionsMenu(max_height=8),
-                                                       filter=has_completions))])
-        kwargs = {}
-        if not self.colour:
-            kwargs["color_depth"] = ColorDepth.DEPTH_1_BIT
-        return Application(
-            layout=Layout(body, focused_element=input_window),
-            key_bindings=self._key_bindings(), style=chat_style(self.colour),
-            full_screen=False, mouse_support=False, erase_when_done=True,
-            input=input, output=output, **kwargs)
+        layout = build_layout(self.buffer, prompt, self.toolbar)
+        bindings = key_bindings(self.buffer, self.paste, self._enter, self.quit)
+        kwargs = {} if self.colour else {"color_depth": ColorDepth.DEPTH_1_BIT}
+        return build_application(layout, bindings, self.paste, style=chat_style(self.colour),
+                                 input=input, output=output, **kwargs)
 
-    def _toolbar(self):
-        online = "toolbar.online" if self.state == "connected" else "toolbar.offline"
-        return [("class:toolbar", f" {self.server} · {self.me} · "
-                                  f"{len(self.members)} online · "),
-                (f"class:{online}", self.state), ("class:toolbar", " ")]
+    def _columns(self) -> Optional[int]:
+        try:
+            return self.app.output.get_size().columns
+        except Exception:  # noqa: BLE001 - a size is a nicety, not a requirement
+            return None
 
-    def _key_bindings(self) -> KeyBindings:
-        kb = KeyBindings()
+    def toolbar(self):
+        """The toolbar: server, you, how many are online (while connected), the state."""
+        if self.state == "connected":
+            return [("class:toolbar", f" {self.server} · {self.me} · "
+                                      f"{len(self.members)} online · "),
+                    ("class:toolbar.online", "connected"), ("class:toolbar", " ")]
+        # No member count while offline: it would be stale.
+        return [("class:toolbar", f" {self.server} · {self.me} · "),
+                ("class:toolbar.offline", self.state), ("class:toolbar", " ")]
 
-        @kb.add("enter")
-        def _enter(event):
-            text = self.buffer.text
-            if self.submit(text):
-                return
-            self.buffer.append_to_history()
-            self.buffer.reset()
-
-        @kb.add("c-c")
-        def _clear(event):
-            self.buffer.reset()
-
-        @kb.add("c-d")
-        def _eof(event):
-            if self.buffer.text:
-                self.buffer.delete()
-            else:
-                self.quit()
-
-        @kb.add(Keys.BracketedPaste)
-        def _paste(event):
-            # A paste is text to send as one message, never a series of Enters.
-            data = event.data.replace("\r\n", "\n").replace("\r", "\n")
-            self.buffer.insert_text(data.rstrip("\n") if "\n" in data else data)
-
-        return kb
+    def _enter(self) -> None:
+        if self.submit(self.buffer.text):
+            return
+        self.buffer.append_to_history()
+        self.buffer.reset()
 
     # -- running ----------------------------------------------------------
     def run(self) -> int:
-        """Run until the user leaves; return the exit code (0)."""
+        """Run until the user leaves; return the exit code (1 when the connection was lost
+        and had not come back, with the reason in :attr:`lost`)."""
         self.app.run(pre_run=self._started, handle_sigint=False)
-        self.shutdown()
-        return 0
+        return self._ended()
 
     async def run_async(self) -> int:
         """:meth:`run` for callers that already have an event loop."""
         await self.app.run_async(pre_run=self._started, handle_sigint=False)
+        return self._ended()
+
+    def _ended(self) -> int:
+        lost = self.lost
         self.shutdown()
-        return 0
+        return 0 if lost is None else 1
 
     def _started(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._resize()
         self._attach(self.session, first=True)
         if self._queue and not self._flush_scheduled:
             self._flush_scheduled = True
             run_in_terminal(self._flush)
-
-    def _resize(self) -> None:
-        try:
-            self.renderer.width = self.app.output.get_size().columns
-        except Exception:  # noqa: BLE001 - a size is a nicety, not a requirement
-            self.renderer.width = None
 
     def quit(self) -> None:
         """Leave: stop reconnecting and end the interface (the session closes after)."""
@@ -211,7 +159,7 @@ class ChatTUI:
             self.app.exit()
 
     def shutdown(self) -> None:
-        """Close the session and stop the reconnect thread (idempotent)."""
+        """Close the session and stop reconnecting (idempotent)."""
         self._quitting = True
         self._stop.set()
         session, self.session = self.session, None
@@ -230,11 +178,11 @@ class ChatTUI:
         self._generation += 1
         generation = self._generation
         self.session = session
+        self.lost = None
         self._outgoing.clear()
         self._early_acks.clear()
-        welcome = getattr(session, "welcome", None)
         if not first:
-            self._set_members(field(welcome, "users", None) or [])
+            self._set_members(field(session.welcome, "users", None) or [])
             self.state = "connected"
             self.show(self.renderer.info(f"back online on {self.server}"
                                          f" ({len(self.members)} online)"))
@@ -246,33 +194,35 @@ class ChatTUI:
             callback = self.dm.wrap(callback)
         session.start(callback)
         if self.dm is not None:
-            self._background(self.dm.register_key, None)
+            self.background(self.dm.register_key)
         self.app.invalidate()
 
-    def _background(self, work: Callable[[], Any], done: Optional[Callable[[Any], None]]) -> None:
-        # Requests that wait for a server reply (key look-ups) must not freeze the screen.
+    def background(self, work: Callable[[], Any], done: Optional[Callable[[Any], None]] = None,
+                   failed: Optional[Callable[[str], None]] = None) -> None:
+        """Run ``work()`` on a thread, then ``done(result)`` on the UI loop; a SchatError is
+        printed as a warning after ``failed(text)``. Requests that wait for a server reply
+        (key look-ups) must not freeze the screen."""
+        def report(text: str) -> None:
+            if failed is not None:
+                failed(text)
+            self.show(self.renderer.warning(text))
+
         def run():
             try:
                 result = work()
             except SchatError as err:
-                self._call(self.show, self.renderer.warning(str(err)))
+                self.call_soon(report, str(err))
                 return
             except Exception:  # noqa: BLE001 - reported, never a traceback on screen
                 log.exception("background request failed")
-                self._call(self.show, self.renderer.warning("the request failed"))
+                self.call_soon(report, "the request failed")
                 return
             if done is not None:
-                self._call(done, result)
+                self.call_soon(done, result)
         threading.Thread(target=run, name="schat-request", daemon=True).start()
 
     def _from_thread(self, generation: int, event: Any) -> None:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        try:
-            loop.call_soon_threadsafe(self._handle, generation, event)
-        except RuntimeError:
-            pass  # the loop closed while we were leaving
+        self.call_soon(self._handle, generation, event)
 
     def _handle(self, generation: int, event: Any) -> None:
         if generation != self._generation:
@@ -281,22 +231,18 @@ class ChatTUI:
             self._lost(event)
             return
         kind = event_type(event)
-        if kind == "welcome":
+        if kind in ("welcome", "users"):
             self._set_members(field(event, "users", None) or [])
         elif kind == "join":
             name = field(event, "user", "")
             self.members[name.lower()] = name
         elif kind == "leave":
             self.members.pop(str(field(event, "user", "")).lower(), None)
-        elif kind == "users":
-            self._set_members(field(event, "users", None) or [])
         if kind == "ack":
             line = self._acked(field(event, "cid"), field(event, "time"))
-        elif kind == "error":
-            if self._outgoing:
-                self._outgoing.pop(next(iter(self._outgoing)))
-            line = self.renderer.event(event)
         else:
+            if kind == "error":
+                self._outgoing.pop(field(event, "cid", None), None)
             line = self.renderer.event(event)
         if line is not None:
             self.show(line, bell=self.bell and should_bell(event, self.me))
@@ -319,7 +265,7 @@ class ChatTUI:
         self.members = {str(n).lower(): str(n) for n in names}
 
     # -- printing -----------------------------------------------------------
-    def show(self, fragments, bell: bool = False) -> None:
+    def show(self, fragments: Fragments, bell: bool = False) -> None:
         """Print one line above the input (on the UI loop); batched with others."""
         self._queue.append(fragments)
         self._ring = self._ring or bell
@@ -327,6 +273,10 @@ class ChatTUI:
             return
         self._flush_scheduled = True
         run_in_terminal(self._flush)
+
+    def post(self, fragments: Fragments) -> bool:
+        """:meth:`show` from any thread; False when the screen is not running."""
+        return self.call_soon(self.show, fragments)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -343,99 +293,36 @@ class ChatTUI:
     # -- input ----------------------------------------------------------------
     def submit(self, text: str) -> bool:
         """Act on one entered line; return True to keep it in the input (not sent)."""
-        if not text.strip():
-            return False
-        parsed = split_command(text)
-        if parsed is not None:
-            return self._command(text, *parsed)
-        if text.startswith("//"):
-            text = text[1:]
-        return self._send("say", text, False)
+        return self.commands.submit(text)
 
-    def _command(self, line: str, name: str, args: str) -> bool:
-        if name == "help":
-            if args:
-                cmd = COMMANDS.get(args.lstrip("/").lower())
-                self.show(self.renderer.line("class:notice", "-!-", f"{cmd.usage}  {cmd.help}")
-                          if cmd else self.renderer.warning(f"no command /{args}"))
-            else:
-                self.show(self.renderer.line("class:notice", "-!-", help_text()))
-            return False
-        if name == "quit":
-            self.quit()
-            return False
-        if name == "clear":
-            self.app.renderer.clear()
-            return False
-        if name == "me":
-            if not args:
-                self.show(self.renderer.warning(f"usage: {COMMANDS['me'].usage}"))
-                return True
-            return self._send("say", args, True)
-        if name == "msg":
-            to, _, text = args.partition(" ")
-            if not to or not text.strip():
-                self.show(self.renderer.warning(f"usage: {COMMANDS['msg'].usage}"))
-                return True
-            return self._send("msg", to, text.strip())
-        if name == "who":
-            return self._send("command", line, None)
-        if name in ("whois", "verify", "trust"):
-            if self.dm is None or self.state != "connected":
-                return self._send("command", line, None)
-            self._background(lambda: self.dm.handle_line(line), self._show_notice_lines)
-            return False
-        close = suggest(name)
-        hint = f"; did you mean /{close}?" if close else "; /help lists the commands"
-        self.show(self.renderer.warning(f"unknown command /{name[:32]}{hint}"))
-        return True
+    def warn(self, text: str) -> None:
+        """Print a warning line (``! text``)."""
+        self.show(self.renderer.warning(text))
 
-    def _send(self, kind: str, a: str, b: Any) -> bool:
-        text = b if kind == "msg" else a
-        size = len(text.encode("utf-8"))
-        if size > MAX_TEXT_BYTES:
-            self.show(self.renderer.warning(
-                f"not sent: {size} bytes is over the {MAX_TEXT_BYTES}-byte limit "
-                "for one message (the text is still in the input line)"))
-            return True
-        session = self.session
-        if session is None or self.state != "connected":
-            self.show(self.renderer.warning("not connected; the line is kept, "
-                                            "press Enter again once back online"))
-            return True
-        if kind == "msg" and self.dm is not None:
-            dm = self.dm
-            self._background(lambda: dm.send(a, b), lambda cid: self._sent(cid, kind, a, b))
-            return False
-        try:
-            if kind == "say":
-                cid = session.say(a, action=bool(b))
-            elif kind == "msg":
-                cid = session.msg(a, b)
-            else:
-                cid = session.command(a)
-        except SchatError as err:
-            self.show(self.renderer.warning(f"not sent: {err}"))
-            return True
-        self._sent(cid, kind, a, b)
-        return False
+    def notice(self, text: str) -> None:
+        """Print a notice line (``-!- text``): help, answers to local commands."""
+        self.show(self.renderer.line("class:notice", "-!-", text))
 
-    def _sent(self, cid: str, kind: str, a: str, b: Any) -> None:
+    @property
+    def online(self) -> bool:
+        """Logged in and connected now."""
+        return self.session is not None and self.state == "connected"
+
+    def expect_ack(self, cid: str, kind: str, a: str, b: Any) -> None:
+        """Remember a request sent as ``cid``; its line is printed when the server acks it
+        (``say``: text, action; ``msg``: peer, text; ``command``: line)."""
         self._outgoing[cid] = (kind, a, b)
         if cid in self._early_acks:
             line = self._acked(cid, self._early_acks.pop(cid))
             if line is not None:
                 self.show(line)
 
-    def _show_notice_lines(self, lines) -> None:
-        if lines:
-            self.show(self.renderer.line("class:notice", "-!-", "\n".join(lines)))
-
     # -- reconnecting -------------------------------------------------------
     def _lost(self, event) -> None:
         if self._quitting:
             return
         reason = getattr(event, "reason", "") or "connection closed"
+        self.lost = reason
         if self._reconnect is None:
             self.state = "offline"
             self.show(self.renderer.warning(f"disconnected: {reason}; /quit to leave"))
@@ -444,43 +331,21 @@ class ChatTUI:
         self.state = "reconnecting"
         self.show(self.renderer.warning(f"disconnected: {reason}; reconnecting"))
         self.app.invalidate()
-        threading.Thread(target=self._reconnect_loop, name="schat-reconnect",
-                         daemon=True).start()
+        Reconnector(self._reconnect, self._stop, self.call_soon, state=self._set_state,
+                    warn=lambda text: self.show(self.renderer.warning(text)),
+                    attach=self._attach, give_up=self._give_up,
+                    backoff=self._backoff).start()
 
-    def _reconnect_loop(self) -> None:
-        refusals = 0
-        for delay in backoff_delays(*self._backoff):
-            self._call(self._set_state, f"reconnecting in {delay:g} s")
-            if self._stop.wait(delay):
-                return
-            self._call(self._set_state, "reconnecting")
-            try:
-                session = self._reconnect()
-            except TrustError as err:
-                self._call(self._give_up, str(err))
-                return
-            except AuthenticationFailed as err:
-                refusals += 1
-                if refusals >= MAX_AUTH_REFUSALS:
-                    self._call(self._give_up, str(err))
-                    return
-                self._call(self.show, self.renderer.warning(f"reconnect failed: {err}"))
-                continue
-            except (SchatError, OSError) as err:
-                refusals = 0
-                self._call(self._set_state, "offline")
-                log.info("reconnect failed: %s", err)
-                continue
-            self._call(self._attach, session)
-            return
-
-    def _call(self, func, *args) -> None:
+    def call_soon(self, func, *args) -> bool:
+        """Run ``func(*args)`` on the UI loop, from any thread; False when the loop is gone."""
         loop = self._loop
-        if loop is not None and not loop.is_closed():
-            try:
-                loop.call_soon_threadsafe(func, *args)
-            except RuntimeError:
-                pass
+        if loop is None or loop.is_closed():
+            return False
+        try:
+            loop.call_soon_threadsafe(func, *args)
+        except RuntimeError:
+            return False  # the loop closed while we were leaving
+        return True
 
     def _set_state(self, state: str) -> None:
         self.state = state
@@ -490,35 +355,3 @@ class ChatTUI:
         self.state = "offline"
         self.show(self.renderer.warning(f"cannot reconnect: {reason}\n/quit to leave"))
         self.app.invalidate()
-
-
-def run_chat_screen(app, name: str, session, user: str, private_key, password: Optional[str],
-                    bell: bool = True, reopen: Optional[Callable[..., Any]] = None) -> int:
-    """Run the chat screen for ``schat connect`` on a logged-in session; return the exit code.
-
-    ``reopen(app, name, accept_new, ask=False)`` opens a new pinned connection
-    (``schat.commands.connect.open_session``); the credentials stay in this
-    closure, in memory only, for logging in again after a drop.
-    """
-    from schat.client.dm import DmClient
-    from schat.client.history import ChatHistory, history_path
-
-    def reconnect():
-        fresh = reopen(app, name, False, ask=False)
-        try:
-            if private_key is not None:
-                fresh.login_key(user, private_key)
-            else:
-                fresh.login_password(user, password)
-        except BaseException:
-            fresh.close()
-            raise
-        return fresh
-
-    def dm_factory(s):
-        return DmClient(s, app.home.root, private_key, lambda msg: None)
-
-    tui = ChatTUI(session, reconnect if reopen is not None else None, server=name,
-                  history=ChatHistory(history_path(app.home.root, name)), bell=bell,
-                  dm_factory=dm_factory)
-    return tui.run()

@@ -1,103 +1,18 @@
-"""The terminal interface driven through prompt_toolkit's pipe input against a real server.
-
-The screen goes to a VT100 output writing into a StringIO, so the bytes a
-terminal would receive (bells included) can be checked. Every wait is on a
-condition the interface signals after each render or printed batch.
-"""
+"""The terminal interface driven through prompt_toolkit's pipe input against a real server."""
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import stat
-import threading
 
 import pytest
-from prompt_toolkit.data_structures import Size
-from prompt_toolkit.input import create_pipe_input
-from prompt_toolkit.output.vt100 import Vt100_Output
 
 from chatkit import PASSWORDS, WAIT
+from schat.client.completion import COMMANDS
 from schat.client.history import ChatHistory, history_path
-from schat.client.tui import ChatTUI
 from schat.protocol import messages
-
-PASTE_START, PASTE_END = "\x1b[200~", "\x1b[201~"
-
-
-class Screen:
-    """A ChatTUI running in a thread, with its keyboard and its terminal bytes."""
-
-    def __init__(self, session, reconnect=None, **kwargs):
-        self.out = io.StringIO()
-        output = Vt100_Output(self.out, lambda: Size(rows=24, columns=80), term="xterm")
-        self._pipe_cm = create_pipe_input()
-        self._pipe = self._pipe_cm.__enter__()
-        self.tui = ChatTUI(session, reconnect, input=self._pipe, output=output, **kwargs)
-        self._changed = threading.Condition()
-        self.tui.on_printed = lambda batch: self._notify()
-        self.tui.app.after_render += lambda app: self._notify()
-        self.result = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        self.wait(lambda: self.tui.printed, "the welcome line")
-
-    def _run(self):
-        self.result = self.tui.run()
-        self._notify()
-
-    def _notify(self):
-        with self._changed:
-            self._changed.notify_all()
-
-    def wait(self, predicate, what, timeout=WAIT):
-        with self._changed:
-            if not self._changed.wait_for(predicate, timeout):
-                raise AssertionError(f"timed out waiting for {what}")
-
-    def wait_printed(self, needle, what=None):
-        self.wait(lambda: any(needle in line for line in self.tui.printed), what or needle)
-
-    def type(self, text):
-        self._pipe.send_text(text)
-
-    def type_and_wait(self, text, expected_buffer):
-        self.type(text)
-        self.wait(lambda: self.tui.buffer.text == expected_buffer,
-                  f"input line {expected_buffer!r}")
-
-    def bells(self) -> int:
-        return self.out.getvalue().count("\a")
-
-    def close(self):
-        if self.thread.is_alive():
-            loop = self.tui._loop
-            if loop is not None and not loop.is_closed():
-                loop.call_soon_threadsafe(self.tui.quit)
-            self.thread.join(WAIT)
-        self.tui.shutdown()
-        self._pipe_cm.__exit__(None, None, None)
-
-
-@pytest.fixture
-def screens():
-    opened = []
-
-    def open_screen(session, reconnect=None, **kwargs):
-        screen = Screen(session, reconnect, **kwargs)
-        opened.append(screen)
-        return screen
-
-    yield open_screen
-    for screen in opened:
-        screen.close()
-
-
-def logged_in(server, user):
-    session = server.session()
-    session.login_password(user, PASSWORDS[user])
-    return session
+from tuikit import PASTE_END, PASTE_START, logged_in, screens  # noqa: F401  (fixture)
 
 
 def test_half_typed_line_survives_incoming_messages(server_factory, screens):
@@ -147,7 +62,7 @@ def test_history_survives_a_restart(chat_server, screens, tmp_path):
     first.wait_printed("online: alice")
     first.type("\x04")  # Ctrl-D on an empty line leaves
     first.thread.join(WAIT)
-    assert first.result == 0
+    assert first.error is None and first.result == 0, first.error
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 
     second = screens(logged_in(chat_server, "alice"), history=ChatHistory(path))
@@ -165,18 +80,14 @@ def test_bell_on_mention_and_private_message_only(chat_server, screens):
     bob.session.say("alice: you too")
     screen.wait_printed("alice: you too")
     assert screen.bells() == 1
-    bob.session.msg("alice", "psst")
-    screen.wait_printed("<- bob: psst")
-    assert screen.bells() == 2
     bob.session.say("joanne is late")
     screen.wait_printed("joanne is late")
-    assert screen.bells() == 2
+    assert screen.bells() == 1
 
 
 def test_no_bell_option(chat_server, screens):
     bob = chat_server.login("bob")
     screen = screens(logged_in(chat_server, "alice"), bell=False)
-    bob.session.msg("alice", "psst")
     bob.session.say("hey alice")
     screen.wait_printed("hey alice")
     assert screen.bells() == 0
@@ -211,10 +122,6 @@ def test_commands_help_unknown_me_and_private(chat_server, screens):
     screen.type_and_wait("\x03/me waves\r", "")
     assert bob.next(messages.ChatMessage).action is True
     screen.wait_printed("* alice waves")
-    screen.type("/msg bob hi there\r")
-    dm = bob.next(messages.Dm)
-    assert dm.text == "hi there" and dm.sender == "alice"
-    screen.wait_printed("-> bob: hi there")
     screen.type("/quit\r")
     screen.thread.join(WAIT)
     assert not screen.thread.is_alive()
@@ -283,6 +190,8 @@ def test_schat_connect_in_a_terminal_uses_the_chat_screen(chat_server, tmp_path)
     try:
         child.expect("Log in or sign up")
         child.sendline("")
+        child.expect("Generate one now")  # no key pair yet: chat with the password alone
+        child.sendline("n")
         child.expect("lab · alice · 2 online · connected")
         bob.session.say("hello alice")
         child.expect(r"bob\S{0,20}> \S{0,20}hello alice")

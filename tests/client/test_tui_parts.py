@@ -11,7 +11,9 @@ from prompt_toolkit.document import Document
 from schat.client.completion import COMMANDS, ChatCompleter, help_text, split_command, suggest
 from schat.client.history import ChatHistory, history_path
 from schat.client.render import Renderer, clean, mentions, nick_class, should_bell, wrap
-from schat.client.tui import backoff_delays, colour_wanted
+from schat.client.local_events import LocalNotice, LocalWarning, PrivateMessage
+from schat.client.reconnect import backoff_delays
+from schat.client.tui import colour_wanted
 from schat.protocol import messages
 
 
@@ -28,7 +30,7 @@ def test_each_kind_has_a_prefix_readable_without_colour():
     r = Renderer("ann")
     assert plain(r.event(msg("bob", "hi"))).endswith(" <bob> hi")
     assert plain(r.event(msg("bob", "waves", action=True))).endswith(" * bob waves")
-    dm_in = messages.Dm(id=2, time=0, sender="bob", to="ann", text="psst")
+    dm_in = PrivateMessage(id=2, time=0, sender="bob", to="ann", text="psst", verified=True)
     assert plain(r.event(dm_in)).endswith(" <- bob: psst")
     assert plain(r.private("bob", "psst", 0, outgoing=True)).endswith(" -> bob: psst")
     assert plain(r.event(messages.Join(user="bob", time=0))).endswith(" -- bob joined")
@@ -95,7 +97,10 @@ def test_mentions_match_the_name_as_a_word():
 
 def test_bell_on_mention_and_private_message_only():
     assert should_bell(msg("bob", "ann: lunch?"), "ann")
-    assert should_bell(messages.Dm(id=1, time=0, sender="bob", to="ann", text="x"), "ann")
+    assert should_bell(PrivateMessage(id=1, time=0, sender="bob", to="ann", text="x",
+                                      verified=True), "ann")
+    assert should_bell(LocalWarning(text="bob's key has CHANGED", time=0), "ann")
+    assert not should_bell(LocalNotice(text="registered your key", time=0), "ann")
     assert not should_bell(msg("bob", "lunch?"), "ann")
     assert not should_bell(msg("ann", "talking about ann"), "ann")
     assert not should_bell(messages.Join(user="ann", time=0), "ann")
