@@ -13,8 +13,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from chatkit import PASSWORDS, WAIT, chat_home, server_factory  # noqa: E402,F401
 
 from schat.client.dm import DmClient  # noqa: E402
+from schat.client.local_events import LocalWarning, PrivateMessage  # noqa: E402
 from schat.crypto import envelope as ev  # noqa: E402
-from schat.crypto.keys import public_der  # noqa: E402
+from schat.crypto.keys import fingerprint, public_der  # noqa: E402
 from schat.errors import SchatError, TrustError  # noqa: E402
 from schat.paths import Home  # noqa: E402
 from schat.protocol import dm_messages as dmm  # noqa: E402
@@ -78,10 +79,10 @@ def test_exchange_server_never_sees_plaintext(keyed, peers, caplog, chat_home):
     srv = keyed()
     alice, bob = peers(srv, "alice"), peers(srv, "bob")
     alice.dm.send("bob", SECRET)
-    got = bob.next(messages.Dm)
-    assert (got.sender, got.to, got.text) == ("alice", "bob", SECRET)
+    got = bob.next(PrivateMessage)
+    assert (got.sender, got.to, got.text, got.verified) == ("alice", "bob", SECRET, True)
     bob.dm.send("alice", "reply " + SECRET)
-    assert alice.next(messages.Dm).text == "reply " + SECRET
+    assert alice.next(PrivateMessage).text == "reply " + SECRET
     # Hold one in the mailbox (bob offline) so the dump has something to show.
     bob.close()
     alice.dm.send("bob", SECRET + " (stored)")
@@ -103,15 +104,15 @@ def test_tampered_envelope_rejected(keyed, peers, user_keys):
                              user_keys["bob"].public_key(), 1_700_000_000_000))
     data[-500] ^= 1  # inside the ciphertext/wraps region: breaks the signature
     # The server refuses it ...
-    alice.session._send(dmm.DmSend(to="bob", envelope=bytes(data), cid="t1"))
+    alice.session.send(dmm.DmSend(to="bob", envelope=bytes(data), cid="t1"))
     assert alice.next(messages.Error).code == "invalid"
     # ... and a client never shows one as genuine even if it is delivered.
     bob.dm.handle(dmm.DmEnvelope(id=999, time=1, sender="alice", envelope=bytes(data),
                                  sender_key=public_der(user_keys["alice"])))
-    warning = bob.next(messages.Notice)
+    warning = bob.next(LocalWarning)
     assert "failed verification" in warning.text and "alice" in warning.text
     alice.dm.send("bob", "genuine")
-    assert bob.next(messages.Dm).text == "genuine"
+    assert bob.next(PrivateMessage).text == "genuine"
     assert bob.events.empty()
 
 
@@ -119,24 +120,35 @@ def test_key_change_warns_and_trust_clears(keyed, peers, user_keys):
     srv = keyed()
     alice, bob = peers(srv, "alice"), peers(srv, "bob")
     alice.dm.send("bob", "first")
-    assert bob.next(messages.Dm).text == "first"  # bob pins alice's key (TOFU)
+    assert bob.next(PrivateMessage).text == "first"  # bob pins alice's key (TOFU)
     alice.close()
     # alice's key is replaced (say, a new laptop): carol's pre-generated key stands in.
     srv.store.set_public_key("alice", public_der(user_keys["carol"]))
     alice2 = peers(srv, "alice", key=user_keys["carol"])
     alice2.dm.send("bob", "from my new key")
-    warning = bob.next(messages.Notice)
+    warning = bob.next(LocalWarning)
     assert "CHANGED" in warning.text and "/trust alice" in warning.text
-    assert bob.next(messages.Dm).text == "[UNVERIFIED: key changed] from my new key"
-    with pytest.raises(TrustError, match="key has changed"):
+    shown = bob.next(PrivateMessage)
+    assert (shown.text, shown.verified) == ("from my new key", False)
+    assert "CHANGED" in shown.warning
+    with pytest.raises(TrustError, match="key has CHANGED"):
         bob.dm.send("alice", "are you really alice?")
     assert "CHANGED" in bob.dm.whois("alice")
-    assert bob.dm.handle_line("/trust alice")[0].startswith("now trusting alice's key")
+    new_fp = fingerprint(user_keys["carol"])
+    assert new_fp in bob.dm.handle_line("/verify alice")[0]
+    # The server now offers yet another key: /trust still pins only the one checked.
+    srv.store.set_public_key("alice", public_der(user_keys["bob"]))
+    with pytest.raises(TrustError, match="not SHA256:"):
+        bob.dm.handle_line(f"/trust alice {fingerprint(user_keys['bob'])}")
+    assert bob.dm.handle_line(f"/trust alice {new_fp}") == \
+        [f"now trusting alice's key {new_fp}"]
+    assert bob.dm.contacts.pinned("alice") == public_der(user_keys["carol"])
+    srv.store.set_public_key("alice", public_der(user_keys["carol"]))
     assert "matches your pin" in bob.dm.whois("alice")
     alice2.dm.send("bob", "verified again")
-    assert bob.next(messages.Dm).text == "verified again"
+    assert bob.next(PrivateMessage).text == "verified again"
     bob.dm.send("alice", "welcome back")
-    assert alice2.next(messages.Dm).text == "welcome back"
+    assert alice2.next(PrivateMessage).text == "welcome back"
 
 
 def test_verify_codes_match(keyed, peers):
@@ -174,24 +186,24 @@ def test_replay_ignored(keyed, peers, user_keys):
     alice, bob = peers(srv, "alice"), peers(srv, "bob")
     data = ev.seal("only once", "alice", user_keys["alice"], "bob",
                    user_keys["bob"].public_key(), 1_700_000_000_000)
-    alice.session._send(dmm.DmSend(to="bob", envelope=data, cid="r1"))
-    assert bob.next(messages.Dm).text == "only once"
-    alice.session._send(dmm.DmSend(to="bob", envelope=data, cid="r2"))  # the same id again
+    alice.session.send(dmm.DmSend(to="bob", envelope=data, cid="r1"))
+    assert bob.next(PrivateMessage).text == "only once"
+    alice.session.send(dmm.DmSend(to="bob", envelope=data, cid="r2"))  # the same id again
     alice.dm.send("bob", "fresh")
-    assert bob.next(messages.Dm).text == "fresh"  # the replay was not shown
+    assert bob.next(PrivateMessage).text == "fresh"  # the replay was not shown
     # The seen ids survive a new client on the same home.
     bob.close()
     bob2 = peers(srv, "bob")
     bob2.dm.handle(dmm.DmEnvelope(id=5, time=1, sender="alice", envelope=data,
                                   sender_key=public_der(user_keys["alice"])))
     alice.dm.send("bob", "fresh 2")
-    assert bob2.next(messages.Dm).text == "fresh 2"
+    assert bob2.next(PrivateMessage).text == "fresh 2"
 
 
 def test_member_without_key_gets_clear_message(keyed, peers):
     srv = keyed()
     carol = peers(srv, "carol", key=None)
-    with pytest.raises(SchatError, match=r"schat keys gen carol.*--key carol"):
+    with pytest.raises(SchatError, match=r"schat keys gen carol.*registers it"):
         carol.dm.handle_line("/msg bob hi")
     alice = peers(srv, "alice")
     with pytest.raises(SchatError, match=r"carol has no key yet.*schat keys gen carol"):
@@ -207,14 +219,29 @@ def test_key_uploaded_at_first_login(keyed, peers, user_keys):
     assert bytes(srv.store.get("carol").public_key_der) == public_der(user_keys["carol"])
 
 
-def test_mailbox_full(keyed, peers):
-    srv = keyed(mailbox_limit=2)
-    alice = peers(srv, "alice")
+def test_mailbox_full(keyed, peers, user_keys):
+    srv = keyed(mailbox_limit=8)
+    srv.store.set_public_key("carol", public_der(user_keys["carol"]))
+    alice, carol = peers(srv, "alice"), peers(srv, "carol")
+    # One sender fills at most a quarter of the mailbox; the others still get through.
     for i in range(2):
         alice.dm.send("bob", f"m{i}")
-    alice.dm.send("bob", "one too many")
+    cid = alice.dm.send("bob", "one too many")
     err = alice.next(messages.Error)
-    assert err.code == "mailbox_full" and "bob's mailbox is full" in err.text
+    assert (err.code, err.cid) == ("mailbox_full", cid)
+    assert "at most 2 from one sender" in err.text
+    for i in range(6):
+        carol.dm.send("bob", f"c{i}")
+    assert carol.session.wait_acked(WAIT)
+    errors = [e for e in list(carol.events.queue) if isinstance(e, messages.Error)]
+    assert [e.code for e in errors] == ["mailbox_full"] * 4
+    assert srv.server.dm.mailbox.count("bob") == 4
+    srv.server.dm.mailbox.per_sender = 8
+    for i in range(5):
+        carol.dm.send("bob", f"d{i}")
+    assert carol.session.wait_acked(WAIT)
+    last = [e for e in list(carol.events.queue) if isinstance(e, messages.Error)][-1]
+    assert last.code == "mailbox_full" and "bob's mailbox is full (8 messages" in last.text
 
 
 def test_line_ui_shows_stored_dms_before_input(keyed, peers, tmp_path, user_keys):
@@ -230,11 +257,10 @@ def test_line_ui_shows_stored_dms_before_input(keyed, peers, tmp_path, user_keys
     session.login_password("bob", PASSWORDS["bob"])
     out, err = io.StringIO(), io.StringIO()
     dm = DmClient(session, tmp_path / "bob-ui", user_keys["bob"], lambda m: None)
-    ui = LineUI(session, stdin=io.StringIO("/verify alice\n/msg alice got it\n"), stdout=out,
-                stderr=err, dm=dm, ack_wait=WAIT)
-    dm.emit = ui.show
+    ui = LineUI(session, dm, stdin=io.StringIO("/verify alice\n/msg alice got it\n"),
+                stdout=out, stderr=err, ack_wait=WAIT)
     assert ui.run() == 0, err.getvalue()
     text = out.getvalue()
     assert "*alice* waiting for you" in text
     assert text.index("waiting for you") < text.index("safety code with alice")
-    assert alice.next(messages.Dm).text == "got it"
+    assert alice.next(PrivateMessage).text == "got it"
