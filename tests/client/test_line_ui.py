@@ -9,6 +9,7 @@ import threading
 import time
 
 from chatkit import PASSWORDS
+from schat.client.dm import DmClient
 from schat.client.ui import LineUI, format_json, format_text
 from schat.protocol import messages
 
@@ -54,7 +55,12 @@ def test_json_lines():
     assert format_json(messages.Ack(cid="c", id=1, time=T)) is None
 
 
-def test_server_gone_while_stdin_idle_exits_1(server_factory):
+def line_ui(session, home, **kwargs):
+    """A LineUI with its DmClient (no key loaded) over ``session``."""
+    return LineUI(session, DmClient(session, home, None, lambda m: None), **kwargs)
+
+
+def test_server_gone_while_stdin_idle_exits_1(server_factory, tmp_path):
     srv = server_factory()
     bob = srv.login("bob")
     session = srv.session()
@@ -62,7 +68,7 @@ def test_server_gone_while_stdin_idle_exits_1(server_factory):
     read_fd, write_fd = os.pipe()  # stdin that stays open and silent
     stdin = os.fdopen(read_fd, "r")
     out, err = io.StringIO(), io.StringIO()
-    ui = LineUI(session, stdin=stdin, stdout=out, stderr=err, ack_wait=5)
+    ui = line_ui(session, tmp_path, stdin=stdin, stdout=out, stderr=err, ack_wait=5)
     result = []
     runner = threading.Thread(target=lambda: result.append(ui.run()))
     runner.start()
@@ -77,18 +83,20 @@ def test_server_gone_while_stdin_idle_exits_1(server_factory):
     assert "disconnected: server shutting down" in err.getvalue()
 
 
-def test_pipe_session_sends_lines_and_waits_for_acks(server_factory):
-    chat_server = server_factory(rate_limit=0)  # 22 lines at once, above the default rate
+def test_pipe_session_sends_lines_and_waits_for_acks(server_factory, tmp_path):
+    chat_server = server_factory()
     bob = chat_server.login("bob")
     session = chat_server.session()
     session.login_password("alice", PASSWORDS["alice"])
     out, err = io.StringIO(), io.StringIO()
-    lines = "".join(f"line {i}\n" for i in range(20)) + "//slash text\n/me nods\n"
-    code = LineUI(session, stdin=io.StringIO(lines), stdout=out, stderr=err).run()
-    assert code == 0, err.getvalue()
-    got = [bob.next(messages.ChatMessage) for _ in range(22)]
-    assert [m.text for m in got[:20]] == [f"line {i}" for i in range(20)]
-    assert got[20].text == "/slash text" and not got[20].action
-    assert got[21].text == "nods" and got[21].action
+    # 40 lines at once, above the server's default burst of 20: paced, none lost.
+    lines = "".join(f"line {i}\n" for i in range(40)) + "//slash text\n/me nods\n"
+    ui = line_ui(session, tmp_path, stdin=io.StringIO(lines), stdout=out, stderr=err)
+    assert ui.run() == 0, err.getvalue()
+    got = [bob.next(messages.ChatMessage) for _ in range(42)]
+    assert [m.text for m in got[:40]] == [f"line {i}" for i in range(40)]
+    assert got[40].text == "/slash text" and not got[40].action
+    assert got[41].text == "nods" and got[41].action
+    assert "error" not in out.getvalue()
     assert bob.next(messages.Leave).user == "alice"
     bob.close()
