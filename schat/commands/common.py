@@ -71,7 +71,8 @@ def setup_logging(level: int) -> None:
     """
     root = logging.getLogger()
     root.setLevel(max(level, logging.WARNING))
-    logging.getLogger("schat").setLevel(level)
+    # At WARNING and above schat simply follows the root logger.
+    logging.getLogger("schat").setLevel(level if level < logging.WARNING else logging.NOTSET)
     handler = next((h for h in root.handlers if getattr(h, "_schat", False)), None)
     if handler is None:
         handler = logging.StreamHandler(sys.stderr)

@@ -7,6 +7,8 @@ import re
 import stat
 
 import pytest
+from prompt_toolkit.data_structures import Size
+from prompt_toolkit.layout.menus import CompletionsMenuControl
 
 from chatkit import PASSWORDS, WAIT
 from schat.client.completion import COMMANDS
@@ -155,7 +157,9 @@ def test_reconnects_after_server_restart_keeping_the_typed_text(server_factory, 
     screen.type_and_wait("still here", "still here")
     server.thread.stop()
     screen.wait_printed("disconnected")
-    assert screen.tui.state.startswith("reconnecting") or screen.tui.state == "offline"
+    screen.wait(lambda: "reconnecting" in screen.toolbar() or "offline" in screen.toolbar(),
+                "the toolbar showing the connection state")
+    assert "online" not in screen.toolbar()  # no stale count
     restarted.append(server_factory(port=port))
     screen.wait_printed("back online")
     assert screen.tui.state == "connected"
@@ -206,3 +210,70 @@ def test_schat_connect_in_a_terminal_uses_the_chat_screen(chat_server, tmp_path)
     history = home / "history" / "lab"
     assert history.read_text() == "hi bob\n"
     assert stat.S_IMODE(os.stat(history).st_mode) == 0o600
+
+
+def test_long_lines_follow_a_terminal_resize(chat_server, screens):
+    bob = chat_server.login("bob")
+    screen = screens(logged_in(chat_server, "alice"))
+    text = "word " * 40
+    bob.session.say("wide " + text)
+    screen.wait_printed("<bob> wide")
+    wide = screen.tui.printed[-1].split("\n")
+    assert max(len(row) for row in wide) > 60 and all(len(row) <= 80 for row in wide)
+    screen.size = Size(rows=24, columns=40)
+    bob.session.say("narrow " + text)
+    screen.wait_printed("<bob> narrow")
+    narrow = screen.tui.printed[-1].split("\n")
+    assert len(narrow) > len(wide) and all(len(row) <= 40 for row in narrow)
+    indent = narrow[0].index("narrow")
+    assert all(row.startswith(" " * indent) for row in narrow[1:])
+
+
+def test_completion_menu_has_room_on_a_full_screen(server_factory, screens):
+    chat_server = server_factory(rate_limit=0)
+    bob = chat_server.login("bob")
+    screen = screens(logged_in(chat_server, "alice"))
+    for i in range(30):  # the screen fills up: the prompt sits on the last rows
+        bob.session.say(f"filler {i}")
+    screen.wait_printed("<bob> filler 29")
+    screen.type("/\t")
+
+    def menu_drawn():
+        state = screen.tui.buffer.complete_state
+        if state is None or not state.completions:
+            return False
+        return any(isinstance(w.content, CompletionsMenuControl) for w in screen.rows()[1])
+    screen.wait(menu_drawn, "the completion menu drawn")
+    rows, windows = screen.rows()
+    menu = next(pos for w, pos in windows.items()
+                if isinstance(w.content, CompletionsMenuControl))
+    assert menu.height == len(COMMANDS)
+    drawn = "\n".join(rows[menu.ypos:menu.ypos + menu.height])
+    assert all(f"/{name}" in drawn for name in COMMANDS)
+    assert "alice · 2 online · connected" in rows[-1]  # the toolbar, not covered
+    assert menu.ypos + menu.height <= len(rows) - 1
+
+
+def test_paste_without_bracketed_paste_is_one_message(chat_server, screens):
+    bob = chat_server.login("bob")
+    screen = screens(logged_in(chat_server, "alice"))
+    # The whole text in one write, as a terminal without bracketed paste sends it.
+    screen.type_and_wait("line one\nline two\r\nline three\n", "line one\nline two\nline three")
+    screen.type("\r")
+    got = bob.next(messages.ChatMessage)
+    assert got.text == "line one\nline two\nline three"
+    screen.wait_printed("<alice> line one")
+    bob.session.who()
+    assert isinstance(bob.next(), messages.Users)  # nothing else from alice came in between
+    screen.type("typed\r")  # an Enter typed on its own still sends
+    assert bob.next(messages.ChatMessage).text == "typed"
+
+
+def test_leaving_after_the_server_went_away_exits_1(server_factory, screens):
+    server = server_factory()
+    screen = screens(logged_in(server, "alice"))
+    server.thread.stop()
+    screen.wait_printed("disconnected")
+    assert screen.tui.state == "offline" and "online" not in screen.toolbar()
+    assert screen.leave() == 1
+    assert screen.tui.lost
