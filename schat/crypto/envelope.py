@@ -19,17 +19,17 @@ direct messages"); :func:`encode` and :func:`parse` are its reference.
 
 from __future__ import annotations
 
-import hmac
-import os
 import re
 import struct
 from dataclasses import dataclass
-from typing import Callable, Optional, Tuple
+from typing import Optional, Tuple
 
 from Crypto.Hash import SHA256
+from Crypto.Random import get_random_bytes
 
 from schat.crypto import aead, pubkey
-from schat.crypto.keys import RsaKey, import_public_key, public_der
+from schat.crypto.kdf import constant_time_equal
+from schat.crypto.keys import RandFunc, RsaKey, import_public_key, public_der
 from schat.errors import CryptoError, KeyFileError
 
 MAGIC = b"SCDM"
@@ -46,8 +46,6 @@ AD_CONTEXT = b"schat/1 dm-envelope content\x00"
 SAFETY_CONTEXT = b"schat/1 safety code\x00"
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,32}\Z")
-
-RandFunc = Optional[Callable[[int], bytes]]
 
 
 class EnvelopeError(CryptoError):
@@ -116,7 +114,7 @@ def seal(text: str, sender: str, sender_key: RsaKey, recipient: str, recipient_k
     recipient's public key. ``randfunc`` (tests only: known-answer vectors)
     replaces the random source for the content key, nonce, id, OAEP and PSS.
     """
-    rand = randfunc or os.urandom
+    rand = randfunc or get_random_bytes
     plaintext = text.encode("utf-8")
     if not 1 <= len(plaintext) <= MAX_TEXT_BYTES:
         raise EnvelopeError(f"a direct message is 1 to {MAX_TEXT_BYTES} bytes of text")
@@ -223,7 +221,7 @@ def verify(env: Envelope, sender_public: RsaKey) -> None:
 
     Raises EnvelopeError otherwise. Call before :func:`open_`.
     """
-    if not hmac.compare_digest(key_fp(sender_public), env.sender_fp):
+    if not constant_time_equal(key_fp(sender_public), env.sender_fp):
         raise EnvelopeError(f"envelope was signed with a different key than {env.sender}'s")
     if not pubkey.pss_verify(sender_public, SIGN_CONTEXT + env.signed_part, env.signature):
         raise EnvelopeError(f"signature check failed: not genuinely from {env.sender}")
@@ -239,7 +237,7 @@ def open_(env: Envelope, reader: str, reader_key: RsaKey) -> str:
     wrap = next((w for w in env.wraps if w.name.lower() == reader.lower()), None)
     if wrap is None:
         raise EnvelopeError(f"this message is not addressed to {reader}")
-    if not hmac.compare_digest(wrap.key_fp, fp):
+    if not constant_time_equal(wrap.key_fp, fp):
         raise EnvelopeError("this message was encrypted to another key of yours")
     try:
         content_key = pubkey.oaep_unwrap(reader_key, wrap.wrapped)

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional
-
 from Crypto.Cipher import PKCS1_OAEP
 from Crypto.Hash import SHA256
 from Crypto.Signature import pss
 
-from schat.crypto.keys import RsaKey
+from schat.crypto.keys import RandFunc, RsaKey
 from schat.errors import CryptoError
-
-RandFunc = Optional[Callable[[int], bytes]]
 
 
 def oaep_wrap(public_key: RsaKey, secret: bytes, randfunc: RandFunc = None) -> bytes:

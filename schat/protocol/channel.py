@@ -10,21 +10,20 @@ from __future__ import annotations
 
 import logging
 
-from Crypto.Cipher import AES
-
-from schat.errors import LocalProtocolError, RemoteProtocolError
+from schat.crypto import aead
+from schat.errors import CryptoError, LocalProtocolError, RemoteProtocolError
 from schat.protocol.framing import MAX_FRAME, pack_header
 
-TAG_SIZE = 16
-NONCE_SIZE = 12
+TAG_SIZE = aead.TAG_SIZE
+NONCE_SIZE = aead.NONCE_SIZE
 MAX_PAYLOAD = MAX_FRAME - TAG_SIZE
 # Never wrap or approach OCB's limits: a direction stops after 2^24 records.
 MAX_RECORDS = 2 ** 24
 
 logger = logging.getLogger("schat.protocol")
 
-_new = AES.new
-_OCB = AES.MODE_OCB
+_seal = aead.seal
+_open = aead.open_
 
 
 class SecureChannel:
@@ -38,7 +37,7 @@ class SecureChannel:
 
     def __init__(self, send_key: bytes, send_iv: bytes, recv_key: bytes, recv_iv: bytes,
                  send_seq: int = 0, recv_seq: int = 0):
-        if len(send_key) != 32 or len(recv_key) != 32:
+        if len(send_key) != aead.KEY_SIZE or len(recv_key) != aead.KEY_SIZE:
             raise LocalProtocolError("record keys are 32 bytes")
         if len(send_iv) != NONCE_SIZE or len(recv_iv) != NONCE_SIZE:
             raise LocalProtocolError("record IVs are 12 bytes")
@@ -55,16 +54,15 @@ class SecureChannel:
         if seq >= MAX_RECORDS:
             raise LocalProtocolError("record limit for this connection reached; reconnect")
         size = len(payload) + TAG_SIZE
-        if size > MAX_FRAME:
-            raise LocalProtocolError(f"record payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
+        # An empty payload would make a record that open() refuses.
+        if not TAG_SIZE < size <= MAX_FRAME:
+            raise LocalProtocolError(f"record payload of {len(payload)} bytes is outside 1..{MAX_PAYLOAD}")
         header = pack_header(size)
-        cipher = _new(self._send_key, _OCB, nonce=(self._send_iv ^ seq).to_bytes(NONCE_SIZE, "big"))
-        cipher.update(header)
-        ciphertext, tag = cipher.encrypt_and_digest(payload)
+        sealed = _seal(self._send_key, (self._send_iv ^ seq).to_bytes(NONCE_SIZE, "big"), payload, header)
         self.send_seq = seq + 1
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("record out seq=%d size=%d", seq, size)
-        return header + ciphertext + tag
+        return header + sealed
 
     def open(self, header: bytes, body: bytes) -> bytes:
         """The payload of the next incoming record; RemoteProtocolError on any failure."""
@@ -73,11 +71,9 @@ class SecureChannel:
             raise RemoteProtocolError("peer exceeded the record limit for one connection")
         if len(body) <= TAG_SIZE:
             raise RemoteProtocolError("record too short")
-        cipher = _new(self._recv_key, _OCB, nonce=(self._recv_iv ^ seq).to_bytes(NONCE_SIZE, "big"))
-        cipher.update(header)
         try:
-            payload = cipher.decrypt_and_verify(body[:-TAG_SIZE], body[-TAG_SIZE:])
-        except ValueError:
+            payload = _open(self._recv_key, (self._recv_iv ^ seq).to_bytes(NONCE_SIZE, "big"), body, header)
+        except CryptoError:
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("record in seq=%d size=%d: tag check FAILED", seq, len(body))
             raise RemoteProtocolError(

@@ -17,19 +17,17 @@ from __future__ import annotations
 import logging
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Deque, Iterable, List, Optional
+from typing import Deque, Iterable, List, Mapping, Optional, Type
 
 from schat.crypto.kdf import constant_time_equal
-from schat.crypto.keys import RsaKey
+from schat.crypto.keys import RandFunc, RsaKey
 from schat.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
-from schat.protocol import events, messages
+from schat.protocol import events, messages, registry
 from schat.protocol.channel import MAX_PAYLOAD, SecureChannel
 from schat.protocol.framing import FrameDecoder
 from schat.protocol.handshake import ClientHandshake, ServerHandshake, SessionKeys, finished_mac
 
 logger = logging.getLogger("schat.protocol")
-
-RandFunc = Callable[[int], bytes]
 
 # States
 _EXPECT_HELLO = "expect-server-hello"
@@ -58,7 +56,7 @@ class ConnectionStats:
 class _Connection:
     _is_server = False
 
-    def __init__(self) -> None:
+    def __init__(self, accepted: Mapping[str, Type[messages.Message]]) -> None:
         self._decoder = FrameDecoder()
         self._out: List[bytes] = []
         self._events: Deque[events.Event] = deque()
@@ -69,6 +67,8 @@ class _Connection:
         self._bye: Optional[messages.Bye] = None
         self._eof_reported = False
         self._transcript_hash = b""
+        # The message types the peer may send now (registry: direction and login state).
+        self._accepted = accepted
         self.stats = ConnectionStats()
 
     # --- input ----------------------------------------------------------------
@@ -115,6 +115,8 @@ class _Connection:
 
     def _die(self, exc: ProtocolError) -> ProtocolError:
         self._error = exc
+        # Nothing received before the error comes out after it.
+        self._events.clear()
         self._closed = True
         self._state = _CLOSED
         logger.debug("protocol error: %s", exc)
@@ -134,15 +136,20 @@ class _Connection:
         stats = self.stats
         stats.records_received += 1
         decode = messages.decode
-        append = self._events.append
+        accepted = self._accepted
+        # A record is accepted whole or not at all: decode every message first.
+        received = []
+        bye = self._bye
         for part in payload.split(b"\n"):
-            if self._bye is not None:
+            if bye is not None:
                 raise RemoteProtocolError("peer sent data after saying bye")
-            msg = decode(part)
-            stats.messages_received += 1
+            msg = decode(part, accepted)
             if type(msg) is messages.Bye:
-                self._bye = msg
-            append(events.MessageReceived(msg))
+                bye = msg
+            received.append(events.MessageReceived(msg))
+        self._bye = bye
+        stats.messages_received += len(received)
+        self._events.extend(received)
 
     # --- output ---------------------------------------------------------------
 
@@ -250,8 +257,8 @@ class ServerConnection(_Connection):
 
     _is_server = True
 
-    def __init__(self, host_key: RsaKey, randfunc: Optional[RandFunc] = None):
-        super().__init__()
+    def __init__(self, host_key: RsaKey, randfunc: RandFunc = None):
+        super().__init__(registry.BEFORE_LOGIN)
         self._handshake = ServerHandshake(host_key, randfunc)
         self._out.append(self._handshake.server_hello)
         self._state = _EXPECT_KEX
@@ -284,21 +291,26 @@ class ServerConnection(_Connection):
         self._events.append(events.HandshakeComplete(self._transcript_hash))
         logger.debug("handshake: ServerFinished sent, channel open")
 
+    def logged_in(self) -> None:
+        """The application accepted a login: from now on every client → server
+        type is allowed (before, only logins, ping, pong and bye)."""
+        if self._state != _OPEN:
+            raise LocalProtocolError("logged_in() before the handshake completed")
+        self._accepted = registry.SERVER_RECEIVES
+
 
 class ClientConnection(_Connection):
     """The client end: waits for the ServerHello, then for :meth:`accept_server_key`."""
 
-    def __init__(self, randfunc: Optional[RandFunc] = None):
-        super().__init__()
+    def __init__(self, randfunc: RandFunc = None):
+        super().__init__(registry.CLIENT_RECEIVES)
         self._handshake = ClientHandshake(randfunc)
         self._finished_expected = b""
-        self._fingerprint = ""
 
     def _handle_handshake(self, header: bytes, body: bytes) -> None:
         if self._state == _EXPECT_HELLO:
             hs = self._handshake
             hs.receive_server_hello(header, body)
-            self._fingerprint = hs.fingerprint
             self._state = _AWAIT_ACCEPT
             self._events.append(events.ServerKeyReceived(hs.server_key_der, hs.fingerprint))
         elif self._state == _EXPECT_FINISHED:
@@ -309,7 +321,6 @@ class ClientConnection(_Connection):
                 raise RemoteProtocolError("server key confirmation failed")
             logger.debug("handshake: ServerFinished verified, channel open")
             self._state = _OPEN
-            self._handshake = None  # type: ignore[assignment]
             self._events.append(events.HandshakeComplete(self._transcript_hash))
         else:
             raise RemoteProtocolError(f"unexpected frame in state {self._state}")
@@ -317,7 +328,7 @@ class ClientConnection(_Connection):
     @property
     def server_fingerprint(self) -> str:
         """The server key's fingerprint once the ServerHello arrived."""
-        return self._fingerprint
+        return self._handshake.fingerprint
 
     def accept_server_key(self) -> None:
         """The application trusts the server key: queue the ClientKeyExchange."""

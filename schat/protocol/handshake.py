@@ -19,11 +19,11 @@ from __future__ import annotations
 import logging
 import struct
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Tuple
+from typing import Optional, Tuple
 
 from Crypto.Random import get_random_bytes
 
-from schat.crypto import dh, kdf, keys, pubkey
+from schat.crypto import aead, dh, kdf, keys, pubkey
 from schat.errors import CryptoError, KeyFileError, LocalProtocolError, RemoteProtocolError
 from schat.protocol.framing import frame
 
@@ -34,9 +34,16 @@ RANDOM_SIZE = 32
 SECRET_SIZE = 32
 KEY_INFO = b"schat/1 keys"
 FINISHED_LABEL = b"schat/1 server finished"
-KEY_MATERIAL = 32 + 12 + 32 + 12 + 32
+_RECORD_KEY = aead.KEY_SIZE
+_RECORD_IV = aead.NONCE_SIZE
+_FINISHED_KEY = kdf.DIGEST_SIZE
+KEY_MATERIAL = 2 * (_RECORD_KEY + _RECORD_IV) + _FINISHED_KEY
+# ClientKeyExchange body offsets: type, X25519 public, client random, wlen, wrapped secret.
+_CKE_EPH = 1
+_CKE_RANDOM = _CKE_EPH + dh.KEY_SIZE
+_CKE_WLEN = _CKE_RANDOM + RANDOM_SIZE
+_CKE_WRAPPED = _CKE_WLEN + 2
 
-RandFunc = Callable[[int], bytes]
 logger = logging.getLogger("schat.protocol")
 
 
@@ -54,7 +61,12 @@ class SessionKeys:
 def derive_keys(secret: bytes, shared: bytes, transcript_hash: bytes) -> SessionKeys:
     """The key schedule: HKDF-SHA256(secret ‖ X25519, salt=th, info=KEY_INFO)."""
     okm = kdf.hkdf_sha256(secret + shared, transcript_hash, KEY_INFO, KEY_MATERIAL)
-    return SessionKeys(okm[0:32], okm[32:44], okm[44:76], okm[76:88], okm[88:120])
+    parts = []
+    pos = 0
+    for size in (_RECORD_KEY, _RECORD_IV, _RECORD_KEY, _RECORD_IV, _FINISHED_KEY):
+        parts.append(okm[pos:pos + size])
+        pos += size
+    return SessionKeys(*parts)
 
 
 def finished_mac(session: SessionKeys, transcript_hash: bytes) -> bytes:
@@ -81,7 +93,7 @@ def host_key_der(host_key: keys.RsaKey) -> bytes:
 class ServerHandshake:
     """Server side: builds the ServerHello at once, then takes the ClientKeyExchange."""
 
-    def __init__(self, host_key: keys.RsaKey, randfunc: Optional[RandFunc] = None):
+    def __init__(self, host_key: keys.RsaKey, randfunc: keys.RandFunc = None):
         if not host_key.has_private():
             raise LocalProtocolError("the server needs the private part of its host key")
         self._rand = randfunc or get_random_bytes
@@ -104,16 +116,16 @@ class ServerHandshake:
         """Parse and check the ClientKeyExchange (cheap); the heavy part is :meth:`complete`."""
         if not body or body[0] != CLIENT_KEY_EXCHANGE:
             raise RemoteProtocolError("expected ClientKeyExchange")
-        if len(body) < 67:
+        if len(body) < _CKE_WRAPPED:
             raise RemoteProtocolError("ClientKeyExchange too short")
-        (wlen,) = struct.unpack_from(">H", body, 65)
-        if wlen != self._modulus_bytes or len(body) != 67 + wlen:
+        (wlen,) = struct.unpack_from(">H", body, _CKE_WLEN)
+        if wlen != self._modulus_bytes or len(body) != _CKE_WRAPPED + wlen:
             raise RemoteProtocolError("ClientKeyExchange has a malformed wrapped secret")
         try:
-            self._peer_eph = dh.import_public(body[1:33])
+            self._peer_eph = dh.import_public(body[_CKE_EPH:_CKE_RANDOM])
         except CryptoError as exc:
             raise RemoteProtocolError(f"ClientKeyExchange: {exc}") from None
-        self._wrapped = body[67:]
+        self._wrapped = body[_CKE_WRAPPED:]
         self._transcript_hash = kdf.sha256(self.server_hello, header, body)
         logger.debug("handshake: ClientKeyExchange %d bytes accepted", len(body))
 
@@ -145,7 +157,7 @@ class ServerHandshake:
 class ClientHandshake:
     """Client side: parses the ServerHello, then builds the ClientKeyExchange."""
 
-    def __init__(self, randfunc: Optional[RandFunc] = None):
+    def __init__(self, randfunc: keys.RandFunc = None):
         self._rand = randfunc or get_random_bytes
         self._server_hello = b""
         self._server_key: Optional[keys.RsaKey] = None
@@ -170,7 +182,7 @@ class ClientHandshake:
             raise RemoteProtocolError("ServerHello too short")
         (dlen,) = struct.unpack_from(">H", body, pos)
         pos += 2
-        if len(body) != pos + dlen + 32 + RANDOM_SIZE:
+        if len(body) != pos + dlen + dh.KEY_SIZE + RANDOM_SIZE:
             raise RemoteProtocolError("ServerHello has the wrong length")
         der = body[pos:pos + dlen]
         try:
@@ -180,7 +192,7 @@ class ClientHandshake:
         if keys.public_der(server_key) != der:
             raise RemoteProtocolError("ServerHello: server key is not in canonical DER form")
         try:
-            self._server_eph = dh.import_public(body[pos + dlen:pos + dlen + 32])
+            self._server_eph = dh.import_public(body[pos + dlen:pos + dlen + dh.KEY_SIZE])
         except CryptoError as exc:
             raise RemoteProtocolError(f"ServerHello: {exc}") from None
         self._server_key = server_key

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-from typing import Any, Callable, Dict, List, Tuple, Type, TypeVar
+from typing import Any, Callable, Dict, List, Mapping, Tuple, Type, TypeVar
 
 from schat.errors import LocalProtocolError, RemoteProtocolError
 from schat.protocol import schema
@@ -247,8 +247,12 @@ def _no_constant(name: str) -> Any:
 _decoder = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
 
 
-def decode(data: bytes) -> Message:
-    """Parse and validate one message; RemoteProtocolError on anything wrong."""
+def decode(data: bytes, accepted: Mapping[str, Type[Message]] = REGISTRY) -> Message:
+    """Parse and validate one message; RemoteProtocolError on anything wrong.
+
+    ``accepted`` maps the types the caller may receive to their classes (see
+    :mod:`schat.protocol.registry`); any other type is a protocol error.
+    """
     try:
         text = bytes(data).decode("utf-8")
     except UnicodeDecodeError:
@@ -267,8 +271,10 @@ def decode(data: bytes) -> Message:
     type_name = obj.pop("type", None)
     if type(type_name) is not str:
         raise RemoteProtocolError("message has no string 'type'")
-    cls = REGISTRY.get(type_name)
+    cls = accepted.get(type_name)
     if cls is None:
+        if type_name in REGISTRY:
+            raise RemoteProtocolError(f"message type {type_name!r} is not allowed here")
         raise RemoteProtocolError(f"unknown message type {type_name[:40]!r}")
     values = {}
     for name, kind, has_default, default in _SPECS[type_name]:
@@ -283,7 +289,3 @@ def decode(data: bytes) -> Message:
         raise RemoteProtocolError(f"{type_name} message has unknown field {extra[:40]!r}")
     return cls(**values)
 
-
-# The end-to-end encrypted DM types live in their own module; importing it here
-# registers them, so decode() always knows every type.
-from schat.protocol import dm_messages  # noqa: E402,F401

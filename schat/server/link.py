@@ -239,12 +239,9 @@ class ClientLink(asyncio.Protocol):
             return
         elif kind is messages.Pong:
             return
-        elif kind is messages.Bye:
+        else:  # Bye: the protocol lets nothing else through before a login
             self.reason = "left before logging in"
             self._close_transport()
-            return
-        else:
-            self._failed("-", login.LoginOutcome(code="invalid", text="log in first"))
             return
         self._run_job(job, functools.partial(self._auth_done, msg.user, kind))
 
@@ -282,6 +279,7 @@ class ClientLink(asyncio.Protocol):
             return
         member.link = self
         self.member = member
+        self.conn.logged_in()
         self._release_slot()
         if server.settings.rate_limit > 0:
             self.bucket = TokenBucket(server.settings.rate_limit, server.settings.rate_burst,

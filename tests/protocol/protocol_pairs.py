@@ -14,8 +14,9 @@ def drain(conn) -> list:
     return out
 
 
-def handshake(host_key, client_rand=None, server_rand=None):
-    """A completed (client, server) pair."""
+def handshake(host_key, client_rand=None, server_rand=None, logged_in=True):
+    """A completed (client, server) pair; with ``logged_in`` the server has
+    accepted a login, so the client may send every client-to-server type."""
     server = ServerConnection(host_key, server_rand)
     client = ClientConnection(client_rand)
     client.receive_data(server.data_to_send())
@@ -29,5 +30,7 @@ def handshake(host_key, client_rand=None, server_rand=None):
     assert isinstance(server.next_event(), events.HandshakeComplete)
     client.receive_data(server.data_to_send())
     assert [type(e) for e in drain(client)] == [events.HandshakeComplete]
+    if logged_in:
+        server.logged_in()
     return client, server
 

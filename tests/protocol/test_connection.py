@@ -53,6 +53,7 @@ def test_byte_at_a_time_gives_same_events(host_key):
         client.receive_data(bytes([b]))
         seen += drain(client)
     assert seen == [events.HandshakeComplete(whole_c.transcript_hash)]
+    server.logged_in()
     msgs = [m.Say(text="x" * 300, cid=str(i)) for i in range(5)]
     client.send(*msgs)
     client.send(m.Ping(n=7))

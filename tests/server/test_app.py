@@ -8,7 +8,7 @@ import pytest
 
 from chatkit import PASSWORDS, Client
 from schat.client.session import Disconnected
-from schat.errors import AuthenticationFailed
+from schat.errors import AuthenticationFailed, ConnectionFailed
 from schat.protocol import messages
 
 
@@ -125,9 +125,11 @@ def test_slow_consumer_dropped_alone(server_factory):
     carol.close()
 
 
-def test_messages_before_login_are_refused_without_disconnect(chat_server):
+def test_messages_before_login_close_the_connection(chat_server):
     s = chat_server.session()
-    with pytest.raises(AuthenticationFailed, match="log in first"):
+    with pytest.raises(ConnectionFailed, match="closed the connection"):
         s._authenticate("alice", messages.Say(text="sneaky", cid="c1"))
+    s.close()
+    s = chat_server.session()
     assert s.login_password("alice", PASSWORDS["alice"]).user == "alice"
     s.close()
