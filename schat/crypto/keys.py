@@ -17,6 +17,10 @@ from schat.errors import KeyFileError
 
 RSA_BITS = 3072
 MIN_RSA_BITS = 2048
+# Bounds on any key read from a file or a peer: a larger modulus or exponent
+# would only make every later operation with it slower.
+MAX_RSA_BITS = 8192
+RSA_EXPONENT = 65537
 # PKCS#8 protection of private keys at rest: a memory-hard KDF plus AES-256.
 PKCS8_PROTECTION = "scryptAndAES256-CBC"
 
@@ -115,3 +119,9 @@ def _check_size(key: RsaKey) -> None:
         raise KeyFileError(
             f"RSA key of {key.size_in_bits()} bits is too small (at least {MIN_RSA_BITS})"
         )
+    if key.size_in_bits() > MAX_RSA_BITS:
+        raise KeyFileError(
+            f"RSA key of {key.size_in_bits()} bits is too large (at most {MAX_RSA_BITS})"
+        )
+    if key.e != RSA_EXPONENT:
+        raise KeyFileError(f"RSA key has a public exponent other than {RSA_EXPONENT}")
