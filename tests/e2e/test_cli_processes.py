@@ -140,7 +140,8 @@ def test_three_cli_clients_chat_then_server_stops(served):
     carol.send("/frobnicate")
     assert "unknown command /frobnicate" in carol.line("frobnicate")
     carol.send("/quit")
-    assert carol.finish() == 0, carol.stderr
+    assert carol.finish() == 1  # a refused line makes the exit status 1
+    assert "1 line(s) or request(s) were refused" in carol.stderr
 
     srv.p.send_signal(signal.SIGTERM)
     assert srv.finish() == 0

@@ -29,7 +29,11 @@ def test_first_contact_asks_then_pins(chat_server, tmp_path):
     (home / "servers.json").write_text(
         json.dumps({"local": {"ip": "127.0.0.1", "port": chat_server.port}}))
 
+    # The password is asked before connecting: the server's login deadline
+    # must not run while the person types it.
     child = spawn(home, "login", "local", "--user", "alice")
+    child.expect_exact("Password: ")
+    child.sendline(PASSWORDS["alice"])
     child.expect_exact(f"Its key fingerprint is {chat_server.fingerprint}.")
     child.expect_exact("Trust this key and connect? [y/N]: ")
     child.sendline("n")
@@ -39,10 +43,10 @@ def test_first_contact_asks_then_pins(chat_server, tmp_path):
     assert KnownServers(home / "known_servers").entries() == []
 
     child = spawn(home, "login", "local", "--user", "alice")
-    child.expect_exact("Trust this key and connect? [y/N]: ")
-    child.sendline("y")
     child.expect_exact("Password: ")
     child.sendline(PASSWORDS["alice"])
+    child.expect_exact("Trust this key and connect? [y/N]: ")
+    child.sendline("y")
     child.expect_exact("Logged in to local as alice")
     child.expect(pexpect.EOF)
     child.close()
@@ -65,8 +69,15 @@ def test_changed_key_offers_no_way_on(chat_server, tmp_path, other_host_key):
     KnownServers(home / "known_servers").pin("local", "127.0.0.1", chat_server.port,
                                              fingerprint(other_host_key))
     child = spawn(home, "login", "local", "--user", "alice", "--accept-new")
+    child.expect_exact("Password: ")
+    child.sendline(PASSWORDS["alice"])
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 1
     assert "WARNING: SERVER KEY HAS CHANGED" in child.before
-    assert "Trust this key" not in child.before and "Password" not in child.before
+    assert "Trust this key" not in child.before
+    # The banner stands on its own lines; the error after it is one line.
+    lines = child.before.replace("\r", "").splitlines()
+    banner = [line for line in lines if line.startswith("@")]
+    assert len(banner) == 3 and len({len(line) for line in banner}) == 1
+    assert lines[-1].startswith("Error: the key of server 'local' has changed")
