@@ -11,8 +11,8 @@ from typing import Callable, Optional
 
 from schat.client.completion import COMMANDS, help_text, split_command, suggest
 from schat.errors import SchatError
+from schat.protocol.schema import MAX_TEXT_BYTES
 
-MAX_TEXT_BYTES = 4096
 # Commands the client answers itself through its DmClient; they wait on key look-ups.
 LOCAL_COMMANDS = ("msg", "whois", "verify", "trust")
 
