@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import time
 
-from schat.crypto import aead, dh, kdf, pubkey
-from schat.errors import CryptoError
+import pytest
+from Crypto.PublicKey import RSA
+
+from schat.crypto import aead, dh, kdf, keys, pubkey
+from schat.errors import CryptoError, KeyFileError
 
 RFC7253_KEY = bytes.fromhex("000102030405060708090A0B0C0D0E0F")
 # RFC 7253 Appendix A: (nonce, associated data, plaintext, ciphertext ‖ tag).
@@ -139,3 +142,33 @@ def test_pss_sign_verify(user_keys):
     assert not pubkey.pss_verify(bob.public_key(), b"data", sig)
     assert not pubkey.pss_verify(alice.public_key(), b"data", sig[:-1])
     assert not pubkey.pss_verify(alice.public_key(), b"data", b"")
+
+
+def test_x25519_all_zero_result_refused(monkeypatch):
+    a, b = dh.generate(), dh.generate()
+    monkeypatch.setattr(dh, "key_agreement", lambda **kw: kw["kdf"](bytes(32)))
+    with pytest.raises(CryptoError, match="all-zero"):
+        dh.shared_secret(a, dh.import_public(dh.public_bytes(b)))
+
+
+def _public_der(n: int, e: int) -> bytes:
+    return RSA.construct((n, e), consistency_check=False).export_key(format="DER")
+
+
+@pytest.mark.parametrize("n_bits,e,ok", [
+    (8192, 65537, True),
+    (8193, 65537, False),
+    (16384, 65537, False),
+    (3072, 3, False),
+    (3072, 2 ** 3000 + 1, False),
+])
+def test_rsa_public_key_bounds(host_key, n_bits, e, ok):
+    n = host_key.n if n_bits == 3072 else 2 ** (n_bits - 1) + 1
+    der = _public_der(n, e)
+    start = time.perf_counter()
+    if ok:
+        assert keys.import_public_key(der).size_in_bits() == n_bits
+    else:
+        with pytest.raises(KeyFileError):
+            keys.import_public_key(der)
+    assert time.perf_counter() - start < 0.5  # refused on its size, before any use

@@ -259,3 +259,118 @@ def test_messages_in_wrong_state_are_errors(host_key, pair):
     with pytest.raises(RemoteProtocolError, match="expected ServerHello"):
         c2.receive_data(b"\x00\x00\x00\x03\x02ab")
         c2.next_event()
+
+
+@pytest.mark.parametrize("tail", [b'{"type":"bogus"}', b'{"type":"ping"}', b"not json"])
+def test_a_rejected_record_yields_none_of_its_messages(pair, tail):
+    client, server = pair
+    client.send_encoded([m.encode(m.Say(text="hi", cid="1")), tail])
+    server.receive_data(client.data_to_send())
+    with pytest.raises(RemoteProtocolError) as first:
+        server.next_event()
+    with pytest.raises(RemoteProtocolError) as again:
+        server.next_event()
+    assert again.value is first.value and server.closed
+    assert server.stats.messages_received == 0
+
+
+def test_messages_after_bye_in_one_record_reject_the_whole_record(pair):
+    client, server = pair
+    client.send_encoded([m.encode(m.Bye(reason="")), m.encode(m.Ping(n=1))])
+    server.receive_data(client.data_to_send())
+    for _ in range(2):
+        with pytest.raises(RemoteProtocolError, match="after saying bye"):
+            server.next_event()
+
+
+def test_events_queued_before_an_error_are_dropped(pair):
+    client, server = pair
+    client.send(m.Ping(n=1), m.Ping(n=2))
+    server.receive_data(client.data_to_send())
+    assert server.next_event() == events.MessageReceived(m.Ping(n=1))
+    server.receive_data(b"\x00\x00\xff\xff" + bytes(0xFFFF))
+    with pytest.raises(RemoteProtocolError, match="in flight"):
+        for _ in range(40):  # the buffer passes its limit within 1 MiB
+            server.receive_data(bytes(0xFFFF))
+    with pytest.raises(RemoteProtocolError, match="in flight"):
+        server.next_event()
+
+
+def test_sealing_an_empty_payload_is_refused(pair):
+    client, _ = pair
+    with pytest.raises(LocalProtocolError, match="outside 1"):
+        client._channel.seal(b"")
+
+
+@pytest.mark.parametrize("msg", [m.Welcome(user="a", server="s", motd="", users=(), time=1),
+                                 m.Error(code="invalid", text="x"), m.Dm(id=1, time=1, sender="a",
+                                                                         to="b", text="t")])
+def test_server_refuses_a_server_to_client_type(pair, msg):
+    client, server = pair
+    client.send(msg)
+    _feed_expect_failure(server, client.data_to_send())
+    with pytest.raises(RemoteProtocolError, match="not allowed"):
+        server.next_event()
+
+
+@pytest.mark.parametrize("msg", [m.Say(text="x", cid="1"), m.Login(user="a", password="p"),
+                                 m.Who()])
+def test_client_refuses_a_client_to_server_type(pair, msg):
+    client, server = pair
+    server.send(msg)
+    _feed_expect_failure(client, server.data_to_send())
+    with pytest.raises(RemoteProtocolError, match="not allowed"):
+        client.next_event()
+
+
+def test_before_login_the_server_accepts_only_logins_ping_pong_bye(host_key):
+    client, server = handshake(host_key, logged_in=False)
+    allowed = [m.Login(user="a", password="p"), m.LoginKey(user="a", signature=b"s"),
+               m.Signup(user="a", password="p"), m.Ping(n=1), m.Pong(n=1)]
+    client.send(*allowed)
+    server.receive_data(client.data_to_send())
+    assert received(server) == allowed
+    client.send(m.Who())
+    _feed_expect_failure(server, client.data_to_send())
+    with pytest.raises(RemoteProtocolError, match="'who' is not allowed"):
+        server.next_event()
+
+
+def test_after_logged_in_every_client_type_is_accepted(host_key):
+    client, server = handshake(host_key, logged_in=False)
+    client.send(m.Login(user="a", password="p"))
+    server.receive_data(client.data_to_send())
+    assert received(server) == [m.Login(user="a", password="p")]
+    server.logged_in()
+    client.send(m.Say(text="x", cid="1"), m.Who())
+    server.receive_data(client.data_to_send())
+    assert received(server) == [m.Say(text="x", cid="1"), m.Who()]
+
+
+def test_logged_in_before_the_handshake_is_a_local_error(host_key):
+    with pytest.raises(LocalProtocolError):
+        ServerConnection(host_key).logged_in()
+
+
+def test_records_pipelined_behind_the_key_exchange_are_processed(host_key):
+    """The server takes records that follow the ClientKeyExchange once its keys are ready."""
+    server = ServerConnection(host_key)
+    client = ClientConnection()
+    client.receive_data(server.data_to_send())
+    drain(client)
+    client.accept_server_key()
+    early = client._channel.seal(m.encode(m.Ping(n=5)))  # this client API never sends it
+    server.receive_data(client.data_to_send() + early)
+    assert isinstance(server.next_event(), events.KeyExchangeReceived)
+    assert server.next_event() is None  # nothing is opened before the keys exist
+    server.complete_key_exchange()
+    assert [type(e) for e in drain(server)] == [events.HandshakeComplete, events.MessageReceived]
+    client.receive_data(server.data_to_send())
+    assert [type(e) for e in drain(client)] == [events.HandshakeComplete]
+
+
+def test_any_json_whitespace_is_accepted(pair):
+    client, server = pair
+    client.send_encoded([b'{ "type" :\t"ping",\r "n": 3 }'])
+    server.receive_data(client.data_to_send())
+    assert received(server) == [m.Ping(n=3)]
