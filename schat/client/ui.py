@@ -21,6 +21,8 @@ from typing import Optional, TextIO
 
 from schat.client.dm import LOCAL_HELP, DmClient
 from schat.client.local_events import LocalNotice, LocalWarning, PrivateMessage
+from schat.client.render import clean
+from schat.client.render import clock_seconds as clock
 from schat.client.session import ClientSession, Disconnected
 from schat.errors import ConnectionFailed, SchatError
 from schat.protocol import messages
@@ -50,26 +52,10 @@ def local_help() -> str:
                      + ["commands of the server:"])
 
 
-def clock(ms: int) -> str:
-    """``HH:MM:SS`` in local time for a server time in ms since the epoch."""
-    return time.strftime("%H:%M:%S", time.localtime(ms / 1000))
-
-
 def iso_time(ms: int) -> str:
     """ISO 8601 local time with offset, millisecond precision."""
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).astimezone().isoformat(
         timespec="milliseconds")
-
-
-# C0/C1 control characters except tab and newline: a hostile member must not be
-# able to move the cursor, recolour or retitle another member's terminal.
-_CONTROLS = {c: "\ufffd" for c in (*range(0x00, 0x09), *range(0x0b, 0x20), 0x7f,
-                                   *range(0x80, 0xa0))}
-
-
-def clean(text: str) -> str:
-    """``text`` safe to print on a terminal (control characters replaced)."""
-    return text.translate(_CONTROLS)
 
 
 def format_text(msg) -> Optional[str]:
