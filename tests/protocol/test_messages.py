@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from schat.errors import RemoteProtocolError
-from schat.protocol import framing, messages as m
+from schat.protocol import dm_messages as dmm, framing, messages as m, registry
 
 SAMPLES = [
     m.Login(user="ann", password="pw"),
@@ -29,6 +29,16 @@ SAMPLES = [
     m.Users(users=("a",) * 1024, more=True),
     m.Dm(id=1, time=2, sender="a", to="b", text="t"),
     m.Ping(n=0), m.Pong(n=2 ** 53 - 1), m.Bye(reason=""),
+    m.Error(code="no_key", text="none", cid="c9"),
+    dmm.GetKey(user="bob", cid="4"),
+    dmm.Key(cid="4", user="bob", status="ok", public_key=b"\x30" * 422,
+            fingerprint="SHA256:" + "A" * 43),
+    dmm.Key(cid="4", user="bob", status="no_key"),
+    dmm.SetKey(public_key=b"\x30" * 422, cid="5"),
+    dmm.DmSend(to="bob", envelope=b"SCDM" * 100, cid="6"),
+    dmm.DmEnvelope(id=7, time=8, sender="ann", envelope=b"SCDM" * 100, sender_key=b"\x30" * 422),
+    dmm.DmAck(id=7),
+    dmm.Mailbox(count=3),
 ]
 
 
@@ -39,8 +49,21 @@ def test_roundtrip(msg):
     assert m.decode(data) == msg
 
 
-def test_every_table_type_registered():
-    assert {s.TYPE for s in SAMPLES} <= set(m.REGISTRY)
+def test_every_registered_type_has_a_sample():
+    assert set(m.REGISTRY) <= {s.TYPE for s in SAMPLES}
+
+
+@pytest.mark.parametrize("msg", SAMPLES, ids=lambda x: x.TYPE)
+def test_each_type_decodes_only_where_its_receiver_accepts_it(msg):
+    data = m.encode(msg)
+    both = msg.TYPE in ("ping", "pong", "bye")
+    for table in (registry.SERVER_RECEIVES, registry.CLIENT_RECEIVES, registry.BEFORE_LOGIN):
+        if msg.TYPE in table:
+            assert m.decode(data, table) == msg
+        else:
+            with pytest.raises(RemoteProtocolError, match="not allowed here"):
+                m.decode(data, table)
+    assert both == (msg.TYPE in registry.SERVER_RECEIVES and msg.TYPE in registry.CLIENT_RECEIVES)
 
 
 BAD = [
