@@ -1,7 +1,8 @@
 """Wire messages of end-to-end encrypted direct messages (see docs/PROTOCOL.md).
 
-Registered into :mod:`schat.protocol.messages` like every other type; that
-module imports this one, so ``messages.decode`` always knows them.
+Registered into :mod:`schat.protocol.messages` like every other type;
+:mod:`schat.protocol.registry` imports this module and gives each type its
+direction, so ``messages.decode`` always knows them.
 
 Client -> server: ``get_key``, ``set_key``, ``dm_send``, ``dm_ack``.
 Server -> client: ``key``, ``dm_env``, ``mailbox``.
