@@ -7,9 +7,10 @@ and :meth:`close` from its own thread; one lock serialises every use of the
 sans-I/O connection and the socket's send side.
 
 Requests carry a cid and stay pending until the answer with that cid (an
-``ack``, a ``key`` or an ``error``). Sends are paced below the server's
-default message rate, and a request the server still drops as ``throttled``
-is sent again, so a script piping many lines loses none of them.
+``ack``, a ``key`` or an ``error``). A request the server drops as
+``throttled`` is sent again, and from then on sends are paced below the
+server's default message rate; a UI that knows it will send in bulk (the
+pipe) sets :attr:`ClientSession.pacer` up front, so it loses no line.
 """
 
 from __future__ import annotations
@@ -154,7 +155,8 @@ class ClientSession:
         self._resends: Dict[str, int] = {}
         self._acked = threading.Condition()
         self._stop = threading.Event()
-        self.pacer = Pacer()
+        # None: send at once until the server first throttles a request.
+        self.pacer: Optional[Pacer] = None
         # Seconds the user spent answering the unknown-key question in connect().
         self.trust_wait = 0.0
         self._callback: Optional[Callable] = None
@@ -343,8 +345,9 @@ class ClientSession:
         """Send one message now (paced when the server counts it against the rate)."""
         if self._closed:
             raise ConnectionFailed("the connection to the server is closed")
-        if (self.user is not None and not isinstance(msg, _UNCOUNTED)
-                and not self.pacer.wait(self._stop)):
+        pacer = self.pacer
+        if (pacer is not None and self.user is not None and not isinstance(msg, _UNCOUNTED)
+                and not pacer.wait(self._stop)):
             raise ConnectionFailed("the connection to the server is closed")
         with self._lock:
             self._conn.send(msg)
@@ -450,6 +453,8 @@ class ClientSession:
                 self._acked.notify_all()
                 return True
         log.debug("request %s throttled by the server; sending it again", cid)
+        if self.pacer is None:
+            self.pacer = Pacer()
         self.pacer.hold()
         self.send(request)
         return False

@@ -23,7 +23,7 @@ from schat.client.dm import LOCAL_HELP, DmClient
 from schat.client.local_events import LocalNotice, LocalWarning, PrivateMessage
 from schat.client.render import clean
 from schat.client.render import clock_seconds as clock
-from schat.client.session import ClientSession, Disconnected
+from schat.client.session import ClientSession, Disconnected, Pacer
 from schat.errors import ConnectionFailed, SchatError
 from schat.protocol import messages
 from schat.protocol.schema import MAX_TEXT_BYTES
@@ -134,6 +134,8 @@ class LineUI:
                  stdout: TextIO = None, stderr: TextIO = None, as_json: bool = False,
                  ack_wait: float = ACK_WAIT):
         self.session = session
+        # Input may come in bulk: stay under the server's rate from the start.
+        session.pacer = session.pacer or Pacer()
         # End-to-end encrypted /msg, /whois, /verify, /trust; its events come here too.
         self.dm = dm
         dm.emit = self.show
