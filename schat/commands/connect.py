@@ -308,7 +308,7 @@ def signup(app: AppContext, name: str, user: Optional[str], key: Optional[str],
 @handle_errors
 def login(app: AppContext, name: str, user: Optional[str], key: Optional[str],
           accept_new: bool):
-    """Check your credentials on the server NAME end to end (exit 0 ok, 1 refused).
+    """Check your login on the server NAME: exit 0 ok, 1 refused.
 
     With a key (--key, else HOME/keys/USER.pem) that the account has not
     registered yet, the password logs in and the key is registered.
