@@ -19,7 +19,7 @@ def secret_forms(raw: bytes):
 
 
 def test_debug_log_of_a_session_has_no_secrets(chat_server, caplog):
-    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="schat")
     alice = chat_server.login("alice")
     bob = chat_server.login("bob")
     alice.session.say("the eagle lands at noon")

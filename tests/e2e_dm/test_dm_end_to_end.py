@@ -75,7 +75,7 @@ def _db_bytes(home: Path) -> bytes:
 
 
 def test_exchange_server_never_sees_plaintext(keyed, peers, caplog, chat_home):
-    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="schat")
     srv = keyed()
     alice, bob = peers(srv, "alice"), peers(srv, "bob")
     alice.dm.send("bob", SECRET)
