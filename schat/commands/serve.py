@@ -123,6 +123,13 @@ def resolve_address(app: AppContext, server: Optional[str], host: Optional[str],
               metavar="SECONDS",
               help="Longest a thread may hold the interpreter lock while the chat loop "
                    "waits for it [default: 0.0005].")
+@click.option("--crypto-nice", type=click.IntRange(0, 19), metavar="N",
+              help="Niceness added to the RSA and password-hashing threads, so a login "
+                   "flood takes CPU from logins, not from chat [default: 10].")
+@click.option("--handshake-budget", type=click.FloatRange(min=0, min_open=True),
+              metavar="SECONDS",
+              help="Handshake and login work done per event-loop turn before chat is "
+                   "served again [default: 0.001].")
 @pass_app
 @handle_errors
 def serve(app: AppContext, server_name, host, port, allow_signup, motd, login_deadline,

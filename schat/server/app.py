@@ -10,19 +10,24 @@ call and one ``transport.write`` per connection per flush.
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import logging
 import sys
 import threading
+import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Optional, Set, Tuple
+from typing import Callable, Deque, Optional, Set, Tuple
 
 from schat.crypto.keys import RsaKey, fingerprint
 from schat.protocol import messages
+from schat.protocol.connection import ServerConnection
 from schat.server.dm_relay import DmRelay
 from schat.server.guard import Admission, PenaltyBox
 from schat.server.hub import Hub
-from schat.server.limits import PENALTY_ENTRIES, ServerSettings, raise_nofile_limit
+from schat.server.limits import (PENALTY_ENTRIES, ServerSettings, lower_thread_priority,
+                                 raise_nofile_limit)
 from schat.server.link import CHAT, ClientLink
 from schat.server.mailbox import Mailbox
 
@@ -48,12 +53,17 @@ class Server:
                        wake=self._wake)
         self.dm = DmRelay(self.hub, store, Mailbox(store, settings.mailbox_limit))
         self.pool = ThreadPoolExecutor(settings.crypto_workers,
-                                       thread_name_prefix="schat-crypto")
+                                       thread_name_prefix="schat-crypto",
+                                       initializer=lower_thread_priority,
+                                       initargs=(settings.crypto_nice,))
         self.links: Set[ClientLink] = set()
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.address: Optional[Tuple[str, int]] = None
         self._listener: Optional[asyncio.AbstractServer] = None
         self._flush_scheduled = False
+        # The handshake lane: pre-login work, run within a time budget per loop turn.
+        self._lane: Deque[Tuple[Callable, tuple]] = deque()
+        self._lane_scheduled = False
         self._pending_crypto = 0
         self._ping_handle: Optional[asyncio.TimerHandle] = None
         self._ping_numbers = itertools.count(1)
@@ -79,8 +89,15 @@ class Server:
         raise_nofile_limit()
         # Process-wide: this process is a server, and chat latency comes first.
         sys.setswitchinterval(self.settings.gil_switch_interval)
+        # Everything alive now (modules, settings, keys) lives as long as the
+        # process: exempt it from the cyclic collector, whose full passes
+        # otherwise stall the loop for tens of milliseconds on a large heap.
+        gc.freeze()
         self._default_handler = self.loop.get_exception_handler()
         self.loop.set_exception_handler(self._loop_exception)
+        # Load every lazily imported crypto module now: under a file-descriptor
+        # shortage later, a first import would fail in the middle of a handshake.
+        ServerConnection(self.host_key)
         self._listener = await self.loop.create_server(
             lambda: ClientLink(self), self.settings.host, self.settings.port)
         sockname = self._listener.sockets[0].getsockname()
@@ -145,11 +162,45 @@ class Server:
         else:
             loop.default_exception_handler(context)
 
+    # -- the handshake lane ----------------------------------------------------
+    def defer(self, fn: Callable, *args) -> None:
+        """Queue pre-login work (a connect, a key exchange, a login reply).
+
+        Chat is read and relayed as soon as it arrives; this work runs after it,
+        at most ``handshake_budget`` seconds per loop turn, so a burst of
+        newcomers (or a login flood) delays newcomers, never the room.
+        """
+        self._lane.append((fn, args))
+        if not self._lane_scheduled:
+            self._lane_scheduled = True
+            self.loop.call_soon(self._run_lane)
+
+    def _run_lane(self) -> None:
+        lane = self._lane
+        clock = time.perf_counter
+        deadline = clock() + self.settings.handshake_budget
+        while lane:
+            fn, args = lane.popleft()
+            try:
+                fn(*args)
+            except Exception:  # noqa: BLE001 - one connection's bug must not stop the lane
+                log.exception("internal error in handshake work")
+            if clock() >= deadline:
+                break
+        if lane:
+            # call_soon from a callback runs on the next turn, after that turn's I/O.
+            self.loop.call_soon(self._run_lane)
+        else:
+            self._lane_scheduled = False
+
     # -- crypto pool accounting ------------------------------------------------
+    def crypto_available(self) -> bool:
+        """True while the pool's bounded queue has room for another job."""
+        return self._pending_crypto < self.settings.crypto_workers + self.settings.max_pending_logins
+
     def reserve_crypto(self) -> bool:
         """Take a slot for a pool job; False when too many already wait (answer busy)."""
-        limit = self.settings.crypto_workers + self.settings.max_pending_logins
-        if self._pending_crypto >= limit:
+        if not self.crypto_available():
             return False
         self._pending_crypto += 1
         return True

@@ -27,6 +27,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("schat.server")
 
+BUSY_TEXT = "the server is busy; try again in a moment"
+
 # Connection states.
 HANDSHAKE, AUTH, CHAT, CLOSED = "handshake", "auth", "chat", "closed"
 
@@ -40,7 +42,7 @@ class ClientLink(asyncio.Protocol):
 
     __slots__ = ("server", "transport", "conn", "peer", "state", "member", "attempts",
                  "last_rx", "pinged", "busy", "backlog", "deadline", "reason", "address",
-                 "admitted", "bucket")
+                 "admitted", "bucket", "queued")
 
     def __init__(self, server: "Server"):
         self.server = server
@@ -60,6 +62,8 @@ class ClientLink(asyncio.Protocol):
         # True while this connection holds an unauthenticated slot (guard.Admission).
         self.admitted = False
         self.bucket: Optional[TokenBucket] = None
+        # True while a drain of ``backlog`` waits in the server's handshake lane.
+        self.queued = False
 
     # -- asyncio callbacks ---------------------------------------------------
     def connection_made(self, transport) -> None:
@@ -79,12 +83,25 @@ class ClientLink(asyncio.Protocol):
         self.admitted = True
         self.last_rx = server.loop.time()
         server.links.add(self)
-        log.info("connect from %s", self.peer)
+        if not server.crypto_available():
+            # The bounded queue is full: turn the newcomer away before it costs a
+            # timer, a ServerHello or a worker (it has no channel to hear why).
+            self._drop(BUSY_TEXT)
+            return
         self.deadline = server.loop.call_later(server.settings.login_deadline,
                                                self._deadline_passed)
+        self.busy = True  # until the ServerHello exists, input waits in the backlog
+        server.defer(self._start)
+
+    def _start(self) -> None:
+        self.busy = False
+        if self.state == CLOSED:
+            return
+        log.info("connect from %s", self.peer)
         # The ServerHello's ephemeral X25519 key is made in the pool: a burst of
         # connects (asyncio accepts up to 100 at once) must not stall the chat.
-        self._run_job(functools.partial(ServerConnection, server.host_key), self._hello_ready)
+        self._run_job(functools.partial(ServerConnection, self.server.host_key),
+                      self._hello_ready)
 
     def _hello_ready(self, conn: ServerConnection) -> None:
         self.conn = conn
@@ -96,14 +113,25 @@ class ClientLink(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.last_rx = self.server.loop.time()
         self.pinged = False
-        if self.busy:
-            # A worker thread owns the connection object right now.
-            self.backlog.append(data)
+        if self.state == CHAT and not self.busy and not self.queued:
+            self._feed(data)
             return
-        self._feed(data)
+        # Before the login (or while a worker thread owns the connection object,
+        # or older input still waits) input queues, in order, behind the chat.
+        self.backlog.append(data)
+        if not self.busy and not self.queued:
+            self.queued = True
+            self.server.defer(self._drain)
+
+    def _drain(self) -> None:
+        self.queued = False
+        if self.state == CLOSED or self.busy or not self.backlog:
+            return
+        backlog, self.backlog = self.backlog, []
+        self._feed(b"".join(backlog))
 
     def eof_received(self):
-        if self.state != CLOSED and not self.busy:
+        if self.state != CLOSED and not self.busy and not self.queued:
             self._feed(b"")
         return False
 
@@ -175,15 +203,18 @@ class ClientLink(asyncio.Protocol):
         """Run blocking ``job`` in the pool; ``done(result_future)`` back on the loop."""
         server = self.server
         if not server.reserve_crypto():
-            self._refuse("busy", "the server is busy; try again in a moment")
+            self._refuse("busy", BUSY_TEXT)
             return
         self.busy = True
         self.transport.pause_reading()
         fut = server.loop.run_in_executor(server.pool, job)
-        fut.add_done_callback(functools.partial(self._job_finished, done))
+        fut.add_done_callback(functools.partial(self._job_done, done))
+
+    def _job_done(self, done, fut) -> None:
+        self.server.release_crypto()
+        self.server.defer(self._job_finished, done, fut)
 
     def _job_finished(self, done, fut) -> None:
-        self.server.release_crypto()
         self.busy = False
         if self.state == CLOSED:
             return
@@ -191,6 +222,9 @@ class ClientLink(asyncio.Protocol):
             done(fut.result())
         except ProtocolError as err:
             self._drop(f"protocol error: {err}")
+            return
+        except OSError as err:  # out of file descriptors or memory: this connection only
+            self._drop(f"server resources exhausted ({err.strerror or err})")
             return
         except Exception:  # noqa: BLE001 - one connection's failure must not stop the server
             log.exception("%s: internal error; connection closed", self.peer)

@@ -25,7 +25,7 @@ from typing import Dict, List
 from schat.protocol import events, messages
 from schat.protocol.connection import ClientConnection
 
-PROBE_INTERVAL = 0.01
+PROBE_INTERVAL = 0.002
 TALK_INTERVAL = 0.2
 # The caller normally ends the run; this keeps a forgotten process from living on.
 MAX_RUN = 55.0
