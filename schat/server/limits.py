@@ -33,8 +33,8 @@ PING_TIMEOUT = 30.0
 # (`schat serve --gil-switch-interval`).
 # Python's default is 5 ms; the crypto pool's workers run partly in Python, so
 # with the default a login burst can hold the chat loop back by 5 ms a time.
-# Measured with a 200-login flood beside 20 chatting members (server in its own
-# process): chat p99 went from about 2x the quiet figure to about 1.2x.
+# One of the measures that keep chat latency flat under a login flood
+# (docs/SECURITY.md, "Login flood: measured").
 GIL_SWITCH_INTERVAL = 0.0005
 # Niceness added to the crypto worker threads (Linux; elsewhere ignored): RSA and
 # scrypt work yields the CPU to the chat loop, so a login flood slows logins,
