@@ -19,6 +19,7 @@ from schat.protocol import events, messages
 from schat.protocol.auth import sign_login
 from schat.protocol.connection import ClientConnection
 from schat.protocol.framing import FrameDecoder
+from schat.protocol.registry import CLIENT_RECEIVES
 
 # Chat text of a benchmark message: "t=<monotonic ns> " + padding to 100 bytes.
 TEXT_SIZE = 100
@@ -99,6 +100,8 @@ class BenchClient(asyncio.Protocol):
                 self._fail(RuntimeError(f"{self.user}: server said {msg.code}: {msg.text}"))
             elif isinstance(msg, messages.Ack):
                 self._acked(1)
+            elif isinstance(msg, messages.Ping):
+                conn.send(messages.Pong(n=msg.n))  # a real client answers, or is dropped
         elif isinstance(ev, events.ConnectionClosed):
             self._fail(ConnectionError(f"{self.user}: closed: {ev.reason}"))
 
@@ -135,12 +138,20 @@ class BenchClient(asyncio.Protocol):
             acks = payload.count(b'"type":"ack"')
             if acks:
                 self._acked(acks)
+            if b'"type":"ping"' in payload:
+                self._pong(payload)
 
     def _acked(self, n: int) -> None:
         self.acks += n
         waiter = self.ack_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def _pong(self, payload: bytes) -> None:
+        for line in payload.split(b"\n"):
+            if b'"type":"ping"' in line:
+                ping = messages.decode(line, CLIENT_RECEIVES)
+                self.transport.write(self._channel.seal(messages.encode(messages.Pong(n=ping.n))))
 
     def say(self, text: str, cid: str) -> None:
         """Send one chat message (after go_fast: sealed straight through the channel)."""
