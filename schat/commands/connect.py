@@ -70,6 +70,10 @@ def open_session(app: AppContext, name: str, accept_new: bool, ask: bool = True)
                 "check it with the operator, then connect again with --accept-new "
                 "(or from a terminal to confirm it)") from None
         raise err from None
+    except BaseException:
+        # known_servers unreadable, the connection lost...: never leave the socket open.
+        session.close()
+        raise
     if session.pin_status == "unknown":
         echo_err(f"Pinned the key of {entry.name!r}: {session.fingerprint}")
     if session.trust_wait > TRUST_REDIAL_AFTER:
