@@ -111,8 +111,8 @@ def changed_key_warning(name: str, old: str, new: str, configured: bool = False)
     """The loud, SSH-style refusal shown when a pinned server key changed."""
     bar = "@" * 59
     if configured:
-        advice = (f"The fingerprint comes from servers.json: check it with the operator and "
-                  f"correct it there (`schat servers` manages the file).")
+        advice = ("The fingerprint comes from servers.json: check it with the operator and "
+                  "correct it there (`schat servers` manages the file).")
     else:
         advice = (f"Check the new fingerprint with the operator, then run\n"
                   f"`schat servers forget {name}` and connect again.")

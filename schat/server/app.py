@@ -67,7 +67,6 @@ class Server:
         self._pending_crypto = 0
         self._ping_handle: Optional[asyncio.TimerHandle] = None
         self._ping_numbers = itertools.count(1)
-        self._stopped: Optional[asyncio.Event] = None
         self.admission = Admission(settings.max_unauthenticated,
                                    settings.max_unauthenticated_per_ip)
         self.penalties = PenaltyBox(settings.penalty_base, settings.penalty_max,
@@ -85,7 +84,6 @@ class Server:
     async def start(self) -> Tuple[str, int]:
         """Bind and start accepting; return the real (host, port)."""
         self.loop = asyncio.get_running_loop()
-        self._stopped = asyncio.Event()
         raise_nofile_limit()
         # Process-wide: this process is a server, and chat latency comes first.
         sys.setswitchinterval(self.settings.gil_switch_interval)
@@ -128,7 +126,6 @@ class Server:
         self.pool.shutdown(wait=True)
         self.store.close()
         log.info("server stopped")
-        self._stopped.set()
 
     async def serve_until(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down cleanly."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from typing import Optional
+from typing import Dict, Optional
 
 from schat.crypto import envelope as env_mod
 from schat.crypto.keys import fingerprint
@@ -33,6 +33,9 @@ class DmRelay:
         self.hub = hub
         self.store = store
         self.mailbox = mailbox or Mailbox(store)
+        # Member (lower-cased) -> id of the last stored envelope sent in the batch
+        # now in flight; the next batch follows its acknowledgement.
+        self._batch_end: Dict[str, int] = {}
 
     def _error(self, member, code: str, text: str, cid: Optional[str] = None) -> None:
         self.hub.queue(member, messages.Error(code=code, text=text, cid=cid))
@@ -44,6 +47,9 @@ class DmRelay:
         elif isinstance(msg, dmm.DmAck):
             if self.mailbox.ack(member.name, msg.id):
                 log.debug("dm %d acknowledged by %s", msg.id, member.name)
+            key = member.name.lower()
+            if self._batch_end.get(key) == msg.id:
+                self._deliver(member, after_id=msg.id)
         elif isinstance(msg, dmm.GetKey):
             self._get_key(member, msg)
         elif isinstance(msg, dmm.SetKey):
@@ -53,15 +59,32 @@ class DmRelay:
         return True
 
     def on_login(self, member) -> None:
-        """Right after the welcome: announce and deliver the stored envelopes, oldest first."""
-        stored = self.mailbox.pending(member.name)
-        self.hub.queue(member, dmm.Mailbox(count=len(stored)))
-        for item in stored:
+        """Right after the welcome: announce the stored envelopes and deliver them,
+        oldest first."""
+        self.hub.queue(member, dmm.Mailbox(count=self.mailbox.count(member.name)))
+        self._deliver(member, after_id=0)
+
+    def _deliver(self, member, after_id: int) -> None:
+        # A full mailbox can hold more than a member's outbound cap: send it in
+        # batches of at most half the cap, each after the previous one's last
+        # envelope is acknowledged (the client has read it), so the owner of a
+        # full mailbox is never dropped as a slow reader while logging in.
+        key = member.name.lower()
+        self._batch_end.pop(key, None)
+        budget = self.hub.outbound_cap // 2
+        sent = 0
+        last = after_id
+        for item in self.mailbox.pending(member.name, after_id):
+            if sent and member.queued + len(item.envelope) * 2 > budget:
+                self._batch_end[key] = last
+                break
             self.hub.queue(member, dmm.DmEnvelope(id=item.id, time=item.time, sender=item.sender,
                                                   envelope=item.envelope,
                                                   sender_key=item.sender_key))
-        if stored:
-            log.debug("delivered %d stored dm(s) to %s", len(stored), member.name)
+            last = item.id
+            sent += 1
+        if sent:
+            log.debug("delivered %d stored dm(s) to %s", sent, member.name)
 
     def _get_key(self, member, msg: dmm.GetKey) -> None:
         account = self.store.get(msg.user)

@@ -97,10 +97,6 @@ class PenaltyBox:
             self._prune(now)
         return max(0.0, entry[1] - now)
 
-    def succeeded(self, key: str) -> None:
-        """Forget ``key`` (a successful login clears its account's record)."""
-        self._keys.pop(key, None)
-
     def __len__(self) -> int:
         return len(self._keys)
 

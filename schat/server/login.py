@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Optional
 
-from schat.crypto import keys, passwords
+from schat.crypto import keys
 from schat.errors import AccountError, KeyFileError, PolicyError
 from schat.protocol import auth
 
@@ -84,7 +84,3 @@ def signup(store, user: str, password: str, public_key_der: Optional[bytes]) -> 
         return LoginOutcome(code="policy", text=str(err))
     return LoginOutcome(name=account.name, how="signup")
 
-
-def dummy_work(password: str) -> None:
-    """Spend a verification's time (used when a request is refused before the store)."""
-    passwords.dummy_verify(password)

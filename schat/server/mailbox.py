@@ -78,12 +78,12 @@ class Mailbox:
                 (recipient, sender, int(time_ms), bytes(envelope), bytes(sender_key)))
             return int(cur.lastrowid)
 
-    def pending(self, recipient: str) -> List[StoredDm]:
-        """Every envelope waiting for ``recipient``, oldest first."""
+    def pending(self, recipient: str, after_id: int = 0) -> List[StoredDm]:
+        """The envelopes waiting for ``recipient`` (newer than ``after_id``), oldest first."""
         with self.store.reading() as conn:
             rows = conn.execute(
                 "SELECT id, recipient, sender, time, envelope, sender_key FROM mailbox "
-                "WHERE recipient = ? ORDER BY id", (recipient,)).fetchall()
+                "WHERE recipient = ? AND id > ? ORDER BY id", (recipient, int(after_id))).fetchall()
         return [StoredDm(r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5])) for r in rows]
 
     def count(self, recipient: str) -> int:

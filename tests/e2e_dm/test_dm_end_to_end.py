@@ -181,6 +181,26 @@ def test_offline_delivery_across_restart(keyed, peers):
     assert srv2.server.dm.mailbox.pending("bob") == []
 
 
+def test_mailbox_larger_than_the_outbound_cap_is_delivered_in_batches(keyed, peers):
+    # 30 stored envelopes of ~4 KiB text hold far more than this server lets one
+    # member's output buffer hold at once: they arrive in batches, each after
+    # the previous one is acknowledged, and the owner is never dropped as slow.
+    srv = keyed(outbound_cap=32 * 1024, rate_limit=0)
+    alice = peers(srv, "alice")
+    texts = [f"{i:02d} " + "x" * 4000 for i in range(30)]
+    for text in texts:
+        alice.dm.send("bob", text)
+    assert alice.session.wait_acked(WAIT)
+    assert srv.server.dm.mailbox.count("bob") == 30
+    bob = peers(srv, "bob")
+    assert bob.dm.wait_mailbox(WAIT)
+    shown = [bob.events.get_nowait().text for _ in range(30)]
+    assert shown == texts
+    bob.dm.fetch_key("bob")  # a round trip: the server has processed the acks before it
+    assert srv.server.dm.mailbox.count("bob") == 0
+    assert srv.server.hub.is_online("bob")
+
+
 def test_replay_ignored(keyed, peers, user_keys):
     srv = keyed()
     alice, bob = peers(srv, "alice"), peers(srv, "bob")
