@@ -148,6 +148,14 @@ def find_key(app: AppContext, user: str, key: Optional[str], offer: bool):
     return generate_pair(app, user, err=True)
 
 
+def require_server(app: AppContext, name: str) -> None:
+    """Fail on an unknown server NAME (or a broken servers.json) before any question
+    about the login mode, keys or passwords is asked."""
+    from schat.store.servers import resolve_server
+
+    resolve_server(app.config, app.home, name)
+
+
 class Credentials:
     """What a login needs, gathered before connecting (the server's login deadline
     does not wait for prompts)."""
@@ -254,6 +262,7 @@ def connect(app: AppContext, name: str, user: Optional[str], key: Optional[str],
     Your key (--key, else HOME/keys/USER.pem) logs you in and seals your
     direct messages; it is registered on the server at your first login.
     """
+    require_server(app, name)
     mode = "login"
     if interactive() and not key:
         mode = click.prompt("Log in or sign up?", type=click.Choice(["login", "signup"]),
@@ -295,6 +304,7 @@ def signup(app: AppContext, name: str, user: Optional[str], key: Optional[str],
     (--key, else HOME/keys/USER.pem; offered to be generated when missing) is
     registered for key login and end-to-end encrypted direct messages.
     """
+    require_server(app, name)
     user = get_user(user)
     creds = Credentials(app, user, key, "signup")
     session = creds.login(name, accept_new)
@@ -317,6 +327,7 @@ def login(app: AppContext, name: str, user: Optional[str], key: Optional[str],
     With a key (--key, else HOME/keys/USER.pem) that the account has not
     registered yet, the password logs in and the key is registered.
     """
+    require_server(app, name)
     user = get_user(user)
     creds = Credentials(app, user, key, "login", offer_key=False)
     session = creds.login(name, accept_new)

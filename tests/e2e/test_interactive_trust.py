@@ -81,3 +81,19 @@ def test_changed_key_offers_no_way_on(chat_server, tmp_path, other_host_key):
     banner = [line for line in lines if line.startswith("@")]
     assert len(banner) == 3 and len({len(line) for line in banner}) == 1
     assert lines[-1].startswith("Error: the key of server 'local' has changed")
+
+
+def test_unknown_server_name_fails_before_any_question(tmp_path):
+    home = tmp_path / "member"
+    home.mkdir()
+    (home / "servers.json").write_text(json.dumps({"lab": {"ip": "127.0.0.1", "port": 1}}))
+    for args in (["connect", "nope", "--user", "alice"], ["signup", "nope", "--user", "alice"],
+                 ["login", "nope", "--user", "alice"]):
+        child = spawn(home, *args)
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 1, args
+        assert "no server named 'nope'" in child.before, child.before
+        # Neither the login mode, a key, a passphrase nor a password was asked for.
+        for question in ("Log in or sign up", "Generate one now", "assphrase", "Password"):
+            assert question not in child.before, (args, child.before)
