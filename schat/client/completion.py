@@ -1,43 +1,20 @@
 """The chat commands the terminal client knows, tab completion, and "did you mean".
 
-Commands are data (name, usage, help, whether the server runs it), so `/help`,
-completion and the closest-command suggestion all read the same table.
+Commands are data (:mod:`schat.client.commands`), so `/help`, completion and
+the closest-command suggestion all read the same table.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-from typing import Callable, Dict, Iterable, List, NamedTuple, Optional
+from typing import Callable, Dict, Iterable, List, Optional
 
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 
+from schat.client.commands import COMMANDS, ChatCommand
 
-class ChatCommand(NamedTuple):
-    """One ``/command``: its usage line, a one-line help, and what it does with names."""
-
-    name: str
-    usage: str
-    help: str
-    takes_name: bool = False
-
-
-COMMANDS: Dict[str, ChatCommand] = {c.name: c for c in (
-    ChatCommand("help", "/help [COMMAND]", "list the commands, or show how to use one"),
-    ChatCommand("who", "/who", "list who is online"),
-    ChatCommand("me", "/me ACTION", "say ACTION in the third person"),
-    ChatCommand("msg", "/msg NAME TEXT", "send TEXT to NAME alone, end-to-end encrypted",
-                takes_name=True),
-    ChatCommand("whois", "/whois NAME", "show NAME's key fingerprint and your pin",
-                takes_name=True),
-    ChatCommand("verify", "/verify NAME", "show the safety code to compare with NAME",
-                takes_name=True),
-    ChatCommand("trust", "/trust NAME [FINGERPRINT]",
-                "accept NAME's changed key, the one /verify showed", takes_name=True),
-    ChatCommand("clear", "/clear", "clear the screen"),
-    ChatCommand("quit", "/quit", "leave the chat (also Ctrl-D on an empty line)"),
-)}
 
 # Where a member name is being typed: the word under the cursor, with an optional "@".
 _WORD = re.compile(r"@?[A-Za-z0-9_.\-]*$")

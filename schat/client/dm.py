@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 from schat.client import contacts as ct
+from schat.client.commands import COMMANDS, DM_COMMANDS
 from schat.client.local_events import LocalNotice, LocalWarning, PrivateMessage
 from schat.client.session import Disconnected
 from schat.crypto import envelope as env_mod
@@ -32,14 +33,9 @@ from schat.protocol import messages
 log = logging.getLogger("schat.client.dm")
 
 KEY_TIMEOUT = 10.0
-LOCAL_COMMANDS = ("/msg", "/whois", "/verify", "/trust")
-LOCAL_HELP = (
-    ("/msg NAME TEXT", "send TEXT to NAME alone, end-to-end encrypted"),
-    ("/whois NAME", "NAME's key fingerprint and how it compares with your pin"),
-    ("/verify NAME", "the safety code to compare with NAME in person or by phone"),
-    ("/trust NAME [FINGERPRINT]", "accept NAME's changed key, the one /verify showed"),
-    ("/quit", "leave"),
-)
+LOCAL_COMMANDS = tuple("/" + name for name in DM_COMMANDS)
+# What the line client lists as its own commands in /help.
+LOCAL_HELP = tuple((c.usage, c.help) for c in COMMANDS.values() if c.runs in ("dm", "client"))
 
 
 def no_key_help(user: str) -> str:

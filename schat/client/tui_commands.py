@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+from schat.client.commands import DM_COMMANDS
 from schat.client.completion import COMMANDS, help_text, split_command, suggest
 from schat.errors import SchatError
 from schat.protocol.schema import MAX_TEXT_BYTES
 
 # Commands the client answers itself through its DmClient; they wait on key look-ups.
-LOCAL_COMMANDS = ("msg", "whois", "verify", "trust")
+LOCAL_COMMANDS = DM_COMMANDS
 
 
 class LineCommands:
