@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Iterable, List, Optional
@@ -20,9 +19,13 @@ from schat.errors import AccountError, KeyFileError
 from schat.store import legacy
 from schat.store.database import Migration, SqliteFile
 from schat.store.legacy import ImportReport
-from schat.store.policy import check_password_policy, validate_username
+from schat.store.policy import (NAME_EDGE_PUNCTUATION, check_password_policy, name_skeleton,
+                                validate_new_username)
 
 log = logging.getLogger(__name__)
+
+# SQL of schat.store.policy.name_skeleton (names are ASCII, so lower() is exact).
+_SKELETON_SQL = f"lower(trim(name, '{NAME_EDGE_PUNCTUATION}'))"
 
 # Each entry runs in one transaction; never edit an applied one.
 MIGRATIONS: List[Migration] = [
@@ -56,11 +59,21 @@ MIGRATIONS: List[Migration] = [
     ),
     # 3: imported SHA-256 digests stored bare by earlier versions get wrapped in scrypt.
     legacy.wrap_old_rows,
+    # 4: abuse limits. An account made by sign-up starts not `established` (every
+    # existing and admin-made account is); stored DMs remember whether their
+    # sender was new; names are looked up by their lookalike skeleton
+    # (schat.store.policy.name_skeleton: lower case, no punctuation at either end).
+    (
+        "ALTER TABLE accounts ADD COLUMN established INTEGER NOT NULL DEFAULT 1",
+        "ALTER TABLE mailbox ADD COLUMN new_sender INTEGER NOT NULL DEFAULT 0",
+        f"CREATE INDEX accounts_by_skeleton ON accounts ({_SKELETON_SQL})",
+    ),
 ]
 # The first schema that has the accounts table (before it, nothing to wrap).
 _ACCOUNTS_SINCE = 1
 
-_COLUMNS = "name, legacy, created, last_login, locked, public_key, key_fingerprint"
+_COLUMNS = ("name, legacy, created, last_login, locked, public_key, key_fingerprint, "
+            "established")
 
 
 def _utc_text(moment: datetime) -> str:
@@ -70,6 +83,13 @@ def _utc_text(moment: datetime) -> str:
 def _parse_utc(text: Optional[str]) -> Optional[datetime]:
     if not text:
         return None
+    if text.endswith("Z"):
+        # The format _utc_text writes; fromisoformat is many times faster than
+        # strptime, and the server reads an account for every direct message.
+        try:
+            return datetime.fromisoformat(text[:-1]).replace(tzinfo=timezone.utc)
+        except ValueError:
+            pass
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
 
 
@@ -84,6 +104,9 @@ class Account:
     legacy: bool
     public_key_der: Optional[bytes]
     key_fingerprint: Optional[str]
+    # False for an account made by sign-up until an established member writes to
+    # it (the server's limits on new accounts; docs/SECURITY.md).
+    established: bool = True
 
     def to_json(self) -> dict:
         """Plain JSON-ready dict; times in UTC ISO 8601."""
@@ -119,6 +142,7 @@ def _row_to_account(row) -> Account:
         locked=bool(row[4]),
         public_key_der=bytes(row[5]) if row[5] is not None else None,
         key_fingerprint=row[6],
+        established=bool(row[7]),
     )
 
 
@@ -165,27 +189,33 @@ class AccountStore(SqliteFile):
     # -- changes -------------------------------------------------------------
 
     def ensure_new(self, name: str) -> None:
-        """Raise AccountError naming the stored spelling if ``name`` is taken (any case)."""
-        existing = self.get(name)
-        if existing is not None:
-            raise _exists(existing.name)
+        """Raise AccountError if an account may not be created as ``name``: the name is
+        taken (any case, the error names the stored spelling) or is a lookalike of an
+        existing name (the same :func:`~schat.store.policy.name_skeleton`); PolicyError
+        if no account may have that name (:func:`~schat.store.policy.validate_new_username`)."""
+        validate_new_username(name)
+        with self._read() as conn:
+            _check_free(conn, name)
 
-    def add(self, name: str, password: str, public_key_der: Optional[bytes] = None) -> Account:
-        """Create an account; the name and password must meet the policy."""
-        validate_username(name)
+    def add(self, name: str, password: str, public_key_der: Optional[bytes] = None,
+            established: bool = True) -> Account:
+        """Create an account; the name and password must meet the policy.
+
+        ``established=False`` marks an account made by sign-up (see
+        :meth:`mark_established`). The password is hashed before the name is
+        compared with the stored ones, so a taken name costs a caller as much
+        as a new one: probing for names is as slow as signing up.
+        """
+        validate_new_username(name)
         check_password_policy(password, name)
         der, fp = _check_public_key(public_key_der)
-        self.ensure_new(name)
         encoded = passwords.hash_password(password, self.hash_params)
-        try:
-            with self._write() as conn:
-                conn.execute(
-                    "INSERT INTO accounts (name, password_hash, legacy, created, public_key,"
-                    " key_fingerprint) VALUES (?, ?, 0, ?, ?, ?)",
-                    (name, encoded, _utc_text(self._clock()), der, fp))
-        except sqlite3.IntegrityError:
-            self.ensure_new(name)
-            raise
+        with self._write() as conn:
+            _check_free(conn, name)
+            conn.execute(
+                "INSERT INTO accounts (name, password_hash, legacy, created, public_key,"
+                " key_fingerprint, established) VALUES (?, ?, 0, ?, ?, ?, ?)",
+                (name, encoded, _utc_text(self._clock()), der, fp, int(established)))
         return self.require(name)
 
     def remove(self, name: str) -> None:
@@ -219,6 +249,14 @@ class AccountStore(SqliteFile):
         der, fp = _check_public_key(public_key_der)
         self._update(name, "UPDATE accounts SET public_key = ?, key_fingerprint = ? WHERE name = ?",
                      (der, fp))
+
+    def mark_established(self, name: str) -> bool:
+        """An established member wrote to ``name``: it is no longer a new account.
+        True when this changed anything."""
+        with self._write() as conn:
+            cur = conn.execute("UPDATE accounts SET established = 1 WHERE name = ? "
+                               "AND established = 0", (name,))
+            return cur.rowcount > 0
 
     def record_login(self, name: str) -> None:
         """Stamp the last successful login (UTC now)."""
@@ -303,6 +341,18 @@ class AccountStore(SqliteFile):
                     " VALUES (?, ?, 1, ?)", (entry.name, encoded, created))
                 report.imported.append(entry.name)
         return report
+
+
+def _check_free(conn, name: str) -> None:
+    row = conn.execute("SELECT name FROM accounts WHERE name = ?", (name,)).fetchone()
+    if row:
+        raise _exists(row[0])
+    row = conn.execute(f"SELECT name FROM accounts WHERE {_SKELETON_SQL} = ? LIMIT 1",
+                       (name_skeleton(name),)).fetchone()
+    if row:
+        raise AccountError(f"user name {name!r} is too like the existing {row[0]!r} "
+                           "(names may not differ only in case or in punctuation at either "
+                           "end); choose another")
 
 
 def _exists(stored_name: str) -> AccountError:
