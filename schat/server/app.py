@@ -23,12 +23,13 @@ from typing import Callable, Deque, Optional, Set, Tuple
 from schat.crypto.keys import RsaKey, fingerprint
 from schat.protocol import messages
 from schat.protocol.connection import ServerConnection
-from schat.server.dm_relay import DmRelay
-from schat.server.guard import Admission, PenaltyBox
+from schat.server.dm_relay import DmRelay, SignatureLane
+from schat.server.guard import Admission, AddressRates, CryptoShare
 from schat.server.hub import Hub
-from schat.server.limits import (PENALTY_ENTRIES, ServerSettings, lower_thread_priority,
-                                 raise_nofile_limit)
+from schat.server.limits import (DM_CHECK_BURST, DM_CHECKS_PER_ADDRESS, PENALTY_ENTRIES,
+                                 ServerSettings, lower_thread_priority, raise_nofile_limit)
 from schat.server.link import CHAT, ClientLink
+from schat.server.login import LoginGate
 from schat.server.mailbox import Mailbox
 
 log = logging.getLogger("schat.server")
@@ -51,7 +52,14 @@ class Server:
         self.fingerprint = fingerprint(host_key)
         self.hub = Hub(settings.server_name, settings.motd, settings.outbound_cap,
                        wake=self._wake)
-        self.dm = DmRelay(self.hub, store, Mailbox(store, settings.mailbox_limit))
+        self.dm = DmRelay(
+            self.hub, store, Mailbox(store, settings.mailbox_limit),
+            SignatureLane(self.run_check,
+                          CryptoShare(settings.dm_check_share, DM_CHECK_BURST,
+                                      DM_CHECKS_PER_ADDRESS, PENALTY_ENTRIES),
+                          settings.crypto_workers, settings.max_pending_logins, self._now),
+            origin=lambda member: member.link.address if member.link is not None else "?",
+            new_account_age=settings.new_account_age)
         self.pool = ThreadPoolExecutor(settings.crypto_workers,
                                        thread_name_prefix="schat-crypto",
                                        initializer=lower_thread_priority,
@@ -61,7 +69,8 @@ class Server:
         self.address: Optional[Tuple[str, int]] = None
         self._listener: Optional[asyncio.AbstractServer] = None
         self._flush_scheduled = False
-        # The handshake lane: pre-login work, run within a time budget per loop turn.
+        # The handshake lane: pre-login work (and the verdicts of members' signature
+        # checks), run within a time budget per loop turn.
         self._lane: Deque[Tuple[Callable, tuple]] = deque()
         self._lane_scheduled = False
         self._pending_crypto = 0
@@ -69,8 +78,9 @@ class Server:
         self._ping_numbers = itertools.count(1)
         self.admission = Admission(settings.max_unauthenticated,
                                    settings.max_unauthenticated_per_ip)
-        self.penalties = PenaltyBox(settings.penalty_base, settings.penalty_max,
-                                    settings.max_auth_attempts, PENALTY_ENTRIES)
+        self.gate = LoginGate(settings)
+        self.address_rates = AddressRates(settings.address_rate_limit,
+                                          settings.address_rate_burst, PENALTY_ENTRIES)
         self.throttled_error = messages.Error(
             code="throttled", text=f"slow down: at most {settings.rate_limit:g} messages per "
                                    f"second (bursts of {settings.rate_burst}); message not sent")
@@ -191,6 +201,16 @@ class Server:
             self._lane_scheduled = False
 
     # -- crypto pool accounting ------------------------------------------------
+    def _now(self) -> float:
+        return self.loop.time()
+
+    def run_check(self, job: Callable, done: Callable) -> None:
+        """Run ``job`` in the crypto pool for a logged-in member; ``done(future)`` runs in
+        the handshake lane, after chat. Not counted against the login queue: the
+        caller bounds these jobs itself (the DM relay's SignatureLane)."""
+        fut = self.loop.run_in_executor(self.pool, job)
+        fut.add_done_callback(lambda f: self.defer(done, f))
+
     def crypto_available(self) -> bool:
         """True while the pool's bounded queue has room for another job."""
         return self._pending_crypto < self.settings.crypto_workers + self.settings.max_pending_logins

@@ -1,0 +1,113 @@
+"""50 throwaway accounts on one address flood direct messages: chat latency holds.
+
+Each flood account stays inside the per-member message rate (4.5 of 5 per
+second) and has an RSA-8192 key registered, the most expensive signature the
+server checks; every envelope passes the checks that need no crypto and fails
+only the signature. As in test_login_flood.py the server runs alone in this
+process on a core of its own; the members chat from one subprocess
+(chatters.py) and the flood comes from another (flood_dms.py).
+
+The members' probe sends far more than 5 lines a second, so the message rate
+limits are raised for this test: what holds the room together here is the
+signature lane (checks off the loop, in a per-address share of the crypto
+threads), not the message rate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from chatkit import KEY_DIR
+from hostile import assert_no_traceback
+from latency import on_client_cpu, p99, quiet_p99
+
+from schat.crypto.keys import import_public_key, public_der
+
+MEMBERS = 6
+FLOOD_ACCOUNTS = 50
+FLOOD_RATE = 4.5  # per account per second: inside the default rate limit of 5
+FLOOD_SECONDS = 6.0
+QUIET = FLOOD_SECONDS
+# The flood's accounts read nothing, so the room's chat piles up for them: at 200
+# probes a second it stays well under the outbound cap for the test's length.
+PROBE_INTERVAL = 0.02
+FLOOD_SOURCE = "127.0.0.2"
+LOGIN_SOURCE = "127.0.0.3"
+POLL = 0.05
+HERE = Path(__file__).parent
+ROOT = HERE.resolve().parents[1]
+
+
+def test_dm_flood_from_one_address_keeps_chat_latency(server_cpu, server_factory, server_log,
+                                                       user_keys):
+    srv = server_factory(rate_limit=1000, rate_burst=2000, address_rate_limit=0,
+                         max_unauthenticated_per_ip=1000)
+    for i in range(MEMBERS):
+        srv.store.add(f"member{i}", f"member{i}-pass-1")
+    # The probe's receiver is the flood's target: it has a key, so every check runs.
+    srv.store.set_public_key("member1", public_der(user_keys["bob"]))
+    big = public_der(import_public_key((KEY_DIR / "flood8192.pub.pem").read_bytes()))
+    for i in range(FLOOD_ACCOUNTS):
+        srv.store.add(f"flood{i}", f"flood{i}-pass-1", public_key_der=big)
+    srv.store.add("latecomer", "latecomer-pass-1")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    chatters = subprocess.Popen(
+        [sys.executable, str(HERE / "chatters.py"), srv.host, str(srv.port), str(MEMBERS),
+         str(PROBE_INTERVAL)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True,
+        preexec_fn=on_client_cpu)
+    flood = None
+    try:
+        assert chatters.stdout.readline().strip() == "ready"
+        # The flood's accounts are members too: they log in before the quiet
+        # period, so both periods have the same room and only the DMs differ.
+        flood = subprocess.Popen(
+            [sys.executable, str(HERE / "flood_dms.py"), srv.host, str(srv.port), FLOOD_SOURCE,
+             "member1", str(FLOOD_ACCOUNTS), str(FLOOD_RATE), str(FLOOD_SECONDS), LOGIN_SOURCE,
+             "latecomer"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True,
+            preexec_fn=on_client_cpu)
+        assert flood.stdout.readline().strip() == "ready"
+        quiet_start = time.monotonic()
+        threading.Event().wait(QUIET)
+        quiet_end = time.monotonic()
+        flood.stdin.write("go\n")
+        flood.stdin.flush()
+        report = json.loads(flood.stdout.readline())
+        chat_out, _ = chatters.communicate(timeout=30)
+        # Every forged envelope gets its answer (the flood reads none of them).
+        outcomes = srv.server.dm.outcomes
+        deadline = time.monotonic() + 30
+        while sum(outcomes.values()) < report["sent"]:
+            assert time.monotonic() < deadline, f"{report['sent']} sent, answered {outcomes}"
+            threading.Event().wait(POLL)
+        flood.communicate("", timeout=10)
+    finally:
+        for proc in (chatters, flood):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+    chat = json.loads(chat_out)
+    assert chat["errors"] == [] and chat["lost"] == 0 and chat["unacked"] == 0, chat
+    samples = chat["samples"]
+    width = report["end"] - report["start"]
+    flood_p99 = p99(samples, report["start"], report["end"])
+    quiet = quiet_p99(samples, quiet_start, quiet_end, width)
+    answers = dict(outcomes)
+    print(f"\nchat latency p99: quiet {quiet * 1000:.2f} ms, under a DM flood of "
+          f"{report['sent']} envelopes from {FLOOD_ACCOUNTS} accounts on one address "
+          f"{flood_p99 * 1000:.2f} ms ({width:.2f} s); answers {answers}; "
+          f"login during the flood {report['login']}")
+    # Not one forged envelope was stored or delivered.
+    assert srv.server.dm.mailbox.count("member1") == 0
+    assert set(answers) <= {"invalid", "throttled", "busy"}, answers
+    assert answers.get("invalid", 0) > 0, answers
+    # A member logging in meanwhile from another address is let in.
+    assert report["login"]["ok"], report["login"]
+    assert_no_traceback(server_log)
+    assert flood_p99 <= 2 * quiet, (
+        f"chat p99 {flood_p99 * 1000:.1f} ms under the DM flood vs {quiet * 1000:.1f} ms quiet")
