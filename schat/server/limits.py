@@ -92,7 +92,7 @@ ADDRESS_RATE_BURST = 400
 # costs well under a millisecond: 5 % is hundreds of messages a second.
 DM_CHECK_SHARE = 0.05
 # The balance of that share an address may save up (seconds of crypto time).
-DM_CHECK_BURST = 0.25
+DM_CHECK_BURST = 0.1
 # Signature checks one address may have waiting or running at once (a client
 # may send a few messages in one record; more wait their turn on the client).
 DM_CHECKS_PER_ADDRESS = 16
