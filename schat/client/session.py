@@ -234,8 +234,9 @@ class ClientSession:
         return self._authenticate(user, messages.Login(user=user, password=password))
 
     def login_key(self, user: str, private_key):
-        """Log in by signing the handshake transcript with ``private_key``."""
-        sig = auth.sign_login(private_key, self._conn.transcript_hash)
+        """Log in by signing the account name, the server's key fingerprint and the
+        handshake transcript with ``private_key``."""
+        sig = auth.sign_login(private_key, user, self.fingerprint, self._conn.transcript_hash)
         return self._authenticate(user, messages.LoginKey(user=user, signature=sig))
 
     def signup(self, user: str, password: str, public_key_der: Optional[bytes] = None):
