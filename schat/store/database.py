@@ -25,8 +25,9 @@ Schema changes are a list of migrations, recorded by ``PRAGMA user_version``
 (SQLite) or a ``schat_schema`` table (PostgreSQL). A migration is a sequence of
 statements or a callable ``step(conn, prepared)`` run in the same transaction.
 A statement names the few types that differ as ``{ID}``, ``{SERIAL}``,
-``{NOCASE}`` and ``{BLOB}`` (see :data:`SQLITE_TYPES`), or is a
-:class:`PerEngine` where whole statements differ.
+``{NOCASE}`` and ``{BLOB}`` (see :data:`SQLITE_TYPES`; ``INTEGER`` is 64-bit on
+both, PostgreSQL's ``BIGINT``), or is a :class:`PerEngine` where whole
+statements differ.
 """
 
 from __future__ import annotations

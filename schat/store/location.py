@@ -31,6 +31,18 @@ def redact(url: str) -> str:
         return "(an unparsable URL)"
 
 
+def check_url(url: str) -> None:
+    """Refuse a URL whose parts cannot be told apart (so its password could show)."""
+    if url.count("@") > 1:
+        raise StoreError("--store: the URL has more than one '@'; write the password's "
+                         "special characters %-encoded (@ as %40, / as %2F, : as %3A)")
+    try:
+        urlsplit(url).port
+    except ValueError:
+        raise StoreError(f"--store: not a usable PostgreSQL URL (expected {URL_FORM}, "
+                         "special characters %-encoded)") from None
+
+
 def url_secrets(url: str) -> List[str]:
     """What must never be shown of ``url``: the whole URL and its password, as written
     and decoded, longest first."""

@@ -43,7 +43,7 @@ from schat.errors import StoreError
 from schat.store.database import (
     BUSY_TIMEOUT_S, ConstraintError, Engine, Migration,
 )
-from schat.store.location import redact, url_secrets
+from schat.store.location import check_url, redact, url_secrets
 
 try:  # the cluster extra
     import psycopg
@@ -149,6 +149,7 @@ class PostgresEngine(Engine):
                  busy_timeout: float = BUSY_TIMEOUT_S):
         if psycopg is None:
             raise StoreError(EXTRA_HINT)
+        check_url(url)
         self._url = url
         self._where = redact(url)
         self._secrets = url_secrets(url)
@@ -208,6 +209,9 @@ class PostgresEngine(Engine):
                 application_name="schat",
                 # A lock wait as long as SQLite's busy timeout, then "busy; try again".
                 options=f"-c lock_timeout={int(self.busy_timeout * 1000)}")
+        except psycopg.ProgrammingError as err:  # libpq could not use the URL
+            raise StoreError(f"{self._where}: not a usable PostgreSQL URL "
+                             f"({self._reason(err)})") from None
         except psycopg.Error as err:
             raise self.error(err) from None
 
@@ -322,9 +326,24 @@ class PostgresEngine(Engine):
     def snapshot(self):
         return self._transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
 
+    @classmethod
+    def render(cls, statement) -> str:
+        """SQLite's INTEGER holds 64 bits: PostgreSQL's BIGINT, not its 32-bit INTEGER."""
+        text = super().render(statement)
+        if isinstance(statement, str):
+            text = re.sub(r"\bINTEGER\b", "BIGINT", text)
+        return text
+
+    @staticmethod
+    def _has_schema_table(conn: PgSession) -> bool:
+        # pg_tables, not to_regclass(): after waiting for the lock, the catalog cache
+        # may still say the table is missing when another node has just created it.
+        return conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = "
+                            "current_schema() AND tablename = 'schat_schema'").fetchone()[0] > 0
+
     def version(self, component: str = "schat") -> int:
         with self.reading() as conn:
-            if conn.execute("SELECT to_regclass('schat_schema')").fetchone()[0] is None:
+            if not self._has_schema_table(conn):
                 return 0
             row = conn.execute("SELECT version FROM schat_schema WHERE component = ?",
                                (component,)).fetchone()
@@ -355,7 +374,7 @@ class PostgresEngine(Engine):
     def _prepare_database(self, conn: PgSession) -> None:
         """First use: refuse another application's database, create the schema table, and
         make sure names will compare like SQLite's NOCASE."""
-        if conn.execute("SELECT to_regclass('schat_schema')").fetchone()[0] is None:
+        if not self._has_schema_table(conn):
             others = conn.execute(
                 "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"
             ).fetchone()[0]
