@@ -111,6 +111,14 @@ class Engine:
     def close(self) -> None:
         raise NotImplementedError
 
+    def id_position(self, conn, table: str, key: str) -> int:
+        """The highest id ``table``'s integer key has handed out, deleted rows included."""
+        raise NotImplementedError
+
+    def raise_ids(self, conn, table: str, key: str, position: int) -> None:
+        """Make the next generated id of ``table`` greater than ``position``."""
+        raise NotImplementedError
+
     @classmethod
     def render(cls, statement: Statement) -> str:
         """The text of a migration statement for this engine."""
@@ -285,6 +293,28 @@ class SqliteFile(Engine):
                 conn.close()
             except sqlite3.Error:
                 pass
+
+    def id_position(self, conn, table: str, key: str) -> int:
+        used = conn.execute(f"SELECT coalesce(max({key}), 0) FROM {table}").fetchone()[0]
+        # AUTOINCREMENT tables remember ids handed out and deleted since.
+        seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).fetchone() \
+            if self._has_sequences(conn) else None
+        return max(used, seq[0] if seq else 0)
+
+    def raise_ids(self, conn, table: str, key: str, position: int) -> None:
+        sql = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
+                           (table,)).fetchone()
+        if not (sql and "AUTOINCREMENT" in sql[0].upper()):
+            return  # SQLite's next key is then max(key) + 1: the rows decide
+        if conn.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = ?",
+                        (position, table)).rowcount == 0:
+            conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)",
+                         (table, position))
+
+    @staticmethod
+    def _has_sequences(conn) -> bool:
+        return conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' "
+                            "AND name = 'sqlite_sequence'").fetchone()[0] > 0
 
     def version(self, component: str = "schat") -> int:
         with self._read() as conn:

@@ -102,6 +102,10 @@ class PgCursor:
         return self._cur.rowcount
 
     @property
+    def description(self):
+        return self._cur.description
+
+    @property
     def lastrowid(self) -> int:
         """The id the last INSERT on this connection generated (``lastval()``)."""
         return self._session.execute("SELECT lastval()").fetchone()[0]
@@ -394,6 +398,21 @@ class PostgresEngine(Engine):
             raise StoreError(f"{self._where}: the database's character type does not fold "
                              "ASCII case as schat names need; create it with "
                              "LC_CTYPE 'C.UTF-8' or 'en_US.UTF-8'")
+
+    def id_position(self, conn: PgSession, table: str, key: str) -> int:
+        """The highest id ``table`` has handed out (its identity sequence or its rows)."""
+        seq = conn.execute("SELECT pg_get_serial_sequence(?, ?)", (table, key)).fetchone()[0]
+        used = conn.execute(f"SELECT coalesce(max({key}), 0) FROM {table}").fetchone()[0]
+        if seq is None:
+            return used
+        last, called = conn.execute(f"SELECT last_value, is_called FROM {seq}").fetchone()
+        return max(used, last if called else last - 1)
+
+    def raise_ids(self, conn: PgSession, table: str, key: str, position: int) -> None:
+        """Make ``table``'s next generated id follow ``position`` (after copying ids in)."""
+        if position > 0:
+            conn.execute("SELECT setval(pg_get_serial_sequence(?, ?), ?)",
+                         (table, key, max(position, self.id_position(conn, table, key))))
 
     def close(self) -> None:
         """Close the idle connections; those in use close when they are handed back."""
