@@ -13,6 +13,7 @@ import pytest
 
 from chatkit import PASSWORDS, WAIT, RunningServer, install_host_key
 from schat.client.session import LoginRefused
+from schat.protocol import messages
 from schat.crypto.passwords import ScryptParams
 from schat.server.app import ServerThread
 from schat.server.limits import ServerSettings
@@ -56,6 +57,34 @@ def test_an_account_made_on_one_node_logs_in_on_the_other(nodes):
         s.login_password("newcomer", "newcomer-pass-1")
     assert err.value.code == "locked"
     s.close()
+
+
+def test_store_outage_refuses_logins_while_members_chat_on(nodes, pg_service, caplog):
+    a = nodes[0]
+    for name in ("alice", "bob", "carol"):
+        a.store.add(name, PASSWORDS[name])
+    alice, bob = a.login("alice"), a.login("bob")
+    assert alice.next(messages.Join).user == "bob"
+    pg_service.stop()
+    try:
+        s = a.session()
+        with pytest.raises(LoginRefused) as err:
+            s.login_password("carol", PASSWORDS["carol"])
+        assert err.value.code == "busy"
+        assert "store unavailable: the server cannot reach its account store" in str(err.value)
+        s.close()
+        bob.session.say("the store is down, we are not")
+        assert alice.next(messages.ChatMessage).text == "the store is down, we are not"
+    finally:
+        pg_service.start()
+    carol = a.login("carol")  # the node's pool reconnects by itself
+    assert carol.session.welcome.user == "carol"
+    for client in (alice, bob, carol):
+        client.close()
+    warnings = [r.getMessage() for r in caplog.records if r.name == "schat.server"]
+    assert any("store unavailable (" in w for w in warnings), warnings
+    assert not any(APP_PASSWORD in w for w in warnings)
+    assert not any(r.exc_info for r in caplog.records)
 
 
 def test_nodes_racing_on_one_signup_name_make_one_account(nodes):
