@@ -13,6 +13,7 @@ import pytest
 
 from chatkit import PASSWORDS, WAIT, RunningServer, install_host_key
 from schat.client.session import LoginRefused
+from schat.protocol import dm_messages as dmm
 from schat.protocol import messages
 from schat.crypto.passwords import ScryptParams
 from schat.server.app import ServerThread
@@ -75,13 +76,20 @@ def test_store_outage_refuses_logins_while_members_chat_on(nodes, pg_service, ca
         s.close()
         bob.session.say("the store is down, we are not")
         assert alice.next(messages.ChatMessage).text == "the store is down, we are not"
+        # A request that needs the store fails on its own; the member stays.
+        alice.session.send(dmm.GetKey(cid="k1", user="bob"))
+        refused = alice.next(messages.Error)
+        assert (refused.code, refused.cid) == ("busy", "k1")
+        assert refused.text.startswith("store unavailable: ")
+        alice.session.say("still here")
+        assert bob.next(messages.ChatMessage).text == "still here"
     finally:
         pg_service.start()
     carol = a.login("carol")  # the node's pool reconnects by itself
     assert carol.session.welcome.user == "carol"
     for client in (alice, bob, carol):
         client.close()
-    warnings = [r.getMessage() for r in caplog.records if r.name == "schat.server"]
+    warnings = [r.getMessage() for r in caplog.records if r.name.startswith("schat.server")]
     assert any("store unavailable (" in w for w in warnings), warnings
     assert not any(APP_PASSWORD in w for w in warnings)
     assert not any(r.exc_info for r in caplog.records)
