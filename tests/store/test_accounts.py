@@ -4,6 +4,7 @@ import, concurrency, bad files and databases."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sqlite3
 import stat
@@ -250,6 +251,68 @@ def test_two_writer_processes_overlap(engines):
         conn = sqlite3.connect(engines.location)
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         conn.close()
+
+
+SIGNER = """
+import json, sys, threading
+from pathlib import Path
+from schat.crypto.passwords import ScryptParams
+from schat.errors import AccountError
+from schat.paths import Home
+from schat.store.location import open_store
+where, tag = sys.argv[1], sys.argv[2]
+url = where if where.startswith("postgresql:") else None
+results = []
+with open_store(url, Home(Path(where).parent.parent), hash_params=ScryptParams(10)) as s:
+    print("ready", flush=True)
+    sys.stdin.readline()  # the barrier: every process starts together
+
+    def sign_up(thread):
+        for n in range(6):
+            try:
+                s.add(f"Racer{n}", f"tangerine{n}{thread}")
+                results.append((n, "won"))
+            except AccountError as err:
+                results.append((n, str(err)))
+
+    threads = [threading.Thread(target=sign_up, args=(t,)) for t in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+print(json.dumps(results), flush=True)
+"""
+
+
+def test_racing_signups_of_one_name_have_one_winner(engines):
+    """Three processes of two threads each create the same six names at once."""
+    reopen(engines).close()
+    procs = [subprocess.Popen([sys.executable, "-c", SIGNER, engines.location, str(i)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(3)]
+    try:
+        for p in procs:
+            assert p.stdout.readline() == "ready\n", p.stderr.read()
+        for p in procs:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        results = []
+        for p in procs:
+            out, err = p.communicate(timeout=50)
+            assert p.returncode == 0, err
+            results += json.loads(out)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for n in range(6):
+        outcomes = [r for i, r in results if i == n]
+        assert outcomes.count("won") == 1, outcomes
+        assert all(r == f"user 'Racer{n}' already exists (names are unique regardless of case)"
+                   for r in outcomes if r != "won"), outcomes
+    with reopen(engines) as s:
+        assert [a.name for a in s.list()] == [f"Racer{n}" for n in range(6)]
 
 
 def test_not_a_database(tmp_path):
