@@ -11,7 +11,6 @@ send) is printed in the event stream on stdout, as a JSON object with
 
 from __future__ import annotations
 
-import json
 import queue
 import sys
 import threading

@@ -19,7 +19,7 @@ from schat.client.dm import DmClient
 from schat.client.session import ClientSession
 from schat.crypto import envelope as ev
 from schat.crypto.keys import fingerprint, public_der
-from schat.errors import SchatError, TrustError
+from schat.errors import TrustError
 from schat.protocol import dm_messages as dmm
 from schat.protocol import messages
 
