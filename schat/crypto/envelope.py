@@ -43,7 +43,7 @@ from schat.crypto import aead, pubkey
 from schat.crypto.kdf import constant_time_equal
 from schat.crypto.keys import RandFunc, RsaKey, import_public_key, public_der
 from schat.errors import CryptoError, KeyFileError
-from schat.protocol.schema import name_key
+from schat.names import name_key
 
 MAGIC = b"SCDM"
 VERSION = 2
