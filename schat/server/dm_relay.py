@@ -30,17 +30,19 @@ from typing import Callable, Deque, Dict, Optional, Tuple
 
 from schat.crypto import envelope as env_mod
 from schat.crypto.keys import fingerprint, import_public_key, public_der
-from schat.errors import KeyFileError, SchatError
+from schat.errors import KeyFileError, SchatError, StoreError
+from schat.names import name_key
 from schat.protocol import dm_messages as dmm
 from schat.protocol import messages
-from schat.protocol.schema import name_key
 from schat.server.guard import CryptoShare
-from schat.server.limits import ENVELOPE_MAX_SKEW_MS, NEW_ACCOUNT_AGE
+from schat.server.limits import NEW_ACCOUNT_AGE
 from schat.server.mailbox import Mailbox, MailboxFull
 
 log = logging.getLogger("schat.server.dm")
 
 NOT_SIGNED = "the envelope is not signed with the key registered on your account"
+STORE_DOWN_TEXT = ("store unavailable: the server cannot reach its account store, so this "
+                   "was not done; try again later")
 BUSY_TEXT = "the server is busy checking messages; send it again in a moment"
 THROTTLED_TEXT = ("too many direct messages from your address for now; "
                   "message not sent, send it again in a moment")
@@ -181,6 +183,19 @@ class DmRelay:
 
     def handle(self, member, msg) -> bool:
         """Act on ``msg`` when it is a DM message; False lets the hub handle it."""
+        try:
+            return self._dispatch(member, msg)
+        except StoreError as err:  # the store is down: this request fails, the member stays
+            if isinstance(msg, dmm.DmSend):
+                self.outcomes["busy"] += 1
+            self._store_down(member, err, getattr(msg, "cid", None))
+            return True
+
+    def _store_down(self, member, err: StoreError, cid: Optional[str]) -> None:
+        log.warning("%s: %s", member.name, err)
+        self._error(member, "busy", STORE_DOWN_TEXT, cid)
+
+    def _dispatch(self, member, msg) -> bool:
         if isinstance(msg, dmm.DmSend):
             self._send(member, msg)
         elif isinstance(msg, dmm.DmAck):
@@ -290,19 +305,18 @@ class DmRelay:
         if sender is None or not sender.public_key_der:
             self._refuse(member, msg, "no_key", dmm.no_key_text(member.name))
             return
-        # The envelope is signed, so the server cannot correct a name in it: a name
-        # spelled otherwise than registered is refused, and a reader never sees
-        # "CAROL" for carol.
-        if env.sender != sender.name or env.recipient != recipient.name:
+        # Names are signed in their canonical form (parse refuses any other), and
+        # must be these two accounts: a reader never sees "CAROL" for carol.
+        if env.sender != name_key(sender.name) or env.recipient != name_key(recipient.name):
             self._refuse(member, msg, "invalid",
-                         f"the envelope must name its sender and recipient as registered "
-                         f"({sender.name} -> {recipient.name})")
+                         f"the envelope must name its sender and recipient as "
+                         f"{name_key(sender.name)} -> {name_key(recipient.name)}")
             return
         now = self.hub.now_ms()
-        if abs(env.time_ms - now) > ENVELOPE_MAX_SKEW_MS:
+        if not dmm.envelope_time_ok(env.time_ms, now):
             self._refuse(member, msg, "invalid",
                          f"the envelope's time is {abs(env.time_ms - now) // 1000} s away from "
-                         f"the server's clock (at most {ENVELOPE_MAX_SKEW_MS // 1000} s); "
+                         f"the server's clock (at most {dmm.MAX_CLOCK_SKEW_MS // 1000} s); "
                          f"check your computer's clock")
             return
         sender_der = bytes(sender.public_key_der)
@@ -343,6 +357,13 @@ class DmRelay:
             del self._checking[key]
 
     def _finish(self, pending: _Pending) -> None:
+        try:
+            self._store(pending)
+        except StoreError as err:
+            self.outcomes["busy"] += 1
+            self._store_down(pending.member, err, pending.msg.cid)
+
+    def _store(self, pending: _Pending) -> None:
         member, msg = pending.member, pending.msg
         if self.hub.member(member.name) is not member:
             self.outcomes["gone"] += 1  # the sender left meanwhile: nothing stored, no answer

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Deque, Dict, Optional, Tuple
 
-from schat.protocol.schema import name_key
+from schat.names import name_key
 
 
 class TokenBucket:

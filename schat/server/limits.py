@@ -96,10 +96,6 @@ DM_CHECK_BURST = 0.1
 # Signature checks one address may have waiting or running at once (a client
 # may send a few messages in one record; more wait their turn on the client).
 DM_CHECKS_PER_ADDRESS = 16
-# An envelope's time (the sender's clock) may differ from the server's by at
-# most this many milliseconds; outside it the server refuses the envelope
-# (Kerberos allows 5 minutes of clock skew). One definition, used by the DM relay.
-ENVELOPE_MAX_SKEW_MS = 5 * 60 * 1000
 # Addresses and accounts remembered by the penalty box at most (memory bound).
 PENALTY_ENTRIES = 65_536
 

@@ -6,18 +6,19 @@ being offline, a dropped connection and a server restart. The rows hold only
 what the server saw on the wire: the sealed envelope (which the server cannot
 open), the sender's public key at sending time, names and times.
 
-The table lives in the account store (``server/users.db``), created by the
-store's second schema migration (:data:`schat.store.accounts.MIGRATIONS`); a
-trigger drops a removed account's queue with it.
+The table lives in the account store (``server/users.db``, or the cluster's
+PostgreSQL database), created by the store's second schema migration
+(:data:`schat.store.accounts.MIGRATIONS`); a trigger drops a removed account's
+queue with it.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from typing import List
 
-from schat.errors import AccountError, StoreError
+from schat.errors import AccountError
+from schat.protocol.schema import name_key
 
 # Per-recipient bound on stored envelopes: a full mailbox refuses new messages
 # (the sender is told) rather than letting one absent member fill the disk.
@@ -61,8 +62,9 @@ class Mailbox:
 
     def _refusal(self, conn, recipient: str, sender: str, new_sender: bool) -> None:
         waiting, mine, new = conn.execute(
-            "SELECT count(*), coalesce(sum(sender = ?), 0), coalesce(sum(new_sender), 0) "
-            "FROM mailbox WHERE recipient = ?", (sender, recipient)).fetchone()
+            "SELECT count(*), coalesce(sum(CASE WHEN sender = ? THEN 1 ELSE 0 END), 0), "
+            "coalesce(sum(new_sender), 0) FROM mailbox WHERE recipient = ?",
+            (sender, recipient)).fetchone()
         if waiting >= self.limit:
             raise MailboxFull(f"{recipient}'s mailbox is full ({self.limit} messages "
                               f"waiting); try again after they have logged in")
@@ -89,8 +91,9 @@ class Mailbox:
         waiting, or ``per_sender`` of them from ``sender``, or (``new_sender``:
         the sender is a new account) ``new_senders`` from new accounts.
         """
-        # The store's write transaction (BEGIN IMMEDIATE) makes count-then-insert atomic.
-        with self.store.transaction() as conn:
+        # The transaction makes count-then-insert atomic: serialised with every other
+        # put for this recipient (and, on SQLite, with every writer).
+        with self.store.transaction(f"mailbox:{name_key(recipient)}") as conn:
             self._refusal(conn, recipient, sender, new_sender)
             cur = conn.execute(
                 "INSERT INTO mailbox (recipient, sender, time, envelope, sender_key, "
@@ -123,10 +126,7 @@ class Mailbox:
     def dump(self) -> List[StoredDm]:
         """Every stored envelope (for the operator's inspection and for tests)."""
         with self.store.reading() as conn:
-            try:
-                rows = conn.execute(
-                    "SELECT id, recipient, sender, time, envelope, sender_key FROM mailbox "
-                    "ORDER BY id").fetchall()
-            except sqlite3.OperationalError as err:
-                raise StoreError(f"{self.store.path}: no mailbox table ({err})") from None
+            rows = conn.execute(
+                "SELECT id, recipient, sender, time, envelope, sender_key FROM mailbox "
+                "ORDER BY id").fetchall()
         return [StoredDm(r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5])) for r in rows]

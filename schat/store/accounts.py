@@ -1,9 +1,11 @@
-"""The account store: one SQLite file (server/users.db) shared by the server and `schat user`.
+"""The account store, shared by the server and `schat user`: by default one SQLite file
+(server/users.db), or a PostgreSQL database shared by a cluster's nodes.
 
-Connections, transactions and migrations are :class:`schat.store.database.SqliteFile`'s:
-an admin command and a running server can use the file at once. Slow work
-(scrypt) always happens outside a transaction, so a login never holds the
-write lock while hashing. Later features append to :data:`MIGRATIONS`.
+Connections, transactions and migrations are the engine's
+(:mod:`schat.store.database`): an admin command and a running server can use
+the store at once. Slow work (scrypt) always happens outside a transaction, so
+a login never holds the write lock while hashing. Later features append to
+:data:`MIGRATIONS`.
 """
 
 from __future__ import annotations
@@ -12,33 +14,31 @@ import logging
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable, Iterable, List, Optional
+from typing import Callable, Iterable, List, Optional, Union
 
 from schat.crypto import keys, passwords
 from schat.errors import AccountError, KeyFileError
 from schat.store import legacy
-from schat.store.database import Migration, SqliteFile
+from schat.protocol.schema import name_key
+from schat.store.database import ConstraintError, Engine, Migration, PerEngine, Store
 from schat.store.legacy import ImportReport
-from schat.store.policy import (NAME_EDGE_PUNCTUATION, check_password_policy, name_skeleton,
-                                validate_new_username)
+from schat.store.policy import check_password_policy, name_skeleton, validate_new_username
 
 log = logging.getLogger(__name__)
 
-# SQL of schat.store.policy.name_skeleton (names are ASCII, so lower() is exact).
-_SKELETON_SQL = f"lower(trim(name, '{NAME_EDGE_PUNCTUATION}'))"
-
-# Each entry runs in one transaction; never edit an applied one.
+# Each entry runs in one transaction; never change what an applied one does. The
+# {TYPE} words are spelled per engine (schat.store.database.SQLITE_TYPES).
 MIGRATIONS: List[Migration] = [
     (
         """CREATE TABLE accounts (
-            id INTEGER PRIMARY KEY,
-            name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            id {ID},
+            name {NOCASE} NOT NULL UNIQUE,
             password_hash TEXT NOT NULL,
             legacy INTEGER NOT NULL DEFAULT 0,
             created TEXT NOT NULL,
             last_login TEXT,
             locked INTEGER NOT NULL DEFAULT 0,
-            public_key BLOB,
+            public_key {BLOB},
             key_fingerprint TEXT
         )""",
     ),
@@ -46,34 +46,48 @@ MIGRATIONS: List[Migration] = [
     # a removed account's queue goes with it.
     (
         """CREATE TABLE mailbox (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            recipient TEXT NOT NULL COLLATE NOCASE,
+            id {SERIAL},
+            recipient {NOCASE} NOT NULL,
             sender TEXT NOT NULL,
             time INTEGER NOT NULL,
-            envelope BLOB NOT NULL,
-            sender_key BLOB NOT NULL
+            envelope {BLOB} NOT NULL,
+            sender_key {BLOB} NOT NULL
         )""",
         "CREATE INDEX mailbox_by_recipient ON mailbox (recipient, id)",
-        """CREATE TRIGGER mailbox_drop_account AFTER DELETE ON accounts
-            BEGIN DELETE FROM mailbox WHERE recipient = OLD.name; END""",
+        PerEngine(
+            sqlite="""CREATE TRIGGER mailbox_drop_account AFTER DELETE ON accounts
+                BEGIN DELETE FROM mailbox WHERE recipient = OLD.name; END""",
+            postgresql="""CREATE FUNCTION mailbox_drop_account() RETURNS trigger
+                LANGUAGE plpgsql AS $$
+                BEGIN DELETE FROM mailbox WHERE recipient = OLD.name; RETURN OLD; END $$;
+                CREATE TRIGGER mailbox_drop_account AFTER DELETE ON accounts
+                FOR EACH ROW EXECUTE FUNCTION mailbox_drop_account()""",
+        ),
     ),
     # 3: imported SHA-256 digests stored bare by earlier versions get wrapped in scrypt.
     legacy.wrap_old_rows,
-    # 4: abuse limits. An account made by sign-up starts not `established` (every
-    # existing and admin-made account is); stored DMs remember whether their
-    # sender was new; names are looked up by their lookalike skeleton
-    # (schat.store.policy.name_skeleton: lower case, no punctuation at either end).
-    (
-        "ALTER TABLE accounts ADD COLUMN established INTEGER NOT NULL DEFAULT 1",
-        "ALTER TABLE mailbox ADD COLUMN new_sender INTEGER NOT NULL DEFAULT 0",
-        f"CREATE INDEX accounts_by_skeleton ON accounts ({_SKELETON_SQL})",
-    ),
+    # 4: abuse limits (_add_abuse_columns).
+    lambda conn, prepared: _add_abuse_columns(conn),
 ]
 # The first schema that has the accounts table (before it, nothing to wrap).
 _ACCOUNTS_SINCE = 1
 
 _COLUMNS = ("name, legacy, created, last_login, locked, public_key, key_fingerprint, "
             "established")
+
+
+def _add_abuse_columns(conn) -> None:
+    """Migration 4. An account made by sign-up starts not ``established`` (every existing
+    and admin-made account is); a stored DM remembers whether its sender was new; every
+    name gets its lookalike ``skeleton`` (:func:`schat.store.policy.name_skeleton`),
+    indexed, so a new name is compared with all of them at once. No name changes."""
+    conn.execute("ALTER TABLE accounts ADD COLUMN established INTEGER NOT NULL DEFAULT 1")
+    conn.execute("ALTER TABLE accounts ADD COLUMN skeleton TEXT")
+    conn.execute("ALTER TABLE mailbox ADD COLUMN new_sender INTEGER NOT NULL DEFAULT 0")
+    for (row_id, name) in conn.execute("SELECT id, name FROM accounts").fetchall():
+        conn.execute("UPDATE accounts SET skeleton = ? WHERE id = ?",
+                     (name_skeleton(name), row_id))
+    conn.execute("CREATE INDEX accounts_by_skeleton ON accounts (skeleton)")
 
 
 def _utc_text(moment: datetime) -> str:
@@ -146,15 +160,18 @@ def _row_to_account(row) -> Account:
     )
 
 
-class AccountStore(SqliteFile):
-    """Accounts in a SQLite file (see :mod:`schat.store.database` for the concurrency model)."""
+class AccountStore(Store):
+    """Accounts in a SQLite file (a path) or on any :class:`~schat.store.database.Engine`
+    (see :mod:`schat.store.database` for the concurrency model)."""
 
     kind = "account database"
+    component = "accounts"
 
-    def __init__(self, path: str | os.PathLike,
+    def __init__(self, where: Union[str, os.PathLike, Engine],
                  hash_params: Optional[passwords.ScryptParams] = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
-        super().__init__(path)
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 owns_engine: bool = False):
+        super().__init__(where, owns_engine)
         self.hash_params = hash_params or passwords.current_params()
         self._clock = clock
         self._migrate(MIGRATIONS, lambda conn, version: legacy.prepare_wraps(
@@ -179,8 +196,9 @@ class AccountStore(SqliteFile):
     def list(self) -> List[Account]:
         """Every account, sorted by name regardless of case."""
         with self._read() as conn:
-            rows = conn.execute(f"SELECT {_COLUMNS} FROM accounts ORDER BY name").fetchall()
-        return [_row_to_account(r) for r in rows]
+            rows = conn.execute(f"SELECT {_COLUMNS} FROM accounts").fetchall()
+        # Sorted here: PostgreSQL would order punctuation by the database's locale.
+        return sorted((_row_to_account(r) for r in rows), key=lambda a: name_key(a.name))
 
     def count(self) -> int:
         with self._read() as conn:
@@ -210,12 +228,18 @@ class AccountStore(SqliteFile):
         check_password_policy(password, name)
         der, fp = _check_public_key(public_key_der)
         encoded = passwords.hash_password(password, self.hash_params)
-        with self._write() as conn:
-            _check_free(conn, name)
-            conn.execute(
-                "INSERT INTO accounts (name, password_hash, legacy, created, public_key,"
-                " key_fingerprint, established) VALUES (?, ?, 0, ?, ?, ?, ?)",
-                (name, encoded, _utc_text(self._clock()), der, fp, int(established)))
+        try:
+            # Serialised with every other write (both engines), so the check holds.
+            with self._write() as conn:
+                _check_free(conn, name)
+                conn.execute(
+                    "INSERT INTO accounts (name, password_hash, legacy, created, public_key,"
+                    " key_fingerprint, established, skeleton) VALUES (?, ?, 0, ?, ?, ?, ?, ?)",
+                    (name, encoded, _utc_text(self._clock()), der, fp, int(established),
+                     name_skeleton(name)))
+        except ConstraintError:
+            self.ensure_new(name)
+            raise
         return self.require(name)
 
     def remove(self, name: str) -> None:
@@ -336,9 +360,12 @@ class AccountStore(SqliteFile):
                     continue
                 encoded = wrapped.get(entry.line) or passwords.wrap_sha256(
                     entry.hexdigest, self.hash_params)
+                # Imported names are existing accounts: no lookalike check, but
+                # their skeleton is kept so that later names are compared with them.
                 conn.execute(
-                    "INSERT INTO accounts (name, password_hash, legacy, created)"
-                    " VALUES (?, ?, 1, ?)", (entry.name, encoded, created))
+                    "INSERT INTO accounts (name, password_hash, legacy, created, skeleton)"
+                    " VALUES (?, ?, 1, ?, ?)",
+                    (entry.name, encoded, created, name_skeleton(entry.name)))
                 report.imported.append(entry.name)
         return report
 
@@ -347,7 +374,7 @@ def _check_free(conn, name: str) -> None:
     row = conn.execute("SELECT name FROM accounts WHERE name = ?", (name,)).fetchone()
     if row:
         raise _exists(row[0])
-    row = conn.execute(f"SELECT name FROM accounts WHERE {_SKELETON_SQL} = ? LIMIT 1",
+    row = conn.execute("SELECT name FROM accounts WHERE skeleton = ? LIMIT 1",
                        (name_skeleton(name),)).fetchone()
     if row:
         raise AccountError(f"user name {name!r} is too like the existing {row[0]!r} "

@@ -25,7 +25,7 @@ from typing import FrozenSet, Optional
 
 from schat.crypto.passwords import normalize_password
 from schat.errors import PolicyError
-from schat.protocol.schema import name_key
+from schat.names import name_key
 
 USERNAME_MAX = 32
 PASSWORD_MIN = 8

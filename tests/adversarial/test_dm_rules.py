@@ -16,7 +16,6 @@ from schat.crypto import envelope as ev
 from schat.crypto.keys import public_der
 from schat.protocol import dm_messages as dmm
 from schat.protocol import events, messages
-from schat.server.limits import ENVELOPE_MAX_SKEW_MS
 
 PROTOCOL = Path(__file__).resolve().parents[2] / "docs" / "PROTOCOL.md"
 
@@ -32,27 +31,42 @@ def _stored(srv, recipient="bob"):
     return srv.server.dm.mailbox.count(recipient)
 
 
-# -- #12 item 6: names go on the wire as registered ---------------------------------
-def test_envelopes_must_name_sender_and_recipient_as_registered(server_factory, user_keys):
+# -- #12 item 6: names on the wire -------------------------------------------------
+def test_names_are_sent_as_registered_and_envelopes_carry_them_canonical(server_factory,
+                                                                          user_keys):
     srv = _keyed(server_factory, user_keys)
+    srv.store.add("Dave", "dave-pass-4444", public_der(user_keys["carol"]))
     alice, welcome = login(srv, "ALICE", PASSWORDS["alice"])
     assert welcome.user == "alice"
     bob_pub = user_keys["bob"].public_key()
-    for n, (sender, recipient) in enumerate((("alice", "BOB"), ("ALICE", "bob"),
-                                              ("Alice", "Bob"))):
-        env = sealed(sender, user_keys["alice"], recipient, bob_pub)
-        reply = send_dm(alice, "bob", env, f"c{n}")
-        assert isinstance(reply, messages.Error) and reply.code == "invalid", reply
-        assert "as registered (alice -> bob)" in reply.text
+    # Names in any other form than name_key's are refused, and nothing is stored.
+    genuine = sealed("alice", user_keys["alice"], "bob", bob_pub)
+    shouting = genuine.replace(b"\x03bob", b"\x03BOB", 1)
+    reply = send_dm(alice, "bob", shouting, "upper")
+    assert isinstance(reply, messages.Error) and reply.code == "invalid", reply
+    # An envelope for another account than `to` is refused too.
+    for_carol = sealed("alice", user_keys["alice"], "carol", user_keys["carol"].public_key())
+    reply = send_dm(alice, "bob", for_carol, "other")
+    assert reply.code == "invalid" and "alice -> bob" in reply.text, reply
     assert _stored(srv) == 0
-    # The request's own `to` compares like every name; the envelope is as registered.
-    env = sealed("alice", user_keys["alice"], "bob", bob_pub)
-    assert isinstance(send_dm(alice, "BOB", env, "ok"), messages.Ack)
+    # `to` compares like every name; the envelope is canonical.
+    assert isinstance(send_dm(alice, "BOB", genuine, "ok"), messages.Ack)
+    to_dave = sealed("alice", user_keys["alice"], "Dave", user_keys["carol"].public_key())
+    assert isinstance(send_dm(alice, "dave", to_dave, "dave"), messages.Ack)
     # get_key answers with the registered spelling, whatever was asked.
-    alice.send(alice.record(dmm.GetKey(user="BoB", cid="k1")))
-    key = _next(alice, dmm.Key)
-    assert (key.cid, key.user, key.status) == ("k1", "bob", "ok")
+    for asked, registered in (("BoB", "bob"), ("dAVE", "Dave")):
+        alice.send(alice.record(dmm.GetKey(user=asked, cid=asked)))
+        key = _next(alice, dmm.Key)
+        assert (key.cid, key.user, key.status) == (asked, registered, "ok")
     alice.close()
+    # Stored and delivered under the registered spellings.
+    assert [(d.recipient, d.sender) for d in srv.server.dm.mailbox.pending("dave")] == \
+        [("Dave", "alice")]
+    dave, welcome = login(srv, "DAVE", "dave-pass-4444")
+    assert welcome.user == "Dave"
+    env = _next(dave, dmm.DmEnvelope)
+    assert env.sender == "alice"
+    dave.close()
 
 
 def _next(peer: RawPeer, kind):
@@ -68,16 +82,16 @@ def test_envelopes_dated_outside_the_clock_skew_are_refused(server_factory, user
     alice, _ = login(srv, "alice")
     bob_pub = user_keys["bob"].public_key()
     now = int(time.time() * 1000)
-    for n, when in enumerate((0, now - ENVELOPE_MAX_SKEW_MS - 60_000,
-                              now + ENVELOPE_MAX_SKEW_MS + 60_000)):
+    for n, when in enumerate((0, now - dmm.MAX_CLOCK_SKEW_MS - 60_000,
+                              now + dmm.MAX_CLOCK_SKEW_MS + 60_000)):
         env = sealed("alice", user_keys["alice"], "bob", bob_pub, time_ms=when)
         reply = send_dm(alice, "bob", env, f"t{n}")
         assert isinstance(reply, messages.Error) and reply.code == "invalid", reply
         assert "server's clock" in reply.text
     assert _stored(srv) == 0
     # Inside the skew either way: stored.
-    for n, when in enumerate((now - ENVELOPE_MAX_SKEW_MS + 60_000,
-                              now + ENVELOPE_MAX_SKEW_MS - 60_000)):
+    for n, when in enumerate((now - dmm.MAX_CLOCK_SKEW_MS + 60_000,
+                              now + dmm.MAX_CLOCK_SKEW_MS - 60_000)):
         env = sealed("alice", user_keys["alice"], "bob", bob_pub, time_ms=when)
         assert isinstance(send_dm(alice, "bob", env, f"ok{n}"), messages.Ack)
     assert _stored(srv) == 2
