@@ -45,7 +45,7 @@ def test_wrong_guesses_from_elsewhere_never_refuse_the_owner(server_factory, ser
 def _key_login(srv, source: str, key):
     peer = RawPeer(srv, source=source)
     peer.handshake()
-    signature = auth.sign_login(key, peer.conn.transcript_hash)
+    signature = auth.sign_login(key, "alice", srv.fingerprint, peer.conn.transcript_hash)
     peer.send(peer.record(messages.LoginKey(user="alice", signature=signature)))
     reply = peer.reply()
     peer.close()
