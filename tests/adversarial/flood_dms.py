@@ -29,20 +29,22 @@ import time
 from typing import Dict
 
 from schat.crypto.envelope import key_fp
+from schat.names import name_key
 from schat.protocol import dm_messages as dmm
 from schat.protocol import events, messages
 from schat.protocol.connection import ClientConnection
 
 def _name(name: str) -> bytes:
-    raw = name.encode("ascii")
+    raw = name_key(name).encode("ascii")  # envelopes carry names in canonical form
     return bytes([len(raw)]) + raw
 
 
 def forged_envelope(sender: str, sender_fp: bytes, recipient: str, recipient_fp: bytes) -> bytes:
     """An envelope laid out as docs/PROTOCOL.md says, with random bytes where only a
     private key could produce the right ones (wrapped keys, ciphertext, signature)."""
-    header = (b"SCDM" + b"\x01" + _name(sender) + _name(recipient)
-              + struct.pack(">Q", int(time.time() * 1000)) + os.urandom(16) + sender_fp)
+    header = (b"SCDM" + b"\x02" + _name(sender) + _name(recipient)
+              + struct.pack(">Q", int(time.time() * 1000)) + os.urandom(16) + sender_fp
+              + os.urandom(32))  # the key commitment
     wraps = b"".join(_name(n) + fp + struct.pack(">H", 1024) + os.urandom(1024)
                      for n, fp in ((recipient, recipient_fp), (sender, sender_fp)))
     ciphertext = os.urandom(16 + 4096)

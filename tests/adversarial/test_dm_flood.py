@@ -105,7 +105,9 @@ def test_dm_flood_from_one_address_keeps_chat_latency(server_cpu, server_factory
     # Not one forged envelope was stored or delivered.
     assert srv.server.dm.mailbox.count("member1") == 0
     assert set(answers) <= {"invalid", "throttled", "busy"}, answers
-    assert answers.get("invalid", 0) > 0, answers
+    # Envelopes did reach the signature lane (checked and refused as forged), and
+    # the address's share of it ran out (the rest throttled, unchecked).
+    assert answers.get("invalid", 0) > 0 and answers.get("throttled", 0) > 0, answers
     # A member logging in meanwhile from another address is let in.
     assert report["login"]["ok"], report["login"]
     assert_no_traceback(server_log)
