@@ -18,7 +18,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Deque, Optional, Set, Tuple
+from typing import Callable, Deque, Dict, Optional, Set, Tuple
 
 from schat.crypto.keys import RsaKey, fingerprint
 from schat.protocol import messages
@@ -26,7 +26,7 @@ from schat.protocol.connection import ServerConnection
 from schat.server.dm_relay import DmRelay, SignatureLane
 from schat.server.guard import Admission, AddressRates, CryptoShare
 from schat.server.hub import Hub
-from schat.server.limits import (DM_CHECK_BURST, DM_CHECKS_PER_ADDRESS, PENALTY_ENTRIES,
+from schat.server.limits import (DM_CHECK_BACKLOG, DM_CHECK_BURST, PENALTY_ENTRIES,
                                  ServerSettings, lower_thread_priority, raise_nofile_limit)
 from schat.server.link import CHAT, ClientLink
 from schat.server.login import LoginGate
@@ -52,14 +52,17 @@ class Server:
         self.fingerprint = fingerprint(host_key)
         self.hub = Hub(settings.server_name, settings.motd, settings.outbound_cap,
                        wake=self._wake)
-        self.dm = DmRelay(
-            self.hub, store, Mailbox(store, settings.mailbox_limit),
-            SignatureLane(self.run_check,
-                          CryptoShare(settings.dm_check_share, DM_CHECK_BURST,
-                                      DM_CHECKS_PER_ADDRESS, PENALTY_ENTRIES),
-                          settings.crypto_workers, settings.max_pending_logins, self._now),
-            origin=lambda member: member.link.address if member.link is not None else "?",
-            new_account_age=settings.new_account_age)
+        # One check at a time per address, within its share of the crypto threads.
+        lane = SignatureLane(self.run_check,
+                             CryptoShare(settings.dm_check_share, DM_CHECK_BURST, 1,
+                                         PENALTY_ENTRIES),
+                             settings.crypto_workers, settings.max_pending_logins,
+                             DM_CHECK_BACKLOG, self._now, self._call_later, self._room)
+        self.dm = DmRelay(self.hub, store, Mailbox(store, settings.mailbox_limit), lane,
+                          origin=lambda member: member.link.address if member.link else "?",
+                          hold=self._hold, new_account_age=settings.new_account_age)
+        # Address -> the connections not read while its signature checks are queued up.
+        self._held: Dict[str, Deque[ClientLink]] = {}
         self.pool = ThreadPoolExecutor(settings.crypto_workers,
                                        thread_name_prefix="schat-crypto",
                                        initializer=lower_thread_priority,
@@ -133,6 +136,7 @@ class Server:
         for link in list(self.links):
             link._drop(reason)
         await listener.wait_closed()
+        self.dm.lane.close()
         self.pool.shutdown(wait=True)
         self.store.close()
         log.info("server stopped")
@@ -203,6 +207,29 @@ class Server:
     # -- crypto pool accounting ------------------------------------------------
     def _now(self) -> float:
         return self.loop.time()
+
+    def _call_later(self, delay: float, fn: Callable) -> asyncio.TimerHandle:
+        return self.loop.call_later(delay, fn)
+
+    def _hold(self, member) -> None:
+        """Stop reading ``member``'s connection: its address's signature checks are
+        queued up (SignatureLane); :meth:`_room` lets it go on."""
+        link = member.link
+        if link is None or link.state != CHAT:
+            return
+        held = self._held.setdefault(link.address, deque())
+        if link not in held:
+            link.hold()
+            held.append(link)
+
+    def _room(self, address: str, count: int) -> None:
+        held = self._held.get(address)
+        while held and count > 0:
+            # In the lane, after chat: a released connection decodes what it had read.
+            self.defer(held.popleft().release)
+            count -= 1
+        if held is not None and not held:
+            del self._held[address]
 
     def run_check(self, job: Callable, done: Callable) -> None:
         """Run ``job`` in the crypto pool for a logged-in member; ``done(future)`` runs in

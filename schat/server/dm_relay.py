@@ -66,35 +66,58 @@ def check_signature(env: env_mod.Envelope, sender_der: bytes) -> Tuple[bool, flo
 class SignatureLane:
     """Envelope signature checks off the event loop: a fair queue per address.
 
-    Each address has its own queue; the crypto threads take one check at a time
-    from each address in turn, and at most ``slots`` checks are in the thread
-    pool at once, so a login never waits behind more than ``slots`` of them.
-    An address whose :class:`~schat.server.guard.CryptoShare` is spent, or with
-    ``share.pending`` checks already waiting, is answered ``throttled`` (a
-    client sends the message again after a pause); past ``capacity`` checks
-    waiting in all, ``busy``.
+    Each address has its own queue, served in turn, one check at a time per
+    address and at most ``slots`` in the thread pool at once (a login never
+    waits behind more than ``slots`` of them). An address is served only while
+    its :class:`~schat.server.guard.CryptoShare` has time left; when it has
+    none, its queue waits for the share to refill (a timer, not a refusal).
+
+    A queue of ``backlog`` checks is *full*: the relay then holds the
+    connection that added to it (the I/O layer stops reading and decoding it),
+    so a flood waits in its own socket buffers instead of costing the server
+    a decryption per message; ``room(address, n)`` tells the I/O layer when
+    ``n`` more may go on. Past twice ``backlog`` a check is refused
+    ``throttled``, and past ``capacity`` checks waiting in all, ``busy``.
     """
 
     def __init__(self, run: Runner, share: CryptoShare, slots: int, capacity: int,
-                 clock: Callable[[], float]):
+                 backlog: int, clock: Callable[[], float],
+                 call_later: Callable[[float, Callable[[], None]], object],
+                 room: Callable[[str, int], None]):
         self._run = run
         self.share = share
         self.slots = slots
         self.capacity = capacity
+        self.backlog = backlog
         self.waiting = 0
         self.running = 0
         self._clock = clock
+        self._call_later = call_later
+        self._room = room
+        self._timer = None
         # address -> its checks not yet started; the dict's order is the turn order.
         self._queues: Dict[str, Deque[Tuple[Callable, Callable]]] = {}
 
-    def refusal(self, address: str) -> Optional[str]:
-        """The error code a check from ``address`` would get now (None: it would be queued).
+    def close(self) -> None:
+        """Start nothing more (the server is stopping: its thread pool is going away)."""
+        self.slots = 0
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
-        Asked before anything else about a message, so that a flood over its
-        share costs the loop no lookups either."""
+    def full(self, address: str) -> bool:
+        """True when ``address``'s queue holds ``backlog`` checks or more."""
+        queue = self._queues.get(address)
+        return queue is not None and len(queue) >= self.backlog
+
+    def refusal(self, address: str) -> Optional[str]:
+        """The error code a check from ``address`` would get now (None: it would be
+        queued). Asked before anything else about a message: a refused one then
+        costs the loop no lookups either."""
         if self.waiting + self.running >= self.capacity:
             return "busy"
-        if not self.share.available(address, self._clock()):
+        queue = self._queues.get(address)
+        if queue is not None and len(queue) >= 2 * self.backlog:
             return "throttled"
         return None
 
@@ -102,28 +125,40 @@ class SignatureLane:
                done: Callable[[bool], None]) -> Optional[str]:
         """Queue the check of ``env``; None when queued (``done(ok)`` follows on the
         loop), else the error code to answer with."""
-        if self.waiting + self.running >= self.capacity:
-            return "busy"
-        if not self.share.admit(address, self._clock()):
-            return "throttled"
-        job = functools.partial(check_signature, env, sender_der)
+        refusal = self.refusal(address)
+        if refusal is not None:
+            return refusal
         self._queues.setdefault(address, deque()).append(
-            (job, functools.partial(self._checked, address, done)))
+            (functools.partial(check_signature, env, sender_der),
+             functools.partial(self._checked, address, done)))
         self.waiting += 1
         self._start()
         return None
 
     def _start(self) -> None:
-        queues = self._queues
-        while self.running < self.slots and queues:
-            address = next(iter(queues))
-            queue = queues.pop(address)
+        self._timer = None
+        now = self._clock()
+        share = self.share
+        later = None
+        for address in list(self._queues):
+            if self.running >= self.slots:
+                return
+            if not share.admit(address, now):
+                wait = share.ready_in(address, now)
+                if wait > 0:  # else a check of this address is running: its end restarts
+                    later = wait if later is None else min(later, wait)
+                continue
+            queue = self._queues.pop(address)
             job, finished = queue.popleft()
             if queue:
-                queues[address] = queue  # to the back of the turn order
+                self._queues[address] = queue  # to the back of the turn order
             self.waiting -= 1
             self.running += 1
             self._run(job, finished)
+            if len(queue) < self.backlog:
+                self._room(address, self.backlog - len(queue))
+        if later is not None and self._timer is None:
+            self._timer = self._call_later(later, self._start)
 
     def _checked(self, address: str, done: Callable[[bool], None], fut) -> None:
         self.running -= 1
@@ -133,8 +168,8 @@ class SignatureLane:
             log.exception("signature check failed")
             ok, seconds = False, 0.0
         self.share.done(address, seconds, self._clock())
-        self._start()
         done(ok)
+        self._start()
 
 
 class _Pending:
@@ -158,13 +193,17 @@ class DmRelay:
     """Handles the DM wire messages of logged-in members."""
 
     def __init__(self, hub, store, mailbox: Mailbox, lane: SignatureLane,
-                 origin: Callable[[object], str], new_account_age: float = NEW_ACCOUNT_AGE):
+                 origin: Callable[[object], str], hold: Callable[[object], None],
+                 new_account_age: float = NEW_ACCOUNT_AGE):
         self.hub = hub
         self.store = store
         self.mailbox = mailbox
         self.lane = lane
         # member -> the address it is connected from (the I/O layer knows it).
         self.origin = origin
+        # Stop reading a member's connection until its address's queue of checks
+        # has room again (the I/O layer does it; see SignatureLane).
+        self.hold = hold
         self.new_account_age = new_account_age
         # How each dm_send was answered ("ack" or the error code): for operators and tests.
         self.outcomes: Counter = Counter()
@@ -346,6 +385,8 @@ class DmRelay:
                          BUSY_TEXT if refusal == "busy" else THROTTLED_TEXT)
             return
         self._checking.setdefault(name_key(member.name), deque()).append(pending)
+        if self.lane.full(address):
+            self.hold(member)
 
     def _checked(self, pending: _Pending, ok: bool) -> None:
         pending.verdict = ok

@@ -278,7 +278,7 @@ class CryptoShare:
 
     An address may spend ``share`` seconds of crypto-thread time per second
     (a balance refilled at that rate, up to ``burst`` seconds) and have at
-    most ``pending`` jobs queued or running. A job is charged what it really
+    most ``pending`` jobs running at once. A job is charged what it really
     cost (thread CPU time, measured by the caller), so an RSA-8192 signature
     costs its sender fifty times an RSA-2048 one.
     """
@@ -305,10 +305,15 @@ class CryptoShare:
     def available(self, address: str, now: float) -> bool:
         """True when ``address`` could start a job now (its share left, a slot free)."""
         entry = self._addresses.get(address)
+        return entry is None or (self.ready_in(address, now) == 0.0 and entry[2] < self.pending)
+
+    def ready_in(self, address: str, now: float) -> float:
+        """Seconds until ``address``'s balance is positive again (0.0: it is now)."""
+        entry = self._addresses.get(address)
         if entry is None:
-            return True
+            return 0.0
         balance = entry[0] + (now - entry[1]) * self.share
-        return balance > 0 and entry[2] < self.pending
+        return 0.0 if balance > 0 else -balance / self.share + 0.001
 
     def admit(self, address: str, now: float) -> bool:
         """Take a job slot for ``address``; False when its share is spent or its slots full."""

@@ -93,9 +93,10 @@ ADDRESS_RATE_BURST = 400
 DM_CHECK_SHARE = 0.05
 # The balance of that share an address may save up (seconds of crypto time).
 DM_CHECK_BURST = 0.1
-# Signature checks one address may have waiting or running at once (a client
-# may send a few messages in one record; more wait their turn on the client).
-DM_CHECKS_PER_ADDRESS = 16
+# Signature checks of one address waiting for their turn before the server
+# stops reading the connections that send them (they wait in their own socket
+# buffers, costing the server nothing); twice as many, and more are refused.
+DM_CHECK_BACKLOG = 16
 # Addresses and accounts remembered by the penalty box at most (memory bound).
 PENALTY_ENTRIES = 65_536
 

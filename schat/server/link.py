@@ -197,6 +197,37 @@ class ClientLink(asyncio.Protocol):
                 self._close_transport()
                 return
 
+    # -- flow control (the signature lane of direct messages) ------------------
+    def hold(self) -> None:
+        """Stop reading and decoding (the address's signature checks are congested):
+        records already read stay undecoded until :meth:`release`."""
+        if self.state != CHAT or self.busy:
+            return
+        self.busy = True
+        self.transport.pause_reading()
+
+    def release(self) -> None:
+        """Go on after :meth:`hold`: decode what was read, then read again."""
+        if self.state != CHAT or not self.busy:
+            return
+        self.busy = False
+        self.transport.resume_reading()
+        backlog, self.backlog = self.backlog, []
+        try:
+            self._process()
+        except ProtocolError as err:
+            self._drop(f"protocol error: {err}")
+            return
+        except Exception:  # noqa: BLE001 - a bug hit by one client must not stop the server
+            log.exception("%s: internal error; connection closed", self.peer)
+            self._drop("internal error")
+            return
+        if backlog and self.state != CLOSED:
+            if self.busy:  # held again: the newer bytes wait behind the older ones
+                self.backlog = backlog + self.backlog
+            else:
+                self._feed(b"".join(backlog))
+
     def _run_job(self, job, done) -> None:
         """Run blocking ``job`` in the pool; ``done(result_future)`` back on the loop."""
         server = self.server

@@ -39,7 +39,6 @@ QUIET = FLOOD_SECONDS
 PROBE_INTERVAL = 0.02
 FLOOD_SOURCE = "127.0.0.2"
 LOGIN_SOURCE = "127.0.0.3"
-POLL = 0.05
 HERE = Path(__file__).parent
 ROOT = HERE.resolve().parents[1]
 
@@ -79,13 +78,10 @@ def test_dm_flood_from_one_address_keeps_chat_latency(server_cpu, server_factory
         flood.stdin.write("go\n")
         flood.stdin.flush()
         report = json.loads(flood.stdout.readline())
+        # Answered by the end of the flood: the rest waited in the flood's own
+        # socket buffers (the server stops reading a congested address).
+        answered = dict(srv.server.dm.outcomes)
         chat_out, _ = chatters.communicate(timeout=30)
-        # Every forged envelope gets its answer (the flood reads none of them).
-        outcomes = srv.server.dm.outcomes
-        deadline = time.monotonic() + 30
-        while sum(outcomes.values()) < report["sent"]:
-            assert time.monotonic() < deadline, f"{report['sent']} sent, answered {outcomes}"
-            threading.Event().wait(POLL)
         flood.communicate("", timeout=10)
     finally:
         for proc in (chatters, flood):
@@ -97,17 +93,18 @@ def test_dm_flood_from_one_address_keeps_chat_latency(server_cpu, server_factory
     width = report["end"] - report["start"]
     flood_p99 = p99(samples, report["start"], report["end"])
     quiet = quiet_p99(samples, quiet_start, quiet_end, width)
-    answers = dict(outcomes)
     print(f"\nchat latency p99: quiet {quiet * 1000:.2f} ms, under a DM flood of "
           f"{report['sent']} envelopes from {FLOOD_ACCOUNTS} accounts on one address "
-          f"{flood_p99 * 1000:.2f} ms ({width:.2f} s); answers {answers}; "
+          f"{flood_p99 * 1000:.2f} ms ({width:.2f} s); answered during the flood {answered}; "
           f"login during the flood {report['login']}")
-    # Not one forged envelope was stored or delivered.
+    # Not one forged envelope was stored or delivered; each that was read was
+    # checked and refused as forged, or refused unchecked.
     assert srv.server.dm.mailbox.count("member1") == 0
-    assert set(answers) <= {"invalid", "throttled", "busy"}, answers
-    # Envelopes did reach the signature lane (checked and refused as forged), and
-    # the address's share of it ran out (the rest throttled, unchecked).
-    assert answers.get("invalid", 0) > 0 and answers.get("throttled", 0) > 0, answers
+    assert set(answered) <= {"invalid", "throttled", "busy"}, answered
+    assert answered.get("invalid", 0) > 0, answered
+    # Most were never even read while the flood lasted: the address's share of the
+    # signature checks ran out, and its connections were held.
+    assert sum(answered.values()) < report["sent"] / 2, answered
     # A member logging in meanwhile from another address is let in.
     assert report["login"]["ok"], report["login"]
     assert_no_traceback(server_log)

@@ -16,6 +16,7 @@ from schat.crypto import envelope as ev
 from schat.crypto.keys import public_der
 from schat.protocol import dm_messages as dmm
 from schat.protocol import events, messages
+from schat.server.limits import DM_CHECK_BACKLOG
 
 PROTOCOL = Path(__file__).resolve().parents[2] / "docs" / "PROTOCOL.md"
 
@@ -191,6 +192,26 @@ def test_a_members_messages_are_stored_and_answered_in_order(server_factory, use
     assert [a.id for a in acks] == sorted(a.id for a in acks)
     stored = srv.server.dm.mailbox.pending("bob")
     assert [ev.parse(s.envelope).msg_id for s in stored] == [ev.parse(e).msg_id for e in envs]
+    alice.close()
+
+
+def test_more_messages_than_the_check_backlog_wait_their_turn(server_factory, user_keys):
+    # Forty messages in one write: the address's queue of signature checks fills,
+    # the connection is held (not read) until there is room, and every message is
+    # checked, stored and acknowledged in order; none is refused.
+    srv = _keyed(server_factory, user_keys, rate_limit=0)
+    alice, _ = login(srv, "alice")
+    bob_pub = user_keys["bob"].public_key()
+    count = 40
+    assert count > 2 * DM_CHECK_BACKLOG
+    alice.send(b"".join(
+        alice.record(dmm.DmSend(to="bob", envelope=sealed("alice", user_keys["alice"], "bob",
+                                                          bob_pub, f"w{i}"), cid=f"w{i}"))
+        for i in range(count)))
+    acks = [answer(alice, f"w{i}") for i in range(count)]
+    assert all(isinstance(a, messages.Ack) for a in acks), acks
+    assert [a.id for a in acks] == sorted(a.id for a in acks)
+    assert dict(srv.server.dm.outcomes) == {"ack": count}
     alice.close()
 
 
