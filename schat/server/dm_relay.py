@@ -329,7 +329,7 @@ class DmRelay:
         address = self.origin(member)
         refusal = self.lane.refusal(address)
         if refusal is not None:
-            self._refuse(member, msg, refusal, BUSY_TEXT if refusal == "busy" else THROTTLED_TEXT)
+            self._lane_refused(member, msg, refusal)
             return
         try:
             env = env_mod.parse(msg.envelope)
@@ -381,12 +381,20 @@ class DmRelay:
         refusal = self.lane.submit(address, env, sender_der,
                                    functools.partial(self._checked, pending))
         if refusal is not None:
-            self._refuse(member, msg, refusal,
-                         BUSY_TEXT if refusal == "busy" else THROTTLED_TEXT)
+            self._lane_refused(member, msg, refusal)
             return
         self._checking.setdefault(name_key(member.name), deque()).append(pending)
         if self.lane.full(address):
             self.hold(member)
+
+    def _lane_refused(self, member, msg: dmm.DmSend, code: str) -> None:
+        if code == "busy":
+            self._refuse(member, msg, code, BUSY_TEXT)
+            return
+        self._refuse(member, msg, code, THROTTLED_TEXT)
+        # Its address's queue is over-full: read no more from this connection
+        # until the queue has room (what it already sent waits, unread).
+        self.hold(member)
 
     def _checked(self, pending: _Pending, ok: bool) -> None:
         pending.verdict = ok

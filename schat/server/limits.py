@@ -92,7 +92,7 @@ ADDRESS_RATE_BURST = 400
 # costs well under a millisecond: 5 % is hundreds of messages a second.
 DM_CHECK_SHARE = 0.05
 # The balance of that share an address may save up (seconds of crypto time).
-DM_CHECK_BURST = 0.1
+DM_CHECK_BURST = 0.05
 # Signature checks of one address waiting for their turn before the server
 # stops reading the connections that send them (they wait in their own socket
 # buffers, costing the server nothing); twice as many, and more are refused.

@@ -1,20 +1,20 @@
 """A direct-message flood from its own process: many throwaway accounts on one address.
 
-Usage: python flood_dms.py HOST PORT SOURCE TARGET COUNT RATE DURATION LOGIN_SOURCE LOGIN_USER
+Usage: python flood_dms.py HOST PORT SOURCE TARGET COUNT RATE DURATION ROUNDS LOGIN_SOURCE LOGIN_USER
 
 Logs in flood0..flood{COUNT-1} (password "<name>-pass-1") from the address
 SOURCE, each an account whose registered key is an RSA-8192 public key (the
 largest the server takes: the most expensive signature to check), asks for
-TARGET's key and prints "ready". At a line on stdin each sends ``dm_send`` at
-RATE per second (inside the per-member rate limit) for DURATION seconds:
+TARGET's key and prints "ready". At each of ROUNDS lines on stdin, each sends
+``dm_send`` at RATE per second (inside the per-member rate limit) for DURATION seconds:
 forged envelopes that pass every check but the signature, sized to the
 limits, reading nothing (a flood has no use for the answers, and the room's
 chat waits in the socket buffers). Halfway through, an honest member
 (LOGIN_USER, password "<name>-pass-1") logs in from LOGIN_SOURCE, to show that
-logins are not locked out. Then it prints one JSON object: {"sent": n,
-"start", "end" (time.monotonic(), one clock across processes), "login": {"ok":
-bool, "seconds": float, "error": str}}, and keeps its connections open until
-the end of stdin.
+logins are not locked out. After each round it prints one JSON line: {"sent":
+n, "start", "end" (time.monotonic(), one clock across processes), "login":
+{"ok": bool, "seconds": float, "error": str}}; after the last it keeps its
+connections open until the end of stdin.
 Its own process, so the flood's client-side work does not share the server's interpreter.
 """
 
@@ -136,7 +136,7 @@ async def honest_login(host: str, port: int, source: str, user: str) -> Dict:
 
 
 async def main(host: str, port: int, source: str, target: str, count: int, rate: float,
-               duration: float, login_source: str, login_user: str) -> Dict:
+               duration: float, rounds: int, login_source: str, login_user: str) -> None:
     peers = []
     own_fp: Dict[str, bytes] = {}
     for i in range(count):
@@ -148,36 +148,40 @@ async def main(host: str, port: int, source: str, target: str, count: int, rate:
     # Every record is sealed before the flood starts (nothing else is sent on these
     # connections meanwhile, so the sequence numbers hold): sending costs this
     # process next to nothing, and it keeps to its schedule on a busy machine.
-    per_peer = int(rate * duration)
+    per_round = int(rate * duration)
     records = {p.name: [seal_dm(p, target, forged_envelope(p.name, own_fp[p.name], target,
                                                            target_fp), f"d{i}")
-                        for i in range(per_peer)] for p in peers}
-    sent = 0
+                        for i in range(per_round * rounds)] for p in peers}
     print("ready", flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-    start = time.monotonic()
+    loop = asyncio.get_running_loop()
+    for round_ in range(rounds):
+        await loop.run_in_executor(None, sys.stdin.readline)
+        start = time.monotonic()
+        sent = 0
 
-    async def flood(n: int, peer: Peer) -> None:
-        nonlocal sent
-        first = start + n / (rate * len(peers))
-        for i, record in enumerate(records[peer.name]):
-            delay = first + i / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            peer.writer.write(record)
-            sent += 1
+        async def flood(n: int, peer: Peer) -> None:
+            nonlocal sent
+            first = start + n / (rate * len(peers))
+            mine = records[peer.name][round_ * per_round:(round_ + 1) * per_round]
+            for i, record in enumerate(mine):
+                delay = first + i / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                peer.writer.write(record)
+                sent += 1
 
-    async def later_login() -> Dict:
-        await asyncio.sleep(duration / 2)
-        return await honest_login(host, port, login_source, login_user)
+        async def later_login() -> Dict:
+            await asyncio.sleep(duration / 2)
+            return await honest_login(host, port, login_source, login_user)
 
-    login = asyncio.ensure_future(later_login())
-    await asyncio.gather(*(flood(n, p) for n, p in enumerate(peers)))
-    end = time.monotonic()
-    result = await login
-    print(json.dumps({"sent": sent, "start": start, "end": end, "login": result}), flush=True)
+        login = asyncio.ensure_future(later_login())
+        await asyncio.gather(*(flood(n, p) for n, p in enumerate(peers)))
+        end = time.monotonic()
+        result = await login
+        print(json.dumps({"sent": sent, "start": start, "end": end, "login": result}),
+              flush=True)
     # Connected until told: the server may still be answering.
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    await loop.run_in_executor(None, sys.stdin.readline)
     for peer in peers:
         peer.writer.close()
 
@@ -188,4 +192,4 @@ if __name__ == "__main__":
     os.nice(19)
     args = sys.argv[1:]
     asyncio.run(main(args[0], int(args[1]), args[2], args[3], int(args[4]), float(args[5]),
-                     float(args[6]), args[7], args[8]))
+                     float(args[6]), int(args[7]), args[8], args[9]))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -32,11 +33,14 @@ from schat.crypto.keys import import_public_key, public_der
 MEMBERS = 6
 FLOOD_ACCOUNTS = 50
 FLOOD_RATE = 4.5  # per account per second: inside the default rate limit of 5
-FLOOD_SECONDS = 6.0
-QUIET = FLOOD_SECONDS
-# The flood's accounts read nothing, so the room's chat piles up for them: at 200
+FLOOD_SECONDS = 5.0
+# The flood is sent in two rounds and its p99 is the median over them; the quiet
+# p99 is the median over windows as long as a round.
+ROUNDS = 2
+QUIET = ROUNDS * FLOOD_SECONDS
+# The flood's accounts read nothing, so the room's chat piles up for them: at 100
 # probes a second it stays well under the outbound cap for the test's length.
-PROBE_INTERVAL = 0.02
+PROBE_INTERVAL = 0.01
 FLOOD_SOURCE = "127.0.0.2"
 LOGIN_SOURCE = "127.0.0.3"
 HERE = Path(__file__).parent
@@ -68,16 +72,18 @@ def test_dm_flood_from_one_address_keeps_chat_latency(server_cpu, server_factory
         # period, so both periods have the same room and only the DMs differ.
         flood = subprocess.Popen(
             [sys.executable, str(HERE / "flood_dms.py"), srv.host, str(srv.port), FLOOD_SOURCE,
-             "member1", str(FLOOD_ACCOUNTS), str(FLOOD_RATE), str(FLOOD_SECONDS), LOGIN_SOURCE,
-             "latecomer"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True,
+             "member1", str(FLOOD_ACCOUNTS), str(FLOOD_RATE), str(FLOOD_SECONDS), str(ROUNDS),
+             LOGIN_SOURCE, "latecomer"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True,
             preexec_fn=on_client_cpu)
         assert flood.stdout.readline().strip() == "ready"
         quiet_start = time.monotonic()
         threading.Event().wait(QUIET)
         quiet_end = time.monotonic()
-        flood.stdin.write("go\n")
-        flood.stdin.flush()
-        report = json.loads(flood.stdout.readline())
+        reports = []
+        for _ in range(ROUNDS):
+            flood.stdin.write("go\n")
+            flood.stdin.flush()
+            reports.append(json.loads(flood.stdout.readline()))
         # Answered by the end of the flood: the rest waited in the flood's own
         # socket buffers (the server stops reading a congested address).
         answered = dict(srv.server.dm.outcomes)
@@ -90,13 +96,15 @@ def test_dm_flood_from_one_address_keeps_chat_latency(server_cpu, server_factory
     chat = json.loads(chat_out)
     assert chat["errors"] == [] and chat["lost"] == 0 and chat["unacked"] == 0, chat
     samples = chat["samples"]
-    width = report["end"] - report["start"]
-    flood_p99 = p99(samples, report["start"], report["end"])
+    width = statistics.median(r["end"] - r["start"] for r in reports)
+    flood_p99 = statistics.median(p99(samples, r["start"], r["end"]) for r in reports)
     quiet = quiet_p99(samples, quiet_start, quiet_end, width)
+    sent = sum(r["sent"] for r in reports)
     print(f"\nchat latency p99: quiet {quiet * 1000:.2f} ms, under a DM flood of "
-          f"{report['sent']} envelopes from {FLOOD_ACCOUNTS} accounts on one address "
-          f"{flood_p99 * 1000:.2f} ms ({width:.2f} s); answered during the flood {answered}; "
-          f"login during the flood {report['login']}")
+          f"{sent} envelopes from {FLOOD_ACCOUNTS} accounts on one address "
+          f"{flood_p99 * 1000:.2f} ms (median of {ROUNDS} rounds of {width:.2f} s); answered "
+          f"during the flood {answered}; logins during the flood "
+          f"{[r['login'] for r in reports]}")
     # Not one forged envelope was stored or delivered; each that was read was
     # checked and refused as forged, or refused unchecked.
     assert srv.server.dm.mailbox.count("member1") == 0
@@ -104,9 +112,9 @@ def test_dm_flood_from_one_address_keeps_chat_latency(server_cpu, server_factory
     assert answered.get("invalid", 0) > 0, answered
     # Most were never even read while the flood lasted: the address's share of the
     # signature checks ran out, and its connections were held.
-    assert sum(answered.values()) < report["sent"] / 2, answered
+    assert sum(answered.values()) < sent / 2, answered
     # A member logging in meanwhile from another address is let in.
-    assert report["login"]["ok"], report["login"]
+    assert all(r["login"]["ok"] for r in reports), reports
     assert_no_traceback(server_log)
     assert flood_p99 <= 2 * quiet, (
         f"chat p99 {flood_p99 * 1000:.1f} ms under the DM flood vs {quiet * 1000:.1f} ms quiet")
