@@ -19,6 +19,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Deque, Iterable, List, Mapping, Optional, Type
 
+from schat.crypto import backend as crypto_backend
 from schat.crypto.kdf import constant_time_equal
 from schat.crypto.keys import RandFunc, RsaKey
 from schat.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
@@ -56,7 +57,9 @@ class ConnectionStats:
 class _Connection:
     _is_server = False
 
-    def __init__(self, accepted: Mapping[str, Type[messages.Message]]) -> None:
+    def __init__(self, accepted: Mapping[str, Type[messages.Message]], backend=None) -> None:
+        # The crypto backend's name (schat.crypto.backend): OpenSSL unless told otherwise.
+        self._backend = crypto_backend.get(backend).NAME
         self._decoder = FrameDecoder()
         self._out: List[bytes] = []
         self._events: Deque[events.Event] = deque()
@@ -247,8 +250,10 @@ class _Connection:
 
     def _open_channel(self, session: SessionKeys) -> SecureChannel:
         if self._is_server:
-            return SecureChannel(session.s2c_key, session.s2c_iv, session.c2s_key, session.c2s_iv)
-        return SecureChannel(session.c2s_key, session.c2s_iv, session.s2c_key, session.s2c_iv)
+            return SecureChannel(session.s2c_key, session.s2c_iv, session.c2s_key, session.c2s_iv,
+                                 backend=self._backend)
+        return SecureChannel(session.c2s_key, session.c2s_iv, session.s2c_key, session.s2c_iv,
+                             backend=self._backend)
 
 
 class ServerConnection(_Connection):
@@ -256,9 +261,9 @@ class ServerConnection(_Connection):
 
     _is_server = True
 
-    def __init__(self, host_key: RsaKey, randfunc: RandFunc = None):
-        super().__init__(registry.BEFORE_LOGIN)
-        self._handshake = ServerHandshake(host_key, randfunc)
+    def __init__(self, host_key: RsaKey, randfunc: RandFunc = None, backend=None):
+        super().__init__(registry.BEFORE_LOGIN, backend)
+        self._handshake = ServerHandshake(host_key, randfunc, self._backend)
         self._out.append(self._handshake.server_hello)
         self._state = _EXPECT_KEX
 
@@ -283,7 +288,8 @@ class ServerConnection(_Connection):
         except RemoteProtocolError as exc:
             raise self._die(exc)
         self._channel = self._open_channel(session)
-        self._out.append(self._channel.seal(finished_mac(session, self._transcript_hash)))
+        self._out.append(self._channel.seal(
+            finished_mac(session, self._transcript_hash, self._backend)))
         self.stats.records_sent += 1
         self._handshake = None  # type: ignore[assignment]
         self._state = _OPEN
@@ -301,9 +307,9 @@ class ServerConnection(_Connection):
 class ClientConnection(_Connection):
     """The client end: waits for the ServerHello, then for :meth:`accept_server_key`."""
 
-    def __init__(self, randfunc: RandFunc = None):
-        super().__init__(registry.CLIENT_RECEIVES)
-        self._handshake = ClientHandshake(randfunc)
+    def __init__(self, randfunc: RandFunc = None, backend=None):
+        super().__init__(registry.CLIENT_RECEIVES, backend)
+        self._handshake = ClientHandshake(randfunc, self._backend)
         self._finished_expected = b""
 
     def _handle_handshake(self, header: bytes, body: bytes) -> None:
@@ -335,6 +341,6 @@ class ClientConnection(_Connection):
             raise self._die(exc)
         self._transcript_hash = hs.transcript_hash
         self._channel = self._open_channel(session)
-        self._finished_expected = finished_mac(session, self._transcript_hash)
+        self._finished_expected = finished_mac(session, self._transcript_hash, self._backend)
         self._out.append(cke)
         self._state = _EXPECT_FINISHED
