@@ -71,8 +71,8 @@ def server_args() -> List[str]:
 
 def ceiling(home: Dict) -> Dict:
     """The handshake crypto ceiling, measured pinned to the server's CPU."""
-    code = ("import json,sys; from bench.scenarios import crypto_ceiling; "
-            "d=json.load(sys.stdin); print(json.dumps(crypto_ceiling("
+    code = ("import json,sys; from bench.primitives import measure; "
+            "d=json.load(sys.stdin); print(json.dumps(measure("
             "d['h'].encode(), d['u'].encode())))")
     out = subprocess.run(pinned([sys.executable, "-c", code], 0), capture_output=True, text=True,
                          input=json.dumps({"h": home["host_pem"].decode(),
