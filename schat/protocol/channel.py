@@ -80,16 +80,19 @@ class SecureChannel:
     def seal(self, payload: bytes) -> bytes:
         """One complete frame carrying ``payload`` (1..65,519 bytes)."""
         seq = self.send_seq
-        if seq >= MAX_RECORDS:
-            raise LocalProtocolError("record limit for this connection reached; reconnect")
         size = len(payload) + TAG_SIZE
         # An empty payload would make a record that open() refuses.
-        if not TAG_SIZE < size <= MAX_FRAME:
-            raise LocalProtocolError(f"record payload of {len(payload)} bytes is outside 1..{MAX_PAYLOAD}")
+        if seq >= MAX_RECORDS or not TAG_SIZE < size <= MAX_FRAME:
+            raise self._refusal(seq, len(payload))
         header = pack_header(size)
-        record = header + self._seal((self._send_iv ^ seq).to_bytes(NONCE_SIZE, "big"), payload, header)
         self.send_seq = seq + 1
-        return record
+        return header + self._seal((self._send_iv ^ seq).to_bytes(12, "big"), payload, header)
+
+    @staticmethod
+    def _refusal(seq: int, size: int) -> LocalProtocolError:
+        if seq >= MAX_RECORDS:
+            return LocalProtocolError("record limit for this connection reached; reconnect")
+        return LocalProtocolError(f"record payload of {size} bytes is outside 1..{MAX_PAYLOAD}")
 
     def open(self, header: bytes, body: bytes) -> bytes:
         """The payload of the next incoming record; RemoteProtocolError on any failure."""
