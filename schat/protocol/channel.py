@@ -5,9 +5,10 @@ Nonce: the direction's 12-byte IV XOR the 64-bit sequence number (big-endian,
 right-aligned); the sequence number is never sent, so a replayed, reordered or
 dropped record fails its tag. Associated data: the 4-byte frame header.
 
-This is the server's hot path (one record per recipient per flush): each
-direction's OCB key object is made once, with the channel, and reused; a
-record costs one C call for the cipher and a few operations around it. Debug
+This is the server's hot path (one record per recipient per flush): the
+sending OCB key object is made once, with the channel, and reused; a record
+costs one C call for the cipher and a few operations around it. The receiving
+key object is kept once the peer has sent a few records. Debug
 logging of records is decided once, when the channel is made: with debug on,
 the channel is a :class:`LoggingChannel`, so a record never asks the logger.
 """
@@ -26,6 +27,8 @@ NONCE_SIZE = aead.NONCE_SIZE
 MAX_PAYLOAD = MAX_FRAME - TAG_SIZE
 # Never wrap or approach OCB's limits: a direction stops after 2^24 records.
 MAX_RECORDS = 2 ** 24
+# Records a peer sends before its channel keeps a receiving key object.
+LAZY_OPEN_RECORDS = 8
 
 logger = logging.getLogger("schat.protocol")
 
@@ -61,10 +64,13 @@ class SecureChannel:
         self.send_seq = send_seq
         self.recv_seq = recv_seq
         self._backend = backend = crypto_backend.get(backend).NAME
-        # One key object per direction for the channel's life: OpenSSL's key
-        # schedule is set up here, not per record.
+        # The sending key object lives as long as the channel: OpenSSL's key
+        # schedule is set up here, not per record. The receiving one is made
+        # when the peer has sent LAZY_OPEN_RECORDS records (OpenSSL's object
+        # holds ~2.6 KiB; a server's typical member only listens, and its few
+        # records (login, pongs) each get a one-shot key object instead).
         self._seal = aead.key(self._send_key, backend).seal
-        self._open = aead.key(self._recv_key, backend).open
+        self._open = None
 
     def __deepcopy__(self, memo) -> "SecureChannel":
         # Key objects of a C library do not copy: a copy makes its own.
@@ -88,6 +94,13 @@ class SecureChannel:
         self.send_seq = seq + 1
         return header + self._seal((self._send_iv ^ seq).to_bytes(12, "big"), payload, header)
 
+    def _opener(self, seq: int):
+        """The receiving key object's ``open``: one-shot for the first records, then kept."""
+        opener = aead.key(self._recv_key, self._backend).open
+        if seq >= LAZY_OPEN_RECORDS:
+            self._open = opener
+        return opener
+
     @staticmethod
     def _refusal(seq: int, size: int) -> LocalProtocolError:
         if seq >= MAX_RECORDS:
@@ -101,8 +114,9 @@ class SecureChannel:
             raise RemoteProtocolError("peer exceeded the record limit for one connection")
         if len(body) <= TAG_SIZE:
             raise RemoteProtocolError("record too short")
+        opener = self._open or self._opener(seq)
         try:
-            payload = self._open((self._recv_iv ^ seq).to_bytes(NONCE_SIZE, "big"), body, header)
+            payload = opener((self._recv_iv ^ seq).to_bytes(NONCE_SIZE, "big"), body, header)
         except CryptoError:
             raise RemoteProtocolError(
                 "record failed authentication (tampered, replayed, reordered or dropped)"

@@ -329,3 +329,21 @@ def test_unknown_backend_name_is_refused():
     with pytest.raises(ValueError, match="unknown crypto backend"):
         crypto_backend.get("libsodium")
     assert crypto_backend.get(None) is crypto_backend.DEFAULT
+
+
+@pytest.mark.parametrize("name", sorted(crypto_backend.BACKENDS))
+def test_receiving_key_object_is_kept_only_for_a_peer_that_talks(name):
+    """A listener's few records each get a one-shot key object; a talker's channel keeps one."""
+    from schat.protocol.channel import LAZY_OPEN_RECORDS
+
+    k1, iv1, k2, iv2 = os.urandom(32), os.urandom(12), os.urandom(32), os.urandom(12)
+    sender = SecureChannel(k1, iv1, k2, iv2, backend=name)
+    receiver = SecureChannel(k2, iv2, k1, iv1, backend=name)
+    for i in range(LAZY_OPEN_RECORDS + 5):
+        record = sender.seal(b"record %d" % i)
+        assert receiver.open(record[:4], record[4:]) == b"record %d" % i
+        assert (receiver._open is None) == (i < LAZY_OPEN_RECORDS)
+    forged = bytearray(sender.seal(b"x"))
+    forged[-1] ^= 1
+    with pytest.raises(RemoteProtocolError):
+        receiver.open(bytes(forged[:4]), bytes(forged[4:]))
