@@ -17,9 +17,9 @@ from typing import Dict, List, Optional, Tuple
 SCENARIOS = [
     # (title, predicate on a result line)
     ("fanout 10k deliveries/s, N = 200",
-     lambda r: r["scenario"] == "fanout" and r.get("mode") == "rate" and r.get("clients") == 200),
+     lambda r: r["scenario"] == "fanout" and r.get("mode") == "fixed-rate" and r.get("clients") == 200),
     ("fanout flat out, N = 200",
-     lambda r: r["scenario"] == "fanout" and r.get("mode") != "rate" and r.get("clients") == 200),
+     lambda r: r["scenario"] == "fanout" and r.get("mode") != "fixed-rate" and r.get("clients") == 200),
     ("connect 1,000 (schat: + key login, then close)",
      lambda r: r["scenario"] == "connect" and r.get("clients") == 1000
      and (r.get("driver") != "schat" or r.get("login") == "key")),
