@@ -5,7 +5,8 @@
 Reads py-spy's speedscope output (``bash bench/peer.sh`` with ``PROFILE=1``
 writes one for the server at 10,000 deliveries/s with 200 members) and prints,
 for each sampled thread, the functions on the most samples' stacks: the share
-of that thread's samples in which the function was running or waiting below.
+of that thread's busy samples (those not waiting in the event loop's
+``select``) in which the function was running or calling below.
 """
 
 from __future__ import annotations
@@ -26,19 +27,23 @@ def summarize(path: str, top: int, thread: str = "") -> str:
             continue
         samples = profile.get("samples", [])
         weights = profile.get("weights") or [1] * len(samples)
-        total = sum(weights)
-        if not total:
-            continue
+        everything = sum(weights)
+        total = 0.0
         inclusive: Counter = Counter()
         for stack, weight in zip(samples, weights):
+            if stack and frames[stack[-1]]["name"].endswith("select"):
+                continue  # the loop waiting for I/O: idle
+            total += weight
             seen = set()
             for index in stack:
                 f = frames[index]
-                label = f"{f['name']} ({f.get('file', '?').rsplit('/', 1)[-1]}:{f.get('line', '?')})"
+                label = f"{f['name']} ({f.get('file', '?').rsplit('/', 1)[-1]})"
                 if label not in seen:
                     seen.add(label)
                     inclusive[label] += weight
-        lines.append(f"## {name}: {total} samples")
+        if not total:
+            continue
+        lines.append(f"## {name}: busy {100 * total / everything:.0f} % of what was sampled")
         lines.append("")
         lines.append("| share | function |")
         lines.append("|---:|---|")

@@ -211,3 +211,14 @@ def test_rsa_public_key_bounds(host_key, n_bits, e, ok):
         with pytest.raises(KeyFileError):
             keys.import_public_key(der)
     assert time.perf_counter() - start < 0.5  # refused on its size, before any use
+
+
+def test_public_key_parsed_once_per_distinct_bytes(user_keys):
+    der = keys.public_der(user_keys["alice"])
+    first = keys.import_public_key(der)
+    assert keys.import_public_key(bytearray(der)) is first
+    assert keys.import_public_key(keys.public_der(user_keys["bob"])) is not first
+    bad = der[:-1]
+    for _ in range(2):  # a refused key is refused every time, never cached
+        with pytest.raises(KeyFileError):
+            keys.import_public_key(bad)
