@@ -19,6 +19,14 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 PEER=${PEER:-$(cd "$REPO/../shared/peer-bench" 2>/dev/null && pwd || echo /work/shared/peer-bench)}
 [ -f "$PEER/run-schat.sh" ] || { echo "no peer harness at $PEER (set PEER=)" >&2; exit 1; }
+# A copy of the harness whose schat driver signs key logins as the protocol
+# now does (bench/peer_driver.py wraps the harness's own driver).
+WORK=$(mktemp -d /tmp/schat-peer-harness.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+cp -a "$PEER/." "$WORK/"
+mv "$WORK/schat_driver.py" "$WORK/schat_driver_base.py"
+cp "$HERE/peer_driver.py" "$WORK/schat_driver.py"
+PEER=$WORK
 if [ -z "${PY:-}" ]; then
 	if [ -x /work/venv/bin/python ]; then PY=/work/venv/bin/python; else PY=$(command -v python3); fi
 fi

@@ -300,11 +300,13 @@ def test_client_and_server_on_any_backends_talk(host_key, user_keys, server_back
     alice = user_keys["alice"]
     from schat.protocol import auth
 
-    sig = auth.sign_login(alice, client.transcript_hash)
+    fp = keys.fingerprint(host_key)
+    sig = auth.sign_login(alice, "alice", fp, client.transcript_hash)
     client.send(m.LoginKey(user="alice", signature=sig))
     server.receive_data(client.data_to_send())
     (ev,) = [server.next_event()]
-    assert auth.verify_login(alice.public_key(), server.transcript_hash, ev.message.signature)
+    assert auth.verify_login(alice.public_key(), "alice", fp, server.transcript_hash,
+                             ev.message.signature)
     server.logged_in()
     # Twenty 4 KiB messages: a record filled to the frame cap, then the rest.
     says = [m.Say(text=chr(65 + i) * 4000, cid=str(i)) for i in range(20)]
