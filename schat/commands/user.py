@@ -11,15 +11,26 @@ import click
 from schat.commands.common import (
     AppContext, echo_err, handle_errors, json_option, pass_app, read_password_stdin, render,
 )
-from schat.errors import UsageError
+from schat.errors import StoreError, UsageError
 
 
 @contextmanager
-def open_store(app: AppContext) -> Iterator["AccountStore"]:  # noqa: F821
-    """The account store of the data home (HOME/server/users.db)."""
+def open_store(app: AppContext, create: bool = False) -> Iterator["AccountStore"]:  # noqa: F821
+    """The account store of the data home (HOME/server/users.db), named on stderr.
+
+    A store is only created with ``create``: a mistyped home must not quietly
+    become a new, empty server.
+    """
     from schat.store.accounts import AccountStore
 
-    store = AccountStore(app.home.users_db)
+    path = app.home.users_db
+    existed = path.exists()
+    if not existed and not create:
+        raise StoreError(f"no account store at {path}: no server has run with the data home "
+                         f"{app.home.root} (check --home and $SCHAT_HOME); to start a new "
+                         "one there, give --create or run `schat serve --init`")
+    store = AccountStore(path)
+    echo_err(f"Account store: {path}" if existed else f"Created the account store {path}")
     try:
         yield store
     finally:
@@ -41,6 +52,11 @@ def get_password(password_stdin: bool, prompt: str = "Password") -> str:
     return click.prompt(prompt, hide_input=True, confirmation_prompt=True)
 
 
+create_option = click.option(
+    "--create", is_flag=True,
+    help="Create the account store if the data home has none yet (as `schat serve --init` "
+         "does); without it a missing store is an error, so a mistyped --home creates nothing.")
+
 password_stdin_option = click.option(
     "--password-stdin", is_flag=True,
     help="Read the password from the first line of standard input (for scripts).")
@@ -48,7 +64,10 @@ password_stdin_option = click.option(
 
 @click.group()
 def user():
-    """Manage the server's accounts."""
+    """Manage the server's accounts.
+
+    They live in HOME/server/users.db, which every command names on stderr.
+    """
 
 
 @user.command("add")
@@ -56,9 +75,11 @@ def user():
 @password_stdin_option
 @click.option("--key", "key_file", type=click.Path(dir_okay=False),
               help="The user's RSA public key (NAME.pub.pem), for key login and private messages.")
+@create_option
 @pass_app
 @handle_errors
-def add_cmd(app: AppContext, name: str, password_stdin: bool, key_file: Optional[str]):
+def add_cmd(app: AppContext, name: str, password_stdin: bool, key_file: Optional[str],
+            create: bool):
     """Create the account NAME.
 
     The password is prompted twice, hidden (or read with --password-stdin).
@@ -69,7 +90,7 @@ def add_cmd(app: AppContext, name: str, password_stdin: bool, key_file: Optional
 
     validate_username(name)
     der = public_der(KeyFiles(app.home).load_public(key_file)) if key_file else None
-    with open_store(app) as store:
+    with open_store(app, create) as store:
         # Refuse a taken name before asking for a password that would be thrown away.
         store.ensure_new(name)
         account = store.add(name, get_password(password_stdin), public_key_der=der)
@@ -185,9 +206,10 @@ def set_key_cmd(app: AppContext, name: str, key_file: Optional[str], clear: bool
 
 @user.command("import")
 @click.argument("file", type=click.Path(dir_okay=False))
+@create_option
 @pass_app
 @handle_errors
-def import_cmd(app: AppContext, file: str):
+def import_cmd(app: AppContext, file: str, create: bool):
     """Import the original script's users.txt.
 
     One username,sha256hex per line; a UTF-8 byte order mark is allowed.
@@ -206,7 +228,7 @@ def import_cmd(app: AppContext, file: str):
         raise ConfigError(f"{file}: not UTF-8 text") from None
     except OSError as err:
         raise ConfigError(f"{file}: cannot read ({err.strerror})") from None
-    with open_store(app) as store:
+    with open_store(app, create) as store:
         report = store.import_legacy(lines)
     notes = [(n, f"{problem}; skipped") for n, problem in report.errors]
     notes += [(n, f"user {name} already exists; skipped") for n, name in report.skipped]
