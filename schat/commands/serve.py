@@ -171,7 +171,7 @@ class MetricsAddress(click.ParamType):
 @pass_app
 @handle_errors
 def serve(app: AppContext, settings_path, print_settings, init, **values):
-    """Run the chat server (Ctrl-C or SIGTERM stops it cleanly; SIGHUP reloads).
+    """Run the chat server (Ctrl-C or SIGTERM stops it, SIGHUP reloads).
 
     Listens on 127.0.0.1:5555 unless told otherwise. The host key is created on
     first start in HOME/server/host_key.pem; its fingerprint is printed at
@@ -271,6 +271,8 @@ def build_plan(app: AppContext, sources: Sources, file: Optional[SettingsFile],
         entry, host, port = resolve_address(app, values.get("server_name"), values.get("host"),
                                             values.get("port"))
     except SchatError as err:
+        if origin.get("server_name", DEFAULT) in (COMMAND_LINE, DEFAULT):
+            raise
         raise type(err)(f"{where('server_name', 'server')}: {err}") from None
     try:
         motd = read_motd(values.get("motd"), where("motd", "motd"))

@@ -17,9 +17,9 @@ def store():
 @pass_app
 @handle_errors
 def backup_cmd(app: AppContext, path: str):
-    """Back up the server's files into PATH, a new data home (safe while the server runs).
+    """Back up the server's files into PATH, a new data home.
 
-    The account store is copied with SQLite's online backup API (one consistent
+    Safe while the server runs: the account store is copied with SQLite's online backup API (one consistent
     snapshot, checked), the host key as it is. Restore by copying PATH/server
     into the data home while the server is stopped; `schat --home PATH user
     list` reads the backup as it is.
