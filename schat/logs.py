@@ -104,21 +104,40 @@ def formatter(fmt: str) -> logging.Formatter:
     return JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT)
 
 
+class _Private:
+    """Open (and reopen after each rotation) the log file 0600: a log names members
+    and addresses, which are nobody else's business."""
+
+    def _open(self):
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        return open(fd, self.mode, encoding=self.encoding, errors=self.errors)
+
+
+class PrivateRotatingFileHandler(_Private, logging.handlers.RotatingFileHandler):
+    pass
+
+
+class PrivateTimedRotatingFileHandler(_Private, logging.handlers.TimedRotatingFileHandler):
+    pass
+
+
+class PrivateWatchedFileHandler(_Private, logging.handlers.WatchedFileHandler):
+    pass
+
+
 def file_handler(path, rotation: Rotation = Rotation("size", 10 << 20),
                  keep: int = DEFAULT_KEEP, fmt: str = "text") -> logging.Handler:
     """A handler appending to ``path`` (created 0600 if missing) that rotates as asked."""
     path = Path(path)
     try:
-        if not path.exists():
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600))
         if rotation.kind == "size":
-            handler: logging.Handler = logging.handlers.RotatingFileHandler(
+            handler: logging.Handler = PrivateRotatingFileHandler(
                 path, maxBytes=rotation.bytes, backupCount=keep, encoding="utf-8")
         elif rotation.kind == "daily":
-            handler = logging.handlers.TimedRotatingFileHandler(
+            handler = PrivateTimedRotatingFileHandler(
                 path, when="midnight", backupCount=keep, encoding="utf-8")
         else:
-            handler = logging.handlers.WatchedFileHandler(path, encoding="utf-8")
+            handler = PrivateWatchedFileHandler(path, encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"{path}: cannot open the log file ({err.strerror})") from None
     handler.setFormatter(formatter(fmt))
