@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import re
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -285,10 +286,12 @@ def build_plan(app: AppContext, sources: Sources, file: Optional[SettingsFile],
     try:
         settings = ServerSettings(**chosen)
     except ValueError as err:
-        name = str(err).split()[0]
+        # The message names the fields it is about; point at one the file set.
         text = str(err).replace("_", "-")
-        if origin.get(name, DEFAULT) not in (COMMAND_LINE, DEFAULT):
-            raise ConfigError(f"{origin[name]}: {text}") from None
+        for name in re.findall(r"[a-z_]+", str(err)):
+            if origin.get(name, DEFAULT) not in (COMMAND_LINE, DEFAULT):
+                prefix = "" if str(err).startswith(name) else f"{name.replace('_', '-')}: "
+                raise ConfigError(f"{origin[name]}: {prefix}{text}") from None
         raise UsageError(text) from None
 
     plan = Plan(settings=settings, home=app.home, log_format=values.get("log_format") or "text",

@@ -294,6 +294,13 @@ def test_metrics_scraped_during_a_chat_show_the_right_counts(served_home):
         m = scrape(url)
         assert m["schat_members"] == 1
         assert m['schat_disconnects_total{reason="left"}'] == 2
+        # Every sample docs/OPERATING.md shows is served.
+        documented = (REPO / "docs" / "OPERATING.md").read_text()
+        sample = re.search(r"```\n(schat_info.*?)```", documented, re.S).group(1)
+        def family(name: str) -> str:
+            return name.split("{", 1)[0].split(" ", 1)[0]
+
+        assert {family(line) for line in sample.splitlines()} <= {family(k) for k in m}
         bob.close()
         assert srv.stop() == 0
     finally:
@@ -412,3 +419,48 @@ def test_a_failing_serve_creates_nothing(runner, tmp_path, case):
     assert "Generating" not in res.output
     assert sorted(str(p) for p in home.rglob("*")) == before
     assert not Home(home).host_key.exists()
+
+
+# -- moving to a new machine (docs/OPERATING.md, section 9) -------------------------
+
+def test_a_server_moved_with_its_backup_is_the_same_server_to_members(served_home, tmp_path,
+                                                                       runner):
+    member = tmp_path / "member"
+    member.mkdir()
+    config = member / "servers.json"
+
+    def as_member(*args):
+        return runner.invoke(cli, ["--home", str(member), "--config", str(config), *args],
+                             env={"SCHAT_PASSWORD": PASSWORDS["alice"]})
+
+    old = Serve(served_home, "--port", "0")
+    try:
+        res = as_member("servers", "add", "team", "--ip", "127.0.0.1", "--port", str(old.port()))
+        assert res.exit_code == 0, res.output
+        res = as_member("login", "team", "--user", "alice", "--accept-new")
+        assert res.exit_code == 0 and "Pinned the key of 'team'" in res.output, res.output
+        moved = tmp_path / "schat-move"
+        res = runner.invoke(cli, ["--home", str(served_home), "store", "backup", str(moved)])
+        assert res.exit_code == 0, res.output
+        assert old.stop() == 0
+    finally:
+        old.kill()
+
+    # The new machine: an empty data home that receives the backup's server/.
+    new_home = tmp_path / "new-machine"
+    new_home.mkdir(mode=0o700)
+    (moved / "server").rename(new_home / "server")
+    new = Serve(new_home, "--port", "0")
+    try:
+        res = as_member("servers", "add", "team", "--ip", "127.0.0.1", "--port", str(new.port()),
+                        "--force")
+        assert res.exit_code == 0, res.output
+        # No --accept-new: an unknown or changed key would stop this login.
+        res = as_member("login", "team", "--user", "alice")
+        assert res.exit_code == 0, res.output
+        assert "Logged in to team as alice" in res.output
+        assert "WARNING" not in res.output and "authenticity" not in res.output
+        assert new.stop() == 0
+    finally:
+        new.kill()
+    assert "Generating" not in new.stderr
