@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 import re
 from pathlib import Path
 from typing import Any, Dict, Optional

@@ -9,8 +9,7 @@ import stat
 import threading
 from typing import List
 
-from chatkit import (PASSWORDS, WAIT, chat_home, install_host_key,  # noqa: F401 (fixtures)
-                     server_factory)
+from chatkit import PASSWORDS, WAIT, install_host_key
 from schat.cli import cli
 from schat.client.session import ClientSession
 from schat.crypto import keys
