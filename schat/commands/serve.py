@@ -198,7 +198,7 @@ def serve(app: AppContext, settings_path, print_settings, init, **values):
             report_init(plan.home, host_key, created)
             return
         start_logging(plan)
-        reloader = service.Reloader(plan, replan, settings_path or "the command line")
+        reloader = service.Reloader(plan, replan, settings_path or "(no settings file)")
         try:
             asyncio.run(service.run(plan, host_key, store, reloader))
         except OSError as err:
