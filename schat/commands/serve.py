@@ -11,11 +11,11 @@ from typing import Any, Dict, Optional
 import click
 
 from schat import logs
-from schat.commands.common import AppContext, handle_errors, pass_app
+from schat.commands.common import AppContext, handle_errors, pass_app, store_option
 from schat.commands.settings_file import (COMMAND_LINE, DEFAULT, SettingsFile, Sources,
                                           render, settings_options)
 from schat.errors import ConfigError, SchatError, UsageError
-from schat.paths import Home, resolve_home
+from schat.paths import Home
 
 # The longest name a server may announce (it is shown in every member's toolbar).
 MAX_NAME = 64
@@ -168,6 +168,7 @@ class MetricsAddress(click.ParamType):
 @click.option("--metrics", type=MetricsAddress(), metavar="HOST:PORT",
               help="Serve Prometheus metrics on http://HOST:PORT/metrics (a PORT alone "
                    "listens on 127.0.0.1). Counts only; needs the schat[metrics] extra.")
+@store_option
 @pass_app
 @handle_errors
 def serve(app: AppContext, settings_path, print_settings, init, **values):
@@ -243,16 +244,7 @@ def build_plan(app: AppContext, sources: Sources, file: Optional[SettingsFile],
     from schat.server.service import Plan
 
     values, origin = sources.merge(file)
-    for name in ("home", "config"):
-        if name in sources.global_flags:
-            origin[name] = COMMAND_LINE
-        chosen = sources.file_global(file, name)
-        if chosen is not None:
-            origin[name] = file.where(name)
-            if name == "home":
-                app.home = Home(resolve_home(chosen))
-            else:
-                app.config = Path(chosen)
+    sources.apply_hidden(file, origin)
 
     def where(name: str, key: str) -> str:
         if origin.get(name, DEFAULT) in (COMMAND_LINE, DEFAULT):
@@ -293,7 +285,8 @@ def build_plan(app: AppContext, sources: Sources, file: Optional[SettingsFile],
                 raise ConfigError(f"{origin[name]}: {prefix}{text}") from None
         raise UsageError(text) from None
 
-    plan = Plan(settings=settings, home=app.home, log_format=values.get("log_format") or "text",
+    plan = Plan(settings=settings, home=app.home, store_url=app.store_url,
+                log_format=values.get("log_format") or "text",
                 log_file=Path(values["log_file"]) if values.get("log_file") else None,
                 log_rotate=values.get("log_rotate") or logs.parse_rotation(logs.DEFAULT_ROTATE),
                 log_keep=values.get("log_keep", logs.DEFAULT_KEEP),
@@ -307,11 +300,12 @@ def build_plan(app: AppContext, sources: Sources, file: Optional[SettingsFile],
     for key, option in settings_options(command).items():
         name = option.name
         plan.origin[key] = origin.get(name, DEFAULT)
-        plan.effective[key] = _effective(name, values, settings, plan, app)
+        plan.effective[key] = _effective(name, values, settings, plan, app, file)
     return plan
 
 
-def _effective(name: str, values: Dict[str, Any], settings, plan, app: AppContext) -> Any:
+def _effective(name: str, values: Dict[str, Any], settings, plan, app: AppContext,
+               file: Optional[SettingsFile]) -> Any:
     """The value a setting has in effect (a default filled in, a path resolved)."""
     if name == "name":
         return settings.server_name
@@ -319,6 +313,8 @@ def _effective(name: str, values: Dict[str, Any], settings, plan, app: AppContex
         return str(app.home.root)
     if name == "config":
         return str(app.config) if app.config else None
+    if name == "store":
+        return app.store_url
     if name == "log_level":
         return logs.level_name(plan.log_level)
     if name == "log_rotate":
@@ -327,6 +323,8 @@ def _effective(name: str, values: Dict[str, Any], settings, plan, app: AppContex
         return "{}:{}".format(*plan.metrics) if plan.metrics else None
     if name not in ("server_name",) and hasattr(settings, name):
         return getattr(settings, name)
+    if name not in values:  # a hidden option this module does not know: the file's value
+        return file.values.get(name) if file is not None else None
     value = values.get(name)
     return str(value) if isinstance(value, Path) else value
 

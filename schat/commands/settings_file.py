@@ -262,7 +262,13 @@ class Sources:
                       if on_command_line(ctx, name)}
         self.defaults = {name: value for name, value in values.items()
                          if name not in self.flags}
-        self.global_flags = {name for name in ("home", "config") if on_command_line(ctx, name)}
+        # Options that set something up instead of passing a value (--home,
+        # --config, --store): their callbacks apply a value from the file.
+        self.hidden = {p.name: p for p in ctx.command.params
+                       if isinstance(p, click.Option) and not p.expose_value
+                       and option_key(p) not in ACTIONS}
+        self.global_flags = {name for name in self.hidden if on_command_line(ctx, name)}
+        self.ctx = ctx
 
     def merge(self, file: Optional[SettingsFile]) -> Tuple[Dict[str, Any], Dict[str, str]]:
         """(values, origin): each option's effective value, and where it came from."""
@@ -277,11 +283,16 @@ class Sources:
             values[name], origin[name] = value, COMMAND_LINE
         return values, origin
 
-    def file_global(self, file: Optional[SettingsFile], name: str) -> Optional[Any]:
-        """The file's value of a global option (home, config) unless a flag gave one."""
-        if file is None or name in self.global_flags:
-            return None
-        return file.values.get(name)
+    def apply_hidden(self, file: Optional[SettingsFile], origin: Dict[str, str]) -> None:
+        """Run the callback of each hidden option (--home, --store...) with the file's
+        value, unless a flag gave one; record where each came from in ``origin``."""
+        for name, option in self.hidden.items():
+            if name in self.global_flags:
+                origin[name] = COMMAND_LINE
+            elif file is not None and name in file.values:
+                origin[name] = file.where(name)
+                if option.callback is not None:
+                    option.callback(self.ctx, option, file.values[name])
 
 
 # -- printing -----------------------------------------------------------------

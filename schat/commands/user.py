@@ -10,27 +10,42 @@ import click
 
 from schat.commands.common import (
     AppContext, echo_err, handle_errors, json_option, pass_app, read_password_stdin, render,
+    store_option,
 )
 from schat.errors import StoreError, UsageError
 
 
 @contextmanager
 def open_store(app: AppContext, create: bool = False) -> Iterator["AccountStore"]:  # noqa: F821
-    """The account store of the data home (HOME/server/users.db), named on stderr.
+    """The account store (--store / $SCHAT_STORE, else HOME/server/users.db), named on stderr.
 
-    A store is only created with ``create``: a mistyped home must not quietly
-    become a new, empty server.
+    A store is only created with ``create``: a mistyped home (or database) must
+    not quietly become a new, empty server.
     """
     from schat.store.accounts import AccountStore
+    from schat.store.location import open_engine, redact
 
+    url = app.store_url
     path = app.home.users_db
-    existed = path.exists()
-    if not existed and not create:
+    if not url and not path.exists() and not create:
         raise StoreError(f"no account store at {path}: no server has run with the data home "
                          f"{app.home.root} (check --home and $SCHAT_HOME); to start a new "
                          "one there, give --create or run `schat serve --init`")
-    store = AccountStore(path)
-    echo_err(f"Account store: {path}" if existed else f"Created the account store {path}")
+    existed = bool(url) or path.exists()
+    engine = open_engine(url, app.home)
+    try:
+        if url:
+            existed = engine.version(AccountStore.component) > 0
+            if not existed and not create:
+                raise StoreError(f"no account store in {redact(url)}: no server has used this "
+                                 "database (check --store and $SCHAT_STORE); to start one "
+                                 "there, give --create or run `schat serve --init`")
+        store = AccountStore(engine, owns_engine=True)
+    except BaseException:
+        engine.close()
+        raise
+    where = redact(url) if url else path
+    echo_err(f"Account store: {where}" if existed else f"Created the account store {where}")
     try:
         yield store
     finally:
@@ -238,3 +253,7 @@ def import_cmd(app: AppContext, file: str, create: bool):
                f"existed; {len(report.errors)} bad line(s).")
     if report.errors:
         raise SystemExit(1)
+
+
+# Every `schat user` command works on the store --store names (applied last, to them all).
+store_option(user)

@@ -45,6 +45,8 @@ class Plan:
     log_rotate: logs.Rotation = logs.Rotation("size", 10 << 20)
     log_keep: int = logs.DEFAULT_KEEP
     metrics: Optional[Tuple[str, int]] = None
+    # --store URL (a PostgreSQL store); None is the home's SQLite file.
+    store_url: Optional[str] = None
     # Settings key -> effective value, for --print-settings and reload diffs.
     effective: Dict[str, Any] = field(default_factory=dict)
     # Settings key -> where its value came from.
@@ -107,19 +109,24 @@ def create_host_key(path: Path):
     return key
 
 
-def open_existing_store(path: Path):
-    """The account store when its file exists (checked by a read), else None."""
+def open_existing_store(url: Optional[str], home: Home):
+    """(store, engine): the account store when it exists (checked by a read), else
+    None and, for a PostgreSQL URL, its engine, connected but with nothing created."""
     from schat.store.accounts import AccountStore
+    from schat.store.location import open_engine
 
-    if not path.exists():
-        return None
-    store = AccountStore(path)
+    if not url and not home.users_db.exists():
+        return None, None
+    engine = open_engine(url, home)
     try:
+        if url and engine.version(AccountStore.component) == 0:
+            return None, engine
+        store = AccountStore(engine, owns_engine=True)
         store.count()
     except BaseException:
-        store.close()
+        engine.close()
         raise
-    return store
+    return store, None
 
 
 def prepare(plan: Plan, init: bool = False):
@@ -133,14 +140,15 @@ def prepare(plan: Plan, init: bool = False):
 
     home = plan.home
     host_key = load_host_key(home.host_key)
-    store = open_existing_store(home.users_db)
+    store, engine = open_existing_store(plan.store_url, home)
     try:
         if not init:
-            check_listen(plan.settings.host, plan.settings.port)
             if plan.metrics is not None:
                 from schat.server import metrics_http
 
                 metrics_http.import_client()
+            check_listen(plan.settings.host, plan.settings.port)
+            if plan.metrics is not None:
                 check_listen(*plan.metrics, what="--metrics: ")
             if plan.log_file is not None:
                 logs.check_writable(plan.log_file)
@@ -149,11 +157,13 @@ def prepare(plan: Plan, init: bool = False):
             host_key = create_host_key(home.host_key)
             created.append(home.host_key)
         if store is None:
-            store = AccountStore(home.users_db)
-            created.append(home.users_db)
+            store = AccountStore(engine or home.users_db, owns_engine=True)
+            created.append(store.where)
     except BaseException:
         if store is not None:
             store.close()
+        elif engine is not None:
+            engine.close()
         raise
     return host_key, store, created
 

@@ -315,7 +315,7 @@ def test_metrics_without_the_extra_is_one_line_naming_it(tmp_path):
                "from schat.cli import main; main()")
     env = dict(os.environ, PYTHONPATH=str(REPO))
     res = subprocess.run([sys.executable, "-c", blocked, "--home", str(home), "serve",
-                          "--metrics", "9464"], capture_output=True, text=True, env=env,
+                          "--port", "0", "--metrics", "9464"], capture_output=True, text=True, env=env,
                          timeout=WAIT)
     assert (res.returncode, res.stdout) == (1, "")
     assert res.stderr == ("Error: --metrics needs the prometheus-client package, which is not "
@@ -464,3 +464,35 @@ def test_a_server_moved_with_its_backup_is_the_same_server_to_members(served_hom
     finally:
         new.kill()
     assert "Generating" not in new.stderr
+
+
+def test_a_serve_on_a_postgres_store_checks_before_creating(runner, tmp_path, pg_service,
+                                                            pg_url):
+    from schat.store.postgres import PostgresEngine
+    from services import free_port
+
+    home = tmp_path / "node"
+    home.mkdir()
+    down = pg_url.replace(f":{pg_service.port}/", f":{free_port()}/")
+    res = runner.invoke(cli, ["--home", str(home), "serve", "--port", "0", "--store", down])
+    assert res.exit_code == 1 and "store unavailable" in res.stderr, res.output
+    assert res.stderr.count("\n") == 1 and list(home.iterdir()) == []
+    # A reachable, empty database gets no tables while another check fails ...
+    taken = _taken_port()
+    try:
+        res = runner.invoke(cli, ["--home", str(home), "serve", "--store", pg_url,
+                                  "--port", str(taken.getsockname()[1])])
+    finally:
+        taken.close()
+    assert res.exit_code == 1 and "cannot listen on" in res.stderr, res.output
+    assert list(home.iterdir()) == []
+    with PostgresEngine(pg_url) as engine:
+        assert engine.version("accounts") == 0
+    # ... and gets them, with the host key in the home, from --init.
+    res = runner.invoke(cli, ["--home", str(home), "serve", "--store", pg_url, "--init"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.splitlines()[:2] == [f"Created {Home(home).host_key}",
+                                           f"Created {pg_url.split(':app')[0]}:***@"
+                                           f"{pg_url.split('@')[1]}"]
+    with PostgresEngine(pg_url) as engine:
+        assert engine.version("accounts") > 0
