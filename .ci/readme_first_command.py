@@ -38,9 +38,19 @@ def readme_commands(readme: Path):
     return [line[2:] for line in block.group(1).splitlines() if line.startswith("$ ")]
 
 
+def port_taken(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def main() -> int:
     command = readme_commands(ROOT / "README.md")[0]
     print(f"README's first command: {command}", flush=True)
+    if port_taken(5555):
+        print("FAIL: 127.0.0.1:5555 is already taken by another program, so the server the "
+              "README starts cannot listen there; stop that program and run this again")
+        return 1
     with tempfile.TemporaryDirectory(prefix="schat-first-run-") as tmp:
         checkout = Path(tmp) / "schat"
         shutil.copytree(ROOT, checkout, ignore=SKIP)
