@@ -11,6 +11,7 @@ from typing import Any, List, Optional, Sequence
 
 import click
 
+from schat.client.sanitize import clean
 from schat.errors import SchatError
 from schat.paths import Home, resolve_home
 
@@ -118,7 +119,9 @@ def handle_errors(func):
         try:
             return func(*args, **kwargs)
         except SchatError as err:
-            exc = click.ClickException(str(err))
+            # Messages may quote what a server sent: nothing in them reaches the
+            # terminal as a control sequence.
+            exc = click.ClickException(clean(str(err)))
             exc.exit_code = err.exit_code
             raise exc from None
         except KeyboardInterrupt:

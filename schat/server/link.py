@@ -269,7 +269,7 @@ class ClientLink(asyncio.Protocol):
             log.debug("%s: key login for %s (signature %d bytes)", self.peer, msg.user,
                       len(msg.signature))
             job = functools.partial(login.check_key, store, msg.user, msg.signature,
-                                    self.conn.transcript_hash)
+                                    self.conn.transcript_hash, self.server.fingerprint)
         elif kind is messages.Signup:
             if not self.server.settings.allow_signup:
                 self._failed(msg.user, login.LoginOutcome(
