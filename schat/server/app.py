@@ -10,6 +10,7 @@ call and one ``transport.write`` per connection per flush.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import itertools
 import logging
@@ -24,13 +25,14 @@ from schat.crypto.keys import RsaKey, fingerprint
 from schat.protocol import messages
 from schat.protocol.connection import ServerConnection
 from schat.server.dm_relay import DmRelay, SignatureLane
-from schat.server.guard import Admission, AddressRates, CryptoShare
+from schat.server.guard import Admission, AddressRates, CryptoShare, TokenBucket
 from schat.server.hub import Hub
 from schat.server.limits import (DM_CHECK_BACKLOG, DM_CHECK_BURST, PENALTY_ENTRIES,
                                  ServerSettings, lower_thread_priority, raise_nofile_limit)
 from schat.server.link import CHAT, ClientLink
 from schat.server.login import LoginGate
 from schat.server.mailbox import Mailbox
+from schat.server.metrics import Stats
 
 log = logging.getLogger("schat.server")
 
@@ -49,6 +51,7 @@ class Server:
         self.settings = settings
         self.host_key = host_key
         self.store = store
+        self.stats = Stats()
         self.fingerprint = fingerprint(host_key)
         self.hub = Hub(settings.server_name, settings.motd, settings.outbound_cap,
                        wake=self._wake)
@@ -84,10 +87,7 @@ class Server:
         self.gate = LoginGate(settings)
         self.address_rates = AddressRates(settings.address_rate_limit,
                                           settings.address_rate_burst, PENALTY_ENTRIES)
-        self.throttled_error = messages.Error(
-            code="throttled", text=f"slow down: at most {settings.rate_limit:g} messages per "
-                                   f"second (bursts of {settings.rate_burst}); message not sent")
-        self.throttled_reply = messages.encode(self.throttled_error)
+        self._set_throttled_reply()
         self.refused = 0
         self.accept_errors = 0
         self._last_refusal_log = float("-inf")
@@ -146,10 +146,42 @@ class Server:
         await stop.wait()
         await self.stop()
 
+    # -- settings that change while running (SIGHUP) ----------------------------
+    #: The fields of ServerSettings that :meth:`reconfigure` applies without a restart.
+    RELOADABLE = ("motd", "allow_signup", "rate_limit", "rate_burst")
+
+    def reconfigure(self, **changes) -> None:
+        """Apply new values of :data:`RELOADABLE` settings (on the loop's thread).
+
+        New logins and sign-ups read the settings as they come; the MOTD goes to
+        the chat domain, and members online get a message budget at the new rate.
+        """
+        unknown = set(changes) - set(self.RELOADABLE)
+        if unknown:
+            raise ValueError(f"cannot change without a restart: {', '.join(sorted(unknown))}")
+        self.settings = dataclasses.replace(self.settings, **changes)
+        self.gate.settings = self.settings
+        self.hub.motd = self.settings.motd
+        if "rate_limit" in changes or "rate_burst" in changes:
+            self._set_throttled_reply()
+            rate, burst = self.settings.rate_limit, self.settings.rate_burst
+            now = self.loop.time() if self.loop is not None else 0.0
+            for link in self.links:
+                if link.member is not None:
+                    link.bucket = TokenBucket(rate, burst, now) if rate > 0 else None
+
+    def _set_throttled_reply(self) -> None:
+        s = self.settings
+        self.throttled_error = messages.Error(
+            code="throttled", text=f"slow down: at most {s.rate_limit:g} messages per "
+                                   f"second (bursts of {s.rate_burst}); message not sent")
+        self.throttled_reply = messages.encode(self.throttled_error)
+
     # -- admission -----------------------------------------------------------------
     def note_refusal(self, address: str, reason: str) -> None:
         """Count a connection refused by the unauthenticated caps; log now and then."""
         self.refused += 1
+        self.stats.refused_connection(reason)
         now = self.loop.time()
         if now - self._last_refusal_log >= REFUSAL_LOG_INTERVAL:
             self._last_refusal_log = now

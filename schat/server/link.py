@@ -68,6 +68,7 @@ class ClientLink(asyncio.Protocol):
     # -- asyncio callbacks ---------------------------------------------------
     def connection_made(self, transport) -> None:
         self.transport = transport
+        self.server.stats.connections += 1
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.address = str(peer[0]) if peer else "?"
@@ -106,6 +107,7 @@ class ClientLink(asyncio.Protocol):
     def _hello_ready(self, conn: ServerConnection) -> None:
         self.conn = conn
         hello = conn.data_to_send()
+        self.server.stats.bytes_sent += len(hello)
         log.debug("%s: ServerHello sent (%d bytes, key %s)", self.peer, len(hello),
                   self.server.fingerprint)
         self.transport.write(hello)
@@ -147,6 +149,7 @@ class ClientLink(asyncio.Protocol):
             self.deadline = None
         server = self.server
         server.links.discard(self)
+        server.stats.disconnected(self.reason)
         self._release_slot()
         who = self.member.name if self.member is not None else "(not logged in)"
         log.info("disconnect %s %s: %s", self.peer, who, self.reason)
@@ -188,6 +191,7 @@ class ClientLink(asyncio.Protocol):
                 self._run_job(conn.complete_key_exchange, self._key_exchange_done)
             elif type(ev) is events.HandshakeComplete:
                 self.state = AUTH
+                self.server.stats.handshakes += 1
                 log.debug("%s: handshake complete", self.peer)
             elif type(ev) is events.ConnectionClosed:
                 if ev.clean and self.member is not None:
@@ -236,7 +240,7 @@ class ClientLink(asyncio.Protocol):
             return
         self.busy = True
         self.transport.pause_reading()
-        fut = server.loop.run_in_executor(server.pool, job)
+        fut = server.loop.run_in_executor(server.pool, server.stats.timed(job))
         fut.add_done_callback(functools.partial(self._job_done, done))
 
     def _job_done(self, done, fut) -> None:
@@ -276,6 +280,7 @@ class ClientLink(asyncio.Protocol):
 
     def _key_exchange_done(self, _result) -> None:
         data = self.conn.data_to_send()
+        self.server.stats.bytes_sent += len(data)
         log.debug("%s: key exchange done, ServerFinished sent (%d bytes)", self.peer, len(data))
         self.transport.write(data)
 
@@ -347,10 +352,12 @@ class ClientLink(asyncio.Protocol):
             self.deadline.cancel()
             self.deadline = None
         server.pool.submit(server.record_login, outcome.name)
+        server.stats.login(outcome.how)
         log.info("login %s from %s (%s)", outcome.name, self.peer, outcome.how)
 
     def _failed(self, user: str, outcome: login.LoginOutcome) -> None:
         self.attempts += 1
+        self.server.stats.login_failed(outcome.code)
         log.info("failed login for %s from %s: %s", user, self.peer, outcome.code)
         if self.attempts >= self.server.settings.max_auth_attempts:
             self._send(messages.Error(code=outcome.code, text=outcome.text))
@@ -374,6 +381,7 @@ class ClientLink(asyncio.Protocol):
     def _throttled(self, bucket: Optional[TokenBucket], cid: Optional[str]) -> None:
         """Drop one message over the rate: say so, and disconnect a persistent flood."""
         server = self.server
+        server.stats.refuse("rate")
         # Every dropped request is answered with its cid, so the client knows
         # which one to send again; a message without a cid gets the shared reply.
         if cid is None:
@@ -392,7 +400,9 @@ class ClientLink(asyncio.Protocol):
         if self.state == CLOSED or conn is None or not conn.handshake_complete:
             return
         conn.send(msg)
-        self.transport.write(self.conn.data_to_send())
+        data = conn.data_to_send()
+        self.server.stats.bytes_sent += len(data)
+        self.transport.write(data)
         if self.transport.get_write_buffer_size() > self.server.settings.outbound_cap:
             # A client that never reads its login-phase replies (pongs) is dropped too.
             self._drop("too slow: output buffer full")
@@ -426,6 +436,7 @@ class ClientLink(asyncio.Protocol):
             conn.close(bye)
             data = conn.data_to_send()
             if data and self.transport is not None:
+                self.server.stats.bytes_sent += len(data)
                 self.transport.write(data)
         self.state = CLOSED
         if self.transport is not None:
@@ -443,7 +454,9 @@ class ClientLink(asyncio.Protocol):
             member.outbox = []
             member.queued = 0
             transport = self.transport
-            transport.write(self.conn.seal_encoded(outbox))
+            data = self.conn.seal_encoded(outbox)
+            self.server.stats.bytes_sent += len(data)
+            transport.write(data)
             if transport.get_write_buffer_size() > self.server.settings.outbound_cap:
                 self._drop("too slow: output buffer full")
                 return
