@@ -179,11 +179,6 @@ class Done:
     time: int
 
 
-@dataclass(**_DC)
-class Pong:
-    n: int
-
-
 # --- text ----------------------------------------------------------------------------
 
 _DONE = {"kick": "kicked from", "ban": "banned from", "unban": "unbanned in",

@@ -130,6 +130,19 @@ def resolve_address(app: AppContext, server: Optional[str], host: Optional[str],
               metavar="SECONDS",
               help="Handshake and login work done per event-loop turn before chat is "
                    "served again [default: 0.001].")
+@click.option("--rooms-per-member", type=click.IntRange(min=1), metavar="N",
+              help="Rooms one member may be in at once [default: 50].")
+@click.option("--rooms-total", type=click.IntRange(min=1), metavar="N",
+              help="Rooms on the server in total; /join of a new one is refused past it "
+                   "[default: 1000].")
+@click.option("--topic-bytes", type=click.IntRange(1, 1024), metavar="BYTES",
+              help="Longest room topic [default: 390].")
+@click.option("--history-limit", type=click.IntRange(min=1), metavar="N",
+              help="Messages kept per room [default: 1000].")
+@click.option("--history-days", type=click.IntRange(min=0), metavar="DAYS",
+              help="Days a room message is kept, 0 for no age bound [default: 0].")
+@click.option("--backlog", type=click.IntRange(min=0), metavar="N",
+              help="Unseen messages per room sent on /join and at login [default: 50].")
 @pass_app
 @handle_errors
 def serve(app: AppContext, server_name, host, port, allow_signup, motd, login_deadline,
@@ -140,6 +153,7 @@ def serve(app: AppContext, server_name, host, port, allow_signup, motd, login_de
     fingerprint is printed at every start: give it to your members so they can
     check it when they first connect.
     """
+    from schat.server.control import control_path
     from schat.server.limits import PING_TIMEOUT, ServerSettings
     from schat.store.accounts import AccountStore
 
@@ -161,21 +175,22 @@ def serve(app: AppContext, server_name, host, port, allow_signup, motd, login_de
     host_key = load_or_create_host_key(app.home.host_key)
     store = AccountStore(app.home.users_db)
     try:
-        asyncio.run(_run(settings, host_key, store))
+        asyncio.run(_run(settings, host_key, store, control_path(app.home.server_dir)))
     except OSError as err:
         raise ConfigError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
     finally:
         store.close()
 
 
-async def _run(settings, host_key, store) -> None:
+async def _run(settings, host_key, store, control_socket=None) -> None:
     from schat.server.app import Server
 
-    server = Server(settings, host_key, store)
+    server = Server(settings, host_key, store, control_socket=control_socket)
     try:
         bound_host, bound_port = await server.start()
     except BaseException:
         server.pool.shutdown(wait=False)
+        server.chat_store.close()
         raise
     click.echo(f"schat server {settings.server_name!r} listening on {bound_host}:{bound_port}")
     click.echo(f"host key fingerprint: {server.fingerprint}")

@@ -28,8 +28,10 @@ from schat.server.guard import Admission, PenaltyBox
 from schat.server.hub import Hub
 from schat.server.limits import (PENALTY_ENTRIES, ServerSettings, lower_thread_priority,
                                  raise_nofile_limit)
-from schat.server.link import CHAT, ClientLink
+from schat.server.control import ControlServer
+from schat.server.link import CHAT, CHECKED, ClientLink
 from schat.server.mailbox import Mailbox
+from schat.store.chat import SqliteChatStore
 
 log = logging.getLogger("schat.server")
 
@@ -44,20 +46,27 @@ REFUSAL_LOG_INTERVAL = 5.0
 class Server:
     """A schat server bound to one address; drive it with start()/stop() on one loop."""
 
-    def __init__(self, settings: ServerSettings, host_key: RsaKey, store):
+    def __init__(self, settings: ServerSettings, host_key: RsaKey, store, chat_store=None,
+                 control_socket=None):
         self.settings = settings
+        # The operator's control socket (`schat admin`); None: none is opened.
+        self.control_socket = control_socket
         self.host_key = host_key
         self.store = store
         self.fingerprint = fingerprint(host_key)
+        self.loop: Optional[asyncio.AbstractEventLoop] = None
+        self.chat_store = chat_store if chat_store is not None else SqliteChatStore(
+            store, settings.history_limit, settings.history_days)
         self.hub = Hub(settings.server_name, settings.motd, settings.outbound_cap,
-                       wake=self._wake)
+                       wake=self._wake, store=self.chat_store, limits=settings.chat_limits(),
+                       from_thread=self._from_thread)
+        self.control: Optional[ControlServer] = None
         self.dm = DmRelay(self.hub, store, Mailbox(store, settings.mailbox_limit))
         self.pool = ThreadPoolExecutor(settings.crypto_workers,
                                        thread_name_prefix="schat-crypto",
                                        initializer=lower_thread_priority,
                                        initargs=(settings.crypto_nice,))
         self.links: Set[ClientLink] = set()
-        self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.address: Optional[Tuple[str, int]] = None
         self._listener: Optional[asyncio.AbstractServer] = None
         self._flush_scheduled = False
@@ -100,6 +109,13 @@ class Server:
             lambda: ClientLink(self), self.settings.host, self.settings.port)
         sockname = self._listener.sockets[0].getsockname()
         self.address = (sockname[0], sockname[1])
+        if self.control_socket:
+            try:
+                self.control = ControlServer(self, self.control_socket)
+                await self.control.start()
+            except BaseException:
+                self._listener.close()
+                raise
         self._schedule_ping_check()
         log.info("listening on %s:%d", *self.address)
         return self.address
@@ -110,6 +126,8 @@ class Server:
             return
         listener, self._listener = self._listener, None
         listener.close()
+        if self.control is not None:
+            self.control.close()
         if self._ping_handle is not None:
             self._ping_handle.cancel()
         self.hub.shutdown(reason)
@@ -124,6 +142,8 @@ class Server:
             link._drop(reason)
         await listener.wait_closed()
         self.pool.shutdown(wait=True)
+        # The chat's queued writes (history, read markers) are committed before the file closes.
+        await self.loop.run_in_executor(None, self.chat_store.close)
         self.store.close()
         log.info("server stopped")
 
@@ -213,6 +233,15 @@ class Server:
             log.warning("could not record the login of %s: %s", name, err)
 
     # -- output ------------------------------------------------------------------
+    def _from_thread(self, fn: Callable, *args) -> None:
+        """Run ``fn(*args)`` on the loop, from the store's writer thread."""
+        loop = self.loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(fn, *args)
+            except RuntimeError:
+                pass  # the loop closed while shutting down
+
     def _wake(self) -> None:
         if not self._flush_scheduled and self.loop is not None:
             self._flush_scheduled = True
@@ -236,7 +265,7 @@ class Server:
         interval = self.settings.ping_interval
         limit = interval + self.settings.ping_timeout
         for link in list(self.links):
-            if link.state != CHAT:
+            if link.state not in (CHAT, CHECKED):
                 continue
             idle = now - link.last_rx
             if idle >= limit:
@@ -250,8 +279,9 @@ class Server:
 class ServerThread:
     """A server on its own event loop in a background thread (embedding, tests, benchmarks)."""
 
-    def __init__(self, settings: ServerSettings, host_key: RsaKey, store):
-        self.server = Server(settings, host_key, store)
+    def __init__(self, settings: ServerSettings, host_key: RsaKey, store, chat_store=None,
+                 control_socket=None):
+        self.server = Server(settings, host_key, store, chat_store, control_socket)
         self._thread = threading.Thread(target=self._run, name="schat-server", daemon=True)
         self._ready = threading.Event()
         self._loop: Optional[asyncio.AbstractEventLoop] = None

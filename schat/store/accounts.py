@@ -17,6 +17,7 @@ from typing import Callable, Iterable, List, Optional
 
 from schat.crypto import keys, passwords
 from schat.errors import AccountError, KeyFileError
+from schat.store import chat as chat_tables
 from schat.store import legacy
 from schat.store.database import Migration, SqliteFile
 from schat.store.legacy import ImportReport
@@ -56,6 +57,9 @@ MIGRATIONS: List[Migration] = [
     ),
     # 3: imported SHA-256 digests stored bare by earlier versions get wrapped in scrypt.
     legacy.wrap_old_rows,
+    # 4: rooms, memberships, room roles, bans and mutes, server roles, history
+    # (schat.store.chat).
+    chat_tables.MIGRATION,
 ]
 # The first schema that has the accounts table (before it, nothing to wrap).
 _ACCOUNTS_SINCE = 1

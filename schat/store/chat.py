@@ -1,0 +1,287 @@
+"""The chat's store in SQLite: rooms, memberships, roles, bans and mutes, history.
+
+The tables live in the account store's file (``server/users.db``), created by
+its fourth schema migration (:data:`MIGRATION`); an older store is upgraded in
+place when opened, its accounts and mailboxes untouched. Reads use the
+calling thread's connection; writes go through a :class:`GroupWriter`, so the
+event loop never waits for a commit and many chat lines share one. Removing an
+account removes its memberships, roles, bans and mutes (a trigger).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Dict, List, Optional
+
+from schat.chat.events import Said
+from schat.chat.moderation import Restriction
+from schat.chat.rooms import RoomRecord
+from schat.chat.store import ChatStore, Profile, UserInfo
+from schat.errors import AccountError
+from schat.store.writer import QUEUE_LIMIT, GroupWriter
+
+log = logging.getLogger("schat.store")
+
+ROLES = ("admin", "member")
+
+MIGRATION = (
+    """CREATE TABLE rooms (
+        name TEXT PRIMARY KEY,
+        topic TEXT NOT NULL DEFAULT '',
+        topic_by TEXT NOT NULL DEFAULT '',
+        topic_time INTEGER NOT NULL DEFAULT 0,
+        private INTEGER NOT NULL DEFAULT 0,
+        owner TEXT NOT NULL DEFAULT '',
+        created INTEGER NOT NULL
+    )""",
+    """CREATE TABLE room_members (
+        room TEXT NOT NULL,
+        user TEXT NOT NULL COLLATE NOCASE,
+        joined INTEGER NOT NULL,
+        last_read INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (room, user)
+    )""",
+    "CREATE INDEX room_members_by_user ON room_members (user)",
+    """CREATE TABLE room_roles (
+        room TEXT NOT NULL,
+        user TEXT NOT NULL COLLATE NOCASE,
+        role TEXT NOT NULL,
+        spelling TEXT NOT NULL,
+        PRIMARY KEY (room, user, role)
+    )""",
+    """CREATE TABLE restrictions (
+        room TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        user TEXT NOT NULL COLLATE NOCASE,
+        actor TEXT,
+        reason TEXT NOT NULL DEFAULT '',
+        until INTEGER,
+        created INTEGER NOT NULL,
+        PRIMARY KEY (room, kind, user)
+    )""",
+    """CREATE TABLE server_roles (
+        user TEXT PRIMARY KEY COLLATE NOCASE,
+        role TEXT NOT NULL
+    )""",
+    """CREATE TABLE history (
+        id INTEGER PRIMARY KEY,
+        room TEXT NOT NULL,
+        time INTEGER NOT NULL,
+        sender TEXT NOT NULL,
+        text TEXT NOT NULL,
+        action INTEGER NOT NULL DEFAULT 0
+    )""",
+    "CREATE INDEX history_by_room ON history (room, id)",
+    """CREATE TRIGGER chat_drop_account AFTER DELETE ON accounts BEGIN
+        DELETE FROM room_members WHERE user = OLD.name;
+        DELETE FROM room_roles WHERE user = OLD.name;
+        DELETE FROM restrictions WHERE user = OLD.name;
+        DELETE FROM server_roles WHERE user = OLD.name;
+    END""",
+)
+
+_SAID = "SELECT room, id, time, sender, text, action FROM history"
+
+
+def _said(row) -> Said:
+    return Said(row[0], row[1], row[2], row[3], row[4], bool(row[5]))
+
+
+# -- server roles, for `schat user` (no writer thread needed) ---------------------------
+
+def set_role(accounts, name: str, role: str) -> str:
+    """Make account ``name`` an ``admin`` or a ``member``; returns its spelling."""
+    if role not in ROLES:
+        raise AccountError(f"unknown role {role!r}: use admin or member")
+    spelling = accounts.require(name).name
+    with accounts.transaction() as conn:
+        if role == "admin":
+            conn.execute("INSERT OR REPLACE INTO server_roles (user, role) VALUES (?, 'admin')",
+                         (spelling,))
+        else:
+            conn.execute("DELETE FROM server_roles WHERE user = ?", (spelling,))
+    return spelling
+
+
+def roles(accounts) -> Dict[str, str]:
+    """Lower-cased account name -> role, for every admin."""
+    with accounts.reading() as conn:
+        return {row[0].lower(): row[1] for row in
+                conn.execute("SELECT user, role FROM server_roles").fetchall()}
+
+
+class SqliteChatStore(ChatStore):
+    """:class:`~schat.chat.store.ChatStore` on the account store's SQLite file."""
+
+    def __init__(self, accounts, history_limit: int = 1000, history_days: int = 0,
+                 clock: Callable[[], float] = None, queue_limit: int = QUEUE_LIMIT):
+        import time
+        self.accounts = accounts
+        self.history_limit = history_limit
+        self.history_days = history_days
+        self._clock = clock or time.time
+        self.writer = GroupWriter(accounts.transaction, limit=queue_limit)
+        self._since_prune: Dict[str, int] = {}
+        self._prune_every = max(20, history_limit // 10)
+        self._prune_all_at_start()
+
+    # -- reads -------------------------------------------------------------------------
+    def load_rooms(self) -> List[RoomRecord]:
+        with self.accounts.reading() as conn:
+            rooms = {row[0]: RoomRecord(row[0], row[1], row[2], row[3], bool(row[4]), row[5],
+                                        row[6])
+                     for row in conn.execute(
+                         "SELECT name, topic, topic_by, topic_time, private, owner, created "
+                         "FROM rooms").fetchall()}
+            for room, user, role, spelling in conn.execute(
+                    "SELECT room, user, role, spelling FROM room_roles").fetchall():
+                if room in rooms:
+                    target = rooms[room].ops if role == "op" else rooms[room].invited
+                    target[user.lower()] = spelling
+            for row in conn.execute("SELECT room, kind, user, actor, reason, until, created "
+                                    "FROM restrictions").fetchall():
+                if row[0] in rooms:
+                    rooms[row[0]].restrictions.append(Restriction(*row))
+            for room, count in conn.execute(
+                    "SELECT room, count(*) FROM room_members GROUP BY room").fetchall():
+                if room in rooms:
+                    rooms[room].members = count
+        return list(rooms.values())
+
+    def recent(self, room: str, limit: int) -> List[Said]:
+        with self.accounts.reading() as conn:
+            rows = conn.execute(f"{_SAID} WHERE room = ? ORDER BY id DESC LIMIT ?",
+                                (room, limit)).fetchall()
+        return [_said(r) for r in reversed(rows)]
+
+    def history_before(self, room: str, before_id: int, limit: int) -> List[Said]:
+        # Everything queued before this request is committed first: a page never misses
+        # a line the member was already sent.
+        self.writer.wait(5.0)
+        with self.accounts.reading() as conn:
+            rows = conn.execute(f"{_SAID} WHERE room = ? AND id < ? ORDER BY id DESC LIMIT ?",
+                                (room, before_id, limit)).fetchall()
+        return [_said(r) for r in reversed(rows)]
+
+    def last_message_id(self) -> int:
+        with self.accounts.reading() as conn:
+            return conn.execute("SELECT coalesce(max(id), 0) FROM history").fetchone()[0]
+
+    def profile(self, name: str) -> Optional[Profile]:
+        info = self.user(name)
+        if info is None:
+            return None
+        with self.accounts.reading() as conn:
+            rows = conn.execute("SELECT room, last_read FROM room_members WHERE user = ? "
+                                "ORDER BY joined, rowid", (info.name,)).fetchall()
+        return Profile(info.name, info.admin, tuple((r[0], r[1]) for r in rows))
+
+    def user(self, name: str) -> Optional[UserInfo]:
+        with self.accounts.reading() as conn:
+            row = conn.execute(
+                "SELECT a.name, a.locked, r.role FROM accounts a LEFT JOIN server_roles r "
+                "ON r.user = a.name WHERE a.name = ?", (name,)).fetchone()
+        return UserInfo(row[0], row[2] == "admin", bool(row[1])) if row else None
+
+    # -- writes --------------------------------------------------------------------------
+    def _submit(self, sql: str, params: tuple) -> None:
+        self.writer.submit(lambda conn: conn.execute(sql, params))
+
+    def save_room(self, record: RoomRecord) -> None:
+        self._submit(
+            "INSERT INTO rooms (name, topic, topic_by, topic_time, private, owner, created) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET topic = "
+            "excluded.topic, topic_by = excluded.topic_by, topic_time = excluded.topic_time, "
+            "private = excluded.private, owner = excluded.owner",
+            (record.name, record.topic, record.topic_by, record.topic_time, int(record.private),
+             record.owner, record.created))
+
+    def delete_room(self, name: str) -> None:
+        def write(conn):
+            for table in ("rooms WHERE name", "room_members WHERE room", "room_roles WHERE room",
+                          "restrictions WHERE room", "history WHERE room"):
+                conn.execute(f"DELETE FROM {table} = ?", (name,))
+        self.writer.submit(write)
+
+    def _role(self, room: str, user: str, role: str, on: bool) -> None:
+        if on:
+            self._submit("INSERT OR REPLACE INTO room_roles (room, user, role, spelling) "
+                         "VALUES (?, ?, ?, ?)", (room, user, role, user))
+        else:
+            self._submit("DELETE FROM room_roles WHERE room = ? AND user = ? AND role = ?",
+                         (room, user, role))
+
+    def set_op(self, room: str, user: str, on: bool) -> None:
+        self._role(room, user, "op", on)
+
+    def set_invite(self, room: str, user: str, on: bool) -> None:
+        self._role(room, user, "invited", on)
+
+    def put_restriction(self, item: Restriction) -> None:
+        self._submit("INSERT OR REPLACE INTO restrictions (room, kind, user, actor, reason, "
+                     "until, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     (item.room, item.kind, item.user, item.actor, item.reason, item.until,
+                      item.created))
+
+    def remove_restriction(self, room: str, kind: str, user: str) -> None:
+        self._submit("DELETE FROM restrictions WHERE room = ? AND kind = ? AND user = ?",
+                     (room, kind, user))
+
+    def add_membership(self, user: str, room: str, time: int) -> None:
+        self._submit("INSERT OR IGNORE INTO room_members (room, user, joined) VALUES (?, ?, ?)",
+                     (room, user, time))
+
+    def remove_membership(self, user: str, room: str) -> None:
+        self._submit("DELETE FROM room_members WHERE room = ? AND user = ?", (room, user))
+
+    def mark_read(self, user: str, room: str, last_id: int) -> None:
+        self._submit("UPDATE room_members SET last_read = max(last_read, ?) "
+                     "WHERE room = ? AND user = ?", (last_id, room, user))
+
+    def append(self, said: Said) -> None:
+        self._submit("INSERT INTO history (id, room, time, sender, text, action) "
+                     "VALUES (?, ?, ?, ?, ?, ?)",
+                     (said.id, said.room, said.time, said.sender, said.text, int(said.action)))
+        count = self._since_prune.get(said.room, 0) + 1
+        if count >= self._prune_every:
+            count = 0
+            self.writer.submit(lambda conn, room=said.room: self._prune(conn, room))
+        self._since_prune[said.room] = count
+
+    def lock_account(self, name: str) -> None:
+        self._submit("UPDATE accounts SET locked = 1 WHERE name = ?", (name,))
+
+    # -- bounds ---------------------------------------------------------------------------
+    def _prune(self, conn, room: str) -> None:
+        """Keep the newest ``history_limit`` messages of ``room`` (and none older than
+        ``history_days``)."""
+        conn.execute("DELETE FROM history WHERE room = ? AND id <= (SELECT id FROM history "
+                     "WHERE room = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                     (room, room, self.history_limit))
+        if self.history_days:
+            cutoff = int(self._clock() * 1000) - self.history_days * 86_400_000
+            conn.execute("DELETE FROM history WHERE room = ? AND time < ?", (room, cutoff))
+
+    def _prune_all_at_start(self) -> None:
+        with self.accounts.reading() as conn:
+            names = [r[0] for r in conn.execute("SELECT DISTINCT room FROM history").fetchall()]
+
+        def write(conn):
+            for room in names:
+                self._prune(conn, room)
+        if names:
+            self.writer.submit(write)
+            self.writer.wait(30.0)
+
+    # -- durability -------------------------------------------------------------------------
+    def ticket(self) -> int:
+        return self.writer.ticket()
+
+    def set_commit_listener(self, listener: Callable[[int], None]) -> None:
+        self.writer.set_listener(listener)
+
+    def backlog_full(self) -> bool:
+        return self.writer.full()
+
+    def close(self) -> None:
+        self.writer.close()
