@@ -82,11 +82,13 @@ class Pacer:
 class Disconnected:
     """Delivered to the callback once, when the connection ends for any reason."""
 
-    __slots__ = ("reason", "clean")
+    __slots__ = ("reason", "clean", "code")
 
-    def __init__(self, reason: str, clean: bool):
+    def __init__(self, reason: str, clean: bool, code: str = ""):
         self.reason = reason
         self.clean = clean
+        # The error code the server gave with its goodbye ("taken_over", "locked"...), if any.
+        self.code = code
 
     def __repr__(self) -> str:
         return f"Disconnected({self.reason!r}, clean={self.clean})"
@@ -427,13 +429,15 @@ class ClientSession:
                 raise ConnectionFailed(f"server {self.server_name} closed the connection")
 
     def _receive_loop(self) -> None:
-        reason, clean = "connection closed", False
+        reason, clean, code = "connection closed", False, ""
         try:
             while True:
                 msg = self._next_message()
                 if isinstance(msg, messages.Ping):
                     self.send(messages.Pong(n=msg.n))
                     continue
+                if isinstance(msg, messages.Error) and msg.cid is None:
+                    code = msg.code
                 if self._settle(msg):
                     self._callback(msg)
                 if isinstance(msg, messages.Bye):
@@ -447,7 +451,7 @@ class ClientSession:
         finally:
             self._mark_closed()
             try:
-                self._callback(Disconnected(reason, clean))
+                self._callback(Disconnected(reason, clean, code if clean else ""))
             except Exception:  # noqa: BLE001 - a UI failure must not hide the disconnect
                 log.exception("UI callback failed on disconnect")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from chatkit import WAIT, Client, RunningServer, make_store
+from chatkit import WAIT, Client, RunningServer, answer, make_store, until
 from schat.cli import cli
 from schat.client.session import Disconnected
 from schat.paths import Home
@@ -24,7 +24,6 @@ from schat.server.control import control_path, request
 from schat.server.limits import ServerSettings
 from schat.store.chat import set_role
 
-from test_rooms import answer, until
 
 
 def start(home: Path, host_key) -> RunningServer:

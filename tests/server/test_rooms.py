@@ -2,42 +2,12 @@
 
 from __future__ import annotations
 
-import queue
-
 import pytest
 
-from chatkit import PASSWORDS, Client, WAIT
+from chatkit import PASSWORDS, WAIT, Client, answer, drained, until
 from schat.client.session import Disconnected
 from schat.protocol import messages
 from schat.protocol import room_messages as rm
-
-
-def until(client: Client, kind, pred=lambda m: True, timeout: float = WAIT):
-    """The next event of ``kind`` for which ``pred`` holds (others are skipped)."""
-    while True:
-        ev = client.next(kind, timeout)
-        if pred(ev):
-            return ev
-
-
-def answer(client: Client, line: str, room=None):
-    """Send a command; return the Error answering it, or None when it was acknowledged."""
-    cid = client.session.command(line, room=room)
-    while True:
-        ev = client.next(None)
-        if isinstance(ev, (messages.Ack, messages.Error)) and ev.cid == cid:
-            return ev if isinstance(ev, messages.Error) else None
-        if isinstance(ev, Disconnected):
-            raise AssertionError(f"disconnected: {ev.reason}")
-
-
-def drained(client: Client):
-    out = []
-    while True:
-        try:
-            out.append(client.events.get_nowait())
-        except queue.Empty:
-            return out
 
 
 def test_backlog_after_reconnect_and_history_paging(chat_server):
