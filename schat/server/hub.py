@@ -146,9 +146,14 @@ class Hub(Sink):
 
     # -- output: the Sink ----------------------------------------------------------------
     def deliver(self, event, members, exclude=None) -> None:
-        # The hot path: one bytes object shared by every outbox.
         data = wire.event_bytes(event, True)
-        legacy = data if wire.same_for_legacy(event) else _UNSET
+        if data is None:
+            return
+        if wire.legacy_differs(event):
+            self._deliver_mixed(event, data, members, exclude)
+            return
+        # The hot path: one bytes object shared by every outbox.
+        size = len(data)
         cap = self.outbound_cap
         dirty = self._dirty
         was_clean = not dirty
@@ -156,16 +161,8 @@ class Hub(Sink):
         for member in members:
             if member is exclude or member.overflowed:
                 continue
-            if member.aware:
-                item = data
-            else:
-                if legacy is _UNSET:
-                    legacy = wire.event_bytes(event, False)
-                item = legacy
-            if item is None:
-                continue
-            member.outbox.append(item)
-            member.queued += len(item)
+            member.outbox.append(data)
+            member.queued += size
             count += 1
             if member.queued > cap:
                 self._overflow(member)
@@ -175,6 +172,22 @@ class Hub(Sink):
         self.deliveries += count
         if was_clean and dirty and self._wake is not None:
             self._wake()
+
+    def _deliver_mixed(self, event, data: bytes, members, exclude) -> None:
+        # A #lobby event that clients without rooms get in another form (a topic, a
+        # moderation action): encoded once more, for them.
+        legacy = _UNSET
+        for member in members:
+            if member is exclude:
+                continue
+            if member.aware:
+                self._push(member, data)
+                continue
+            if legacy is _UNSET:
+                legacy = wire.event_bytes(event, False)
+            if legacy is not None:
+                self._push(member, legacy)
+        self.deliveries += 1
 
     def reply(self, member: Session, event) -> None:
         items = wire.reply_bytes(event, member.aware, self.now_ms())

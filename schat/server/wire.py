@@ -21,8 +21,9 @@ from schat.protocol.schema import MAX_LIST_ITEMS, MAX_SHORT_BYTES, MAX_TEXT_BYTE
 
 log = logging.getLogger("schat.server")
 
-# Room events whose #lobby shape is the same for both kinds of client.
-_SAME_IN_LOBBY = (ev.Said, ev.Joined, ev.Parted)
+# #lobby events that clients without rooms get in another form; every other event a
+# client without rooms can receive (it is only ever in #lobby) has the same bytes for both.
+_OTHER_FORM_IN_LOBBY = (ev.TopicChanged, ev.Moderated)
 
 
 def fit(text: str, limit: int) -> str:
@@ -45,10 +46,11 @@ def _encode(msg) -> Optional[bytes]:
         return None
 
 
-def same_for_legacy(event) -> bool:
-    """True when a client without rooms gets the very bytes a room-aware one gets."""
-    return type(event) in _SAME_IN_LOBBY and event.room == LOBBY and not getattr(
-        event, "history", False)
+def legacy_differs(event) -> bool:
+    """True when a client without rooms that receives ``event`` needs other bytes than a
+    room-aware one (only #lobby topics and moderation: such a client is in no other room,
+    and backlog is never sent to it)."""
+    return type(event) in _OTHER_FORM_IN_LOBBY and event.room == LOBBY
 
 
 def event_bytes(event, aware: bool) -> Optional[bytes]:
