@@ -57,9 +57,12 @@ class Actions:
                              target, reason, until, now)
         member = self.members.get(user_key(target)) if target else None
         was_in = member is not None and member.key in room.members
+        moved = False
         if action in ev.REMOVING and was_in:
-            self._take_out(member, room)
+            moved = self._take_out(member, room, tell=False)
         self.fanout.publish(room.name, event)
+        if moved:
+            self._tell_focus(member)
         log.info("moderation in %s: %s %s %s%s", room.name,
                  actor.name if actor is not None else "the operator", action, target or "-",
                  f" ({reason!r})" if reason else "")

@@ -323,10 +323,12 @@ class Chat(Actions):
             target = self._room_of(member, room)
             reason = args
         self._check_line(reason, "reason")
-        self._take_out(member, target)
+        moved = self._take_out(member, target, tell=False)
         self.store.remove_membership(member.name, target.name)
         self.fanout.publish(target.name, ev.Parted(target.name, member.name, self.now_ms(),
                                                    reason or "left"))
+        if moved:
+            self._tell_focus(member)
         self._forget_member(target)
 
     def cmd_switch(self, member, args, cid, room):
@@ -371,16 +373,23 @@ class Chat(Actions):
         if room.name not in member.rooms:
             member.rooms.append(room.name)
 
-    def _take_out(self, member: Member, room: Room) -> None:
-        """Take ``member`` out of ``room`` (no event); its focus moves to its last room."""
+    def _take_out(self, member: Member, room: Room, tell: bool = True) -> bool:
+        """Take ``member`` out of ``room`` (no event); its focus moves to its last room.
+        Returns True when the focus moved (``tell``: say so to the member now)."""
         room.members.pop(member.key, None)
         if room.name in member.rooms:
             member.rooms.remove(room.name)
         member.cursors.pop(room.name, None)
-        if member.focus == room.name:
-            member.focus = member.rooms[-1] if member.rooms else None
-            if member.aware and self.members.get(member.key) is member:
-                self.sink.reply(member, ev.Focus(member.focus))
+        if member.focus != room.name:
+            return False
+        member.focus = member.rooms[-1] if member.rooms else None
+        if tell:
+            self._tell_focus(member)
+        return True
+
+    def _tell_focus(self, member: Member) -> None:
+        if member.aware and self.members.get(member.key) is member:
+            self.sink.reply(member, ev.Focus(member.focus))
 
     def _detach(self, member: Member) -> List[str]:
         """Take a session out of every room silently (it is being replaced)."""

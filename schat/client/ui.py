@@ -73,7 +73,7 @@ def _format_text(msg) -> Optional[str]:
         return f"[{clock(msg.time)}] {tag}<{msg.sender}> {msg.text}"
     rooms = room_text.describe(msg)
     if rooms is not None:
-        stamp = f"[{clock(msg.time)}] " if getattr(msg, "time", None) else ""
+        stamp = f"[{clock(getattr(msg, 'time', None))}] "
         prefix = "-!-" if msg.TYPE in ("topic", "moderation") else "---"
         return "\n".join(f"{stamp}{prefix} {line}" for line in rooms.splitlines())
     if isinstance(msg, PrivateMessage):

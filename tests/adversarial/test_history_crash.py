@@ -29,7 +29,8 @@ def test_sigkill_during_a_chat_burst_keeps_every_acknowledged_line(tmp_path):
     home.mkdir()
     install_host_key(home)
     make_store(home).close()
-    srv = ServeProcess(home, "--rate-limit", "0")
+    # History kept in full (no pruning) so that every stored line can be counted.
+    srv = ServeProcess(home, "--rate-limit", "0", "--history-limit", str(BURST))
     try:
         port = srv.port()
         session = ClientSession("127.0.0.1", port, "crash", KnownServers(tmp_path / "known"),

@@ -61,8 +61,8 @@ def test_kick_ban_mute_with_their_rights(chat_server):
     mod = until(carol, rm.Moderation)
     assert (mod.room, mod.action, mod.actor, mod.target, mod.reason) == (
         "#dev", "kick", "alice", "bob", "spamming links")
-    assert until(bob, rm.Focus).room == "#lobby"             # plain lines go back there
     assert until(bob, rm.Moderation).target == "bob"
+    assert until(bob, rm.Focus).room == "#lobby"             # plain lines go back there
     assert answer(bob, "/join #dev") is None                  # kicked, not banned
     assert answer(alice, "/ban bob 1h still spamming") is None
     refused = answer(bob, "/join #dev")
