@@ -2,7 +2,7 @@
 
 Writes return at once: an implementation may queue and batch them (the SQLite
 store commits them from a writer thread), as long as it applies them in the
-order given. :meth:`ChatStore.ticket` and the commit listener let the
+order given. :meth:`ChatStore.ticket` and :meth:`ChatStore.durable` let the
 connection layer hold a request's acknowledgement until everything written
 before it is durable, so an acknowledged message survives a crash.
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from schat.chat.events import Said
 from schat.chat.moderation import Restriction
@@ -105,12 +105,13 @@ class ChatStore(ABC):
 
     # -- durability ------------------------------------------------------------
     def ticket(self) -> int:
-        """0 when every write so far is durable, else a number that the commit
-        listener reports once they are."""
+        """0 when every write so far is durable, else a number that :meth:`durable`
+        reaches once they are."""
         return 0
 
-    def set_commit_listener(self, listener: Callable[[int], None]) -> None:
-        """``listener(ticket)`` is called (from any thread) when writes up to ``ticket`` are durable."""
+    def durable(self) -> int:
+        """The highest ticket whose writes are durable (cheap: polled at every flush)."""
+        return 0
 
     def backlog_full(self) -> bool:
         """True while so many writes wait that new chat lines must be refused."""

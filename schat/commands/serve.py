@@ -143,6 +143,9 @@ def resolve_address(app: AppContext, server: Optional[str], host: Optional[str],
               help="Days a room message is kept, 0 for no age bound [default: 0].")
 @click.option("--backlog", type=click.IntRange(min=0), metavar="N",
               help="Unseen messages per room sent on /join and at login [default: 50].")
+@click.option("--durable-acks/--fast-acks", default=None,
+              help="Acknowledge a chat line only once it is stored, so a crash loses no "
+                   "acknowledged line (slower under heavy load) [default: False].")
 @pass_app
 @handle_errors
 def serve(app: AppContext, server_name, host, port, allow_signup, motd, login_deadline,

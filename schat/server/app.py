@@ -59,7 +59,7 @@ class Server:
             store, settings.history_limit, settings.history_days)
         self.hub = Hub(settings.server_name, settings.motd, settings.outbound_cap,
                        wake=self._wake, store=self.chat_store, limits=settings.chat_limits(),
-                       from_thread=self._from_thread)
+                       later=self._later, durable_acks=settings.durable_acks)
         self.control: Optional[ControlServer] = None
         self.dm = DmRelay(self.hub, store, Mailbox(store, settings.mailbox_limit))
         self.pool = ThreadPoolExecutor(settings.crypto_workers,
@@ -233,14 +233,9 @@ class Server:
             log.warning("could not record the login of %s: %s", name, err)
 
     # -- output ------------------------------------------------------------------
-    def _from_thread(self, fn: Callable, *args) -> None:
-        """Run ``fn(*args)`` on the loop, from the store's writer thread."""
-        loop = self.loop
-        if loop is not None and not loop.is_closed():
-            try:
-                loop.call_soon_threadsafe(fn, *args)
-            except RuntimeError:
-                pass  # the loop closed while shutting down
+    def _later(self, delay: float, fn: Callable) -> None:
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_later(delay, fn)
 
     def _wake(self) -> None:
         if not self._flush_scheduled and self.loop is not None:
@@ -248,6 +243,9 @@ class Server:
             self.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
+        # Acks whose writes are durable ride along (released before the flag drops,
+        # so they schedule no second flush).
+        self.hub.release_acks()
         self._flush_scheduled = False
         for member in self.hub.take_dirty():
             link = member.link

@@ -10,9 +10,9 @@ A room event is encoded once: the same ``bytes`` object goes into every
 recipient's outbox (a second encoding only for clients that know no rooms,
 and only when their shape differs). This loop is the server's hot path.
 
-An acknowledgement waits until every store write made before it is durable
-(:meth:`ChatStore.ticket`), so a member never sees a message confirmed that
-a crash could still lose.
+With ``durable_acks``, an acknowledgement waits until every store write made
+before it is durable (:meth:`ChatStore.ticket`), so a member never sees a
+message confirmed that a crash could still lose.
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ _UNSET = object()
 
 # Login features this server understands.
 ROOMS = "rooms"
+# Seconds between checks for durable writes while acknowledgements wait and the
+# server is otherwise quiet (when busy, every flush checks).
+ACK_POLL = 0.002
 
 
 class Session(Member):
@@ -60,7 +63,8 @@ class Hub(Sink):
                  outbound_cap: int = OUTBOUND_CAP, clock: Clock = time.time,
                  wake: Optional[Callable[[], None]] = None, store: Optional[ChatStore] = None,
                  limits: Optional[ChatLimits] = None,
-                 from_thread: Optional[Callable[[Callable, int], None]] = None):
+                 later: Optional[Callable[[float, Callable], None]] = None,
+                 durable_acks: bool = False):
         self.outbound_cap = outbound_cap
         self._clock = clock
         self._wake = wake
@@ -70,11 +74,14 @@ class Hub(Sink):
         limits = limits or ChatLimits()
         limits.backlog_bytes = min(limits.backlog_bytes, outbound_cap // 4)
         self.chat = Chat(self.store, self, limits, clock, server_name, motd)
-        # Acknowledgements waiting for the store: (ticket, session, encoded ack).
+        # Acknowledgements waiting for the store: (ticket, session, encoded ack). They
+        # are released at the next flush after their writes are durable (a flush runs
+        # at every busy loop turn), or by a poll every ACK_POLL seconds when all is quiet.
         self._held: Deque[Tuple[int, Session, bytes]] = deque()
         self._committed = 0
-        if from_thread is not None:
-            self.store.set_commit_listener(lambda ticket: from_thread(self._durable, ticket))
+        self._later = later
+        self._polling = False
+        self.durable_acks = durable_acks
 
     # -- who is online (also used by the DM relay) ----------------------------------
     def now_ms(self) -> int:
@@ -191,13 +198,16 @@ class Hub(Sink):
 
     def reply(self, member: Session, event) -> None:
         items = wire.reply_bytes(event, member.aware, self.now_ms())
-        if type(event) is ev.Done:
+        if type(event) is ev.Done and self.durable_acks:
             ticket = self.store.ticket()
             if self._held:  # keep acknowledgements in order
                 ticket = max(ticket, self._held[-1][0])
             if ticket > self._committed:
                 for data in items:
                     self._held.append((ticket, member, data))
+                if not self._polling and self._later is not None:
+                    self._polling = True
+                    self._later(ACK_POLL, self._poll)
                 return
         for data in items:
             self._push(member, data)
@@ -209,13 +219,26 @@ class Hub(Sink):
         member.closing = reason or "closed"
         self._mark(member)
 
-    def _durable(self, ticket: int) -> None:
-        """The store made every write up to ``ticket`` durable: release the acks behind it."""
-        self._committed = max(self._committed, ticket)
+    def release_acks(self) -> None:
+        """Release the acknowledgements whose writes the store made durable (called by
+        the I/O layer before each flush, so they ride along with what it sends anyway)."""
         held = self._held
+        if not held:
+            return
+        ticket = self.store.durable()
+        if ticket <= self._committed:
+            return
+        self._committed = ticket
         while held and held[0][0] <= ticket:
             _, member, data = held.popleft()
             self._push(member, data)
+
+    def _poll(self) -> None:
+        self._polling = False
+        self.release_acks()
+        if self._held and self._later is not None:
+            self._polling = True
+            self._later(ACK_POLL, self._poll)
 
     # -- output: plumbing -------------------------------------------------------------------
     def queue(self, member: Session, msg) -> None:

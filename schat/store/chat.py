@@ -18,7 +18,7 @@ from schat.chat.moderation import Restriction
 from schat.chat.rooms import RoomRecord
 from schat.chat.store import ChatStore, Profile, UserInfo
 from schat.errors import AccountError
-from schat.store.writer import QUEUE_LIMIT, GroupWriter
+from schat.store.writer import QUEUE_LIMIT, GroupWriter, Row
 
 log = logging.getLogger("schat.store")
 
@@ -81,6 +81,7 @@ MIGRATION = (
 )
 
 _SAID = "SELECT room, id, time, sender, text, action FROM history"
+_HISTORY = "INSERT INTO history (id, room, time, sender, text, action) VALUES "
 
 
 def _said(row) -> Said:
@@ -239,9 +240,8 @@ class SqliteChatStore(ChatStore):
                      "WHERE room = ? AND user = ?", (last_id, room, user))
 
     def append(self, said: Said) -> None:
-        self._submit("INSERT INTO history (id, room, time, sender, text, action) "
-                     "VALUES (?, ?, ?, ?, ?, ?)",
-                     (said.id, said.room, said.time, said.sender, said.text, int(said.action)))
+        self.writer.submit(Row(_HISTORY, (said.id, said.room, said.time, said.sender, said.text,
+                                          int(said.action))))
         count = self._since_prune.get(said.room, 0) + 1
         if count >= self._prune_every:
             count = 0
@@ -277,8 +277,8 @@ class SqliteChatStore(ChatStore):
     def ticket(self) -> int:
         return self.writer.ticket()
 
-    def set_commit_listener(self, listener: Callable[[int], None]) -> None:
-        self.writer.set_listener(listener)
+    def durable(self) -> int:
+        return self.writer.committed
 
     def backlog_full(self) -> bool:
         return self.writer.full()

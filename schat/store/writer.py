@@ -15,11 +15,27 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Callable, Deque, Optional, Tuple
+from typing import Callable, Deque, Tuple
 
 log = logging.getLogger("schat.store")
 
 Write = Callable[[object], None]
+
+
+class Row:
+    """One row for a multi-row INSERT: consecutive rows with the same ``into`` are
+    written by one statement, so a group of chat lines costs one SQLite call (and the
+    interpreter lock is handed back and forth once, not once per line)."""
+
+    __slots__ = ("into", "values")
+
+    def __init__(self, into: str, values: tuple):
+        self.into = into      # "INSERT INTO table (a, b) VALUES "
+        self.values = values
+
+
+# Rows per INSERT statement (SQLite allows 32,766 variables in one statement).
+ROWS_PER_STATEMENT = 500
 
 # Writes waiting beyond this make the chat refuse new lines ("busy"), never a disconnect.
 QUEUE_LIMIT = 10_000
@@ -45,13 +61,9 @@ class GroupWriter:
         self._next = 1
         self.committed = 0
         self.failures = 0
-        self._listener: Optional[Callable[[int], None]] = None
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
-
-    def set_listener(self, listener: Callable[[int], None]) -> None:
-        self._listener = listener
 
     def submit(self, write: Write) -> int:
         """Queue one write; return its sequence number."""
@@ -112,8 +124,7 @@ class GroupWriter:
                 group = list(self._queue)
             try:
                 with self._transaction() as conn:
-                    for _, write in group:
-                        write(conn)
+                    _apply(conn, group)
             except Exception as err:  # noqa: BLE001 - retried; the group stays queued
                 self.failures += 1
                 log.error("could not store %d write(s), retrying in %.2f s: %s",
@@ -131,9 +142,28 @@ class GroupWriter:
                     self._queue.popleft()
                 self.committed = last
                 self._cond.notify_all()
-            listener = self._listener
-            if listener is not None:
-                try:
-                    listener(last)
-                except Exception:  # noqa: BLE001 - e.g. the event loop closed at shutdown
-                    log.debug("commit listener failed", exc_info=True)
+
+
+def _apply(conn, group) -> None:
+    """Run ``group`` in order; runs of :class:`Row` with one target become multi-row INSERTs."""
+    rows: list = []
+    into = None
+    for _, write in group:
+        if type(write) is Row:
+            if write.into != into or len(rows) >= ROWS_PER_STATEMENT:
+                _insert(conn, into, rows)
+                rows, into = [], write.into
+            rows.append(write.values)
+            continue
+        _insert(conn, into, rows)
+        rows, into = [], None
+        write(conn)
+    _insert(conn, into, rows)
+
+
+def _insert(conn, into, rows) -> None:
+    if not rows:
+        return
+    marks = "(" + ", ".join("?" * len(rows[0])) + ")"
+    conn.execute(into + ", ".join([marks] * len(rows)),
+                 [value for row in rows for value in row])

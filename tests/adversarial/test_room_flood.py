@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chatkit import WAIT, Client, answer, until
+from chatkit import Client, answer, until
 from schat.protocol import messages
 
 THROWAWAYS = 24

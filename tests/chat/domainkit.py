@@ -7,7 +7,6 @@ from typing import Dict, List
 from schat.chat import Chat, ChatLimits, Member, MemoryChatStore
 from schat.chat import events as ev
 from schat.chat.fanout import Sink
-from schat.chat.store import Profile
 
 T0 = 1_700_000_000.0
 

@@ -220,7 +220,7 @@ def test_history_days_bound():
 
 def test_takeover_closes_the_old_session_without_leave_or_join():
     w = World()
-    ann = w.login("ann")
+    w.login("ann")
     old = w.login("bob", peer="10.0.0.1:1")
     w.cmd(old, "/join #dev")
     w.clear()

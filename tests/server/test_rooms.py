@@ -6,6 +6,7 @@ import pytest
 
 from chatkit import PASSWORDS, WAIT, Client, answer, drained, until
 from schat.client.session import Disconnected
+from schat.store.chat import set_role
 from schat.protocol import messages
 from schat.protocol import room_messages as rm
 
@@ -15,6 +16,7 @@ def test_backlog_after_reconnect_and_history_paging(chat_server):
     assert answer(alice, "/join #dev") is None
     assert answer(bob, "/join #dev") is None
     bob.close()
+    until(alice, messages.Leave, lambda m: m.room == "#dev")   # the server saw bob go
     for i in range(3):
         alice.session.say(f"while away {i}", room="#dev")
     assert alice.session.wait_acked(WAIT)
@@ -84,6 +86,7 @@ def test_bans_history_and_roles_survive_a_restart(server_factory):
     answer(alice, "/op bob")
     answer(alice, "/topic release on friday")
     bob.close()
+    until(alice, messages.Leave, lambda m: m.room == "#dev")
     alice.session.say("remember me", room="#dev")
     answer(alice, "/ban carol 1d spam")
     assert alice.session.wait_acked(WAIT)
@@ -132,9 +135,20 @@ def test_a_client_without_rooms_stays_in_lobby_with_old_shapes(chat_server):
     msg = until(old, messages.ChatMessage)
     assert (msg.text, msg.room, msg.history) == ("lobby line", None, False)
     assert answer(old, "/join #dev").code == "bad_command"
-    chat_server.store.close  # noqa: B018 - the store is shared with the server
-    answer(alice, "/topic hello", room="#lobby")  # alice is no op of #lobby: refused
-    for c in (alice, old):
+    assert answer(alice, "/topic hello", room="#lobby").code == "forbidden"
+    set_role(chat_server.store, "carol", "admin")
+    carol = chat_server.login("carol")
+    assert answer(carol, "/topic be nice", room="#lobby") is None
+    assert until(old, messages.Notice).text == "carol set the topic of #lobby: be nice"
+    assert answer(carol, "/kick bob off you go", room="#lobby") is None
+    mod = until(alice, rm.Moderation)
+    assert (mod.room, mod.action, mod.target) == ("#lobby", "kick", "bob")
+    leave = until(old, messages.Leave)                          # the old client's shape
+    assert leave.room is None and leave.reason == "bob was kicked from #lobby by carol: off you go"
+    err = until(old, messages.Error)
+    assert err.code == "kicked" and "off you go" in err.text
+    assert old.next(Disconnected).clean                       # nothing left for it without #lobby
+    for c in (alice, carol):
         c.close()
 
 
