@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from schat.chat.errors import Refusal
+from schat.names import name_key
 
 LOBBY = "#lobby"
 ROOM_RULE = "# followed by 1-32 of a-z, 0-9, '_' or '-'"
@@ -12,10 +13,8 @@ _ROOM_RE = re.compile(r"#[a-z0-9_\-]{1,32}\Z")
 _USER_RE = re.compile(r"[A-Za-z0-9_.\-]{1,32}\Z")
 
 
-def user_key(name: str) -> str:
-    """How user names compare: ASCII lower case (the rule of ``schema.name_key``; a test
-    holds the two equal, so the domain need not import the wire package)."""
-    return name.lower()
+# How user names compare: the one rule of every package (ASCII lower case).
+user_key = name_key
 
 
 def is_room_name(text: str) -> bool:

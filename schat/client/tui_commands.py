@@ -123,8 +123,10 @@ class LineCommands:
             return True
         self.waiting = line
         if name == "msg":
+            # Shown as the account the envelope was sealed to (its registered spelling).
             tui.background(lambda: dm.send(to, text),
-                           lambda cid: self._done(line, tui.expect_ack, cid, "msg", to, text),
+                           lambda sent: self._done(line, tui.expect_ack, sent.cid, "msg",
+                                                   sent.to, text),
                            self._failed)
         else:
             tui.background(lambda: dm.handle_line(line),

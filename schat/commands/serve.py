@@ -10,7 +10,9 @@ from typing import Optional
 
 import click
 
-from schat.commands.common import AppContext, handle_errors, pass_app, setup_logging
+from schat.commands.common import (
+    AppContext, handle_errors, open_app_store, pass_app, setup_logging, store_option,
+)
 from schat.errors import ConfigError, KeyFileError, UsageError
 
 log = logging.getLogger("schat.server")
@@ -146,6 +148,7 @@ def resolve_address(app: AppContext, server: Optional[str], host: Optional[str],
 @click.option("--durable-acks/--fast-acks", default=None,
               help="Acknowledge a chat line only once it is stored, so a crash loses no "
                    "acknowledged line (slower under heavy load) [default: False].")
+@store_option
 @pass_app
 @handle_errors
 def serve(app: AppContext, server_name, host, port, allow_signup, motd, login_deadline,
@@ -158,7 +161,6 @@ def serve(app: AppContext, server_name, host, port, allow_signup, motd, login_de
     """
     from schat.server.control import control_path
     from schat.server.limits import PING_TIMEOUT, ServerSettings
-    from schat.store.accounts import AccountStore
 
     setup_logging(app.log_level if app.log_level is not None else logging.INFO)
     name, host, port = resolve_address(app, server_name, host, port)
@@ -176,7 +178,7 @@ def serve(app: AppContext, server_name, host, port, allow_signup, motd, login_de
     except ValueError as err:
         raise UsageError(str(err).replace("_", "-")) from None
     host_key = load_or_create_host_key(app.home.host_key)
-    store = AccountStore(app.home.users_db)
+    store = open_app_store(app)
     try:
         asyncio.run(_run(settings, host_key, store, control_path(app.home.server_dir)))
     except OSError as err:

@@ -18,6 +18,7 @@ from schat.chat.moderation import Restriction
 from schat.chat.rooms import RoomRecord
 from schat.chat.store import ChatStore, Profile, UserInfo
 from schat.errors import AccountError
+from schat.store.database import PerEngine
 from schat.store.writer import QUEUE_LIMIT, GroupWriter, Row
 
 log = logging.getLogger("schat.store")
@@ -36,31 +37,31 @@ MIGRATION = (
     )""",
     """CREATE TABLE room_members (
         room TEXT NOT NULL,
-        user TEXT NOT NULL COLLATE NOCASE,
+        member {NOCASE} NOT NULL,
         joined INTEGER NOT NULL,
         last_read INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (room, user)
+        PRIMARY KEY (room, member)
     )""",
-    "CREATE INDEX room_members_by_user ON room_members (user)",
+    "CREATE INDEX room_members_by_member ON room_members (member)",
     """CREATE TABLE room_roles (
         room TEXT NOT NULL,
-        user TEXT NOT NULL COLLATE NOCASE,
+        member {NOCASE} NOT NULL,
         role TEXT NOT NULL,
         spelling TEXT NOT NULL,
-        PRIMARY KEY (room, user, role)
+        PRIMARY KEY (room, member, role)
     )""",
     """CREATE TABLE restrictions (
         room TEXT NOT NULL,
         kind TEXT NOT NULL,
-        user TEXT NOT NULL COLLATE NOCASE,
+        member {NOCASE} NOT NULL,
         actor TEXT,
         reason TEXT NOT NULL DEFAULT '',
         until INTEGER,
         created INTEGER NOT NULL,
-        PRIMARY KEY (room, kind, user)
+        PRIMARY KEY (room, kind, member)
     )""",
     """CREATE TABLE server_roles (
-        user TEXT PRIMARY KEY COLLATE NOCASE,
+        member {NOCASE} PRIMARY KEY,
         role TEXT NOT NULL
     )""",
     """CREATE TABLE history (
@@ -72,12 +73,25 @@ MIGRATION = (
         action INTEGER NOT NULL DEFAULT 0
     )""",
     "CREATE INDEX history_by_room ON history (room, id)",
-    """CREATE TRIGGER chat_drop_account AFTER DELETE ON accounts BEGIN
-        DELETE FROM room_members WHERE user = OLD.name;
-        DELETE FROM room_roles WHERE user = OLD.name;
-        DELETE FROM restrictions WHERE user = OLD.name;
-        DELETE FROM server_roles WHERE user = OLD.name;
-    END""",
+    PerEngine(
+        sqlite="""CREATE TRIGGER chat_drop_account AFTER DELETE ON accounts BEGIN
+            DELETE FROM room_members WHERE member = OLD.name;
+            DELETE FROM room_roles WHERE member = OLD.name;
+            DELETE FROM restrictions WHERE member = OLD.name;
+            DELETE FROM server_roles WHERE member = OLD.name;
+        END""",
+        postgresql="""CREATE FUNCTION chat_drop_account() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            BEGIN
+                DELETE FROM room_members WHERE member = OLD.name;
+                DELETE FROM room_roles WHERE member = OLD.name;
+                DELETE FROM restrictions WHERE member = OLD.name;
+                DELETE FROM server_roles WHERE member = OLD.name;
+                RETURN OLD;
+            END $$;
+            CREATE TRIGGER chat_drop_account AFTER DELETE ON accounts
+            FOR EACH ROW EXECUTE FUNCTION chat_drop_account()""",
+    ),
 )
 
 _SAID = "SELECT room, id, time, sender, text, action FROM history"
@@ -97,10 +111,10 @@ def set_role(accounts, name: str, role: str) -> str:
     spelling = accounts.require(name).name
     with accounts.transaction() as conn:
         if role == "admin":
-            conn.execute("INSERT OR REPLACE INTO server_roles (user, role) VALUES (?, 'admin')",
-                         (spelling,))
+            conn.execute("INSERT INTO server_roles (member, role) VALUES (?, 'admin') "
+                         "ON CONFLICT (member) DO UPDATE SET role = excluded.role", (spelling,))
         else:
-            conn.execute("DELETE FROM server_roles WHERE user = ?", (spelling,))
+            conn.execute("DELETE FROM server_roles WHERE member = ?", (spelling,))
     return spelling
 
 
@@ -108,7 +122,7 @@ def roles(accounts) -> Dict[str, str]:
     """Lower-cased account name -> role, for every admin."""
     with accounts.reading() as conn:
         return {row[0].lower(): row[1] for row in
-                conn.execute("SELECT user, role FROM server_roles").fetchall()}
+                conn.execute("SELECT member, role FROM server_roles").fetchall()}
 
 
 class SqliteChatStore(ChatStore):
@@ -135,11 +149,11 @@ class SqliteChatStore(ChatStore):
                          "SELECT name, topic, topic_by, topic_time, private, owner, created "
                          "FROM rooms").fetchall()}
             for room, user, role, spelling in conn.execute(
-                    "SELECT room, user, role, spelling FROM room_roles").fetchall():
+                    "SELECT room, member, role, spelling FROM room_roles").fetchall():
                 if room in rooms:
                     target = rooms[room].ops if role == "op" else rooms[room].invited
                     target[user.lower()] = spelling
-            for row in conn.execute("SELECT room, kind, user, actor, reason, until, created "
+            for row in conn.execute("SELECT room, kind, member, actor, reason, until, created "
                                     "FROM restrictions").fetchall():
                 if row[0] in rooms:
                     rooms[row[0]].restrictions.append(Restriction(*row))
@@ -173,15 +187,15 @@ class SqliteChatStore(ChatStore):
         if info is None:
             return None
         with self.accounts.reading() as conn:
-            rows = conn.execute("SELECT room, last_read FROM room_members WHERE user = ? "
-                                "ORDER BY joined, rowid", (info.name,)).fetchall()
+            rows = conn.execute("SELECT room, last_read FROM room_members WHERE member = ? "
+                                "ORDER BY joined, room", (info.name,)).fetchall()
         return Profile(info.name, info.admin, tuple((r[0], r[1]) for r in rows))
 
     def user(self, name: str) -> Optional[UserInfo]:
         with self.accounts.reading() as conn:
             row = conn.execute(
                 "SELECT a.name, a.locked, r.role FROM accounts a LEFT JOIN server_roles r "
-                "ON r.user = a.name WHERE a.name = ?", (name,)).fetchone()
+                "ON r.member = a.name WHERE a.name = ?", (name,)).fetchone()
         return UserInfo(row[0], row[2] == "admin", bool(row[1])) if row else None
 
     # -- writes --------------------------------------------------------------------------
@@ -206,10 +220,11 @@ class SqliteChatStore(ChatStore):
 
     def _role(self, room: str, user: str, role: str, on: bool) -> None:
         if on:
-            self._submit("INSERT OR REPLACE INTO room_roles (room, user, role, spelling) "
-                         "VALUES (?, ?, ?, ?)", (room, user, role, user))
+            self._submit("INSERT INTO room_roles (room, member, role, spelling) "
+                         "VALUES (?, ?, ?, ?) ON CONFLICT (room, member, role) "
+                         "DO UPDATE SET spelling = excluded.spelling", (room, user, role, user))
         else:
-            self._submit("DELETE FROM room_roles WHERE room = ? AND user = ? AND role = ?",
+            self._submit("DELETE FROM room_roles WHERE room = ? AND member = ? AND role = ?",
                          (room, user, role))
 
     def set_op(self, room: str, user: str, on: bool) -> None:
@@ -219,25 +234,28 @@ class SqliteChatStore(ChatStore):
         self._role(room, user, "invited", on)
 
     def put_restriction(self, item: Restriction) -> None:
-        self._submit("INSERT OR REPLACE INTO restrictions (room, kind, user, actor, reason, "
-                     "until, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        self._submit("INSERT INTO restrictions (room, kind, member, actor, reason, until, "
+                     "created) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (room, kind, member) "
+                     "DO UPDATE SET actor = excluded.actor, reason = excluded.reason, "
+                     "until = excluded.until, created = excluded.created",
                      (item.room, item.kind, item.user, item.actor, item.reason, item.until,
                       item.created))
 
     def remove_restriction(self, room: str, kind: str, user: str) -> None:
-        self._submit("DELETE FROM restrictions WHERE room = ? AND kind = ? AND user = ?",
+        self._submit("DELETE FROM restrictions WHERE room = ? AND kind = ? AND member = ?",
                      (room, kind, user))
 
     def add_membership(self, user: str, room: str, time: int) -> None:
-        self._submit("INSERT OR IGNORE INTO room_members (room, user, joined) VALUES (?, ?, ?)",
-                     (room, user, time))
+        self._submit("INSERT INTO room_members (room, member, joined) VALUES (?, ?, ?) "
+                     "ON CONFLICT (room, member) DO NOTHING", (room, user, time))
 
     def remove_membership(self, user: str, room: str) -> None:
-        self._submit("DELETE FROM room_members WHERE room = ? AND user = ?", (room, user))
+        self._submit("DELETE FROM room_members WHERE room = ? AND member = ?", (room, user))
 
     def mark_read(self, user: str, room: str, last_id: int) -> None:
-        self._submit("UPDATE room_members SET last_read = max(last_read, ?) "
-                     "WHERE room = ? AND user = ?", (last_id, room, user))
+        self._submit("UPDATE room_members SET last_read = ? "
+                     "WHERE room = ? AND member = ? AND last_read < ?",
+                     (last_id, room, user, last_id))
 
     def append(self, said: Said) -> None:
         self.writer.submit(Row(_HISTORY, (said.id, said.room, said.time, said.sender, said.text,
