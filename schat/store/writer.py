@@ -12,6 +12,7 @@ rather than grow without end.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -45,6 +46,9 @@ QUEUE_LIMIT = 10_000
 LINGER = 0.003
 # ... unless this many writes are already waiting.
 GROUP = 256
+# Niceness added to the writer thread (Linux): storing history yields the CPU to the
+# chat loop, as the crypto threads do (schat.server.limits.CRYPTO_NICE).
+WRITER_NICE = 10
 RETRY_START, RETRY_MAX = 0.05, 2.0
 
 
@@ -112,6 +116,7 @@ class GroupWriter:
         return lost
 
     def _run(self) -> None:
+        _lower_priority(WRITER_NICE)
         delay = RETRY_START
         while True:
             with self._cond:
@@ -142,6 +147,16 @@ class GroupWriter:
                     self._queue.popleft()
                 self.committed = last
                 self._cond.notify_all()
+
+
+def _lower_priority(nice: int) -> None:
+    if not hasattr(os, "setpriority"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    except OSError:
+        pass  # not permitted here: the writer keeps the loop's priority
 
 
 def _apply(conn, group) -> None:

@@ -76,7 +76,7 @@ def test_sigkill_during_a_chat_burst(tmp_path, durable):
         session.close()
     finally:
         srv.kill()
-    restarted = ServeProcess(home)
+    restarted = ServeProcess(home, "--history-limit", str(BURST))  # no pruning at start
     try:
         port = restarted.port()  # the store opens and the server starts
         bob = ClientSession("127.0.0.1", port, "crash", KnownServers(tmp_path / "known"),
