@@ -130,7 +130,7 @@ class ServerSettings:
     # True: acknowledge a chat line only once it is committed to the store, so a crash
     # loses no acknowledged line (a few milliseconds more per acknowledgement, and
     # measurably less fan-out under a flat-out load: bench/README.md). False: at once;
-    # a crash may lose the lines of the last few milliseconds (docs/INTERNALS.md).
+    # a crash may lose the lines still queued for the writer (docs/INTERNALS.md).
     durable_acks: bool = False
 
     def chat_limits(self) -> ChatLimits:

@@ -87,7 +87,8 @@ def test_sigkill_during_a_chat_burst(tmp_path, durable):
         bob.command("/history 5", room="#lobby")
         page = [reader.next(messages.ChatMessage) for _ in range(5)]
         assert all(m.history for m in page)
-        assert max(m.id for m in page) >= max(acked)
+        if durable:
+            assert max(m.id for m in page) >= max(acked)
         bob.close()
     finally:
         restarted.kill()
