@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-from schat.client.commands import DM_COMMANDS
+from schat.client.commands import DM_COMMANDS, MODERATION
 from schat.client.completion import COMMANDS, help_text, split_command, suggest
 from schat.errors import SchatError
 from schat.protocol.schema import MAX_TEXT_BYTES
@@ -40,7 +40,8 @@ class LineCommands:
     def _command(self, line: str, name: str, args: str) -> bool:
         tui = self.tui
         if name == "help":
-            cmd = COMMANDS.get(args.lstrip("/").lower()) if args else None
+            key = args.lstrip("/").lower()
+            cmd = (COMMANDS.get(key) or MODERATION.get(key)) if args else None
             if args and cmd is None:
                 tui.warn(f"no command /{args[:32]}")
                 return True
@@ -57,7 +58,8 @@ class LineCommands:
                 tui.warn(f"usage: {COMMANDS['me'].usage}")
                 return True
             return self._say(args, True)
-        if name == "who":
+        cmd = COMMANDS.get(name) or MODERATION.get(name)
+        if cmd is not None and cmd.runs == "server" and name != "help":
             return self._server_command(line)
         if name in LOCAL_COMMANDS:
             return self._local(line, name, args)

@@ -172,8 +172,11 @@ class Credentials:
         # True once the key was refused and the password used instead.
         self.fell_back = False
 
-    def login(self, name: str, accept_new: bool):
+    def login(self, name: str, accept_new: bool, check: bool = False):
         """Connect and log in (or sign up); return the logged-in session.
+
+        ``check``: only check the credentials; the server starts no chat session, so
+        a session already running elsewhere goes on and nobody sees a join.
 
         Key login when a key is loaded; when the server refuses it (the
         account has no key registered yet, or another one), the password,
@@ -189,10 +192,10 @@ class Credentials:
                 session.signup(self.user, self.password, der)
                 return session
             if self.private is None:
-                session.login_password(self.user, self.password)
+                session.login_password(self.user, self.password, check=check)
                 return session
             try:
-                session.login_key(self.user, self.private)
+                session.login_key(self.user, self.private, check=check)
                 return session
             except LoginRefused as err:
                 if err.code != "auth_failed":
@@ -207,7 +210,7 @@ class Credentials:
         self.fell_back = True
         session = open_session(self.app, name, accept_new, ask=False)
         try:
-            session.login_password(self.user, self.password)
+            session.login_password(self.user, self.password, check=check)
         except BaseException:
             session.close()
             raise
@@ -325,12 +328,13 @@ def login(app: AppContext, name: str, user: Optional[str], key: Optional[str],
     """Check your login on the server NAME: exit 0 ok, 1 refused.
 
     With a key (--key, else HOME/keys/USER.pem) that the account has not
-    registered yet, the password logs in and the key is registered.
+    registered yet, the password logs in and the key is registered. Only a
+    check: a chat session of yours elsewhere goes on, and nobody sees a join.
     """
     require_server(app, name)
     user = get_user(user)
     creds = Credentials(app, user, key, "login", offer_key=False)
-    session = creds.login(name, accept_new)
+    session = creds.login(name, accept_new, check=True)
     try:
         register_key(app, session, creds)
     finally:

@@ -187,6 +187,22 @@ class MetricsAddress(click.ParamType):
 @click.option("--metrics", type=MetricsAddress(), metavar="HOST:PORT",
               help="Serve Prometheus metrics on http://HOST:PORT/metrics (a PORT alone "
                    "listens on 127.0.0.1). Counts only; needs the schat[metrics] extra.")
+@click.option("--rooms-per-member", type=click.IntRange(min=1), metavar="N",
+              help="Rooms one member may be in at once [default: 50].")
+@click.option("--rooms-total", type=click.IntRange(min=1), metavar="N",
+              help="Rooms on the server in total; /join of a new one is refused past it "
+                   "[default: 1000].")
+@click.option("--topic-bytes", type=click.IntRange(1, 1024), metavar="BYTES",
+              help="Longest room topic [default: 390].")
+@click.option("--history-limit", type=click.IntRange(min=1), metavar="N",
+              help="Messages kept per room [default: 1000].")
+@click.option("--history-days", type=click.IntRange(min=0), metavar="DAYS",
+              help="Days a room message is kept, 0 for no age bound [default: 0].")
+@click.option("--backlog", type=click.IntRange(min=0), metavar="N",
+              help="Unseen messages per room sent on /join and at login [default: 50].")
+@click.option("--durable-acks/--fast-acks", default=None,
+              help="Acknowledge a chat line only once it is stored, so a crash loses no "
+                   "acknowledged line (slower under heavy load) [default: False].")
 @store_option
 @pass_app
 @handle_errors

@@ -90,11 +90,13 @@ def user():
 @password_stdin_option
 @click.option("--key", "key_file", type=click.Path(dir_okay=False),
               help="The user's RSA public key (NAME.pub.pem), for key login and private messages.")
+@click.option("--admin", "make_admin", is_flag=True,
+              help="Make NAME a server admin (moderates every room, may /disconnect and /lock).")
 @create_option
 @pass_app
 @handle_errors
 def add_cmd(app: AppContext, name: str, password_stdin: bool, key_file: Optional[str],
-            create: bool):
+            make_admin: bool, create: bool):
     """Create the account NAME.
 
     The password is prompted twice, hidden (or read with --password-stdin).
@@ -109,8 +111,42 @@ def add_cmd(app: AppContext, name: str, password_stdin: bool, key_file: Optional
         # Refuse a taken name before asking for a password that would be thrown away.
         store.ensure_new(name)
         account = store.add(name, get_password(password_stdin), public_key_der=der)
+        if make_admin:
+            from schat.store.chat import set_role
+
+            set_role(store, account.name, "admin")
     suffix = f" with key {account.key_fingerprint}" if account.key_fingerprint else ""
-    click.echo(f"Added user {account.name}{suffix}.")
+    role = " as a server admin" if make_admin else ""
+    click.echo(f"Added user {account.name}{role}{suffix}.")
+
+
+@user.command("role")
+@click.argument("name")
+@click.argument("role", type=click.Choice(["admin", "member"]))
+@pass_app
+@handle_errors
+def role_cmd(app: AppContext, name: str, role: str):
+    """Make NAME a server admin, or a member again.
+
+    Admins moderate every room and may /disconnect and /lock members; the
+    change counts from NAME's next login.
+    """
+    from schat.store.chat import set_role
+
+    with open_store(app) as store:
+        spelling = set_role(store, name, role)
+    click.echo(f"{spelling} is now {'a server admin' if role == 'admin' else 'a member'}.")
+
+
+def end_sessions(app: AppContext, op: str, name: str, reason: str = "") -> str:
+    """Ask the running server (if any) to end NAME's session; a sentence saying what happened."""
+    from schat.server.control import control_path, notify
+
+    fields = {"reason": reason} if op == "lock" else {}
+    answer = notify(control_path(app.home.server_dir), op, name=name, **fields)
+    if answer is None:
+        return ""
+    return " Ended their live session." if answer["ended"] else ""
 
 
 @user.command("list")
@@ -122,16 +158,21 @@ def list_cmd(app: AppContext, as_json: bool):
 
     Name, created, last login, locked, legacy hash and key fingerprint.
     """
+    from schat.store.chat import roles
+
     with open_store(app) as store:
         accounts = store.list()
+        admins = roles(store)
     if as_json:
-        render([a.to_json() for a in accounts], [], True)
+        render([{**a.to_json(), "role": admins.get(a.name.lower(), "member")}
+                for a in accounts], [], True)
         return
-    rows = [{"name": a.name, "created": local_time(a.created),
+    rows = [{"name": a.name, "role": admins.get(a.name.lower(), "member"),
+             "created": local_time(a.created),
              "last login": local_time(a.last_login), "locked": a.locked,
              "legacy hash": a.legacy, "key fingerprint": a.key_fingerprint} for a in accounts]
-    render(rows, ["name", "created", "last login", "locked", "legacy hash", "key fingerprint"],
-           False, empty="No users.")
+    render(rows, ["name", "role", "created", "last login", "locked", "legacy hash",
+                  "key fingerprint"], False, empty="No users.")
 
 
 @user.command("remove")
@@ -142,14 +183,14 @@ def list_cmd(app: AppContext, as_json: bool):
 def remove_cmd(app: AppContext, name: str, yes: bool):
     """Delete the account NAME.
 
-    Asks first unless --yes.
+    Asks first unless --yes. A live session of NAME is ended at once.
     """
     with open_store(app) as store:
         account = store.require(name)
         if not yes:
             click.confirm(f"Remove user {account.name}?", abort=True, err=True)
         store.remove(account.name)
-    click.echo(f"Removed user {account.name}.")
+    click.echo(f"Removed user {account.name}.{end_sessions(app, 'remove', account.name)}")
 
 
 @user.command("passwd")
@@ -170,13 +211,18 @@ def passwd_cmd(app: AppContext, name: str, password_stdin: bool):
 
 @user.command("lock")
 @click.argument("name")
+@click.option("--reason", default="", help="Shown to NAME's rooms and logged.")
 @pass_app
 @handle_errors
-def lock_cmd(app: AppContext, name: str):
-    """Refuse logins for NAME until it is unlocked."""
+def lock_cmd(app: AppContext, name: str, reason: str = ""):
+    """Refuse logins for NAME until it is unlocked.
+
+    A live session of NAME on the running server is ended at once.
+    """
     with open_store(app) as store:
         store.lock(name)
-        click.echo(f"Locked user {store.require(name).name}.")
+        spelling = store.require(name).name
+    click.echo(f"Locked user {spelling}.{end_sessions(app, 'lock', spelling, reason)}")
 
 
 @user.command("unlock")

@@ -29,10 +29,12 @@ from schat.server.guard import Admission, AddressRates, CryptoShare, TokenBucket
 from schat.server.hub import Hub
 from schat.server.limits import (DM_CHECK_BACKLOG, DM_CHECK_BURST, PENALTY_ENTRIES,
                                  ServerSettings, lower_thread_priority, raise_nofile_limit)
-from schat.server.link import CHAT, ClientLink
+from schat.server.control import ControlServer
+from schat.server.link import CHAT, CHECKED, ClientLink
 from schat.server.login import LoginGate
 from schat.server.mailbox import Mailbox
 from schat.server.metrics import Stats
+from schat.store.chat import SqliteChatStore
 
 log = logging.getLogger("schat.server")
 
@@ -47,20 +49,28 @@ REFUSAL_LOG_INTERVAL = 5.0
 class Server:
     """A schat server bound to one address; drive it with start()/stop() on one loop."""
 
-    def __init__(self, settings: ServerSettings, host_key: RsaKey, store):
+    def __init__(self, settings: ServerSettings, host_key: RsaKey, store, chat_store=None,
+                 control_socket=None):
         self.settings = settings
+        # The operator's control socket (`schat admin`); None: none is opened.
+        self.control_socket = control_socket
         self.host_key = host_key
         self.store = store
         self.stats = Stats()
         self.fingerprint = fingerprint(host_key)
+        self.loop: Optional[asyncio.AbstractEventLoop] = None
+        self.chat_store = chat_store if chat_store is not None else SqliteChatStore(
+            store, settings.history_limit, settings.history_days)
         self.hub = Hub(settings.server_name, settings.motd, settings.outbound_cap,
-                       wake=self._wake)
+                       wake=self._wake, store=self.chat_store, limits=settings.chat_limits(),
+                       later=self._later, durable_acks=settings.durable_acks)
+        self.control: Optional[ControlServer] = None
         # One check at a time per address, within its share of the crypto threads.
         lane = SignatureLane(self.run_check,
                              CryptoShare(settings.dm_check_share, DM_CHECK_BURST, 1,
                                          PENALTY_ENTRIES),
                              settings.crypto_workers, settings.max_pending_logins,
-                             DM_CHECK_BACKLOG, self._now, self._call_later, self._room)
+                             DM_CHECK_BACKLOG, self._now, self._later, self._room)
         self.dm = DmRelay(self.hub, store, Mailbox(store, settings.mailbox_limit), lane,
                           origin=lambda member: member.link.address if member.link else "?",
                           hold=self._hold, new_account_age=settings.new_account_age)
@@ -71,7 +81,6 @@ class Server:
                                        initializer=lower_thread_priority,
                                        initargs=(settings.crypto_nice,))
         self.links: Set[ClientLink] = set()
-        self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.address: Optional[Tuple[str, int]] = None
         self._listener: Optional[asyncio.AbstractServer] = None
         self._flush_scheduled = False
@@ -113,6 +122,13 @@ class Server:
             lambda: ClientLink(self), self.settings.host, self.settings.port)
         sockname = self._listener.sockets[0].getsockname()
         self.address = (sockname[0], sockname[1])
+        if self.control_socket:
+            try:
+                self.control = ControlServer(self, self.control_socket)
+                await self.control.start()
+            except BaseException:
+                self._listener.close()
+                raise
         self._schedule_ping_check()
         log.info("listening on %s:%d", *self.address)
         return self.address
@@ -123,6 +139,8 @@ class Server:
             return
         listener, self._listener = self._listener, None
         listener.close()
+        if self.control is not None:
+            self.control.close()
         if self._ping_handle is not None:
             self._ping_handle.cancel()
         self.hub.shutdown(reason)
@@ -138,6 +156,8 @@ class Server:
         await listener.wait_closed()
         self.dm.lane.close()
         self.pool.shutdown(wait=True)
+        # The chat's queued writes (history, read markers) are committed before the file closes.
+        await self.loop.run_in_executor(None, self.chat_store.close)
         self.store.close()
         log.info("server stopped")
 
@@ -154,14 +174,17 @@ class Server:
         """Apply new values of :data:`RELOADABLE` settings (on the loop's thread).
 
         New logins and sign-ups read the settings as they come; the MOTD goes to
-        the chat domain, and members online get a message budget at the new rate.
+        the chat domain (members online are shown it), and members online get a
+        message budget at the new rate.
         """
         unknown = set(changes) - set(self.RELOADABLE)
         if unknown:
             raise ValueError(f"cannot change without a restart: {', '.join(sorted(unknown))}")
         self.settings = dataclasses.replace(self.settings, **changes)
         self.gate.settings = self.settings
-        self.hub.motd = self.settings.motd
+        if "motd" in changes:
+            # As `schat admin motd`: members online are shown the new one.
+            self.hub.chat.set_motd(self.settings.motd)
         if "rate_limit" in changes or "rate_burst" in changes:
             self._set_throttled_reply()
             rate, burst = self.settings.rate_limit, self.settings.rate_burst
@@ -240,9 +263,6 @@ class Server:
     def _now(self) -> float:
         return self.loop.time()
 
-    def _call_later(self, delay: float, fn: Callable) -> asyncio.TimerHandle:
-        return self.loop.call_later(delay, fn)
-
     def _hold(self, member) -> None:
         """Stop reading ``member``'s connection: its address's signature checks are
         queued up (SignatureLane); :meth:`_room` lets it go on."""
@@ -292,12 +312,20 @@ class Server:
             log.warning("could not record the login of %s: %s", name, err)
 
     # -- output ------------------------------------------------------------------
+    def _later(self, delay: float, fn: Callable) -> Optional[asyncio.TimerHandle]:
+        if self.loop is not None and not self.loop.is_closed():
+            return self.loop.call_later(delay, fn)
+        return None
+
     def _wake(self) -> None:
         if not self._flush_scheduled and self.loop is not None:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
+        # Acks whose writes are durable ride along (released before the flag drops,
+        # so they schedule no second flush).
+        self.hub.release_acks()
         self._flush_scheduled = False
         for member in self.hub.take_dirty():
             link = member.link
@@ -315,7 +343,7 @@ class Server:
         interval = self.settings.ping_interval
         limit = interval + self.settings.ping_timeout
         for link in list(self.links):
-            if link.state != CHAT:
+            if link.state not in (CHAT, CHECKED):
                 continue
             idle = now - link.last_rx
             if idle >= limit:
@@ -329,8 +357,9 @@ class Server:
 class ServerThread:
     """A server on its own event loop in a background thread (embedding, tests, benchmarks)."""
 
-    def __init__(self, settings: ServerSettings, host_key: RsaKey, store):
-        self.server = Server(settings, host_key, store)
+    def __init__(self, settings: ServerSettings, host_key: RsaKey, store, chat_store=None,
+                 control_socket=None):
+        self.server = Server(settings, host_key, store, chat_store, control_socket)
         self._thread = threading.Thread(target=self._run, name="schat-server", daemon=True)
         self._ready = threading.Event()
         self._loop: Optional[asyncio.AbstractEventLoop] = None

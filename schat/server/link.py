@@ -15,11 +15,11 @@ import logging
 from typing import TYPE_CHECKING, List, Optional
 
 from schat.errors import ProtocolError, StoreError
-from schat.protocol import dm_messages, events, messages
+from schat.protocol import dm_messages, events, messages, room_messages
 from schat.protocol.connection import ServerConnection
 from schat.server import login
 from schat.server.guard import TokenBucket
-from schat.server.hub import Member, NameInUse
+from schat.server.hub import ROOMS, Session
 
 if TYPE_CHECKING:  # pragma: no cover
     from schat.server.app import Server
@@ -29,8 +29,11 @@ log = logging.getLogger("schat.server")
 BUSY_TEXT = "the server is busy; try again in a moment"
 STORE_DOWN_TEXT = "store unavailable: the server cannot reach its account store; try again later"
 
-# Connection states.
-HANDSHAKE, AUTH, CHAT, CLOSED = "handshake", "auth", "chat", "closed"
+# Connection states. CHECKED: a login with "check" succeeded; only key requests are served.
+HANDSHAKE, AUTH, CHAT, CHECKED, CLOSED = "handshake", "auth", "chat", "checked", "closed"
+# What a checked connection may still ask (account-level, no chat session).
+CHECKED_ALLOWED = frozenset({dm_messages.GetKey, dm_messages.SetKey, messages.Ping,
+                             messages.Pong, messages.Bye})
 
 # Messages outside the rate limit: answers to the server (pong, delivery
 # acknowledgements of a stored mailbox, which may be hundreds at login) and bye.
@@ -50,7 +53,7 @@ class ClientLink(asyncio.Protocol):
         self.conn: Optional[ServerConnection] = None
         self.peer = "?"
         self.state = HANDSHAKE
-        self.member: Optional[Member] = None
+        self.member: Optional[Session] = None
         self.attempts = 0
         self.last_rx = 0.0
         self.pinged = False
@@ -177,7 +180,9 @@ class ClientLink(asyncio.Protocol):
             if ev is None:
                 return
             if type(ev) is events.MessageReceived:
-                if self.state == CHAT:
+                if self.state == CHECKED:
+                    self._checked_message(ev.message)
+                elif self.state == CHAT:
                     msg = ev.message
                     if type(msg) not in RATE_FREE and not self._within_rate():
                         self._throttled(self.bucket, getattr(msg, "cid", None))
@@ -296,7 +301,8 @@ class ClientLink(asyncio.Protocol):
             if self._penalised(msg):
                 return
         if kind is messages.Login:
-            log.debug("%s: password login for %s", self.peer, msg.user)
+            log.debug("%s: password login for %s%s", self.peer, msg.user,
+                      " (check only)" if msg.check else "")
             job = functools.partial(login.check_password, store, msg.user, msg.password)
         elif kind is messages.LoginKey:
             log.debug("%s: key login for %s (signature %d bytes)", self.peer, msg.user,
@@ -315,6 +321,7 @@ class ClientLink(asyncio.Protocol):
             self.reason = "left before logging in"
             self._close_transport()
             return
+        job = functools.partial(with_profile, job, self.server.chat_store)
         self._run_job(job, functools.partial(self._auth_done, msg))
 
     def _penalised(self, msg) -> bool:
@@ -325,35 +332,69 @@ class ClientLink(asyncio.Protocol):
         self._failed(msg.user, refusal)
         return True
 
-    def _auth_done(self, msg, outcome: login.LoginOutcome) -> None:
+    def _auth_done(self, request, result) -> None:
+        outcome, profile = result
         server = self.server
-        server.gate.settle(self.address, msg, outcome, server.loop.time())
-        user = msg.user
+        server.gate.settle(self.address, request, outcome, server.loop.time())
+        user = request.user
         if not outcome.ok:
             self._failed(user, outcome)
             return
-        try:
-            member = server.hub.join(outcome.name)
-        except NameInUse:
-            self._failed(user, login.LoginOutcome(
-                code="name_in_use", text=f"{outcome.name} is already logged in elsewhere"))
+        if getattr(request, "check", False):
+            self._checked(outcome)
             return
+        aware = ROOMS in getattr(request, "features", ())
+        refusal = server.hub.chat.admissible(outcome.name, aware)
+        if refusal is not None:
+            log.info("login of %s from %s refused: %s", outcome.name, self.peer, refusal.code)
+            self._refuse(refusal.code, str(refusal))
+            return
+        member = Session(outcome.name, aware=aware, peer=self.peer)
         member.link = self
         self.member = member
         self.conn.logged_in()
         self._release_slot()
+        self._start_chat()
+        old = server.hub.login(member, profile)
+        # Stored direct messages follow the welcome, then the member's rooms.
+        server.dm.on_login(member)
+        server.hub.rejoin(member)
+        server.pool.submit(server.record_login, outcome.name)
+        server.stats.login(outcome.how)
+        log.info("login %s from %s (%s%s)%s", outcome.name, self.peer, outcome.how,
+                 "" if aware else ", a client without rooms",
+                 f"; took over the session from {old.peer}" if old is not None else "")
+
+    def _start_chat(self) -> None:
+        server = self.server
         if server.settings.rate_limit > 0:
             self.bucket = TokenBucket(server.settings.rate_limit, server.settings.rate_burst,
                                       server.loop.time())
-        # Stored direct messages follow the welcome, before anything else.
-        server.dm.on_login(member)
         self.state = CHAT
         if self.deadline is not None:
             self.deadline.cancel()
             self.deadline = None
-        server.pool.submit(server.record_login, outcome.name)
-        server.stats.login(outcome.how)
-        log.info("login %s from %s (%s)", outcome.name, self.peer, outcome.how)
+
+    def _checked(self, outcome: login.LoginOutcome) -> None:
+        """A login with "check": confirm, start no session, disturb nobody."""
+        self.member = Session(outcome.name, peer=self.peer)
+        self.member.link = self
+        self.conn.logged_in()
+        self._release_slot()
+        self._start_chat()
+        self.state = CHECKED
+        self.server.hub.queue(self.member, room_messages.Checked(user=outcome.name,
+                                                                 time=self.server.hub.now_ms()))
+        log.info("login check %s from %s (%s): ok", outcome.name, self.peer, outcome.how)
+
+    def _checked_message(self, msg) -> None:
+        if type(msg) not in CHECKED_ALLOWED:
+            self.server.hub.queue(self.member, messages.Error(
+                code="invalid", text="this connection only checked the login; log in "
+                                     "without check to chat", cid=getattr(msg, "cid", None)))
+            return
+        if not self.server.dm.handle(self.member, msg):
+            self.server.hub.handle(self.member, msg)
 
     def _failed(self, user: str, outcome: login.LoginOutcome) -> None:
         self.attempts += 1
@@ -442,7 +483,7 @@ class ClientLink(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    def flush(self, member: Member) -> None:
+    def flush(self, member: Session) -> None:
         """Send everything the hub queued for this member as one record (or a few)."""
         if self.state == CLOSED:
             return
@@ -468,3 +509,11 @@ class ClientLink(asyncio.Protocol):
         """Ask an idle member for a sign of life."""
         self.pinged = True
         self.server.hub.queue(self.member, messages.Ping(n=n))
+
+
+def with_profile(job, chat_store):
+    """Run a login ``job`` (in the pool), then read the account's chat profile there too,
+    so that the event loop never waits on the store for a login."""
+    outcome = job()
+    profile = chat_store.profile(outcome.name) if outcome.ok else None
+    return outcome, profile

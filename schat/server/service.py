@@ -241,12 +241,15 @@ class Reloader:
 async def run(plan: Plan, host_key, store, reloader: Optional[Reloader] = None) -> None:
     """Serve until SIGINT or SIGTERM; SIGHUP calls ``reloader``."""
     from schat.server.app import Server
+    from schat.server.control import control_path
 
-    server = Server(plan.settings, host_key, store)
+    server = Server(plan.settings, host_key, store,
+                    control_socket=control_path(plan.home.server_dir))
     try:
         bound_host, bound_port = await server.start()
     except BaseException:
         server.pool.shutdown(wait=False)
+        server.chat_store.close()
         raise
     endpoint = None
     if plan.metrics is not None:
@@ -257,13 +260,8 @@ async def run(plan: Plan, host_key, store, reloader: Optional[Reloader] = None) 
         except BaseException:
             await server.stop()
             raise
-    settings = plan.settings
-    click.echo(f"schat server {settings.server_name!r} listening on {bound_host}:{bound_port}")
-    click.echo(f"host key fingerprint: {server.fingerprint}")
-    if endpoint is not None:
-        click.echo("metrics on http://{}:{}/metrics".format(*endpoint.address))
-    click.echo(f"sign-up is {'open' if settings.allow_signup else 'closed'}; "
-               "stop with Ctrl-C", nl=True)
+    # Signals are handled before the banner: a supervisor that sees "listening"
+    # and sends SIGTERM at once must get a clean stop.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     handlers = [(signal.SIGINT, stop.set), (signal.SIGTERM, stop.set)]
@@ -274,6 +272,13 @@ async def run(plan: Plan, host_key, store, reloader: Optional[Reloader] = None) 
             loop.add_signal_handler(sig, handler)
         except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix loops
             signal.signal(sig, lambda *_, h=handler: loop.call_soon_threadsafe(h))
+    settings = plan.settings
+    click.echo(f"schat server {settings.server_name!r} listening on {bound_host}:{bound_port}")
+    click.echo(f"host key fingerprint: {server.fingerprint}")
+    if endpoint is not None:
+        click.echo("metrics on http://{}:{}/metrics".format(*endpoint.address))
+    click.echo(f"sign-up is {'open' if settings.allow_signup else 'closed'}; "
+               "stop with Ctrl-C", nl=True)
     try:
         await server.serve_until(stop)
     finally:

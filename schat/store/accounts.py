@@ -18,6 +18,7 @@ from typing import Callable, Iterable, List, Optional, Union
 
 from schat.crypto import keys, passwords
 from schat.errors import AccountError, KeyFileError
+from schat.store import chat as chat_tables
 from schat.store import legacy
 from schat.protocol.schema import name_key
 from schat.store.database import ConstraintError, Engine, Migration, PerEngine, Store
@@ -66,7 +67,10 @@ MIGRATIONS: List[Migration] = [
     ),
     # 3: imported SHA-256 digests stored bare by earlier versions get wrapped in scrypt.
     legacy.wrap_old_rows,
-    # 4: abuse limits (_add_abuse_columns).
+    # 4: rooms, memberships, room roles, bans and mutes, server roles, history
+    # (schat.store.chat).
+    chat_tables.MIGRATION,
+    # 5: abuse limits (_add_abuse_columns).
     lambda conn, prepared: _add_abuse_columns(conn),
 ]
 # The first schema that has the accounts table (before it, nothing to wrap).
@@ -77,7 +81,7 @@ _COLUMNS = ("name, legacy, created, last_login, locked, public_key, key_fingerpr
 
 
 def _add_abuse_columns(conn) -> None:
-    """Migration 4. An account made by sign-up starts not ``established`` (every existing
+    """Migration 5. An account made by sign-up starts not ``established`` (every existing
     and admin-made account is); a stored DM remembers whether its sender was new; every
     name gets its lookalike ``skeleton`` (:func:`schat.store.policy.name_skeleton`),
     indexed, so a new name is compared with all of them at once. No name changes."""

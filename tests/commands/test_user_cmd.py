@@ -64,13 +64,13 @@ def test_add_with_key_and_list(runner, home, user_keys):
     res = run(runner, "user", "list")
     assert res.exit_code == 0
     lines = res.stdout.splitlines()
-    assert lines[0].split() == ["name", "created", "last", "login", "locked", "legacy", "hash",
-                                "key", "fingerprint"]
+    assert lines[0].split() == ["name", "role", "created", "last", "login", "locked", "legacy",
+                                "hash", "key", "fingerprint"]
     assert lines[2].split()[0] == "alice" and lines[2].split()[-1] == fp
     assert lines[3].split()[0] == "Bob" and lines[3].split()[-1] == "-"
     data = json.loads(run(runner, "user", "list", "--json").stdout)
-    assert [(d["name"], d["locked"], d["key_fingerprint"]) for d in data] == [
-        ("alice", False, fp), ("Bob", False, None)]
+    assert [(d["name"], d["locked"], d["key_fingerprint"], d["role"]) for d in data] == [
+        ("alice", False, fp, "member"), ("Bob", False, None, "member")]
     assert data[0]["created"].endswith("Z")
 
 

@@ -1,11 +1,11 @@
-"""The chat domain alone: routing, notices, commands, outbox accounting."""
+"""The connection layer's hub over the chat domain: wire shapes, encode-once, outboxes."""
 
 from __future__ import annotations
 
 import pytest
 
 from schat.protocol import messages
-from schat.server.hub import Hub, NameInUse
+from schat.server.hub import Hub
 
 T0 = 1_700_000_000.0
 
@@ -47,11 +47,12 @@ def test_join_welcomes_and_announces(hub):
     assert hub.take_dirty() == []
 
 
-def test_name_in_use_is_case_insensitive(hub):
-    hub.join("Ann")
-    with pytest.raises(NameInUse):
-        hub.join("ann")
-    assert hub.is_online("ANN")
+def test_a_second_login_takes_over_case_insensitively(hub):
+    first = hub.join("Ann")
+    drain(first)
+    second = hub.join("ann")
+    assert [type(m) for m in drain(first)] == [messages.Error, messages.Bye]
+    assert first.closing and hub.member("ANN") is second
 
 
 def test_say_reaches_others_once_encoded_and_is_acked(hub):
@@ -104,11 +105,12 @@ def test_help_who_quit(hub):
     drain(ann)
     hub.handle(ann, messages.Command(line="/help", cid="h"))
     notice, ack = drain(ann)
-    for name in ("/help", "/who", "/me ACTION", "/msg NAME TEXT", "/quit"):
+    for name in ("/help", "/who", "/me ACTION", "/msg NAME TEXT", "/quit", "/join #ROOM"):
         assert name in notice.text
     assert ack.cid == "h"
     hub.handle(ann, messages.Who())
     assert drain(ann) == [messages.Users(users=("ann", "bob"))]
+    assert "not end to end" in notice.text
     hub.handle(ann, messages.Command(line="/quit", cid="q"))
     assert [type(m) for m in drain(ann)] == [messages.Ack, messages.Bye]
     assert ann.closing == "quit"
