@@ -2,12 +2,14 @@
 
 Each command says where it runs: ``server`` (sent as a command line), ``dm``
 (answered by the client's :class:`~schat.client.dm.DmClient`, end-to-end),
-``client`` (the client itself: leaving) or ``screen`` (the chat screen only).
+``client`` (the client itself: leaving, reconnecting) or ``screen`` (the chat
+screen only). ``aliases`` are other names that run it (IRC habits);
+``related`` are words people type meaning it, for "did you mean".
 """
 
 from __future__ import annotations
 
-from typing import Dict, NamedTuple, Tuple
+from typing import Dict, NamedTuple, Optional, Tuple
 
 
 class ChatCommand(NamedTuple):
@@ -19,23 +21,53 @@ class ChatCommand(NamedTuple):
     help: str
     runs: str = "server"
     takes_name: bool = False
+    aliases: Tuple[str, ...] = ()
+    related: Tuple[str, ...] = ()
 
 
 COMMANDS: Dict[str, ChatCommand] = {c.name: c for c in (
-    ChatCommand("help", "/help [COMMAND]", "list the commands, or show how to use one"),
-    ChatCommand("who", "/who", "list who is online"),
-    ChatCommand("me", "/me ACTION", "say ACTION in the third person"),
+    ChatCommand("help", "/help [COMMAND]", "list the commands, or show how to use one",
+                related=("commands", "h", "?")),
+    ChatCommand("who", "/who", "list who is online (and who is away)", aliases=("names",),
+                related=("list", "users", "online", "members")),
+    ChatCommand("me", "/me ACTION", "say ACTION in the third person",
+                related=("action", "emote", "describe")),
     ChatCommand("msg", "/msg NAME TEXT", "send TEXT to NAME alone, end-to-end encrypted",
-                runs="dm", takes_name=True),
+                runs="dm", takes_name=True,
+                related=("tell", "whisper", "pm", "dm", "privmsg", "notice", "m", "w")),
+    ChatCommand("query", "/query [NAME [TEXT]]",
+                "send your lines to NAME alone from now on (/query alone: to everyone again)",
+                runs="screen", takes_name=True, related=("chat", "talk", "window")),
     ChatCommand("whois", "/whois NAME", "show NAME's key fingerprint and your pin",
-                runs="dm", takes_name=True),
+                runs="dm", takes_name=True, related=("fingerprint", "key", "finger", "info")),
     ChatCommand("verify", "/verify NAME", "show the safety code to compare with NAME",
-                runs="dm", takes_name=True),
+                runs="dm", takes_name=True, related=("safety", "code", "check")),
     ChatCommand("trust", "/trust NAME [FINGERPRINT]",
-                "accept NAME's changed key, the one /verify showed", runs="dm", takes_name=True),
-    ChatCommand("clear", "/clear", "clear the screen", runs="screen"),
-    ChatCommand("quit", "/quit", "leave the chat (also Ctrl-D on an empty line)", runs="client"),
+                "accept NAME's changed key, the one /verify showed", runs="dm", takes_name=True,
+                related=("accept", "pin")),
+    ChatCommand("away", "/away [MESSAGE]",
+                "mark yourself away with MESSAGE, shown in /who (/away alone: back)",
+                related=("afk", "brb", "back")),
+    ChatCommand("ignore", "/ignore [NAME]",
+                "hide NAME's messages, on this client, from now on (/ignore alone: the list)",
+                runs="screen", takes_name=True, related=("block", "mute", "silence")),
+    ChatCommand("unignore", "/unignore NAME", "show NAME's messages again", runs="screen",
+                takes_name=True, related=("unblock", "unmute")),
+    ChatCommand("reconnect", "/reconnect", "drop the connection and log in again now",
+                runs="screen", related=("connect", "reconn", "server", "retry")),
+    ChatCommand("clear", "/clear", "clear the screen", runs="screen", related=("cls",)),
+    ChatCommand("quit", "/quit", "leave the chat (also Ctrl-D on an empty line)", runs="client",
+                aliases=("exit",), related=("bye", "leave", "part", "q", "logout")),
 )}
 
 # The commands a DmClient answers, without their "/".
 DM_COMMANDS: Tuple[str, ...] = tuple(c.name for c in COMMANDS.values() if c.runs == "dm")
+
+
+def lookup(name: str, commands: Dict[str, ChatCommand] = COMMANDS) -> Optional[ChatCommand]:
+    """The command called ``name`` (without the ``/``) or one of its aliases, any case."""
+    name = name.lower()
+    command = commands.get(name)
+    if command is not None:
+        return command
+    return next((c for c in commands.values() if name in c.aliases), None)

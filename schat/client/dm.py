@@ -54,9 +54,11 @@ class DmClient:
 
     def __init__(self, session, home_root, private_key: Optional[RsaKey],
                  emit: Callable[[object], None], key_timeout: float = KEY_TIMEOUT,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, retired_keys=()):
         self.session = session
         self.private_key = private_key
+        # Keys this one replaced (`schat keys gen --force`): stored envelopes sealed to them open.
+        self.retired_keys = list(retired_keys)
         self.my_der = public_der(private_key) if private_key is not None else None
         self.emit = emit
         self.key_timeout = key_timeout
@@ -179,7 +181,7 @@ class DmClient:
                 log.debug("ignored a replayed dm from %s", env.sender)
                 return True
             try:
-                text = env_mod.open_(env, self.me, self.private_key)
+                text = env_mod.open_(env, self.me, self._key_for(env))
             except env_mod.EnvelopeError as err:
                 raise _Discard(str(err)) from None
             status = self._pin_status(env.sender, msg.sender_key)
@@ -193,6 +195,14 @@ class DmClient:
                                  to=env.recipient, text=text, verified=status != ct.CHANGED,
                                  warning=warning))
         return True
+
+    def _key_for(self, env) -> RsaKey:
+        """Our key the envelope was sealed to: the current one, or one it replaced."""
+        wrap = next((w for w in env.wraps if w.name.lower() == self.me.lower()), None)
+        for key in self.retired_keys:
+            if wrap is not None and env_mod.key_fp(key) == wrap.key_fp:
+                return key
+        return self.private_key
 
     def _pin_status(self, name: str, der: bytes) -> str:
         if name.lower() == self.me.lower() and self.my_der is not None:

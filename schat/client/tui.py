@@ -2,14 +2,18 @@
 
 Incoming events arrive on the session's receiver thread and are handed to the
 UI's event loop with ``call_soon_threadsafe``; only that loop touches the
-screen. Lines are printed with ``run_in_terminal``, which erases the input
-area, prints above it and draws it again from the buffer, which output never
-modifies: a half-typed line survives any number of incoming messages.
-Several events that arrive together are printed in one such pass.
+screen. Lines are printed above the input area (erased, printed over, drawn
+again from the buffer, which output never modifies: a half-typed line
+survives any number of incoming messages), in raw mode, so keys typed
+meanwhile are neither echoed nor merged (:mod:`schat.client.tui_terminal`).
+Several events that arrive together are printed in one pass.
 
-When the connection drops, a :class:`~schat.client.reconnect.Reconnector`
-logs in again in the background; the input line stays usable meanwhile.
-The layout and keys are in :mod:`schat.client.tui_layout`.
+The prompt and the toolbar are built from the screen's state (who you are,
+whom a ``/query`` talks to, away, the connection) as lists of parts, so more
+state can add its own part. When the connection drops, a
+:class:`~schat.client.reconnect.Reconnector` logs in again in the background;
+the input line stays usable meanwhile. The layout and keys are in
+:mod:`schat.client.tui_layout`, the entered lines in :mod:`schat.client.tui_commands`.
 """
 
 from __future__ import annotations
@@ -20,20 +24,24 @@ import os
 import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from prompt_toolkit.application.run_in_terminal import run_in_terminal
 from prompt_toolkit.buffer import Buffer
-from prompt_toolkit.history import History, InMemoryHistory
+from prompt_toolkit.history import History
 from prompt_toolkit.output import ColorDepth
 
 from schat.client.completion import ChatCompleter
+from schat.client.history import ChatHistory
 from schat.client.reconnect import BACKOFF_CAP, BACKOFF_START, Reconnector
-from schat.client.render import Fragments, Renderer, chat_style, event_type, field, should_bell
+from schat.client.render import (Fragments, Renderer, chat_style, clean, event_type, field,
+                                 nick_class, should_bell)
 from schat.client.session import Disconnected
 from schat.client.tui_commands import LineCommands
 from schat.client.tui_layout import PasteGuard, build_application, build_layout, key_bindings
+from schat.client.tui_terminal import Terminal, fits
 from schat.errors import SchatError
+from schat.protocol.schema import name_key
 
 log = logging.getLogger("schat.client.tui")
+
 
 def colour_wanted(env: Optional[Dict[str, str]] = None) -> bool:
     """False when ``NO_COLOR`` is set to anything non-empty (https://no-color.org)."""
@@ -48,27 +56,42 @@ class ChatTUI:
     receiver thread is not started yet; ``reconnect()`` returns a new one, logged
     in the same way, or raises a :class:`SchatError`. ``dm_factory(session)``
     returns the :class:`schat.client.dm.DmClient` that answers ``/msg``,
-    ``/whois``, ``/verify`` and ``/trust``.
+    ``/whois``, ``/verify`` and ``/trust``; ``after_login(dm)`` runs once, off the
+    screen's loop, after the first login (registering a key the user chose to).
+    ``server`` is the member's own name for the server; the name the server
+    announces is shown beside it when it differs. ``ignores`` (a list-like
+    store with ``names()`` and ``save(names)``) keeps ``/ignore`` across sessions.
     """
 
     def __init__(self, session, reconnect: Optional[Callable[[], Any]] = None, *,
                  server: str = "", history: Optional[History] = None, bell: bool = True,
                  colour: Optional[bool] = None, input=None, output=None,
                  backoff_start: float = BACKOFF_START, backoff_cap: float = BACKOFF_CAP,
-                 dm_factory: Optional[Callable[[Any], Any]] = None):
+                 dm_factory: Optional[Callable[[Any], Any]] = None,
+                 after_login: Optional[Callable[[Any], Any]] = None, ignores=None):
         self.session = session
         self._reconnect = reconnect
         self._dm_factory = dm_factory
+        self._after_login = after_login
         self.dm = None
         welcome = getattr(session, "welcome", None)
         self.me: str = field(welcome, "user", None) or getattr(session, "user", "") or ""
-        self.server = server or field(welcome, "server", "") or getattr(session, "server_name", "")
+        self.server = server or getattr(session, "server_name", "") or ""
+        # The name the server gives itself in its welcome (it may differ from yours).
+        self.announced: str = clean(str(field(welcome, "server", "") or ""))
         self.bell = bell
         self.colour = colour_wanted() if colour is None else colour
         self.state = "connected"
         # Why the connection is down (None while connected); the exit code depends on it.
         self.lost: Optional[str] = None
         self.members: Dict[str, str] = {}
+        # Whom plain lines go to, as private messages (/query NAME); None: everyone.
+        self.query: Optional[str] = None
+        # Your away message as the server confirmed it (None: not away).
+        self.away: Optional[str] = None
+        self._ignores = ignores
+        self.ignored: Dict[str, str] = {name_key(n): n for n in
+                                        (ignores.names() if ignores is not None else [])}
         self._backoff = (backoff_start, backoff_cap)
         self._generation = 0
         self._outgoing: Dict[str, Tuple[str, str, Any]] = {}
@@ -79,31 +102,37 @@ class ChatTUI:
         self._flush_scheduled = False
         self._quitting = False
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._reconnecting = False
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         # Observers for tests and tools: called on the UI loop after each printed batch.
         self.on_printed: Optional[Callable[[List[Fragments]], None]] = None
         self.printed: List[str] = []
         self._set_members(field(welcome, "users", None) or [])
 
+        self.history = history if history is not None else ChatHistory(None)
         self.buffer = Buffer(
-            name="input", multiline=False, history=history or InMemoryHistory(),
+            name="input", multiline=False, history=self.history,
             completer=ChatCompleter(lambda: self.members.values(), lambda: self.me),
             complete_while_typing=False)
         self.paste = PasteGuard()
         self.commands = LineCommands(self)
         self.app = self._build_app(input, output)
+        self.paste.on_end = self.app.invalidate
+        self.terminal = Terminal(self.app)
         # Wrap at the terminal's width as it is when each line is made, so a resize counts.
         self.renderer = Renderer(self.me, width=self._columns)
         if welcome is not None:
-            self._queue.append(self.renderer.event(welcome))
+            self._queue.append(self.welcome_line(welcome))
 
     def _build_app(self, input, output):
-        prompt = lambda: [("class:prompt", f"{self.me or '?'}> ")]  # noqa: E731
-        layout = build_layout(self.buffer, prompt, self.toolbar)
-        bindings = key_bindings(self.buffer, self.paste, self._enter, self.quit)
+        layout = build_layout(self.buffer, self.prompt, self.toolbar)
+        bindings = key_bindings(self.buffer, self.paste, self._enter, self.quit,
+                                self._idle_interrupt, self._suspend)
         kwargs = {} if self.colour else {"color_depth": ColorDepth.DEPTH_1_BIT}
-        return build_application(layout, bindings, self.paste, style=chat_style(self.colour),
-                                 input=input, output=output, **kwargs)
+        return build_application(layout, bindings, self.paste, self.buffer,
+                                 style=chat_style(self.colour), input=input, output=output,
+                                 **kwargs)
 
     def _columns(self) -> Optional[int]:
         try:
@@ -111,32 +140,107 @@ class ChatTUI:
         except Exception:  # noqa: BLE001 - a size is a nicety, not a requirement
             return None
 
+    # -- what the screen shows about its state -----------------------------------
+    def server_label(self) -> str:
+        """Your name for the server, with the name it announces when that differs."""
+        own = clean(self.server) or self.announced or "?"
+        if self.announced and name_key(self.announced) != name_key(own):
+            return f"{own} ({self.announced})"
+        return own
+
+    def prompt_parts(self) -> List[Tuple[str, str]]:
+        """The prompt's parts: you, then whom a /query talks to."""
+        parts = [("class:prompt", self.me or "?")]
+        if self.query:
+            parts += [("class:prompt", " -> "), (nick_class(self.query), self.query)]
+        return parts
+
+    def prompt(self):
+        return self.prompt_parts() + [("class:prompt", "> ")]
+
+    def toolbar_parts(self) -> List[tuple]:
+        """``(keep, fragments)`` per toolbar part, in display order; on a narrow terminal
+        the lowest ``keep`` goes first, and the connection state (0) never."""
+        t = "class:toolbar"
+        parts = [(5, [(t, clean(self.server) or self.announced or "?")])]
+        if self.announced and name_key(self.announced) != name_key(clean(self.server)):
+            parts.append((1, [(t, f"({self.announced})")]))
+        parts.append((4, [(t, self.me)]))
+        if self.query:
+            parts.append((3, [(t, f"-> {self.query}")]))
+        if self.away is not None:
+            parts.append((3, [(t, "away")]))
+        if self.state == "connected":
+            # No member count while offline: it would be stale.
+            parts.append((2, [(t, f"{len(self.members)} online")]))
+            parts.append((0, [("class:toolbar.online", "connected")]))
+        else:
+            parts.append((0, [("class:toolbar.offline", self.state)]))
+        return parts
+
     def toolbar(self):
         """The toolbar: server, you, how many are online (while connected), the state."""
-        if self.state == "connected":
-            return [("class:toolbar", f" {self.server} · {self.me} · "
-                                      f"{len(self.members)} online · "),
-                    ("class:toolbar.online", "connected"), ("class:toolbar", " ")]
-        # No member count while offline: it would be stale.
-        return [("class:toolbar", f" {self.server} · {self.me} · "),
-                ("class:toolbar.offline", self.state), ("class:toolbar", " ")]
+        out: List[Tuple[str, str]] = [("class:toolbar", " ")]
+        kept = fits(self.toolbar_parts(), self._columns())
+        # The announced name sits right after the server's, without a separator.
+        for i, (_, fragments) in enumerate(kept):
+            if i:
+                joined = fragments[0][1].startswith("(")
+                out.append(("class:toolbar", " " if joined else " · "))
+            out.extend(fragments)
+        out.append(("class:toolbar", " "))
+        return out
+
+    def welcome_line(self, welcome) -> Fragments:
+        users = field(welcome, "users", None) or []
+        text = (f"connected to {self.server_label()} as {field(welcome, 'user', '?')}; "
+                f"{len(users)} online: {', '.join(users)}")
+        motd = field(welcome, "motd", "") or ""
+        if motd:
+            text += "\n" + motd
+        return self.renderer.info(text, field(welcome, "time"))
 
     def _enter(self) -> None:
-        if self.submit(self.buffer.text):
-            return
-        self.buffer.append_to_history()
+        text = self.buffer.text
+        private = self.commands.private(text)
+        self.commands.submit(text)
+        self.remember(text, private)
         self.buffer.reset()
+
+    def remember(self, text: str, private: bool = False) -> None:
+        """Put an entered line in the history (kept in memory only when ``private``)."""
+        if not text.strip():
+            return
+        strings = self.history.get_strings()
+        if strings and strings[-1] == text:
+            return
+        if isinstance(self.history, ChatHistory):
+            self.history.append_string(text, persist=not private)
+        else:
+            self.history.append_string(text)
+
+    def _idle_interrupt(self) -> None:
+        self.notice("Ctrl-D or /quit to leave")
+
+    def _suspend(self) -> None:
+        self.terminal.suspend()
 
     # -- running ----------------------------------------------------------
     def run(self) -> int:
         """Run until the user leaves; return the exit code (1 when the connection was lost
         and had not come back, with the reason in :attr:`lost`)."""
-        self.app.run(pre_run=self._started, handle_sigint=False)
+        try:
+            self.app.run(pre_run=self._started, handle_sigint=False)
+        finally:
+            self.terminal.uninstall()
         return self._ended()
 
     async def run_async(self) -> int:
         """:meth:`run` for callers that already have an event loop."""
-        await self.app.run_async(pre_run=self._started, handle_sigint=False)
+        try:
+            await self.app.run_async(pre_run=self._started, handle_sigint=False)
+        finally:
+            self.terminal.uninstall()
         return self._ended()
 
     def _ended(self) -> int:
@@ -146,15 +250,16 @@ class ChatTUI:
 
     def _started(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self.terminal.install(self._loop)
         self._attach(self.session, first=True)
-        if self._queue and not self._flush_scheduled:
-            self._flush_scheduled = True
-            run_in_terminal(self._flush)
+        if self._queue:
+            self._schedule_flush()
 
     def quit(self) -> None:
         """Leave: stop reconnecting and end the interface (the session closes after)."""
         self._quitting = True
         self._stop.set()
+        self._wake.set()
         if self.app.is_running and not self.app.future.done():
             self.app.exit()
 
@@ -162,6 +267,7 @@ class ChatTUI:
         """Close the session and stop reconnecting (idempotent)."""
         self._quitting = True
         self._stop.set()
+        self._wake.set()
         session, self.session = self.session, None
         if session is not None:
             try:
@@ -179,12 +285,15 @@ class ChatTUI:
         generation = self._generation
         self.session = session
         self.lost = None
+        self._reconnecting = False
         self._outgoing.clear()
         self._early_acks.clear()
         if not first:
             self._set_members(field(session.welcome, "users", None) or [])
+            self.announced = clean(str(field(session.welcome, "server", "") or ""))
             self.state = "connected"
-            self.show(self.renderer.info(f"back online on {self.server}"
+            self.away = None  # a new session starts present
+            self.show(self.renderer.info(f"back online on {self.server_label()}"
                                          f" ({len(self.members)} online)"))
         callback = lambda ev: self._from_thread(generation, ev)  # noqa: E731
         self.dm = None
@@ -193,18 +302,19 @@ class ChatTUI:
             self.dm.emit = callback
             callback = self.dm.wrap(callback)
         session.start(callback)
-        if self.dm is not None:
-            self.background(self.dm.register_key)
+        if first and self.dm is not None and self._after_login is not None:
+            dm = self.dm
+            self.background(lambda: self._after_login(dm))
         self.app.invalidate()
 
     def background(self, work: Callable[[], Any], done: Optional[Callable[[Any], None]] = None,
-                   failed: Optional[Callable[[str], None]] = None) -> None:
+                   failed: Optional[Callable[[str], Optional[str]]] = None) -> None:
         """Run ``work()`` on a thread, then ``done(result)`` on the UI loop; a SchatError is
-        printed as a warning after ``failed(text)``. Requests that wait for a server reply
-        (key look-ups) must not freeze the screen."""
+        printed as a warning (the text ``failed(text)`` returns, when given). Requests that
+        wait for a server reply (key look-ups) must not freeze the screen."""
         def report(text: str) -> None:
             if failed is not None:
-                failed(text)
+                text = failed(text) or text
             self.show(self.renderer.warning(text))
 
         def run():
@@ -235,15 +345,17 @@ class ChatTUI:
             self._set_members(field(event, "users", None) or [])
         elif kind == "join":
             name = field(event, "user", "")
-            self.members[name.lower()] = name
+            self.members[name_key(name)] = name
         elif kind == "leave":
-            self.members.pop(str(field(event, "user", "")).lower(), None)
+            self.members.pop(name_key(str(field(event, "user", ""))), None)
+        if kind in ("message", "dm") and self.is_ignored(field(event, "sender", "") or ""):
+            return
         if kind == "ack":
             line = self._acked(field(event, "cid"), field(event, "time"))
         else:
             if kind == "error":
                 self._outgoing.pop(field(event, "cid", None), None)
-            line = self.renderer.event(event)
+            line = self.welcome_line(event) if kind == "welcome" else self.renderer.event(event)
         if line is not None:
             self.show(line, bell=self.bell and should_bell(event, self.me))
         self.app.invalidate()
@@ -258,42 +370,74 @@ class ChatTUI:
         if kind == "say":
             return self.renderer.chat(self.me, a, ms, action=b)
         if kind == "msg":
+            if name_key(a) == name_key(self.me):
+                return None  # a note to yourself comes back, and is shown, as it arrives
             return self.renderer.private(a, b, ms, outgoing=True)
+        if kind == "away":
+            self.away = a or None
+            return self.renderer.info(f"you are away: {a}" if a else "you are back")
         return None
 
     def _set_members(self, names) -> None:
-        self.members = {str(n).lower(): str(n) for n in names}
+        self.members = {name_key(str(n)): str(n) for n in names}
+
+    # -- ignoring -----------------------------------------------------------
+    def is_ignored(self, name: str) -> bool:
+        return bool(name) and name_key(name) in self.ignored
+
+    def set_ignored(self, name: str, ignore: bool) -> None:
+        """Ignore ``name`` (or stop), and keep the list for the next sessions."""
+        if ignore:
+            self.ignored[name_key(name)] = name
+        else:
+            self.ignored.pop(name_key(name), None)
+        if self._ignores is not None:
+            self._ignores.save(sorted(self.ignored.values(), key=str.lower))
 
     # -- printing -----------------------------------------------------------
     def show(self, fragments: Fragments, bell: bool = False) -> None:
         """Print one line above the input (on the UI loop); batched with others."""
         self._queue.append(fragments)
         self._ring = self._ring or bell
-        if self._loop is None or self._flush_scheduled:
+        if self._loop is not None:
+            self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if self._flush_scheduled:
             return
         self._flush_scheduled = True
-        run_in_terminal(self._flush)
+        self.app.create_background_task(self._flush())
+
+    async def _flush(self) -> None:
+        try:
+            await self.terminal.print_above(self._take_queue, self._printed)
+        finally:
+            self._flush_scheduled = False
+        if self._queue and not self._quitting:
+            self._schedule_flush()
+
+    def _take_queue(self) -> List[Fragments]:
+        batch, self._queue = self._queue, []
+        return batch
+
+    def _printed(self, batch: List[Fragments]) -> None:
+        for fragments in batch:
+            self.printed.append("".join(text for _, text in fragments))
+        if self._ring:
+            self._ring = False
+            self.app.output.bell()
+            self.app.output.flush()
+        if self.on_printed is not None:
+            self.on_printed(batch)
 
     def post(self, fragments: Fragments) -> bool:
         """:meth:`show` from any thread; False when the screen is not running."""
         return self.call_soon(self.show, fragments)
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        batch, self._queue = self._queue, []
-        for fragments in batch:
-            self.app.print_text(list(fragments) + [("", "\n")])
-            self.printed.append("".join(text for _, text in fragments))
-        if self._ring:
-            self._ring = False
-            self.app.output.bell()
-        if self.on_printed is not None:
-            self.on_printed(batch)
-
     # -- input ----------------------------------------------------------------
-    def submit(self, text: str) -> bool:
-        """Act on one entered line; return True to keep it in the input (not sent)."""
-        return self.commands.submit(text)
+    def submit(self, text: str) -> None:
+        """Act on one entered line (sent, or refused with a warning)."""
+        self.commands.submit(text)
 
     def warn(self, text: str) -> None:
         """Print a warning line (``! text``)."""
@@ -310,7 +454,7 @@ class ChatTUI:
 
     def expect_ack(self, cid: str, kind: str, a: str, b: Any) -> None:
         """Remember a request sent as ``cid``; its line is printed when the server acks it
-        (``say``: text, action; ``msg``: peer, text; ``command``: line)."""
+        (``say``: text, action; ``msg``: peer, text; ``away``: reason; ``command``: line)."""
         self._outgoing[cid] = (kind, a, b)
         if cid in self._early_acks:
             line = self._acked(cid, self._early_acks.pop(cid))
@@ -322,6 +466,8 @@ class ChatTUI:
         if self._quitting:
             return
         reason = getattr(event, "reason", "") or "connection closed"
+        if self._reconnecting:
+            reason = "you asked to reconnect"
         self.lost = reason
         if self._reconnect is None:
             self.state = "offline"
@@ -331,10 +477,31 @@ class ChatTUI:
         self.state = "reconnecting"
         self.show(self.renderer.warning(f"disconnected: {reason}; reconnecting"))
         self.app.invalidate()
+        self._start_reconnector(now=self._reconnecting)
+
+    def _start_reconnector(self, now: bool = False) -> None:
+        self._reconnecting = True
+        self._wake.clear()
         Reconnector(self._reconnect, self._stop, self.call_soon, state=self._set_state,
                     warn=lambda text: self.show(self.renderer.warning(text)),
                     attach=self._attach, give_up=self._give_up,
-                    backoff=self._backoff).start()
+                    backoff=self._backoff, wake=self._wake, now=now).start()
+
+    def reconnect_now(self) -> None:
+        """/reconnect: drop the connection (if any) and log in again at once."""
+        if self._reconnect is None:
+            self.warn("reconnecting is not available in this session")
+            return
+        if self.online:
+            self._reconnecting = True
+            session = self.session
+            self.background(lambda: session.close("reconnecting"))
+        elif self._reconnecting:
+            self._wake.set()  # the waiting attempt goes now
+        else:
+            self.state = "reconnecting"
+            self._start_reconnector(now=True)
+            self.app.invalidate()
 
     def call_soon(self, func, *args) -> bool:
         """Run ``func(*args)`` on the UI loop, from any thread; False when the loop is gone."""
@@ -352,6 +519,8 @@ class ChatTUI:
         self.app.invalidate()
 
     def _give_up(self, reason: str) -> None:
+        self._reconnecting = False
         self.state = "offline"
-        self.show(self.renderer.warning(f"cannot reconnect: {reason}\n/quit to leave"))
+        self.show(self.renderer.warning(f"cannot reconnect: {reason}\n"
+                                        "/reconnect tries again, /quit leaves"))
         self.app.invalidate()

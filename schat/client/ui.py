@@ -21,7 +21,7 @@ from typing import Optional, TextIO
 
 from schat.client.dm import LOCAL_HELP, DmClient
 from schat.client.local_events import LocalNotice, LocalWarning, PrivateMessage
-from schat.client.render import clean
+from schat.client.render import UNVERIFIED_MARK, clean
 from schat.client.render import clock_seconds as clock
 from schat.client.session import ClientSession, Disconnected, Pacer
 from schat.errors import ConnectionFailed, SchatError
@@ -70,8 +70,11 @@ def _format_text(msg) -> Optional[str]:
             return f"[{clock(msg.time)}] * {msg.sender} {msg.text}"
         return f"[{clock(msg.time)}] <{msg.sender}> {msg.text}"
     if isinstance(msg, PrivateMessage):
-        mark = "" if msg.verified else "[UNVERIFIED: key changed] "
-        return f"[{clock(msg.time)}] *{msg.sender}* {mark}{msg.text}"
+        # As the chat screen shows it: <- from, -> to (a note to yourself).
+        mark = "" if msg.verified else " " + UNVERIFIED_MARK
+        if msg.sender.lower() == msg.to.lower():
+            return f"[{clock(msg.time)}] -> {msg.to}{mark}: {msg.text}"
+        return f"[{clock(msg.time)}] <- {msg.sender}{mark}: {msg.text}"
     if isinstance(msg, LocalWarning):
         return "\n".join(f"[{clock(msg.time)}] !!! {line}" for line in msg.text.splitlines())
     if isinstance(msg, LocalNotice):

@@ -16,10 +16,13 @@ import time
 from typing import Callable, Dict, List, Optional
 
 from schat.protocol import messages
-from schat.protocol.schema import MAX_LIST_ITEMS
+from schat.protocol.schema import MAX_LIST_ITEMS, MAX_TEXT_BYTES
 from schat.server.limits import OUTBOUND_CAP
 
 Clock = Callable[[], float]
+
+# An away message is a short note, not a second chat channel.
+MAX_AWAY_CHARS = 200
 
 PLAINTEXT_DM_REFUSED = ("private messages are end-to-end encrypted and this server no longer "
                         "relays them in plaintext; update your schat client, which seals "
@@ -33,7 +36,8 @@ class NameInUse(Exception):
 class Member:
     """One logged-in connection as the hub sees it."""
 
-    __slots__ = ("name", "outbox", "queued", "dirty", "closing", "overflowed", "joined", "link")
+    __slots__ = ("name", "outbox", "queued", "dirty", "closing", "overflowed", "joined", "link",
+                 "away")
 
     def __init__(self, name: str, joined: int):
         self.name = name
@@ -46,6 +50,8 @@ class Member:
         self.closing: Optional[str] = None
         self.overflowed = False
         self.joined = joined
+        # The member's away message (/away), shown in /who; None while present.
+        self.away: Optional[str] = None
 
     def __repr__(self) -> str:
         return f"Member({self.name!r})"
@@ -87,6 +93,8 @@ class Hub:
             Command("msg", "/msg NAME TEXT",
                     "send TEXT to NAME alone, end-to-end encrypted by your client",
                     self._cmd_msg),
+            Command("away", "/away [MESSAGE]",
+                    "mark yourself away, shown in /who (/away alone: back)", self._cmd_away),
             Command("quit", "/quit", "leave the chat", self._cmd_quit),
         )}
 
@@ -267,6 +275,27 @@ class Hub:
 
     def _cmd_who(self, member: Member, args: str, cid: Optional[str]) -> None:
         self._queue_users(member, self.names())
+        away = [f"{m.name} ({m.away})" for m in sorted(self._order, key=lambda m: m.name.lower())
+                if m.away is not None]
+        if away:
+            # One notice, within the size of one message; the rest is counted.
+            text, shown = "away: ", 0
+            for entry in away:
+                if len((text + entry).encode("utf-8")) > MAX_TEXT_BYTES - 32:
+                    break
+                text += (", " if shown else "") + entry
+                shown += 1
+            if shown < len(away):
+                text += f" and {len(away) - shown} more"
+            self.queue(member, messages.Notice(text=text, time=self.now_ms()))
+        self._ack(member, cid)
+
+    def _cmd_away(self, member: Member, args: str, cid: Optional[str]) -> None:
+        if len(args) > MAX_AWAY_CHARS:
+            self._error(member, "bad_command",
+                        f"an away message is at most {MAX_AWAY_CHARS} characters", cid)
+            return
+        member.away = " ".join(args.split()) or None
         self._ack(member, cid)
 
     def _queue_users(self, member: Member, names: List[str]) -> None:

@@ -108,7 +108,14 @@ def test_paste_is_one_message_and_oversized_paste_is_refused(chat_server, screen
     screen.type_and_wait(PASTE_START + big + PASTE_END, big)
     screen.type("\r")
     screen.wait_printed("over the 4096-byte limit")
-    assert screen.tui.buffer.text == big
+    # The refused text leaves the input line, so the warning stays in sight (a
+    # 5,000-character input area would fill the terminal) and what is typed next
+    # does not land behind it; Up brings it back.
+    assert "(Up brings the line back)" in " ".join(screen.tui.printed[-1].split())
+    screen.wait(lambda: screen.tui.buffer.text == ""
+                and screen.tui.app.renderer.last_rendered_screen is not None
+                and len(screen.rows()[0]) <= 3, "the input area back to one row")
+    screen.type_and_wait("\x1b[A", big)
     screen.type_and_wait("\x03", "")
     bob.session.who()
     assert isinstance(bob.next(), messages.Users)  # nothing from alice came in between
@@ -119,8 +126,10 @@ def test_commands_help_unknown_me_and_private(chat_server, screens):
     screen = screens(logged_in(chat_server, "alice"))
     screen.type("/help\r")
     screen.wait_printed("/msg NAME TEXT")
-    screen.type_and_wait("/hlep\r", "/hlep")  # kept so it can be fixed
+    screen.type("/hlep\r")
     screen.wait_printed("unknown command /hlep; did you mean /help?")
+    assert screen.tui.buffer.text == ""  # what is typed next does not land behind it
+    screen.type_and_wait("\x1b[A", "/hlep")  # Up brings it back to fix
     screen.type_and_wait("\x03/me waves\r", "")
     assert bob.next(messages.ChatMessage).action is True
     screen.wait_printed("* alice waves")
@@ -172,7 +181,8 @@ def test_reconnects_after_server_restart_keeping_the_typed_text(server_factory, 
 
 
 def test_schat_connect_in_a_terminal_uses_the_chat_screen(chat_server, tmp_path):
-    """The real CLI under a pseudo-terminal: prompts, the chat screen, a message each way."""
+    """The real CLI under a pseudo-terminal: the first connect asks only about a key (once),
+    the second is `schat connect lab` alone and asks only for the password."""
     pexpect = pytest.importorskip("pexpect")
     import json
     import sys
@@ -187,16 +197,20 @@ def test_schat_connect_in_a_terminal_uses_the_chat_screen(chat_server, tmp_path)
                TERM="xterm", NO_COLOR="1",
                PYTHONPATH=os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])))
     bob = chat_server.login("bob")
-    child = pexpect.spawn(sys.executable, ["-m", "schat", "connect", "lab", "--user", "alice",
-                                           "--accept-new", "--no-bell"],
-                          env=env, cwd=str(tmp_path), encoding="utf-8", timeout=WAIT,
-                          dimensions=(24, 80))
+
+    def spawn(*args, environ=env):
+        return pexpect.spawn(sys.executable, ["-m", "schat", "connect", "lab", *args],
+                             env=environ, cwd=str(tmp_path), encoding="utf-8", timeout=WAIT,
+                             dimensions=(24, 80))
+
+    child = spawn("--user", "alice", "--accept-new", "--no-bell")
     try:
-        child.expect("Log in or sign up")
-        child.sendline("")
-        child.expect("Generate one now")  # no key pair yet: chat with the password alone
-        child.sendline("n")
-        child.expect("lab · alice · 2 online · connected")
+        # No "log in or sign up?" question: connect logs in.
+        child.expect(r"Generate one and register it on lab\? This sends your password")
+        child.sendline("n")  # no key pair yet: chat with the password alone
+        child.expect("Not asked again for lab")
+        # Your name for the server, and the name it announces.
+        child.expect(r"lab \(testsrv\) · alice · 2 online · connected")
         bob.session.say("hello alice")
         child.expect(r"bob\S{0,20}> \S{0,20}hello alice")
         child.send("hi bob\r")
@@ -207,9 +221,25 @@ def test_schat_connect_in_a_terminal_uses_the_chat_screen(chat_server, tmp_path)
     finally:
         child.close(force=True)
     assert child.exitstatus == 0
+    assert "Log in or sign up" not in child.before
     history = home / "history" / "lab"
     assert history.read_text() == "hi bob\n"
     assert stat.S_IMODE(os.stat(history).st_mode) == 0o600
+
+    # The second time: the name alone; the user is remembered, the key offer is not
+    # repeated, and the one question is the password.
+    quiet = {k: v for k, v in env.items() if k != "SCHAT_PASSWORD"}
+    child = spawn(environ=quiet)
+    try:
+        child.expect_exact("Password for alice on lab: ")
+        child.sendline(PASSWORDS["alice"])
+        child.expect(r"lab \(testsrv\) · alice · 2 online · connected")
+        child.send("\x04")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
+    assert "Generate" not in child.before and "User name" not in child.before
 
 
 def test_long_lines_follow_a_terminal_resize(chat_server, screens):
