@@ -80,7 +80,7 @@ class PasteGuard:
     was busy, and there every Enter must send. A read is taken as a paste when
     an LF (which the Enter key never sends) is followed by more text, or when a
     line break is followed by more text in a read of at least
-    :data:`PASTE_MIN_CHARS` characters; reads that follow within
+    :data:`PASTE_MIN_CHARS` characters; reads with text that follow within
     :data:`PASTE_GAP` seconds continue it. In a paste every line break is kept
     (also one that ends a read) and the text waits in the input line as one
     message; once the paste is over its final line break is dropped. Every
@@ -95,9 +95,12 @@ class PasteGuard:
         self._buffer: Optional[Buffer] = None
         self.on_end: Optional[Callable[[], None]] = None
 
-    def attach(self, processor: KeyProcessor, buffer: Buffer) -> None:
-        """Watch every read ``processor`` is fed, and the end of its keys."""
+    def attach(self, app: Application, buffer: Buffer) -> None:
+        """Watch every read ``app``'s key processor is fed, the end of its keys, and each
+        redraw (the pause between two reads of a paste is counted from the last one, so
+        a slow redraw of a long input line does not split the paste)."""
         self._buffer = buffer
+        processor = app.key_processor
         feed_multiple = processor.feed_multiple
 
         def fed(keys, first: bool = False) -> None:
@@ -105,16 +108,18 @@ class PasteGuard:
             feed_multiple(keys, first=first)
         processor.feed_multiple = fed  # type: ignore[method-assign]
         processor.after_key_press += self._after_key
+        app.after_render += lambda _app: self._after_key(processor)
 
     def _read(self, keys) -> None:
         if not any(not isinstance(k.key, Keys) or _is_enter(k) for k in keys):
             return  # a CPR answer, a lone control key: not part of any text
         now = self._clock()
-        if self.pasting and now - self._last_read_end <= PASTE_GAP:
+        chars = sum(1 for k in keys if not isinstance(k.key, Keys))
+        # More text right after a paste continues it; a lone Enter is the user's.
+        if self.pasting and chars and now - self._last_read_end <= PASTE_GAP:
             self._cancel_end()
             return
         self._finish()
-        chars = sum(1 for k in keys if not isinstance(k.key, Keys))
         line_break_then_text = lf_then_text = False
         seen_break = seen_lf = False
         for key in keys:
@@ -214,5 +219,5 @@ def build_application(layout: Layout, bindings: KeyBindings, paste: PasteGuard,
     """The (not full-screen) application; ``kwargs`` go to prompt_toolkit's Application."""
     app = Application(layout=layout, key_bindings=bindings, full_screen=False,
                       mouse_support=False, erase_when_done=True, **kwargs)
-    paste.attach(app.key_processor, buffer)
+    paste.attach(app, buffer)
     return app

@@ -26,7 +26,7 @@ import click
 
 from schat.commands.common import PASSPHRASE_ENV, AppContext, echo_err
 from schat.errors import (AuthenticationFailed, ConnectionFailed, KeyFileError,
-                          MissingCredentials, PolicyError, TrustError, UsageError)
+                          MissingCredentials, PolicyError, TrustError)
 
 log = logging.getLogger("schat.client.login")
 
@@ -291,8 +291,6 @@ class LoginFlow:
         """
         from schat.store.server_memory import KEY, PASSWORD
 
-        if key and use_password and not register_key:
-            raise UsageError("--key and --password cannot be used together")
         account = self.remembered.account(self.user)
         path = self.keys.private_path(self.user)
         if register_key:
@@ -301,6 +299,10 @@ class LoginFlow:
             self.method = PASSWORD
         elif use_password:
             self.method = PASSWORD
+            if key or path.exists():
+                # Not to log in: to open direct messages sealed to it, or to the keys
+                # it replaced (after `schat keys gen --force`).
+                self._load(key or self.user)
         elif key:
             self._load(key)
             self.method = KEY

@@ -307,3 +307,43 @@ def test_leaving_after_the_server_went_away_exits_1(server_factory, screens):
     assert screen.tui.state == "offline" and "online" not in screen.toolbar()
     assert screen.leave() == 1
     assert screen.tui.lost
+
+
+def test_type_ahead_sends_every_enter(server_factory, screens):
+    """Lines typed faster than the screen reads them (several in one read): each its own
+    message, in order, nothing merged."""
+    chat_server = server_factory(rate_limit=0)
+    bob = chat_server.login("bob")
+    screen = screens(logged_in(chat_server, "alice"))
+    screen.type("".join(f"m{i}\r" for i in range(1, 13)))  # one read: type-ahead
+    for i in range(13, 25):                                 # and one write each, at once
+        screen.type(f"m{i}\r")
+    got = [bob.next(messages.ChatMessage).text for _ in range(24)]
+    assert got == [f"m{i}" for i in range(1, 25)]
+    screen.wait_printed("<alice> m24")
+    assert screen.tui.buffer.text == ""
+
+
+def test_paste_without_brackets_over_several_reads_keeps_every_line_break(chat_server,
+                                                                          screens):
+    bob = chat_server.login("bob")
+    screen = screens(logged_in(chat_server, "alice"))
+    lines = [f"line {i:03d} " + "x" * 47 for i in range(60)]
+    lines[30] = ""  # an empty line inside the paste is kept too
+    text = "\r".join(lines) + "\r"  # as a terminal sends a paste: CR for each line break
+    assert len(text) > 3 * 1024  # more than three reads of the terminal
+    screen.type_and_wait(text, "\n".join(lines))
+    screen.type("\r")
+    assert bob.next(messages.ChatMessage).text == "\n".join(lines)
+    # And it was one message: the next thing bob gets is his own /who answer.
+    bob.session.who()
+    assert isinstance(bob.next(), messages.Users)
+    # A paste sent in pieces with a pause shorter than a person types stays one paste.
+    screen.wait(lambda: screen.tui.buffer.text == "", "the input line emptied")
+    first, second = text[:1500], text[1500:]
+    screen.type(first)
+    screen.type(second)
+    screen.wait(lambda: screen.tui.buffer.text == "\n".join(lines) and not screen.tui.paste.pasting,
+                "the paste in the input line")
+    screen.type("\r")
+    assert bob.next(messages.ChatMessage).text == "\n".join(lines)

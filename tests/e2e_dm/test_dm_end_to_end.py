@@ -281,6 +281,6 @@ def test_line_ui_shows_stored_dms_before_input(keyed, peers, tmp_path, user_keys
                 stdout=out, stderr=err, ack_wait=WAIT)
     assert ui.run() == 0, err.getvalue()
     text = out.getvalue()
-    assert "*alice* waiting for you" in text
+    assert "<- alice: waiting for you" in text
     assert text.index("waiting for you") < text.index("safety code with alice")
     assert alice.next(PrivateMessage).text == "got it"
