@@ -347,3 +347,95 @@ def test_paste_without_brackets_over_several_reads_keeps_every_line_break(chat_s
                 "the paste in the input line")
     screen.type("\r")
     assert bob.next(messages.ChatMessage).text == "\n".join(lines)
+
+
+def test_welcome_and_toolbar_show_your_name_for_the_server_and_its_own(chat_server,
+                                                                       screens):
+    screen = screens(logged_in(chat_server, "alice"), server="lab")
+    assert "connected to lab (testsrv) as alice" in screen.tui.printed[0]
+    assert screen.toolbar() == " lab (testsrv) · alice · 1 online · connected "
+    same = screens(logged_in(chat_server, "bob"), server="TestSrv")
+    assert "connected to TestSrv as bob" in same.tui.printed[0]  # one name, shown once
+
+
+def test_narrow_toolbar_keeps_the_connection_state(server_factory, screens):
+    server = server_factory()
+    screen = screens(logged_in(server, "alice"), server="lab", columns=24)
+    bar = screen.toolbar()
+    assert bar.rstrip().endswith("connected") and len(bar) <= 24, bar
+    server.thread.stop()
+    screen.wait(lambda: "offline" in screen.toolbar(), "the toolbar offline")
+    assert len(screen.toolbar()) <= 24
+    screen.size = Size(rows=24, columns=80)
+    assert screen.toolbar() == " lab (testsrv) · alice · offline "
+
+
+def test_irc_habits_names_exit_and_did_you_mean_by_meaning(chat_server, screens):
+    chat_server.login("bob")
+    screen = screens(logged_in(chat_server, "alice"))
+    screen.type("/names\r")
+    screen.wait_printed("2 online: alice, bob")
+    screen.type("/list\r")
+    screen.wait_printed("unknown command /list; did you mean /who?")
+    screen.type("\x03")  # Ctrl-C on an empty line says how to leave, and stays
+    screen.wait_printed("Ctrl-D or /quit to leave")
+    screen.type("/exit\r")
+    screen.thread.join(WAIT)
+    assert not screen.thread.is_alive() and screen.result == 0
+
+
+def test_away_is_shown_in_who_and_in_your_toolbar(chat_server, screens):
+    bob = chat_server.login("bob")
+    screen = screens(logged_in(chat_server, "alice"))
+    screen.type("/away at lunch\r")
+    screen.wait_printed("you are away: at lunch")
+    assert "· away ·" in screen.toolbar()
+    bob.session.command("/who")
+    assert bob.next(messages.Notice).text == "away: alice (at lunch)"
+    screen.type("/away\r")
+    screen.wait_printed("you are back")
+    assert "away" not in screen.toolbar()
+
+
+def test_ignore_hides_a_member_and_is_kept_for_the_next_session(chat_server, screens,
+                                                                 tmp_path):
+    from schat.client.chat_screen import Ignores
+    from schat.store.server_memory import ServerMemory
+
+    store = Ignores(ServerMemory(tmp_path / "server_memory.json"), "lab", "127.0.0.1:1")
+    bob, carol = chat_server.login("bob"), chat_server.login("carol")
+    screen = screens(logged_in(chat_server, "alice"), ignores=store)
+    screen.type("/ignore bob\r")
+    screen.wait_printed("ignoring bob")
+    bob.session.say("buy my stuff, alice")
+    carol.session.say("hello alice")
+    screen.wait_printed("<carol> hello alice")
+    assert not any("buy my stuff" in line for line in screen.tui.printed)
+    assert screen.bells() == 1  # carol's mention only
+    screen.type("/ignore\r")
+    screen.wait_printed("ignoring: bob")
+    screen.leave()
+
+    again = screens(logged_in(chat_server, "alice"), ignores=store)
+    bob.session.say("still here")
+    carol.session.say("me too")
+    again.wait_printed("<carol> me too")
+    assert not any("still here" in line for line in again.tui.printed)
+    again.type("/unignore bob\r")
+    again.wait_printed("no longer ignoring bob")
+    bob.session.say("finally")
+    again.wait_printed("<bob> finally")
+    assert store.names() == []
+
+
+def test_reconnect_command_logs_in_again_at_once(chat_server, screens):
+    def reconnect():
+        return logged_in(chat_server, "alice")
+
+    # A long backoff: only /reconnect can make it come back quickly.
+    screen = screens(logged_in(chat_server, "alice"), reconnect, backoff_start=30,
+                     backoff_cap=30)
+    screen.type("/reconnect\r")
+    screen.wait_printed("disconnected: you asked to reconnect; reconnecting")
+    screen.wait_printed("back online")
+    assert screen.tui.state == "connected"

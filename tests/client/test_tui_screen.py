@@ -261,3 +261,44 @@ def test_cli_debug_logs_above_the_line_and_server_gone_exits_1(server_factory, t
         if bob is not None:
             bob.close()
     assert child.exitstatus == 1
+
+
+def test_query_sends_plain_lines_privately_and_keeps_them_out_of_the_history_file(
+        lab, opened, user_keys, tmp_path):
+    server, app = lab
+    screen = chat_screen(opened, app, key=user_keys["alice"])
+    bob = Peer(server, "bob", user_keys["bob"], tmp_path / "bob_home")
+    screen.wait_printed("bob joined")
+    screen.type("/query bob\r")
+    screen.wait_printed("your lines go to bob alone")
+    screen.wait(lambda: "".join(t for _, t in screen.tui.prompt()) == "alice -> bob> ",
+                "the prompt naming the peer")
+    assert "-> bob" in screen.toolbar()
+    screen.type("the code is 0451\r")
+    got = bob.next(PrivateMessage)
+    assert (got.sender, got.text, got.verified) == ("alice", "the code is 0451", True)
+    screen.wait_printed("-> bob: the code is 0451")
+    screen.type("/query\r")
+    screen.wait_printed("your lines go to everyone again")
+    screen.type("for everyone\r")
+    assert bob.next(messages.ChatMessage).text == "for everyone"
+    screen.type("/msg bob and 0452\r")
+    assert bob.next(PrivateMessage).text == "and 0452"
+    screen.wait_printed("-> bob: and 0452")
+    history = (app.home.root / "history" / "lab").read_text()
+    assert "0451" not in history and "0452" not in history
+    assert "for everyone" in history and "/query bob" in history
+    screen.type_and_wait("\x1b[A", "/msg bob and 0452")  # in memory for this session
+
+
+def test_yourself_one_line_for_a_note_and_no_safety_code(lab, opened, user_keys):
+    server, app = lab
+    screen = chat_screen(opened, app, key=user_keys["alice"])
+    screen.type("/msg alice remember the milk\r")
+    screen.wait_printed("-> alice: remember the milk")
+    screen.type("/who\r")  # a later line: by then a second copy would have been printed
+    screen.wait_printed("1 online: alice")
+    assert sum("remember the milk" in line for line in screen.tui.printed) == 1
+    screen.type("/verify alice\r")
+    screen.wait_printed("/verify compares your key with another member's")
+    assert not any("safety code" in line for line in screen.tui.printed)

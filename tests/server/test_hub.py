@@ -162,3 +162,33 @@ def test_large_member_list_is_chunked():
     users = [m for m in out if isinstance(m, messages.Users)]
     assert [u.more for u in users] == [True, False]
     assert sum(len(u.users) for u in users) == 1031
+
+
+def test_away_is_shown_in_who_and_cleared(hub):
+    ann, bob = hub.join("ann"), hub.join("bob")
+    for m in (ann, bob):
+        drain(m)
+    hub.handle(bob, messages.Command(line="/away  gone   to lunch ", cid="a"))
+    assert drain(bob) == [messages.Ack(cid="a", id=0, time=int(T0 * 1000))]
+    assert drain(ann) == []  # not announced: seen by who asks
+    hub.handle(ann, messages.Command(line="/who", cid="w"))
+    users, notice, ack = drain(ann)
+    assert users.users == ("ann", "bob") and ack.cid == "w"
+    assert notice.text == "away: bob (gone to lunch)"
+    hub.handle(bob, messages.Command(line="/away", cid="b"))
+    drain(bob)
+    hub.handle(ann, messages.Who())
+    assert drain(ann) == [messages.Users(users=("ann", "bob"))]
+    hub.handle(bob, messages.Command(line="/away " + "x" * 201, cid="c"))
+    (err,) = drain(bob)
+    assert err.code == "bad_command" and "at most 200 characters" in err.text
+
+
+def test_many_away_members_fit_one_notice(hub):
+    members = [hub.join(f"member{i:04d}") for i in range(60)]
+    for m in members:
+        hub.handle(m, messages.Command(line="/away " + "z" * 200, cid="a"))
+    drain(members[0])
+    hub.handle(members[0], messages.Who())
+    notice = [m for m in drain(members[0]) if isinstance(m, messages.Notice)][0]
+    assert len(notice.text.encode()) <= 4096 and notice.text.endswith("more")
