@@ -12,7 +12,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from chatkit import PASSWORDS, WAIT
+from chatkit import KEY_DIR, PASSWORDS, WAIT
 from schat.cli import cli
 from schat.client.dm import DmClient
 from schat.crypto.keys import fingerprint, public_der
@@ -21,6 +21,16 @@ from schat.store.keyfiles import KeyFiles
 
 REPO = Path(__file__).resolve().parents[2]
 OLD, NEW = "old passphrase 11", "new passphrase 22"
+
+
+@pytest.fixture(autouse=True)
+def pregenerated(monkeypatch):
+    """Key generation draws a fresh RSA-3072 key (seconds of CPU): these tests take a
+    pre-generated one instead, as from a random source, and never one of the others."""
+    from schat.crypto import keys
+
+    spare = [keys.import_private_pem((KEY_DIR / "other_host.pem").read_bytes(), None)]
+    monkeypatch.setattr(keys, "generate_rsa_key", lambda *a, **k: spare.pop())
 
 
 @pytest.fixture
