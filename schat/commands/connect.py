@@ -93,7 +93,7 @@ def connect(app: AppContext, name: str, user: Optional[str], key: Optional[str],
     session = flow.connect()
     try:
         flow.choose_user(user)
-        flow.choose_login(key, use_password, offer_key=screen)
+        flow.choose_login(key, use_password, offer_key=screen, mention_key=not screen)
     except BaseException:
         session.close()
         raise

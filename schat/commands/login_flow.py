@@ -282,12 +282,14 @@ class LoginFlow:
 
     # -- how ------------------------------------------------------------------------
     def choose_login(self, key: Optional[str] = None, use_password: bool = False,
-                     offer_key: bool = False, register_key: bool = False) -> str:
+                     offer_key: bool = False, register_key: bool = False,
+                     mention_key: bool = False) -> str:
         """Key or password, from the options and what this server remembers.
 
         ``offer_key``: a person at the chat screen without a key (or with one
         this server does not have yet) is offered, once per server, to make or
-        register it. ``register_key``: log in with the password to register the key.
+        register it; ``mention_key``: a script is told so, once per server.
+        ``register_key``: log in with the password to register the key.
         """
         from schat.store.server_memory import KEY, PASSWORD
 
@@ -318,6 +320,8 @@ class LoginFlow:
             self.method = PASSWORD
             if offer_key and not self.remembered.key_offer_declined:
                 self._offer_key(path)
+            elif mention_key and not self.remembered.key_offer_declined:
+                self._mention_key(path)
         if self.method == PASSWORD:
             self._get_password()
         return self.method
@@ -346,8 +350,7 @@ class LoginFlow:
 
     def _offer_key(self, path) -> None:
         # Once per server: a "no" is remembered, and the way to do it later is named.
-        question = (f"Register it on {self.name}? This sends your password to {self.name} "
-                    f"to log in this once.")
+        question = f"Register it on {self.name}? This sends your password to {self.name}, once."
         if path.exists():
             echo_err(f"Your key {path} is not registered on {self.name} yet (as far as this "
                      f"client knows). Registered, it logs you in without your password.")
@@ -355,7 +358,7 @@ class LoginFlow:
             echo_err(f"You have no key pair yet ({path}). A key logs you in without your "
                      f"password and lets you receive end-to-end encrypted direct messages.")
             question = (f"Generate one and register it on {self.name}? This sends your "
-                        f"password to {self.name} to log in this once.")
+                        f"password to {self.name}, once.")
         if not click.confirm(question, default=True, err=True):
             self.memory.decline_key_offer(self.name, self.entry.address)
             later = "" if path.exists() else f"make one with `schat keys gen {self.user}`, then "
@@ -367,6 +370,14 @@ class LoginFlow:
         else:
             self.generate_key()
         self.register = True
+
+    def _mention_key(self, path) -> None:
+        what = (f"your key {path} is not registered on {self.name}" if path.exists() else
+                f"you have no key ({path}), so you cannot receive end-to-end encrypted "
+                f"direct messages; make one with `schat keys gen {self.user}`")
+        echo_err(f"Note: {what}; register it with `schat login {self.name} --register-key` "
+                 f"(said once for {self.name}).")
+        self.memory.decline_key_offer(self.name, self.entry.address)
 
     def _get_password(self) -> None:
         if not interactive() or os.environ.get(PASSWORD_ENV):

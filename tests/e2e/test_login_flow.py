@@ -226,3 +226,12 @@ def test_bare_schat_prints_help_and_help_command_works(runner):
     assert runner.invoke(cli, ["help"], prog_name="schat").stdout == res.stdout
     res = runner.invoke(cli, ["help", "servers", "nope"], prog_name="schat")
     assert res.exit_code == 2 and "no command `schat servers nope`" in res.stderr
+
+
+def test_a_script_without_a_key_is_told_once_per_server(lab, runner, home):
+    env = {"SCHAT_PASSWORD": PASSWORDS["alice"]}
+    first = runner.invoke(cli, ["connect", "lab", "--user", "alice"], env=env, input="/quit\n")
+    assert first.exit_code == 0, first.output
+    assert "Note: you have no key" in first.stderr and "schat keys gen alice" in first.stderr
+    again = runner.invoke(cli, ["connect", "lab"], env=env, input="/quit\n")
+    assert again.exit_code == 0 and "Note:" not in again.stderr
