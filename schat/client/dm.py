@@ -41,8 +41,8 @@ LOCAL_HELP = tuple((c.usage, c.help) for c in COMMANDS.values() if c.runs in ("d
 def no_key_help(user: str) -> str:
     """How a member without a key gets one (shown instead of sending in plaintext)."""
     return (f"direct messages are end-to-end encrypted and need your own key, and none is "
-            f"loaded: make one with `schat keys gen {user}` and connect again; your client "
-            f"registers it on the server when you log in")
+            f"loaded: make one with `schat keys gen {user}`, then register it with "
+            f"`schat login SERVER --register-key`")
 
 
 class _Discard(Exception):

@@ -32,13 +32,12 @@ def start_dm(app: AppContext, session, flow: LoginFlow, emit):
 def finish_login(app: AppContext, session, flow: LoginFlow) -> bool:
     """After `schat login`: register the key when asked to; say when the account has none.
     Returns True when the key was registered now."""
-    from schat.client.dm import no_key_help
     from schat.client.local_events import LocalWarning
 
     def report(event) -> None:
-        text = getattr(event, "text", None)
-        if isinstance(event, LocalWarning) or text:
-            echo_err(text)
+        # Warnings only (another key on the account...): the outcome is said below.
+        if isinstance(event, LocalWarning):
+            echo_err(event.text)
 
     dm = start_dm(app, session, flow, report)
     session.start(dm.wrap(lambda msg: None))
@@ -47,7 +46,9 @@ def finish_login(app: AppContext, session, flow: LoginFlow) -> bool:
             raise SchatError(f"your key was not registered on {flow.name} (see above)")
         return True
     if flow.private is None and dm.fetch_key_status(flow.user).status == "no_key":
-        echo_err(f"Note: {no_key_help(flow.user)}")
+        echo_err(f"Note: {flow.user} has no key on {flow.name}, so nobody can send you "
+                 f"end-to-end encrypted direct messages; make one with `schat keys gen "
+                 f"{flow.user}`, then register it with `schat login {flow.name} --register-key`.")
     return False
 
 

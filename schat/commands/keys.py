@@ -102,10 +102,11 @@ def _old_key(app: AppContext, name: str, new_passphrase: Optional[str]):
                 pass
     if not _interactive():
         return None
+    echo_err("The old key is kept in keys/retired/. Its passphrase keeps it under the new "
+             "one, so one passphrase opens both (empty: keep it as it is).")
     for attempt in range(3):
-        old = click.prompt(f"Passphrase of the old key {files.private_path(name)} (to keep it "
-                           f"under the new passphrase; empty: keep it as it is)",
-                           hide_input=True, default="", show_default=False, err=True)
+        old = click.prompt("Passphrase of the old key", hide_input=True, default="",
+                           show_default=False, err=True)
         if not old:
             return None
         try:
