@@ -41,6 +41,7 @@ class BenchClient(asyncio.Protocol):
         self.user = user
         self.password = password
         self.key = key
+        self.server_fp = ""  # from the ServerHello; a key login signs it
         self.conn = ClientConnection()
         self.transport: Optional[asyncio.Transport] = None
         self.ready: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -84,10 +85,11 @@ class BenchClient(asyncio.Protocol):
     def _event(self, ev) -> None:
         conn = self.conn
         if isinstance(ev, events.ServerKeyReceived):
+            self.server_fp = ev.fingerprint
             conn.accept_server_key()  # the benchmark talks to its own, known server
         elif isinstance(ev, events.HandshakeComplete):
             if self.key is not None:
-                sig = sign_login(self.key, conn.transcript_hash)
+                sig = sign_login(self.key, self.user, self.server_fp, conn.transcript_hash)
                 conn.send(messages.LoginKey(user=self.user, signature=sig))
             else:
                 conn.send(messages.Login(user=self.user, password=self.password))

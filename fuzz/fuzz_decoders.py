@@ -127,11 +127,13 @@ def target_records(data: bytes) -> None:
 
 
 def target_envelope(data: bytes) -> None:
-    """Arbitrary bytes as a direct-message envelope."""
-    try:
-        envelope.parse(data)
-    except envelope.EnvelopeError:
-        pass
+    """Arbitrary bytes as a direct-message envelope (format 2, and format 1 as a client
+    reads it from a mailbox)."""
+    for accept_old in (False, True):
+        try:
+            envelope.parse(data, accept_old=accept_old)
+        except envelope.EnvelopeError:
+            pass
 
 
 TARGETS = (target_frames, target_messages, target_handshake, target_records, target_envelope)

@@ -19,6 +19,7 @@ COMMANDS = {
     "keys": "schat.commands.keys:keys",
     "servers": "schat.commands.servers:servers",
     "serve": "schat.commands.serve:serve",
+    "store": "schat.commands.store:store",
     "connect": "schat.commands.connect:connect",
     "signup": "schat.commands.connect:signup",
     "login": "schat.commands.connect:login",

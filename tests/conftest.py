@@ -56,3 +56,7 @@ def other_host_key() -> keys.RsaKey:
 @pytest.fixture(scope="session")
 def user_keys() -> dict:
     return {name: load_test_key(name) for name in ("alice", "bob", "carol")}
+
+
+# Real PostgreSQL and Redis, started on first use, one of each per run (tests/services.py).
+from services import engines, pg_service, pg_url, redis_service, redis_url  # noqa: E402,F401

@@ -1,15 +1,18 @@
-"""Contact key pins (trust on first use) and the direct messages already seen.
+"""Contact key pins (trust on first use), per server as the user named it.
 
-Both live in the client's data home, written atomically with mode 0600:
+``HOME/contacts`` (JSON, written atomically with mode 0600) holds, per server
+— identified by the name and address the user connects to, so that a
+rotation of the server's own key changes nothing, and since the same name on
+two servers is two people — per member (by canonical name): the pinned public
+key and, when a different key has been seen, that key as ``pending`` until the
+user accepts it with ``/trust NAME``. Each server's entry also records the
+host key last seen, so that a rotation is announced once.
 
-* ``contacts`` — per server (keyed by the server's key fingerprint, since the
-  same name on two servers is two people), per member (case-insensitive): the
-  pinned public key and, when a different key has been seen, that key as
-  ``pending`` until the user accepts it with ``/trust NAME``.
-* ``dm_seen`` — per server and member, the ids of the last direct messages
-  received, so a replayed envelope is ignored. Bounded: the oldest ids are
-  forgotten, and anything older than the oldest remembered id of a full
-  window is treated as a replay, so a forgotten id cannot be replayed either.
+The file of the previous release (format 1) keyed servers by their host-key
+fingerprint; it is still read: such an entry is claimed by the server that
+presents that key, and moved under its name and address.
+
+The replay memory of received messages is :mod:`schat.client.seen`.
 """
 
 from __future__ import annotations
@@ -22,34 +25,71 @@ from typing import Dict, Optional
 
 from schat.crypto.keys import fingerprint
 from schat.errors import ConfigError, TrustError
+from schat.protocol.schema import name_key
 from schat.store.files import atomic_write_text
+from schat.store.servers import format_address
 
 PINNED = "pinned"
 NEW = "new"
 CHANGED = "changed"
 
-FILE_VERSION = 1
-SEEN_PER_CONTACT = 1000
+FILE_VERSION = 2
+LEGACY_VERSION = 1
 
 
-def _load_json(path: Path, what: str) -> dict:
+def server_identity(name: str, host: str, port: int) -> str:
+    """How pins and seen messages name a server: ``NAME HOST:PORT`` (host lower case)."""
+    return f"{name} {format_address(host.lower().rstrip('.'), port)}"
+
+
+def _corrupt(path: Path, what: str = "unexpected layout") -> ConfigError:
+    return ConfigError(f"the contacts file {path} is corrupt ({what}); fix or remove it")
+
+
+def _load(path: Path) -> dict:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return {"version": FILE_VERSION, "servers": {}}
+        return {"version": FILE_VERSION, "servers": {}, "legacy": {}}
     except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"cannot read the {what} file {path}: {err}") from None
+        raise ConfigError(f"cannot read the contacts file {path}: {err}") from None
     try:
         data = json.loads(text)
     except ValueError:
-        raise ConfigError(f"the {what} file {path} is corrupt (not valid JSON); "
-                          f"fix or remove it") from None
-    if (not isinstance(data, dict) or data.get("version") != FILE_VERSION
-            or not isinstance(data.get("servers"), dict)
-            or not all(isinstance(v, dict) for v in data["servers"].values())):
-        raise ConfigError(f"the {what} file {path} is corrupt (unexpected layout); "
-                          f"fix or remove it")
+        raise _corrupt(path, "not valid JSON") from None
+    if not isinstance(data, dict) or not isinstance(data.get("servers"), dict):
+        raise _corrupt(path)
+    if data.get("version") == LEGACY_VERSION:
+        # Format 1: {fingerprint: {name: entry}}; claimed server by server.
+        data = {"version": FILE_VERSION, "servers": {}, "legacy": data["servers"]}
+    if data.get("version") != FILE_VERSION or not isinstance(data.get("legacy", {}), dict):
+        raise _corrupt(path)
+    data.setdefault("legacy", {})
+    for entry in data["servers"].values():
+        if (not isinstance(entry, dict) or not isinstance(entry.get("contacts"), dict)
+                or not isinstance(entry.get("host_key"), (str, type(None)))):
+            raise _corrupt(path)
+    for table in [e["contacts"] for e in data["servers"].values()] + list(data["legacy"].values()):
+        if not isinstance(table, dict):
+            raise _corrupt(path)
+        for name, entry in table.items():
+            _check_entry(path, name, entry)
     return data
+
+
+def _check_entry(path: Path, name: str, entry) -> None:
+    if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
+        raise _corrupt(path, f"entry for {name!r}")
+    try:
+        _der(entry["key"])
+        if entry.get("pending") is not None:
+            _der(entry["pending"])
+    except (ValueError, TypeError):
+        raise _corrupt(path, f"key of {name!r}") from None
+
+
+def _der(text: str) -> bytes:
+    return base64.b64decode(text.encode("ascii"), validate=True)
 
 
 def _b64(der: bytes) -> str:
@@ -57,47 +97,56 @@ def _b64(der: bytes) -> str:
 
 
 class Contacts:
-    """The pinned public keys of the members of one server."""
+    """The pinned public keys of the members of one server.
 
-    def __init__(self, path: os.PathLike | str, server: str):
+    ``server`` is :func:`server_identity`; ``host_key`` the fingerprint the
+    server presented in this session. :attr:`rotated_from` is the host key seen
+    before, when it differs (a rotation to announce, then :meth:`accept_host_key`).
+    """
+
+    def __init__(self, path: os.PathLike | str, server: str, host_key: Optional[str] = None):
         self.path = Path(path)
         self.server = server
-        self._data = _load_json(self.path, "contacts")
-        self._entries: Dict[str, dict] = self._data["servers"].setdefault(server, {})
-        for name, entry in self._entries.items():
-            if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
-                raise ConfigError(f"the contacts file {self.path} is corrupt (entry for "
-                                  f"{name!r}); fix or remove it")
-            try:
-                self._der(entry["key"])
-                if entry.get("pending") is not None:
-                    self._der(entry["pending"])
-            except ValueError:
-                raise ConfigError(f"the contacts file {self.path} is corrupt (key of "
-                                  f"{name!r}); fix or remove it") from None
-
-    @staticmethod
-    def _der(text: str) -> bytes:
-        return base64.b64decode(text.encode("ascii"), validate=True)
+        self.host_key = host_key
+        self._data = _load(self.path)
+        servers = self._data["servers"]
+        self._dirty = False
+        if server not in servers:
+            claimed = self._data["legacy"].pop(host_key, None) if host_key else None
+            servers[server] = {"host_key": host_key if claimed is not None else None,
+                               "contacts": {name_key(n): e for n, e in (claimed or {}).items()}}
+            self._dirty = claimed is not None
+        self._server = servers[server]
+        self._entries: Dict[str, dict] = self._server["contacts"]
+        old = self._server.get("host_key")
+        self.rotated_from: Optional[str] = old if old and host_key and old != host_key else None
 
     def _save(self) -> None:
         atomic_write_text(self.path, json.dumps(self._data, indent=1, sort_keys=True) + "\n")
+        self._dirty = False
+
+    def accept_host_key(self) -> None:
+        """Record this session's host key for the server (after announcing a rotation)."""
+        if self.host_key and (self._server.get("host_key") != self.host_key or self._dirty):
+            self._server["host_key"] = self.host_key
+            self.rotated_from = None
+            self._save()
 
     def pinned(self, name: str) -> Optional[bytes]:
         """The pinned DER key of ``name``, or None when there is no pin yet."""
-        entry = self._entries.get(name.lower())
-        return self._der(entry["key"]) if entry else None
+        entry = self._entries.get(name_key(name))
+        return _der(entry["key"]) if entry else None
 
     def display_name(self, name: str) -> str:
         """``name`` as first recorded (the member's own spelling), else as given."""
-        entry = self._entries.get(name.lower())
+        entry = self._entries.get(name_key(name))
         return entry.get("name", name) if entry else name
 
     def pending(self, name: str) -> Optional[bytes]:
         """A different key seen for ``name`` and not yet trusted, or None."""
-        entry = self._entries.get(name.lower())
+        entry = self._entries.get(name_key(name))
         if entry and entry.get("pending"):
-            return self._der(entry["pending"])
+            return _der(entry["pending"])
         return None
 
     def check(self, name: str, der: bytes) -> str:
@@ -114,52 +163,22 @@ class Contacts:
         pin; the pin is kept and the new key recorded as pending).
         """
         status = self.check(name, der)
-        key = name.lower()
+        key = name_key(name)
         if status == NEW:
             self._entries[key] = {"name": name, "key": _b64(der), "fingerprint": fingerprint(der)}
             self._save()
         elif status == CHANGED and self._entries[key].get("pending") != _b64(der):
             self._entries[key]["pending"] = _b64(der)
             self._save()
+        elif self._dirty:
+            self._save()
         return status
 
     def trust(self, name: str, der: bytes) -> None:
         """Pin ``der`` as the key of ``name`` (the user checked it), clearing any pending key."""
-        self._entries[name.lower()] = {"name": name, "key": _b64(der),
-                                       "fingerprint": fingerprint(der)}
+        self._entries[name_key(name)] = {"name": name, "key": _b64(der),
+                                         "fingerprint": fingerprint(der)}
         self._save()
-
-
-class SeenIds:
-    """Ids of received direct messages, per contact, bounded and persisted (replay defence)."""
-
-    def __init__(self, path: os.PathLike | str, server: str, limit: int = SEEN_PER_CONTACT):
-        self.path = Path(path)
-        self.limit = limit
-        self._data = _load_json(self.path, "seen messages")
-        self._entries = self._data["servers"].setdefault(server, {})
-        for name, ids in self._entries.items():
-            if not isinstance(ids, list) or not all(
-                    isinstance(i, list) and len(i) == 2 and isinstance(i[0], str)
-                    and isinstance(i[1], int) for i in ids):
-                raise ConfigError(f"the seen messages file {self.path} is corrupt (entry for "
-                                  f"{name!r}); fix or remove it")
-
-    def is_replay(self, sender: str, msg_id: str, time_ms: int) -> bool:
-        """True when this id was seen from ``sender``, or is older than a full window."""
-        ids = self._entries.get(sender.lower(), [])
-        if any(i == msg_id for i, _ in ids):
-            return True
-        return len(ids) >= self.limit and time_ms < min(t for _, t in ids)
-
-    def remember(self, sender: str, msg_id: str, time_ms: int) -> None:
-        """Record an id (the oldest is forgotten beyond the bound) and save."""
-        ids = self._entries.setdefault(sender.lower(), [])
-        ids.append([msg_id, int(time_ms)])
-        if len(ids) > self.limit:
-            ids.sort(key=lambda item: item[1])
-            del ids[: len(ids) - self.limit]
-        atomic_write_text(self.path, json.dumps(self._data, separators=(",", ":")) + "\n")
 
 
 def key_changed_warning(name: str, der: bytes) -> str:

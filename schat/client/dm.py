@@ -18,17 +18,19 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from schat.client import contacts as ct
 from schat.client.commands import COMMANDS, DM_COMMANDS
 from schat.client.local_events import LocalNotice, LocalWarning, PrivateMessage
+from schat.client.seen import SEEN, TOO_OLD, SeenIds
 from schat.client.session import Disconnected
 from schat.crypto import envelope as env_mod
 from schat.crypto.keys import RsaKey, fingerprint, normalize_fingerprint, public_der
 from schat.errors import ConnectionFailed, SchatError, TrustError, UsageError
 from schat.protocol import dm_messages as dmm
 from schat.protocol import messages
+from schat.protocol.schema import name_key
 
 log = logging.getLogger("schat.client.dm")
 
@@ -38,11 +40,27 @@ LOCAL_COMMANDS = tuple("/" + name for name in DM_COMMANDS)
 LOCAL_HELP = tuple((c.usage, c.help) for c in COMMANDS.values() if c.runs in ("dm", "client"))
 
 
+def _date(ms: int) -> str:
+    """A wire time as ``YYYY-MM-DD HH:MM UTC`` (warnings about envelope dates)."""
+    try:
+        return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ms / 1000))
+    except (OverflowError, OSError, ValueError):
+        return f"{ms} ms after 1970"
+
+
 def no_key_help(user: str) -> str:
     """How a member without a key gets one (shown instead of sending in plaintext)."""
     return (f"direct messages are end-to-end encrypted and need your own key, and none is "
             f"loaded: make one with `schat keys gen {user}`, then register it with "
             f"`schat login SERVER --register-key`")
+
+
+class SentDm(NamedTuple):
+    """A direct message handed to the server: its cid, to whom and to which key it is sealed."""
+
+    cid: str
+    to: str
+    fingerprint: str
 
 
 class _Discard(Exception):
@@ -63,10 +81,14 @@ class DmClient:
         self.emit = emit
         self.key_timeout = key_timeout
         self._clock = clock
-        server_id = session.fingerprint or f"{session.host}:{session.port}"
+        # Pins and seen messages belong to the server as the user named it (a
+        # rotation of its host key changes neither); files of the previous release,
+        # keyed by the host key's fingerprint, are taken over on first use.
+        server_id = ct.server_identity(session.server_name, session.host, session.port)
         root = Path(home_root)
-        self.contacts = ct.Contacts(root / "contacts", server_id)
-        self.seen = ct.SeenIds(root / "dm_seen", server_id)
+        self.contacts = ct.Contacts(root / "contacts", server_id, session.fingerprint)
+        self.seen = SeenIds(root / "dm_seen.db", server_id, session.fingerprint,
+                            legacy=root / "dm_seen")
         self._files = threading.Lock()
         self._waiters: Dict[str, Tuple[threading.Event, list]] = {}
         self._wlock = threading.Lock()
@@ -110,6 +132,8 @@ class DmClient:
         if isinstance(msg, Disconnected):
             self._closed = True
             self._drained.set()
+            with self._files:
+                self.seen.close()
             with self._wlock:
                 waiters, self._waiters = list(self._waiters.values()), {}
             for event, _ in waiters:
@@ -162,38 +186,60 @@ class DmClient:
     def _receive(self, msg: dmm.DmEnvelope) -> bool:
         """Check, open and show one envelope; True when it may be acknowledged."""
         try:
-            env = env_mod.parse(msg.envelope)
+            env = env_mod.parse(msg.envelope, accept_old=True)
         except env_mod.EnvelopeError as err:
             raise _Discard(str(err)) from None
-        if env.sender.lower() != msg.sender.lower() or env.recipient.lower() != self.me.lower():
+        if (name_key(env.sender) != name_key(msg.sender)
+                or name_key(env.recipient) != name_key(self.me)):
             raise _Discard("the envelope names another sender or recipient")
+        sender = msg.sender  # the registered spelling of the account that signed
         try:
             env_mod.verify(env, env_mod.public_key_from_der(msg.sender_key))
         except env_mod.EnvelopeError as err:
             raise _Discard(str(err)) from None
+        if env.time_ms > self._now() + dmm.MAX_FUTURE_MS:
+            # Perhaps this clock is wrong: the message stays stored for a later login.
+            self._warn(f"WARNING: a direct message from {sender} is dated {_date(env.time_ms)}, "
+                       f"in the future: more than {dmm.MAX_FUTURE_MS // 60000} minutes ahead "
+                       f"of this computer's clock; it was not shown. Check your clock: the message "
+                       f"stays stored on the server until your next login")
+            return False
+        if not dmm.envelope_time_ok(env.time_ms, msg.time):
+            self._warn(f"WARNING: a direct message from {sender} dated {_date(env.time_ms)} "
+                       f"was discarded: the server stored it at {_date(msg.time)}, and the two "
+                       f"may differ by at most {dmm.MAX_CLOCK_SKEW_MS // 60000} minutes (the "
+                       f"sender's clock is wrong, or it is a replay)")
+            return True
         if self.private_key is None:
-            self._warn(f"an encrypted direct message from {env.sender} is waiting, but no key "
+            self._warn(f"an encrypted direct message from {sender} is waiting, but no key "
                        f"is loaded to open it; it stays stored on the server until you "
                        f"connect with your key", env.time_ms)
             return False
         with self._files:
-            if self.seen.is_replay(env.sender, env.id_hex, env.time_ms):
-                log.debug("ignored a replayed dm from %s", env.sender)
+            seen = self.seen.status(sender, env.msg_id, env.time_ms)
+            if seen == SEEN:
+                # Delivered again (an acknowledgement lost, or a replay): shown already.
+                log.debug("ignored a replayed dm from %s", sender)
+                return True
+            if seen == TOO_OLD:
+                self._warn(f"WARNING: a direct message from {sender} dated "
+                           f"{_date(env.time_ms)} was discarded: it is older than the messages "
+                           f"this client still remembers, so it may be a replay")
                 return True
             try:
                 text = env_mod.open_(env, self.me, self._key_for(env))
             except env_mod.EnvelopeError as err:
                 raise _Discard(str(err)) from None
-            status = self._pin_status(env.sender, msg.sender_key)
-            self.seen.remember(env.sender, env.id_hex, env.time_ms)
-        log.debug("dm %d from %s: signature ok, pin %s", msg.id, env.sender, status)
+            status = self._pin_status(sender, msg.sender_key)
+            self.seen.remember(sender, env.msg_id, env.time_ms)
+        log.debug("dm %d from %s: signature ok, pin %s", msg.id, sender, status)
         warning = ""
         if status == ct.CHANGED:
-            warning = ct.key_changed_warning(env.sender, msg.sender_key)
+            warning = ct.key_changed_warning(sender, msg.sender_key)
             self._warn(warning, env.time_ms)
-        self.emit(PrivateMessage(id=msg.id, time=env.time_ms, sender=env.sender,
-                                 to=env.recipient, text=text, verified=status != ct.CHANGED,
-                                 warning=warning))
+        self.emit(PrivateMessage(id=msg.id, time=env.time_ms, sender=sender, to=self.me,
+                                 text=text, verified=status != ct.CHANGED, warning=warning,
+                                 version=env.version))
         return True
 
     def _key_for(self, env) -> RsaKey:
@@ -205,7 +251,7 @@ class DmClient:
         return self.private_key
 
     def _pin_status(self, name: str, der: bytes) -> str:
-        if name.lower() == self.me.lower() and self.my_der is not None:
+        if name_key(name) == name_key(self.me) and self.my_der is not None:
             return ct.PINNED if bytes(der) == self.my_der else ct.CHANGED
         return self.contacts.observe(name, bytes(der))
 
@@ -242,9 +288,21 @@ class DmClient:
         return reply
 
     def fetch_key_status(self, user: str) -> dmm.Key:
-        """The server's ``key`` reply for ``user``, whatever its status."""
-        return self._call(dmm.GetKey(user=user, cid=self.session.new_cid()),
-                          f"fetching {user}'s key")
+        """The server's ``key`` reply for ``user``, whatever its status.
+
+        A reply about anyone but ``user`` (names compared by
+        :func:`schat.protocol.schema.name_key`) is a lie meant to get a message
+        sealed to another account: refused, and nothing is pinned or sent.
+        """
+        reply = self._call(dmm.GetKey(user=user, cid=self.session.new_cid()),
+                           f"fetching {user}'s key")
+        if name_key(reply.user) != name_key(user):
+            log.debug("key reply for %s named %s: refused", user, reply.user)
+            raise TrustError(f"WARNING: asked for {user}'s key, the server answered with "
+                             f"{reply.user}'s. A server that does this is trying to read "
+                             f"messages meant for {user}; nothing was sent, and no key was "
+                             f"pinned.")
+        return reply
 
     def fetch_key(self, user: str) -> dmm.Key:
         """Ask the server for ``user``'s registered key; raise a SchatError when there is none."""
@@ -259,12 +317,17 @@ class DmClient:
         if self.private_key is None:
             raise SchatError(no_key_help(self.me or "NAME"))
 
-    def send(self, to: str, text: str) -> str:
-        """Seal ``text`` for ``to`` and send it; return the request's cid (acked by the server)."""
+    def send(self, to: str, text: str) -> "SentDm":
+        """Seal ``text`` for ``to`` and send it.
+
+        Returns the request's cid (acknowledged by the server), the account the
+        envelope is sealed to (its registered spelling: what the UI shows) and
+        that account's key fingerprint.
+        """
         self._require_own_key()
         reply = self.fetch_key(to)
         der = bytes(reply.public_key)
-        if reply.user.lower() != self.me.lower():
+        if name_key(reply.user) != name_key(self.me):
             with self._files:
                 ct.require_pin_match(self.contacts, reply.user, der)
         elif der != self.my_der:
@@ -274,20 +337,36 @@ class DmClient:
                             env_mod.public_key_from_der(der), self._now())
         cid = self.session.new_cid()
         self.session.send_request(dmm.DmSend(to=reply.user, envelope=data, cid=cid))
-        return cid
+        return SentDm(cid=cid, to=reply.user, fingerprint=fingerprint(der))
+
+    def announce_rotation(self) -> None:
+        """Say once that the server's host key is not the one seen at the last visit."""
+        old = self.contacts.rotated_from
+        if old:
+            self._warn(f"WARNING: the key of server {self.session.server_name} has changed since "
+                       f"your last visit ({old}, now {self.session.fingerprint}); you accepted "
+                       f"the new one. Your contacts' pinned keys and the messages you have "
+                       f"seen are kept: a changed contact key is still reported.")
+        try:
+            with self._files:
+                self.contacts.accept_host_key()
+        except OSError as err:
+            log.debug("could not record the server key in the contacts file: %s", err)
 
     def register_key(self) -> bool:
-        """After a login: upload our key when the account has none; warn when it differs.
+        """After a login: announce a rotated server key (once); upload our key when the
+        account has none; warn when it differs.
 
         Returns True when the key was registered now.
         """
+        self.announce_rotation()
         if self.private_key is None:
             return False
         reply = self.fetch_key_status(self.me)
         if reply.status == "ok" and reply.public_key:
             if bytes(reply.public_key) != self.my_der:
                 self._warn(f"WARNING: the server has another key for your account "
-                           f"({reply.fingerprint}), not the one you loaded "
+                           f"({fingerprint(bytes(reply.public_key))}), not the one you loaded "
                            f"({fingerprint(self.my_der)}); direct messages to you are sealed "
                            f"to it. Ask the server admin to check it.")
             return False
@@ -304,16 +383,17 @@ class DmClient:
         """A member's key fingerprint and how it compares with our pin."""
         reply = self.fetch_key(name)
         der = bytes(reply.public_key)
+        fp = fingerprint(der)  # computed here: the server's own text is not shown
         with self._files:
             status = self.contacts.check(reply.user, der)
             pin = self.contacts.pinned(reply.user)
-        if reply.user.lower() == self.me.lower():
-            return f"{reply.user} (you): {reply.fingerprint}"
+        if name_key(reply.user) == name_key(self.me):
+            return f"{reply.user} (you): {fp}"
         if status == ct.PINNED:
-            return f"{reply.user}: {reply.fingerprint} (matches your pin)"
+            return f"{reply.user}: {fp} (matches your pin)"
         if status == ct.NEW:
-            return f"{reply.user}: {reply.fingerprint} (not pinned yet; pinned on first message)"
-        return (f"{reply.user}: {reply.fingerprint} -- CHANGED from your pin "
+            return f"{reply.user}: {fp} (not pinned yet; pinned on first message)"
+        return (f"{reply.user}: {fp} -- CHANGED from your pin "
                 f"{fingerprint(pin)}; check /verify {reply.user}, then /trust {reply.user}")
 
     def verify(self, name: str) -> str:
@@ -328,9 +408,9 @@ class DmClient:
         code = env_mod.safety_code(self.my_der, der)
         with self._files:
             status = self.contacts.observe(reply.user, der) \
-                if reply.user.lower() != self.me.lower() else ct.PINNED
+                if name_key(reply.user) != name_key(self.me) else ct.PINNED
         note = "" if status != ct.CHANGED else \
-            (f" (this is for {reply.user}'s NEW key {reply.fingerprint}; "
+            (f" (this is for {reply.user}'s NEW key {fingerprint(der)}; "
              f"/trust {reply.user} once it matches)")
         return (f"safety code with {reply.user}: {code}{note}\n"
                 f"compare it with {reply.user} in person or by phone; it is the same on "

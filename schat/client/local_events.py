@@ -18,7 +18,8 @@ class PrivateMessage:
     ``verified`` is True when the signature verifies under the key pinned for
     ``sender``; False when it verifies under a key that differs from the pin
     (``warning`` then says why it is not trusted). A message whose signature
-    fails is never shown as a PrivateMessage at all.
+    fails is never shown as a PrivateMessage at all. ``version`` is the
+    envelope format: 1 for one sealed before key commitments (shown marked).
     """
 
     TYPE = "dm"
@@ -30,6 +31,7 @@ class PrivateMessage:
     text: str
     verified: bool
     warning: str = ""
+    version: int = 2
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,10 @@ from typing import Any, Callable, List, Optional, Tuple, Union
 from prompt_toolkit.styles import Style
 from prompt_toolkit.utils import get_cwidth
 
+# A peer must not be able to move the cursor, ring the bell, rewrite the screen
+# or reorder what follows with what it sends: every network string goes through it.
+from schat.client.sanitize import clean
+
 Fragments = List[Tuple[str, str]]
 
 # Colours for other members' names: distinct on dark and light backgrounds.
@@ -64,9 +68,6 @@ _MONO_RULES = [
 # in the chat screen and in line mode alike.
 UNVERIFIED_MARK = "[UNVERIFIED: key changed]"
 
-# C0/C1 controls and DEL, except newline: a peer must not be able to move the
-# cursor, ring the bell or rewrite the screen with what it sends.
-_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 _NAME_CHARS = r"[A-Za-z0-9_.\-]"
 
 
@@ -79,18 +80,6 @@ def nick_class(name: str) -> str:
     """A stable style class for ``name``: the same colour in every session and on every host."""
     digest = zlib.crc32(name.lower().encode("utf-8"))
     return f"class:nick.{digest % len(NICK_COLOURS)}"
-
-
-def clean(text: str) -> str:
-    """``text`` with control characters made visible (tabs become spaces)."""
-    return _CONTROL.sub(_visible, text.replace("\t", "    "))
-
-
-def _visible(match: "re.Match[str]") -> str:
-    code = ord(match.group())
-    if code < 0x20 or code == 0x7F:
-        return "^" + chr((code + 64) % 128)  # caret notation: ^[ for ESC, ^? for DEL
-    return "\ufffd"
 
 
 def mentions(text: str, name: str) -> bool:
@@ -261,16 +250,17 @@ class Renderer:
                          6 + width)
 
     def private(self, peer: str, text: str, ms: Optional[int], outgoing: bool,
-                verified: bool = True) -> Fragments:
+                verified: bool = True, version: int = 2) -> Fragments:
         """A private message: ``<- ann: text`` received, ``-> ann: text`` sent.
 
         ``verified=False`` (signed by a key other than the one trusted for
         ``peer``) marks the whole line as a warning: ``<- ann [UNVERIFIED: key changed]: text``.
+        ``version=1``: an envelope of format 1 (no key commitment), marked ``[format 1]``.
         """
         peer = clean(peer)
         arrow = "->" if outgoing else "<-"
         style = "class:dm" if verified else "class:warning"
-        mark = "" if verified else " " + UNVERIFIED_MARK
+        mark = ("" if verified else " " + UNVERIFIED_MARK) + (" [format 1]" if version == 1 else "")
         head = [(style, arrow + " "), (self._name(peer) if verified else style, peer),
                 (style, mark + ": ")]
         indent = 6 + len(peer) + len(mark) + 5
@@ -288,11 +278,13 @@ class Renderer:
             # End-to-end messages carry ``verified`` (the client checked the signature
             # and the pin); anything else claiming to be private is not trusted.
             verified = get("verified", False) is True
+            version = get("version", 2)
             sender = get("sender", "?")
             if self.me and sender.lower() == self.me.lower():
                 return self.private(get("to", "?"), get("text", ""), get("time"), True,
-                                    verified)
-            return self.private(sender, get("text", ""), get("time"), False, verified)
+                                    verified, version)
+            return self.private(sender, get("text", ""), get("time"), False, verified,
+                                version)
         if kind == "warning":
             return self.warning(get("text", ""), get("time"))
         if kind == "info":

@@ -22,6 +22,7 @@ import threading
 import time
 from typing import Callable, Dict, Optional
 
+from schat.client.sanitize import clean
 from schat.crypto.keys import fingerprints_equal, normalize_fingerprint
 from schat.errors import (AuthenticationFailed, ConnectionFailed, ProtocolError,
                           RemoteProtocolError, TrustError)
@@ -233,8 +234,9 @@ class ClientSession:
         return self._authenticate(user, messages.Login(user=user, password=password))
 
     def login_key(self, user: str, private_key):
-        """Log in by signing the handshake transcript with ``private_key``."""
-        sig = auth.sign_login(private_key, self._conn.transcript_hash)
+        """Log in by signing the account name, the server's key fingerprint and the
+        handshake transcript with ``private_key``."""
+        sig = auth.sign_login(private_key, user, self.fingerprint, self._conn.transcript_hash)
         return self._authenticate(user, messages.LoginKey(user=user, signature=sig))
 
     def signup(self, user: str, password: str, public_key_der: Optional[bytes] = None):
@@ -251,10 +253,12 @@ class ClientSession:
                 self.user = msg.user
                 self.welcome = msg
                 return msg
+            # The server's texts are shown to the user: cleaned of anything a terminal obeys.
             if isinstance(msg, messages.Error):
-                raise LoginRefused(f"{self.server_name}: {msg.text}", msg.code)
+                raise LoginRefused(f"{self.server_name}: {clean(msg.text)}", msg.code)
             if isinstance(msg, messages.Bye):
-                raise AuthenticationFailed(f"{self.server_name} closed the connection: {msg.reason}")
+                raise AuthenticationFailed(f"{self.server_name} closed the connection: "
+                                           f"{clean(msg.reason)}")
             if isinstance(msg, messages.Ping):
                 self.send(messages.Pong(n=msg.n))
 
@@ -411,7 +415,7 @@ class ClientSession:
                 raise ConnectionFailed(f"server {self.server_name} closed the connection")
 
     def _receive_loop(self) -> None:
-        reason, clean = "connection closed", False
+        reason, clean_end = "connection closed", False
         try:
             while True:
                 msg = self._next_message()
@@ -421,17 +425,17 @@ class ClientSession:
                 if self._settle(msg):
                     self._callback(msg)
                 if isinstance(msg, messages.Bye):
-                    reason, clean = msg.reason, True
+                    reason, clean_end = clean(msg.reason), True
                     break
         except ConnectionFailed as err:
             reason = "closed" if self._closing else str(err)
-            clean = self._closing
+            clean_end = self._closing
         except ProtocolError as err:
             reason = f"protocol error from {self.server_name}: {err}"
         finally:
             self._mark_closed()
             try:
-                self._callback(Disconnected(reason, clean))
+                self._callback(Disconnected(reason, clean_end))
             except Exception:  # noqa: BLE001 - a UI failure must not hide the disconnect
                 log.exception("UI callback failed on disconnect")
 

@@ -302,9 +302,14 @@ class ChatTUI:
             self.dm.emit = callback
             callback = self.dm.wrap(callback)
         session.start(callback)
-        if first and self.dm is not None and self._after_login is not None:
-            dm = self.dm
-            self.background(lambda: self._after_login(dm))
+        if self.dm is not None:
+            dm, register = self.dm, self._after_login if first else None
+
+            def after_login():
+                dm.announce_rotation()  # a rotated server key, said once
+                if register is not None:
+                    register(dm)
+            self.background(after_login)
         self.app.invalidate()
 
     def background(self, work: Callable[[], Any], done: Optional[Callable[[Any], None]] = None,

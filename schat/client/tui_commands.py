@@ -222,8 +222,9 @@ class LineCommands:
         if dm is None:
             return
         self.waiting = line
+        # Shown as the account the envelope was sealed to (its registered spelling).
         tui.background(lambda: dm.send(to, text),
-                       lambda cid: self._done(tui.expect_ack, cid, "msg", to, text),
+                       lambda sent: self._done(tui.expect_ack, sent.cid, "msg", sent.to, text),
                        self._failed)
 
     def _done(self, then: Callable[..., None], *args) -> None:

@@ -11,18 +11,18 @@ send) is printed in the event stream on stdout, as a JSON object with
 
 from __future__ import annotations
 
-import json
 import queue
 import sys
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Optional, TextIO
+from typing import List, Optional, TextIO
 
 from schat.client.dm import LOCAL_HELP, DmClient
 from schat.client.local_events import LocalNotice, LocalWarning, PrivateMessage
-from schat.client.render import UNVERIFIED_MARK, clean
+from schat.client.render import UNVERIFIED_MARK
 from schat.client.render import clock_seconds as clock
+from schat.client.sanitize import json_line, one_line
 from schat.client.session import ClientSession, Disconnected, Pacer
 from schat.errors import ConnectionFailed, SchatError
 from schat.protocol import messages
@@ -59,12 +59,33 @@ def iso_time(ms: int) -> str:
 
 
 def format_text(msg) -> Optional[str]:
-    """One human-readable line (or block) for a server message; None to show nothing."""
-    line = _format_text(msg)
-    return clean(line) if line is not None else None
+    """The line for one event (None: nothing to show), every network string cleaned.
+
+    One event is one line: a break inside a text shows as ``⏎``
+    (:func:`schat.client.sanitize.one_line`), so no member or server can print
+    something that looks like another event. The welcome is three events: the
+    session, the message of the day (when there is one) and who is online.
+    """
+    lines = _format_lines(msg)
+    if lines is None:
+        return None
+    return "\n".join(one_line(line) for line in lines)
 
 
-def _format_text(msg) -> Optional[str]:
+def _format_lines(msg) -> Optional[List[str]]:
+    line = _format_line(msg)
+    if line is not None:
+        return [line]
+    if isinstance(msg, messages.Welcome):
+        lines = [f"[{clock(msg.time)}] connected to {msg.server} as {msg.user}"]
+        if msg.motd:
+            lines.append(f"[{clock(msg.time)}] -!- {msg.motd}")
+        lines.append(f"[{clock(msg.time)}] online ({len(msg.users)}): {', '.join(msg.users)}")
+        return lines
+    return None
+
+
+def _format_line(msg) -> Optional[str]:
     if isinstance(msg, messages.ChatMessage):
         if msg.action:
             return f"[{clock(msg.time)}] * {msg.sender} {msg.text}"
@@ -72,44 +93,44 @@ def _format_text(msg) -> Optional[str]:
     if isinstance(msg, PrivateMessage):
         # As the chat screen shows it: <- from, -> to (a note to yourself).
         mark = "" if msg.verified else " " + UNVERIFIED_MARK
+        if msg.version == 1:
+            mark += " [format 1]"
         if msg.sender.lower() == msg.to.lower():
             return f"[{clock(msg.time)}] -> {msg.to}{mark}: {msg.text}"
         return f"[{clock(msg.time)}] <- {msg.sender}{mark}: {msg.text}"
     if isinstance(msg, LocalWarning):
-        return "\n".join(f"[{clock(msg.time)}] !!! {line}" for line in msg.text.splitlines())
+        return f"[{clock(msg.time)}] !!! {msg.text}"
     if isinstance(msg, LocalNotice):
-        return "\n".join(f"[{clock(msg.time)}] --- {line}" for line in msg.text.splitlines())
+        return f"[{clock(msg.time)}] --- {msg.text}"
     if isinstance(msg, messages.Join):
         return f"[{clock(msg.time)}] --> {msg.user} joined"
     if isinstance(msg, messages.Leave):
         suffix = f" ({msg.reason})" if msg.reason else ""
         return f"[{clock(msg.time)}] <-- {msg.user} left{suffix}"
     if isinstance(msg, messages.Notice):
-        return "\n".join(f"[{clock(msg.time)}] -!- {line}" for line in msg.text.splitlines())
+        return f"[{clock(msg.time)}] -!- {msg.text}"
     if isinstance(msg, messages.Users):
         return f"online ({len(msg.users)}): {', '.join(msg.users)}"
     if isinstance(msg, (messages.Error, ClientError)):
         return f"error: {msg.text}"
-    if isinstance(msg, messages.Welcome):
-        lines = [f"[{clock(msg.time)}] connected to {msg.server} as {msg.user}"]
-        if msg.motd:
-            lines.extend(f"[{clock(msg.time)}] -!- {line}" for line in msg.motd.splitlines())
-        lines.append(f"[{clock(msg.time)}] online ({len(msg.users)}): {', '.join(msg.users)}")
-        return "\n".join(lines)
     if isinstance(msg, messages.Bye):
         return f"server closed the session: {msg.reason}"
     return None
 
 
 def format_json(msg) -> Optional[str]:
-    """One JSON object per line: type, sender, text, time (ISO 8601), id."""
+    """One JSON object per line: type, sender, text, time (ISO 8601), id.
+
+    Strings are exactly as received; the controls a terminal would act on are
+    ``\\uXXXX`` escapes (:func:`schat.client.sanitize.json_line`).
+    """
     record = {"type": msg.TYPE, "sender": None,
               "text": None, "time": None, "id": None}
     if isinstance(msg, messages.ChatMessage):
         record.update(sender=msg.sender, text=msg.text, id=msg.id, action=msg.action)
     elif isinstance(msg, PrivateMessage):
         record.update(sender=msg.sender, text=msg.text, id=msg.id, to=msg.to,
-                      verified=msg.verified, warning=msg.warning or None)
+                      verified=msg.verified, warning=msg.warning or None, format=msg.version)
     elif isinstance(msg, (messages.Join, messages.Leave)):
         record.update(sender=msg.user, text=getattr(msg, "reason", None))
     elif isinstance(msg, (messages.Notice, LocalWarning, LocalNotice)):
@@ -127,7 +148,7 @@ def format_json(msg) -> Optional[str]:
     ms = getattr(msg, "time", None)
     if ms is not None:
         record["time"] = iso_time(ms)
-    return json.dumps(record, ensure_ascii=False)
+    return json_line(record)
 
 
 class LineUI:
@@ -218,11 +239,10 @@ class LineUI:
             if word == "/quit":
                 return True
             if word == "/help":
-                self.show(LocalNotice(text=local_help(), time=int(time.time() * 1000)))
+                self._notices(local_help().splitlines())
             lines = self.dm.handle_line(line)
             if lines is not None:
-                if lines:
-                    self.show(LocalNotice(text="\n".join(lines), time=int(time.time() * 1000)))
+                self._notices(lines)
                 return False
             self._check_size(line)
             self.session.command(line)
@@ -231,6 +251,12 @@ class LineUI:
         self._check_size(text)
         self.session.say(text)
         return False
+
+    def _notices(self, lines) -> None:
+        # The client's own multi-line answers (/help, /verify): a line, an event.
+        now = int(time.time() * 1000)
+        for line in lines:
+            self.show(LocalNotice(text=line, time=now))
 
     @staticmethod
     def _check_size(text: str) -> None:
@@ -274,5 +300,5 @@ class LineUI:
         return self._lost(item.reason)
 
     def _lost(self, reason: str) -> int:
-        self.error(f"disconnected: {reason}")
+        self.error(f"disconnected: {one_line(reason)}")
         return 1

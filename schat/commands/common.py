@@ -13,6 +13,7 @@ from typing import Any, List, Optional, Sequence
 
 import click
 
+from schat.client.sanitize import clean
 from schat.errors import SchatError
 from schat.paths import Home, resolve_home
 
@@ -27,6 +28,8 @@ class AppContext:
         self.home = Home(resolve_home(home))
         self.config = Path(config) if config else None
         self.log_level = log_level
+        #: ``--store URL`` / ``$SCHAT_STORE``; None is the home's SQLite file.
+        self.store_url: Optional[str] = None
 
     @property
     def debug(self) -> bool:
@@ -63,6 +66,40 @@ def global_options() -> List[click.Option]:
         click.Option(["--config"], type=click.Path(dir_okay=False), expose_value=False,
                      callback=_set_config, help=CONFIG_HELP),
     ]
+
+
+STORE_ENV = "SCHAT_STORE"
+STORE_HELP = ("The account store: postgresql://USER:PASSWORD@HOST:PORT/DATABASE for one "
+              "shared by several servers (needs schat[cluster]) [default: "
+              "HOME/server/users.db].")
+
+
+def _set_store(ctx: click.Context, _param, value: Optional[str]) -> None:
+    if value:
+        ctx.ensure_object(AppContext).store_url = value
+
+
+def store_option(command):
+    """``--store URL`` (or ``$SCHAT_STORE``) on a command; on a group, on each of its
+    subcommands (apply it after they are defined). Commands open the store with
+    :func:`open_app_store`."""
+    option = click.Option(["--store"], metavar="URL", envvar=STORE_ENV, show_envvar=True,
+                          expose_value=False, callback=_set_store, help=STORE_HELP)
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            store_option(sub)
+    elif isinstance(command, click.Command):
+        command.params.append(option)
+    else:  # a function not yet made a command
+        command.__dict__.setdefault("__click_params__", []).append(option)
+    return command
+
+
+def open_app_store(app: AppContext, **kwargs):
+    """The account store the command was pointed at (see :func:`store_option`)."""
+    from schat.store.location import open_store
+
+    return open_store(app.store_url, app.home, **kwargs)
 
 
 def setup_logging(level: int) -> None:
@@ -115,7 +152,9 @@ def handle_errors(func):
         try:
             return func(*args, **kwargs)
         except SchatError as err:
-            exc = click.ClickException(str(err))
+            # Messages may quote what a server sent: nothing in them reaches the
+            # terminal as a control sequence.
+            exc = click.ClickException(clean(str(err)))
             exc.exit_code = err.exit_code
             raise exc from None
         except KeyboardInterrupt:

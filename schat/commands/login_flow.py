@@ -301,9 +301,9 @@ class LoginFlow:
             self.method = PASSWORD
         elif use_password:
             self.method = PASSWORD
-            if key or path.exists():
-                # Not to log in: to open direct messages sealed to it, or to the keys
-                # it replaced (after `schat keys gen --force`).
+            if key or (path.exists() and account.key):
+                # Not to log in: to open direct messages sealed to a key the server has
+                # (this one, or one it replaced after `schat keys gen --force`).
                 self._load(key or self.user)
         elif key:
             self._load(key)

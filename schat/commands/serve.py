@@ -10,7 +10,9 @@ from typing import Optional
 
 import click
 
-from schat.commands.common import AppContext, handle_errors, pass_app, setup_logging
+from schat.commands.common import (
+    AppContext, handle_errors, open_app_store, pass_app, setup_logging, store_option,
+)
 from schat.errors import ConfigError, KeyFileError, UsageError
 
 log = logging.getLogger("schat.server")
@@ -130,6 +132,7 @@ def resolve_address(app: AppContext, server: Optional[str], host: Optional[str],
               metavar="SECONDS",
               help="Handshake and login work done per event-loop turn before chat is "
                    "served again [default: 0.001].")
+@store_option
 @pass_app
 @handle_errors
 def serve(app: AppContext, server_name, host, port, allow_signup, motd, login_deadline,
@@ -141,7 +144,6 @@ def serve(app: AppContext, server_name, host, port, allow_signup, motd, login_de
     check it when they first connect.
     """
     from schat.server.limits import PING_TIMEOUT, ServerSettings
-    from schat.store.accounts import AccountStore
 
     setup_logging(app.log_level if app.log_level is not None else logging.INFO)
     name, host, port = resolve_address(app, server_name, host, port)
@@ -159,7 +161,7 @@ def serve(app: AppContext, server_name, host, port, allow_signup, motd, login_de
     except ValueError as err:
         raise UsageError(str(err).replace("_", "-")) from None
     host_key = load_or_create_host_key(app.home.host_key)
-    store = AccountStore(app.home.users_db)
+    store = open_app_store(app)
     try:
         asyncio.run(_run(settings, host_key, store))
     except OSError as err:

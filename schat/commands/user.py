@@ -9,17 +9,16 @@ from typing import Iterator, Optional
 import click
 
 from schat.commands.common import (
-    AppContext, echo_err, handle_errors, json_option, pass_app, read_password_stdin, render,
+    AppContext, echo_err, handle_errors, json_option, open_app_store, pass_app,
+    read_password_stdin, render, store_option,
 )
 from schat.errors import UsageError
 
 
 @contextmanager
 def open_store(app: AppContext) -> Iterator["AccountStore"]:  # noqa: F821
-    """The account store of the data home (HOME/server/users.db)."""
-    from schat.store.accounts import AccountStore
-
-    store = AccountStore(app.home.users_db)
+    """The account store: --store / $SCHAT_STORE, else the data home's HOME/server/users.db."""
+    store = open_app_store(app)
     try:
         yield store
     finally:
@@ -216,3 +215,7 @@ def import_cmd(app: AppContext, file: str):
                f"existed; {len(report.errors)} bad line(s).")
     if report.errors:
         raise SystemExit(1)
+
+
+# Every `schat user` command works on the store --store names (applied last, to them all).
+store_option(user)

@@ -22,6 +22,24 @@ ENVELOPE = schema.binary(MAX_ENVELOPE_BYTES)
 KEY_STATUS = schema.CODE
 FINGERPRINT = schema.string(0, 64)
 
+# Envelope time (docs/PROTOCOL.md, "Envelope time and replays"): the sender's
+# clock, signed. The server refuses a dm_send whose envelope time is more than
+# MAX_CLOCK_SKEW_MS from its own clock; the receiving client refuses one that
+# differs by more than that from the time the server says it stored it, and
+# one ahead of its own clock by more than MAX_FUTURE_MS (the sender's and the
+# receiver's clocks may each be MAX_CLOCK_SKEW_MS off the server's).
+MAX_CLOCK_SKEW_MS = 5 * 60 * 1000
+MAX_FUTURE_MS = 2 * MAX_CLOCK_SKEW_MS
+
+
+def envelope_time_ok(envelope_ms: int, reference_ms: int) -> bool:
+    """Is an envelope's time within MAX_CLOCK_SKEW_MS of ``reference_ms``?
+
+    The server's check at ``dm_send`` (reference: its clock) and the client's at
+    ``dm_env`` (reference: the delivery's ``time``, when the server stored it).
+    """
+    return abs(envelope_ms - reference_ms) <= MAX_CLOCK_SKEW_MS
+
 
 def no_key_text(user: str) -> str:
     """Why direct messages cannot reach ``user`` (no registered key), and the way out.

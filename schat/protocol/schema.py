@@ -13,6 +13,7 @@ import re
 from typing import Any, Callable, Optional, Tuple
 
 from schat.errors import LocalProtocolError, RemoteProtocolError
+from schat.names import name_key  # noqa: F401 - re-exported: the protocol's name rule
 
 MAX_TEXT_BYTES = 4096          # chat text, command lines, motd
 MAX_SHORT_BYTES = 1024         # error text, notices' reasons, bye reasons
@@ -133,15 +134,6 @@ def list_of(item: Kind, max_items: int = MAX_LIST_ITEMS) -> Kind:
 NAME = string(1, 32, _NAME_RE)
 
 
-def name_key(name: str) -> str:
-    """The form in which user names compare: ASCII lower case.
-
-    Names are 1-32 of ``[A-Za-z0-9_.-]`` (ASCII only), so ``str.lower`` is the
-    whole rule: ``Alice`` and ``alice`` are one account. The spelling on the wire
-    is the one the account was registered with; every comparison, lookup and
-    signed name goes through this function.
-    """
-    return name.lower()
 PASSWORD = string(1, MAX_PASSWORD_BYTES)
 TEXT = string(1, MAX_TEXT_BYTES)
 COMMAND_LINE = string(1, MAX_TEXT_BYTES, prefix="/")

@@ -19,12 +19,15 @@ from typing import Dict, Optional
 
 from schat.crypto import envelope as env_mod
 from schat.crypto.keys import fingerprint
-from schat.errors import SchatError
+from schat.errors import SchatError, StoreError
 from schat.protocol import dm_messages as dmm
 from schat.protocol import messages
 from schat.server.mailbox import Mailbox, MailboxFull
 
 log = logging.getLogger("schat.server.dm")
+
+STORE_DOWN_TEXT = ("store unavailable: the server cannot reach its account store, so this "
+                   "was not done; try again later")
 
 class DmRelay:
     """Handles the DM wire messages of logged-in members."""
@@ -42,6 +45,14 @@ class DmRelay:
 
     def handle(self, member, msg) -> bool:
         """Act on ``msg`` when it is a DM message; False lets the hub handle it."""
+        try:
+            return self._dispatch(member, msg)
+        except StoreError as err:  # the store is down: this request fails, the member stays
+            log.warning("%s: %s", member.name, err)
+            self._error(member, "busy", STORE_DOWN_TEXT, getattr(msg, "cid", None))
+            return True
+
+    def _dispatch(self, member, msg) -> bool:
         if isinstance(msg, dmm.DmSend):
             self._send(member, msg)
         elif isinstance(msg, dmm.DmAck):

@@ -15,7 +15,7 @@ import logging
 import math
 from typing import TYPE_CHECKING, List, Optional
 
-from schat.errors import ProtocolError
+from schat.errors import ProtocolError, StoreError
 from schat.protocol import dm_messages, events, messages
 from schat.protocol.connection import ServerConnection
 from schat.server import login
@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("schat.server")
 
 BUSY_TEXT = "the server is busy; try again in a moment"
+STORE_DOWN_TEXT = "store unavailable: the server cannot reach its account store; try again later"
 
 # Connection states.
 HANDSHAKE, AUTH, CHAT, CLOSED = "handshake", "auth", "chat", "closed"
@@ -226,6 +227,10 @@ class ClientLink(asyncio.Protocol):
         except OSError as err:  # out of file descriptors or memory: this connection only
             self._drop(f"server resources exhausted ({err.strerror or err})")
             return
+        except StoreError as err:  # the store is down: say so, the operator's log says why
+            log.warning("%s: %s", self.peer, err)
+            self._refuse("busy", STORE_DOWN_TEXT)
+            return
         except Exception:  # noqa: BLE001 - one connection's failure must not stop the server
             log.exception("%s: internal error; connection closed", self.peer)
             self._drop("internal error")
@@ -259,7 +264,7 @@ class ClientLink(asyncio.Protocol):
             log.debug("%s: key login for %s (signature %d bytes)", self.peer, msg.user,
                       len(msg.signature))
             job = functools.partial(login.check_key, store, msg.user, msg.signature,
-                                    self.conn.transcript_hash)
+                                    self.conn.transcript_hash, self.server.fingerprint)
         elif kind is messages.Signup:
             if not self.server.settings.allow_signup:
                 self._failed(msg.user, login.LoginOutcome(

@@ -51,8 +51,10 @@ def check_password(store, user: str, password: str) -> LoginOutcome:
     return LoginOutcome(name=account.name, how="password")
 
 
-def check_key(store, user: str, signature: bytes, transcript_hash: bytes) -> LoginOutcome:
-    """Key login: the signature over the transcript must verify with the registered key."""
+def check_key(store, user: str, signature: bytes, transcript_hash: bytes,
+              server_fingerprint: str) -> LoginOutcome:
+    """Key login: the signature over the account's name, this server's key fingerprint and
+    the transcript must verify with the registered key (docs/PROTOCOL.md §5)."""
     account = store.get(user)
     der = account.public_key_der if account is not None else None
     if der is None:
@@ -62,7 +64,8 @@ def check_key(store, user: str, signature: bytes, transcript_hash: bytes) -> Log
     except KeyFileError:
         log.warning("account %s has an unusable registered key", account.name)
         return LoginOutcome(code="auth_failed", text=BAD_KEY)
-    verified = auth.verify_login(public, transcript_hash, signature)
+    verified = auth.verify_login(public, account.name, server_fingerprint, transcript_hash,
+                                 signature)
     log.debug("key login signature for %s: %s", account.name,
               "verified" if verified else "did not verify")
     if not verified:

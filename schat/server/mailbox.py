@@ -6,18 +6,19 @@ being offline, a dropped connection and a server restart. The rows hold only
 what the server saw on the wire: the sealed envelope (which the server cannot
 open), the sender's public key at sending time, names and times.
 
-The table lives in the account store (``server/users.db``), created by the
-store's second schema migration (:data:`schat.store.accounts.MIGRATIONS`); a
-trigger drops a removed account's queue with it.
+The table lives in the account store (``server/users.db``, or the cluster's
+PostgreSQL database), created by the store's second schema migration
+(:data:`schat.store.accounts.MIGRATIONS`); a trigger drops a removed account's
+queue with it.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from typing import List
 
-from schat.errors import AccountError, StoreError
+from schat.errors import AccountError
+from schat.protocol.schema import name_key
 
 # Per-recipient bound on stored envelopes: a full mailbox refuses new messages
 # (the sender is told) rather than letting one absent member fill the disk.
@@ -60,11 +61,12 @@ class Mailbox:
         Raises MailboxFull when the recipient already has ``limit`` messages
         waiting, or ``per_sender`` of them from ``sender``.
         """
-        # The store's write transaction (BEGIN IMMEDIATE) makes count-then-insert atomic.
-        with self.store.transaction() as conn:
+        # The transaction makes count-then-insert atomic: serialised with every other
+        # put for this recipient (and, on SQLite, with every writer).
+        with self.store.transaction(f"mailbox:{name_key(recipient)}") as conn:
             waiting, mine = conn.execute(
-                "SELECT count(*), coalesce(sum(sender = ?), 0) FROM mailbox "
-                "WHERE recipient = ?", (sender, recipient)).fetchone()
+                "SELECT count(*), coalesce(sum(CASE WHEN sender = ? THEN 1 ELSE 0 END), 0) "
+                "FROM mailbox WHERE recipient = ?", (sender, recipient)).fetchone()
             if waiting >= self.limit:
                 raise MailboxFull(f"{recipient}'s mailbox is full ({self.limit} messages "
                                   f"waiting); try again after they have logged in")
@@ -102,10 +104,7 @@ class Mailbox:
     def dump(self) -> List[StoredDm]:
         """Every stored envelope (for the operator's inspection and for tests)."""
         with self.store.reading() as conn:
-            try:
-                rows = conn.execute(
-                    "SELECT id, recipient, sender, time, envelope, sender_key FROM mailbox "
-                    "ORDER BY id").fetchall()
-            except sqlite3.OperationalError as err:
-                raise StoreError(f"{self.store.path}: no mailbox table ({err})") from None
+            rows = conn.execute(
+                "SELECT id, recipient, sender, time, envelope, sender_key FROM mailbox "
+                "ORDER BY id").fetchall()
         return [StoredDm(r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5])) for r in rows]

@@ -1,41 +1,44 @@
-"""The account store: one SQLite file (server/users.db) shared by the server and `schat user`.
+"""The account store, shared by the server and `schat user`: by default one SQLite file
+(server/users.db), or a PostgreSQL database shared by a cluster's nodes.
 
-Connections, transactions and migrations are :class:`schat.store.database.SqliteFile`'s:
-an admin command and a running server can use the file at once. Slow work
-(scrypt) always happens outside a transaction, so a login never holds the
-write lock while hashing. Later features append to :data:`MIGRATIONS`.
+Connections, transactions and migrations are the engine's
+(:mod:`schat.store.database`): an admin command and a running server can use
+the store at once. Slow work (scrypt) always happens outside a transaction, so
+a login never holds the write lock while hashing. Later features append to
+:data:`MIGRATIONS`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable, Iterable, List, Optional
+from typing import Callable, Iterable, List, Optional, Union
 
 from schat.crypto import keys, passwords
 from schat.errors import AccountError, KeyFileError
 from schat.store import legacy
-from schat.store.database import Migration, SqliteFile
+from schat.protocol.schema import name_key
+from schat.store.database import ConstraintError, Engine, Migration, PerEngine, Store
 from schat.store.legacy import ImportReport
 from schat.store.policy import check_password_policy, validate_username
 
 log = logging.getLogger(__name__)
 
-# Each entry runs in one transaction; never edit an applied one.
+# Each entry runs in one transaction; never change what an applied one does. The
+# {TYPE} words are spelled per engine (schat.store.database.SQLITE_TYPES).
 MIGRATIONS: List[Migration] = [
     (
         """CREATE TABLE accounts (
-            id INTEGER PRIMARY KEY,
-            name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            id {ID},
+            name {NOCASE} NOT NULL UNIQUE,
             password_hash TEXT NOT NULL,
             legacy INTEGER NOT NULL DEFAULT 0,
             created TEXT NOT NULL,
             last_login TEXT,
             locked INTEGER NOT NULL DEFAULT 0,
-            public_key BLOB,
+            public_key {BLOB},
             key_fingerprint TEXT
         )""",
     ),
@@ -43,16 +46,23 @@ MIGRATIONS: List[Migration] = [
     # a removed account's queue goes with it.
     (
         """CREATE TABLE mailbox (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            recipient TEXT NOT NULL COLLATE NOCASE,
+            id {SERIAL},
+            recipient {NOCASE} NOT NULL,
             sender TEXT NOT NULL,
             time INTEGER NOT NULL,
-            envelope BLOB NOT NULL,
-            sender_key BLOB NOT NULL
+            envelope {BLOB} NOT NULL,
+            sender_key {BLOB} NOT NULL
         )""",
         "CREATE INDEX mailbox_by_recipient ON mailbox (recipient, id)",
-        """CREATE TRIGGER mailbox_drop_account AFTER DELETE ON accounts
-            BEGIN DELETE FROM mailbox WHERE recipient = OLD.name; END""",
+        PerEngine(
+            sqlite="""CREATE TRIGGER mailbox_drop_account AFTER DELETE ON accounts
+                BEGIN DELETE FROM mailbox WHERE recipient = OLD.name; END""",
+            postgresql="""CREATE FUNCTION mailbox_drop_account() RETURNS trigger
+                LANGUAGE plpgsql AS $$
+                BEGIN DELETE FROM mailbox WHERE recipient = OLD.name; RETURN OLD; END $$;
+                CREATE TRIGGER mailbox_drop_account AFTER DELETE ON accounts
+                FOR EACH ROW EXECUTE FUNCTION mailbox_drop_account()""",
+        ),
     ),
     # 3: imported SHA-256 digests stored bare by earlier versions get wrapped in scrypt.
     legacy.wrap_old_rows,
@@ -122,15 +132,18 @@ def _row_to_account(row) -> Account:
     )
 
 
-class AccountStore(SqliteFile):
-    """Accounts in a SQLite file (see :mod:`schat.store.database` for the concurrency model)."""
+class AccountStore(Store):
+    """Accounts in a SQLite file (a path) or on any :class:`~schat.store.database.Engine`
+    (see :mod:`schat.store.database` for the concurrency model)."""
 
     kind = "account database"
+    component = "accounts"
 
-    def __init__(self, path: str | os.PathLike,
+    def __init__(self, where: Union[str, os.PathLike, Engine],
                  hash_params: Optional[passwords.ScryptParams] = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
-        super().__init__(path)
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 owns_engine: bool = False):
+        super().__init__(where, owns_engine)
         self.hash_params = hash_params or passwords.current_params()
         self._clock = clock
         self._migrate(MIGRATIONS, lambda conn, version: legacy.prepare_wraps(
@@ -155,8 +168,9 @@ class AccountStore(SqliteFile):
     def list(self) -> List[Account]:
         """Every account, sorted by name regardless of case."""
         with self._read() as conn:
-            rows = conn.execute(f"SELECT {_COLUMNS} FROM accounts ORDER BY name").fetchall()
-        return [_row_to_account(r) for r in rows]
+            rows = conn.execute(f"SELECT {_COLUMNS} FROM accounts").fetchall()
+        # Sorted here: PostgreSQL would order punctuation by the database's locale.
+        return sorted((_row_to_account(r) for r in rows), key=lambda a: name_key(a.name))
 
     def count(self) -> int:
         with self._read() as conn:
@@ -183,7 +197,7 @@ class AccountStore(SqliteFile):
                     "INSERT INTO accounts (name, password_hash, legacy, created, public_key,"
                     " key_fingerprint) VALUES (?, ?, 0, ?, ?, ?)",
                     (name, encoded, _utc_text(self._clock()), der, fp))
-        except sqlite3.IntegrityError:
+        except ConstraintError:
             self.ensure_new(name)
             raise
         return self.require(name)

@@ -1,46 +1,166 @@
-"""One SQLite file used by several threads and processes at once.
+"""Where a store's SQL runs: one SQLite file, or a PostgreSQL database (the engine seam).
 
-WAL mode, a busy timeout, short transactions and ``BEGIN IMMEDIATE`` for every
-read-modify-write, so an admin command and a running server can use the file
-at once. Within a process there is one SQLite connection per thread (created on
-first use), so a server may call in from its thread pool; :meth:`close` closes
-them all.
+Store code (accounts, the mailbox, rooms...) is written once, against this shape::
 
-Schema changes are a list of migrations; ``PRAGMA user_version`` records how
-many have been applied. A migration is either a sequence of SQL statements or a
-callable ``step(conn, prepared)`` run inside the same transaction.
+    with engine.reading() as conn:        # reads; each statement sees what is committed
+        row = conn.execute("SELECT ... WHERE name = ?", (name,)).fetchone()
+    with engine.transaction() as conn:    # one write transaction: all or nothing
+        conn.execute("UPDATE ...", (...))
+
+``conn.execute(sql, params)`` takes ``?`` placeholders on both engines and returns
+a cursor with ``fetchone()``, ``fetchall()``, ``rowcount`` and ``lastrowid``.
+A transaction is serialised with every other ``transaction()`` on the same
+store, in every thread and process (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: an
+advisory lock, :mod:`schat.store.postgres`), so a read-modify-write inside one
+never races. ``transaction(key)`` narrows that to the transactions with the same
+key (PostgreSQL; SQLite has a single writer whatever the key) for a
+read-modify-write whose invariant is local to the key, such as one recipient's
+mailbox. A constraint violation raises :class:`ConstraintError` on both.
+
+This module holds the SQLite engine, :class:`SqliteFile`: WAL mode, a busy
+timeout, one connection per thread (created on first use) so a server may call
+in from its thread pool; :meth:`close` closes them all.
+
+Schema changes are a list of migrations, recorded by ``PRAGMA user_version``
+(SQLite) or a ``schat_schema`` table (PostgreSQL). A migration is a sequence of
+statements or a callable ``step(conn, prepared)`` run in the same transaction.
+A statement names the few types that differ as ``{ID}``, ``{SERIAL}``,
+``{NOCASE}`` and ``{BLOB}`` (see :data:`SQLITE_TYPES`; ``INTEGER`` is 64-bit on
+both, PostgreSQL's ``BIGINT``), or is a :class:`PerEngine` where whole
+statements differ.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, List, Sequence, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 from schat.errors import StoreError
 from schat.store.files import make_private_dirs
 
 BUSY_TIMEOUT_S = 10.0
 
-Migration = Union[Sequence[str], Callable[[sqlite3.Connection, Any], None]]
+#: The column types migrations name in braces, as SQLite spells them.
+SQLITE_TYPES: Dict[str, str] = {
+    "ID": "INTEGER PRIMARY KEY",  # an integer key (may be reused after a delete)
+    "SERIAL": "INTEGER PRIMARY KEY AUTOINCREMENT",  # an integer key never reused
+    "NOCASE": "TEXT COLLATE NOCASE",  # text that compares (and is unique) ignoring ASCII case
+    "BLOB": "BLOB",  # bytes
+}
+_TYPE_WORD = re.compile(r"\{(ID|SERIAL|NOCASE|BLOB)\}")
 
 
-class SqliteFile:
+class PerEngine:
+    """A migration statement whose text differs between engines (a trigger, say)."""
+
+    def __init__(self, *, sqlite: str, postgresql: str):
+        self.text = {"sqlite": sqlite, "postgresql": postgresql}
+
+
+Statement = Union[str, PerEngine]
+Migration = Union[Sequence[Statement], Callable[[Any, Any], None]]
+
+
+class ConstraintError(StoreError, sqlite3.IntegrityError):
+    """A write broke a uniqueness (or other) constraint, on either engine.
+
+    Also an ``sqlite3.IntegrityError``, so SQLite-only code that catches that
+    keeps working.
+    """
+
+
+class Engine:
+    """What every engine offers; see the module docstring for the contract."""
+
+    #: "sqlite" or "postgresql": picks :class:`PerEngine` texts.
+    name = ""
+    #: The spelling of each ``{TYPE}`` word.
+    types: Dict[str, str] = SQLITE_TYPES
+
+    @property
+    def where(self) -> str:
+        """What error messages call this store (a path, or a URL without its password)."""
+        raise NotImplementedError
+
+    def reading(self):
+        """Context manager: a connection for reads."""
+        raise NotImplementedError
+
+    def transaction(self, key: Optional[str] = None):
+        """Context manager: a serialised write transaction (see the module docstring)."""
+        raise NotImplementedError
+
+    def snapshot(self):
+        """Context manager: reads that all see one consistent moment (for copying a store)."""
+        raise NotImplementedError
+
+    def migrate(self, migrations: Sequence[Migration], prepare=None,
+                component: str = "schat") -> None:
+        """Apply the migrations of ``component`` not applied yet, in one transaction."""
+        raise NotImplementedError
+
+    def version(self, component: str = "schat") -> int:
+        """How many migrations ``component`` has had."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def id_position(self, conn, table: str, key: str) -> int:
+        """The highest id ``table``'s integer key has handed out, deleted rows included."""
+        raise NotImplementedError
+
+    def raise_ids(self, conn, table: str, key: str, position: int) -> None:
+        """Make the next generated id of ``table`` greater than ``position``."""
+        raise NotImplementedError
+
+    @classmethod
+    def render(cls, statement: Statement) -> str:
+        """The text of a migration statement for this engine."""
+        if isinstance(statement, PerEngine):
+            return statement.text[cls.name]
+        return _TYPE_WORD.sub(lambda m: cls.types[m.group(1)], statement)
+
+    def run_steps(self, conn, migrations: Sequence[Migration], prepared: Any) -> None:
+        for step in migrations:
+            if callable(step):
+                step(conn, prepared)
+            else:
+                for statement in step:
+                    conn.execute(self.render(statement))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class SqliteFile(Engine):
     """Connections, transactions and migrations for one SQLite file."""
 
+    name = "sqlite"
     #: What the file is called in error messages.
     kind = "database"
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, kind: Optional[str] = None):
         self.path = Path(path)
+        if kind:
+            self.kind = kind
         self._local = threading.local()
         self._all: List[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
         self._create_file()
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
 
     def _create_file(self) -> None:
         try:
@@ -77,6 +197,8 @@ class SqliteFile:
 
     def _error(self, err: Exception) -> StoreError:
         text = str(err)
+        if isinstance(err, sqlite3.IntegrityError):
+            return ConstraintError(f"{self.path}: {text}")
         if "not a database" in text or "malformed" in text:
             return StoreError(f"{self.path}: not a schat {self.kind}, or it is corrupt")
         if "locked" in text or "busy" in text:
@@ -87,8 +209,11 @@ class SqliteFile:
         """Context manager: this thread's connection for reads (errors become StoreError)."""
         return self._read()
 
-    def transaction(self):
-        """Context manager: a ``BEGIN IMMEDIATE`` write transaction (see ``_write``)."""
+    def transaction(self, key: Optional[str] = None):
+        """Context manager: a ``BEGIN IMMEDIATE`` write transaction (see ``_write``).
+
+        SQLite has one writer at a time, so ``key`` narrows nothing here.
+        """
         return self._write()
 
     @contextmanager
@@ -99,12 +224,12 @@ class SqliteFile:
             raise self._error(err) from None
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, begin: str = "BEGIN IMMEDIATE") -> Iterator[sqlite3.Connection]:
         """A short ``BEGIN IMMEDIATE`` transaction: the write lock is taken up front,
         so a read-modify-write never fails half-way on a concurrent writer."""
         conn = self._conn()
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(begin)
         except sqlite3.DatabaseError as err:
             raise self._error(err) from None
         try:
@@ -112,7 +237,7 @@ class SqliteFile:
         except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.IntegrityError):
+            if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, StoreError):
                 raise self._error(exc) from None
             raise
         else:
@@ -120,6 +245,16 @@ class SqliteFile:
                 conn.execute("COMMIT")
             except sqlite3.DatabaseError as err:
                 raise self._error(err) from None
+
+    def snapshot(self):
+        """A deferred read transaction: in WAL mode it sees one moment, without
+        blocking writers."""
+        return self._write("BEGIN DEFERRED")
+
+    def migrate(self, migrations: Sequence[Migration], prepare=None,
+                component: str = "schat") -> None:
+        """The file has one schema version, whatever the component."""
+        self._migrate(migrations, prepare or (lambda conn, version: None))
 
     def _migrate(self, migrations: Sequence[Migration],
                  prepare: Callable[[sqlite3.Connection, int], Any] = lambda conn, version: None
@@ -145,12 +280,7 @@ class SqliteFile:
                     "SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
                 if tables:
                     raise StoreError(f"{self.path}: not a schat {self.kind}")
-            for step in migrations[version:]:
-                if callable(step):
-                    step(conn, prepared)
-                else:
-                    for statement in step:
-                        conn.execute(statement)
+            self.run_steps(conn, migrations[version:], prepared)
             conn.execute(f"PRAGMA user_version = {len(migrations)}")
 
     def close(self) -> None:
@@ -164,14 +294,88 @@ class SqliteFile:
             except sqlite3.Error:
                 pass
 
+    def id_position(self, conn, table: str, key: str) -> int:
+        used = conn.execute(f"SELECT coalesce(max({key}), 0) FROM {table}").fetchone()[0]
+        # AUTOINCREMENT tables remember ids handed out and deleted since.
+        seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).fetchone() \
+            if self._has_sequences(conn) else None
+        return max(used, seq[0] if seq else 0)
+
+    def raise_ids(self, conn, table: str, key: str, position: int) -> None:
+        sql = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
+                           (table,)).fetchone()
+        if not (sql and "AUTOINCREMENT" in sql[0].upper()):
+            return  # SQLite's next key is then max(key) + 1: the rows decide
+        if conn.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = ?",
+                        (position, table)).rowcount == 0:
+            conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)",
+                         (table, position))
+
+    @staticmethod
+    def _has_sequences(conn) -> bool:
+        return conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' "
+                            "AND name = 'sqlite_sequence'").fetchone()[0] > 0
+
+    def version(self, component: str = "schat") -> int:
+        with self._read() as conn:
+            return conn.execute("PRAGMA user_version").fetchone()[0]
+
+    @property
+    def schema_version(self) -> int:
+        """How many migrations the file has had."""
+        return self.version()
+
+
+class Store:
+    """A store's tables on an engine: a SQLite path, or an :class:`Engine` it is given.
+
+    Subclasses hold the SQL and call :meth:`reading`/:meth:`transaction`
+    (``_read``/``_write`` are the same). A store closes the engine it opened
+    itself, or one it was handed with ``owns_engine=True``.
+    """
+
+    #: What a SQLite file of this store is called in error messages.
+    kind = "database"
+    #: Its migrations' row in PostgreSQL's schema table.
+    component = "schat"
+
+    def __init__(self, where: Union[str, os.PathLike, Engine], owns_engine: bool = False):
+        if isinstance(where, Engine):
+            self.db, self.owns_engine = where, owns_engine
+        else:
+            self.db, self.owns_engine = SqliteFile(where, kind=self.kind), True
+
+    def reading(self):
+        return self.db.reading()
+
+    def transaction(self, key: Optional[str] = None):
+        return self.db.transaction(key)
+
+    _read = reading
+    _write = transaction
+
+    def _migrate(self, migrations: Sequence[Migration], prepare=None) -> None:
+        self.db.migrate(migrations, prepare, self.component)
+
+    @property
+    def where(self) -> str:
+        return self.db.where
+
+    @property
+    def path(self) -> Optional[Path]:
+        """The SQLite file (None on PostgreSQL)."""
+        return getattr(self.db, "path", None)
+
+    @property
+    def schema_version(self) -> int:
+        return self.db.version(self.component)
+
+    def close(self) -> None:
+        if self.owns_engine:
+            self.db.close()
+
     def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-    @property
-    def schema_version(self) -> int:
-        """How many migrations the file has had."""
-        with self._read() as conn:
-            return conn.execute("PRAGMA user_version").fetchone()[0]

@@ -33,8 +33,10 @@ def test_text_lines():
     assert format_text(messages.Ack(cid="c1", id=1, time=T)) is None
     welcome = format_text(messages.Welcome(user="ann", server="srv", motd="line1\nline2",
                                            users=("ann",), time=T))
-    assert welcome.splitlines() == [f"{at} connected to srv as ann", f"{at} -!- line1",
-                                    f"{at} -!- line2", f"{at} online (1): ann"]
+    # Three events: the session, the message of the day (one line: ⏎ marks its
+    # breaks), who is online.
+    assert welcome.splitlines() == [f"{at} connected to srv as ann", f"{at} -!- line1\u23celine2",
+                                    f"{at} online (1): ann"]
 
 
 def test_terminal_control_characters_are_neutralised():

@@ -62,7 +62,7 @@ def test_name_colour_is_stable_and_own_name_is_distinct():
 
 
 def test_control_characters_from_peers_are_made_visible():
-    assert clean("a\x1b[2Jb\x07c\rd\x9be\tf") == "a^[[2Jb^Gc^Md\ufffde    f"
+    assert clean("a\x1b[2Jb\x07c\rd\x9be\tf") == "a^[[2Jb^Gc^Md<U+009B>e    f"
     line = plain(Renderer("ann").event(msg("bob", "\x1b]0;pwned\x07")))
     assert "\x1b" not in line and "\x07" not in line
 

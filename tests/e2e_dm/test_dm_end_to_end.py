@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import queue
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -204,8 +205,9 @@ def test_mailbox_larger_than_the_outbound_cap_is_delivered_in_batches(keyed, pee
 def test_replay_ignored(keyed, peers, user_keys):
     srv = keyed()
     alice, bob = peers(srv, "alice"), peers(srv, "bob")
+    now = int(time.time() * 1000)  # the envelope time: the sender's clock, now
     data = ev.seal("only once", "alice", user_keys["alice"], "bob",
-                   user_keys["bob"].public_key(), 1_700_000_000_000)
+                   user_keys["bob"].public_key(), now)
     alice.session.send(dmm.DmSend(to="bob", envelope=data, cid="r1"))
     assert bob.next(PrivateMessage).text == "only once"
     alice.session.send(dmm.DmSend(to="bob", envelope=data, cid="r2"))  # the same id again
@@ -214,7 +216,7 @@ def test_replay_ignored(keyed, peers, user_keys):
     # The seen ids survive a new client on the same home.
     bob.close()
     bob2 = peers(srv, "bob")
-    bob2.dm.handle(dmm.DmEnvelope(id=5, time=1, sender="alice", envelope=data,
+    bob2.dm.handle(dmm.DmEnvelope(id=5, time=now, sender="alice", envelope=data,
                                   sender_key=public_der(user_keys["alice"])))
     alice.dm.send("bob", "fresh 2")
     assert bob2.next(PrivateMessage).text == "fresh 2"
@@ -246,7 +248,7 @@ def test_mailbox_full(keyed, peers, user_keys):
     # One sender fills at most a quarter of the mailbox; the others still get through.
     for i in range(2):
         alice.dm.send("bob", f"m{i}")
-    cid = alice.dm.send("bob", "one too many")
+    cid = alice.dm.send("bob", "one too many").cid
     err = alice.next(messages.Error)
     assert (err.code, err.cid) == ("mailbox_full", cid)
     assert "at most 2 from one sender" in err.text

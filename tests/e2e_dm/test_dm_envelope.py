@@ -110,7 +110,8 @@ def test_ciphertext_bound_to_header(user_keys, sealed):
     """carol lifts alice's ciphertext and bob's wrapped key into her own signed envelope."""
     env = ev.parse(sealed)
     carol = user_keys["carol"]
-    header = ev._header("carol", "bob", env.time_ms, env.msg_id, ev.key_fp(carol))
+    header = ev._header("carol", "bob", env.time_ms, env.msg_id, ev.key_fp(carol),
+                        env.key_commitment)
     wraps = (ev._name("bob") + env.wraps[0].key_fp + ev._blob(env.wraps[0].wrapped, 2)
              + ev._name("carol") + ev.key_fp(carol) + ev._blob(env.wraps[0].wrapped, 2))
     signed = header + b"\x02" + wraps + env.nonce + ev._blob(env.ciphertext, 4)
@@ -134,7 +135,9 @@ def test_bad_inputs(user_keys):
     with pytest.raises(ev.EnvelopeError, match="not a direct-message"):
         ev.parse(b"HELLO WORLD, no envelope here")
     with pytest.raises(ev.EnvelopeError, match="version"):
-        ev.parse(b"SCDM\x02" + b"\x00" * 100)
+        ev.parse(b"SCDM\x03" + b"\x00" * 100)
+    with pytest.raises(ev.EnvelopeError, match="format 1 is no longer accepted"):
+        ev.parse(b"SCDM\x01" + b"\x00" * 100)
     with pytest.raises(ev.EnvelopeError, match="invalid public key"):
         ev.public_key_from_der(b"\x30\x03\x02\x01\x01")
 
@@ -144,13 +147,49 @@ def test_known_answer_vector(user_keys):
                    user_keys["bob"].public_key(), T0, randfunc=_counter_rand())
     env = ev.parse(data)
     assert env.id_hex == _counter_rand()(16).hex()
-    assert len(data) == 1348  # 71 header + 1 + 846 wraps + 12 nonce + 32 + 386
+    assert len(data) == 1380  # 103 header + 1 + 846 wraps + 12 nonce + 32 + 386
+    assert env.version == 2 and env.header[-32:] == env.key_commitment
     assert hashlib.sha256(data).hexdigest() == KAT_SHA256
     ev.verify(env, user_keys["alice"].public_key())
     assert ev.open_(env, "bob", user_keys["bob"]) == "known answer"
 
 
-KAT_SHA256 = "3da1210e1d58c417dfe6865a26aa8219e9034077ffbcca429d39ee85b3dda004"
+KAT_SHA256 = "0eea12dacd28c6e13731608d342974da3ff81a3f8645be6356a388bf1495e405"
+
+
+def test_known_answer_vector_follows_the_documented_layout(user_keys):
+    """The vector rebuilt with pycryptodome alone from docs/PROTOCOL.md (format 2),
+    drawing the random values in the documented order: message id, content key,
+    nonce, one OAEP seed per wrap (recipient first), the PSS salt."""
+    from Crypto.Cipher import AES, PKCS1_OAEP
+    from Crypto.Signature import pss
+
+    alice, bob = user_keys["alice"], user_keys["bob"]
+    rand = _counter_rand()
+    msg_id, content_key, nonce = rand(16), rand(32), rand(12)
+
+    def fp(key):
+        return SHA256.new(public_der(key)).digest()
+
+    def name(n):
+        return bytes([len(n)]) + n
+
+    header = (b"SCDM\x02" + name(b"alice") + name(b"bob") + T0.to_bytes(8, "big") + msg_id
+              + fp(alice) + SHA256.new(b"schat/1 dm-envelope key commitment\x00"
+                                       + content_key).digest())
+    wraps = b""
+    for who, key in ((b"bob", bob), (b"alice", alice)):
+        wrapped = PKCS1_OAEP.new(key.public_key(), hashAlgo=SHA256,
+                                 randfunc=rand).encrypt(content_key)
+        wraps += name(who) + fp(key) + len(wrapped).to_bytes(2, "big") + wrapped
+    cipher = AES.new(content_key, AES.MODE_OCB, nonce=nonce)
+    cipher.update(b"schat/1 dm-envelope content\x00" + header)
+    sealed = cipher.encrypt(b"known answer") + cipher.encrypt() + cipher.digest()
+    signed = header + b"\x02" + wraps + nonce + len(sealed).to_bytes(4, "big") + sealed
+    signature = pss.new(alice, rand_func=rand).sign(
+        SHA256.new(b"schat/1 dm-envelope signature\x00" + signed))
+    expected = signed + len(signature).to_bytes(2, "big") + signature
+    assert hashlib.sha256(expected).hexdigest() == KAT_SHA256
 
 
 def test_safety_code_is_symmetric_and_distinct(user_keys):

@@ -86,7 +86,7 @@ def test_local_failure_keeps_the_message_and_the_session(keyed, peers, tmp_path)
     alice = peers(srv, "alice")
     bob = peers(srv, "bob")
     # bob's replay file cannot be written: the message cannot be recorded as seen.
-    seen = tmp_path / "bob" / "dm_seen"
+    seen = tmp_path / "bob" / "dm_seen.db"
     seen.mkdir(parents=True)
     alice.dm.send("bob", "try later")
     warning = bob.next(LocalWarning)

@@ -122,18 +122,21 @@ def test_low_order_client_share_rejected(host_key):
 
 def test_key_login_signature_is_bound_to_the_session(host_key, user_keys):
     alice = user_keys["alice"]
+    server_fp = keys.fingerprint(host_key)
     c1, s1 = handshake(host_key)
-    sig = auth.sign_login(alice, c1.transcript_hash)
-    assert auth.verify_login(alice.public_key(), s1.transcript_hash, sig)
+    sig = auth.sign_login(alice, "alice", server_fp, c1.transcript_hash)
+    assert auth.verify_login(alice.public_key(), "alice", server_fp, s1.transcript_hash, sig)
     c2, s2 = handshake(host_key)
     assert s2.transcript_hash != s1.transcript_hash
-    assert not auth.verify_login(alice.public_key(), s2.transcript_hash, sig)
-    assert not auth.verify_login(user_keys["bob"].public_key(), s1.transcript_hash, sig)
+    assert not auth.verify_login(alice.public_key(), "alice", server_fp, s2.transcript_hash, sig)
+    assert not auth.verify_login(user_keys["bob"].public_key(), "alice", server_fp,
+                                 s1.transcript_hash, sig)
     # Carried over the channel it still verifies only in its own session.
     c1.send(m.LoginKey(user="alice", signature=sig))
     s1.receive_data(c1.data_to_send())
     (ev,) = drain(s1)
-    assert auth.verify_login(alice.public_key(), s1.transcript_hash, ev.message.signature)
+    assert auth.verify_login(alice.public_key(), "alice", server_fp, s1.transcript_hash,
+                             ev.message.signature)
 
 
 def test_password_login_replayed_into_new_session_fails(host_key):

@@ -1,8 +1,10 @@
-"""The SQLite account store: CRUD, passwords, legacy import, concurrency, bad files."""
+"""The account store on both engines (SQLite and PostgreSQL): CRUD, passwords, legacy
+import, concurrency, bad files and databases."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sqlite3
 import stat
@@ -23,20 +25,34 @@ T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = AccountStore(tmp_path / "server" / "users.db", hash_params=LIGHT, clock=lambda: T0)
+def store(engines):
+    s = AccountStore(engines.new(), hash_params=LIGHT, clock=lambda: T0, owns_engine=True)
     yield s
     s.close()
 
 
-def test_files_are_private_and_schema_current(tmp_path, store):
-    store.add("alice", "tangerine42")
-    assert stat.S_IMODE(os.stat(tmp_path / "server").st_mode) == 0o700
-    assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o600
-    assert store.schema_version == len(MIGRATIONS)
+def reopen(engines, params=LIGHT) -> AccountStore:
+    """Another store object (its own connections) on the same store."""
+    return AccountStore(engines.new(), hash_params=params, owns_engine=True)
+
+
+def test_files_are_private_and_schema_current(tmp_path):
+    with AccountStore(tmp_path / "server" / "users.db", hash_params=LIGHT) as store:
+        store.add("alice", "tangerine42")
+        assert stat.S_IMODE(os.stat(tmp_path / "server").st_mode) == 0o700
+        assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o600
+        assert store.schema_version == len(MIGRATIONS)
     conn = sqlite3.connect(store.path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
+
+
+def test_schema_current_and_reopened(engines, store):
+    store.add("alice", "tangerine42")
+    assert store.schema_version == len(MIGRATIONS)
+    with reopen(engines) as again:  # nothing left to migrate; the data is there
+        assert again.schema_version == len(MIGRATIONS)
+        assert again.get("ALICE").name == "alice"
 
 
 def test_add_get_list(store, user_keys):
@@ -111,11 +127,10 @@ def test_set_password_and_public_key(store, user_keys):
     assert store.get("alice").public_key_der is None
 
 
-def test_rehash_when_parameters_change(tmp_path):
-    path = tmp_path / "users.db"
-    with AccountStore(path, hash_params=LIGHT) as old:
+def test_rehash_when_parameters_change(engines):
+    with reopen(engines) as old:
         old.add("alice", "tangerine42")
-    with AccountStore(path, hash_params=ScryptParams(log2_n=11)) as new:
+    with reopen(engines, ScryptParams(log2_n=11)) as new:
         res = new.check_password("alice", "tangerine42")
         assert (res.ok, res.needs_rehash) == (True, True)
         assert not new.rehash("alice", "wrong-pass1")
@@ -184,10 +199,13 @@ def test_threads_share_a_store(store):
 
 WRITER = """
 import sys, time, hashlib
+from pathlib import Path
 from schat.crypto.passwords import ScryptParams
-from schat.store.accounts import AccountStore
-path, prefix, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-with AccountStore(path, hash_params=ScryptParams(10)) as s:
+from schat.paths import Home
+from schat.store.location import open_store
+where, prefix, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+url = where if where.startswith("postgresql:") else None
+with open_store(url, Home(Path(where).parent.parent), hash_params=ScryptParams(10)) as s:
     print("ready", flush=True)
     sys.stdin.readline()  # the barrier: both writers start together
     started = time.monotonic()
@@ -200,11 +218,10 @@ with AccountStore(path, hash_params=ScryptParams(10)) as s:
 """
 
 
-def test_two_writer_processes_overlap(tmp_path):
-    path = tmp_path / "server" / "users.db"
-    AccountStore(path, hash_params=LIGHT).close()
+def test_two_writer_processes_overlap(engines):
+    reopen(engines).close()
     n = 60
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), prefix, str(n)],
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, engines.location, prefix, str(n)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for prefix in ("a", "b")]
     try:
@@ -225,14 +242,77 @@ def test_two_writer_processes_overlap(tmp_path):
                 p.wait()
     # The two runs of writes really overlapped in time.
     assert max(start for start, _ in spans) < min(end for _, end in spans), spans
-    with AccountStore(path, hash_params=LIGHT) as s:
+    with reopen(engines) as s:
         names = {a.name for a in s.list()}
         assert len(names) == 2 * (n + n // 5)
         assert all(s.get(f"{p}{i}").last_login is not None for p in "ab" for i in range(n))
         assert s.check_password("ap35", "tangerine42").ok
-    conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    conn.close()
+    if engines.kind == "sqlite":
+        conn = sqlite3.connect(engines.location)
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        conn.close()
+
+
+SIGNER = """
+import json, sys, threading
+from pathlib import Path
+from schat.crypto.passwords import ScryptParams
+from schat.errors import AccountError
+from schat.paths import Home
+from schat.store.location import open_store
+where, tag = sys.argv[1], sys.argv[2]
+url = where if where.startswith("postgresql:") else None
+results = []
+with open_store(url, Home(Path(where).parent.parent), hash_params=ScryptParams(10)) as s:
+    print("ready", flush=True)
+    sys.stdin.readline()  # the barrier: every process starts together
+
+    def sign_up(thread):
+        for n in range(6):
+            try:
+                s.add(f"Racer{n}", f"tangerine{n}{thread}")
+                results.append((n, "won"))
+            except AccountError as err:
+                results.append((n, str(err)))
+
+    threads = [threading.Thread(target=sign_up, args=(t,)) for t in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+print(json.dumps(results), flush=True)
+"""
+
+
+def test_racing_signups_of_one_name_have_one_winner(engines):
+    """Three processes of two threads each create the same six names at once."""
+    reopen(engines).close()
+    procs = [subprocess.Popen([sys.executable, "-c", SIGNER, engines.location, str(i)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(3)]
+    try:
+        for p in procs:
+            assert p.stdout.readline() == "ready\n", p.stderr.read()
+        for p in procs:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        results = []
+        for p in procs:
+            out, err = p.communicate(timeout=50)
+            assert p.returncode == 0, err
+            results += json.loads(out)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for n in range(6):
+        outcomes = [r for i, r in results if i == n]
+        assert outcomes.count("won") == 1, outcomes
+        assert all(r == f"user 'Racer{n}' already exists (names are unique regardless of case)"
+                   for r in outcomes if r != "won"), outcomes
+    with reopen(engines) as s:
+        assert [a.name for a in s.list()] == [f"Racer{n}" for n in range(6)]
 
 
 def test_not_a_database(tmp_path):
@@ -273,10 +353,8 @@ def test_path_is_a_directory(tmp_path):
 
 def test_malformed_stored_hash_fails_login(store):
     store.add("alice", "tangerine42")
-    conn = sqlite3.connect(store.path)
-    conn.execute("UPDATE accounts SET password_hash = 'garbage'")
-    conn.commit()
-    conn.close()
+    with store.transaction() as conn:
+        conn.execute("UPDATE accounts SET password_hash = 'garbage'")
     assert not store.check_password("alice", "tangerine42").ok
     assert not store.rehash("alice", "tangerine42")
 
@@ -285,3 +363,33 @@ def test_closed_store(store):
     store.close()
     with pytest.raises(StoreError):
         store.list()
+
+
+def test_postgres_newer_schema_refused(pg_url):
+    import psycopg
+
+    from schat.store.postgres import PostgresEngine
+
+    AccountStore(PostgresEngine(pg_url), hash_params=LIGHT, owns_engine=True).close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("UPDATE schat_schema SET version = version + 1")
+    with pytest.raises(StoreError) as err:
+        AccountStore(PostgresEngine(pg_url), hash_params=LIGHT, owns_engine=True)
+    assert "made by a newer schat (accounts schema 4); upgrade schat" in str(err.value)
+
+
+def test_postgres_foreign_database_refused(pg_url):
+    import psycopg
+
+    from schat.store.postgres import PostgresEngine
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE invoices (id int)")
+    engine = PostgresEngine(pg_url)
+    with pytest.raises(StoreError) as err:
+        AccountStore(engine, hash_params=LIGHT)
+    engine.close()
+    assert str(err.value).endswith(": not a schat database (it holds 1 other table(s)); "
+                                   "give schat a database of its own")
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # left as it was
+        assert conn.execute("SELECT to_regclass('accounts')").fetchone()[0] is None

@@ -13,6 +13,7 @@ import pytest
 from schat.crypto import keys
 from schat.crypto.passwords import ScryptParams
 from schat.store.accounts import MIGRATIONS, AccountStore
+from schat.store.database import SqliteFile
 
 # Heavier than the suite's 1024 so scrypt, not Python, dominates the timings.
 TIMED = ScryptParams(log2_n=12)
@@ -89,7 +90,7 @@ def _schema(path, version: int, rows) -> None:
     conn = sqlite3.connect(path)
     for step in MIGRATIONS[:version]:
         for statement in step:
-            conn.execute(statement)
+            conn.execute(SqliteFile.render(statement))
     conn.executemany(
         "INSERT INTO accounts (name, password_hash, legacy, created, last_login, locked,"
         " public_key, key_fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
