@@ -225,7 +225,7 @@ def test_replay_ignored(keyed, peers, user_keys):
 def test_member_without_key_gets_clear_message(keyed, peers):
     srv = keyed()
     carol = peers(srv, "carol", key=None)
-    with pytest.raises(SchatError, match=r"schat keys gen carol.*registers it"):
+    with pytest.raises(SchatError, match=r"schat keys gen carol.*--register-key"):
         carol.dm.handle_line("/msg bob hi")
     alice = peers(srv, "alice")
     with pytest.raises(SchatError, match=r"carol has no key yet.*schat keys gen carol"):
