@@ -31,14 +31,15 @@ from prompt_toolkit.output import ColorDepth
 from schat.client.completion import ChatCompleter
 from schat.client.history import ChatHistory
 from schat.client.reconnect import BACKOFF_CAP, BACKOFF_START, Reconnector
+from schat.client import tui_status as status
 from schat.client.render import (Fragments, Renderer, chat_style, clean, event_type, field,
-                                 nick_class, should_bell)
+                                 should_bell)
 from schat.client.session import Disconnected
 from schat.client.tui_commands import LineCommands
 from schat.client.tui_layout import PasteGuard, build_application, build_layout, key_bindings
-from schat.client.tui_terminal import Terminal, fits
+from schat.client.tui_terminal import Terminal
 from schat.errors import SchatError
-from schat.protocol.schema import name_key
+from schat.names import name_key
 
 log = logging.getLogger("schat.client.tui")
 
@@ -76,7 +77,7 @@ class ChatTUI:
         self.dm = None
         welcome = getattr(session, "welcome", None)
         self.me: str = field(welcome, "user", None) or getattr(session, "user", "") or ""
-        self.server = server or getattr(session, "server_name", "") or ""
+        self.server = clean(server or getattr(session, "server_name", "") or "")
         # The name the server gives itself in its welcome (it may differ from yours).
         self.announced: str = clean(str(field(welcome, "server", "") or ""))
         self.bell = bell
@@ -97,17 +98,11 @@ class ChatTUI:
         self._outgoing: Dict[str, Tuple[str, str, Any]] = {}
         # Acks that came in before the worker thread that sent the request registered its cid.
         self._early_acks: Dict[str, Optional[int]] = {}
-        self._queue: List[Fragments] = []
-        self._ring = False
-        self._flush_scheduled = False
         self._quitting = False
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._reconnecting = False
         self._loop: Optional[asyncio.AbstractEventLoop] = None
-        # Observers for tests and tools: called on the UI loop after each printed batch.
-        self.on_printed: Optional[Callable[[List[Fragments]], None]] = None
-        self.printed: List[str] = []
         self._set_members(field(welcome, "users", None) or [])
 
         self.history = history if history is not None else ChatHistory(None)
@@ -122,8 +117,11 @@ class ChatTUI:
         self.terminal = Terminal(self.app)
         # Wrap at the terminal's width as it is when each line is made, so a resize counts.
         self.renderer = Renderer(self.me, width=self._columns)
+        # Every line printed (text only), and an observer called on the UI loop after
+        # each printed batch (tests and tools).
+        self.printed = self.terminal.printed
         if welcome is not None:
-            self._queue.append(self.welcome_line(welcome))
+            self.terminal.queue.append(self.welcome_line(welcome))
 
     def _build_app(self, input, output):
         layout = build_layout(self.buffer, self.prompt, self.toolbar)
@@ -140,65 +138,20 @@ class ChatTUI:
         except Exception:  # noqa: BLE001 - a size is a nicety, not a requirement
             return None
 
-    # -- what the screen shows about its state -----------------------------------
+    # -- what the screen shows about its state (schat.client.tui_status) ---------
     def server_label(self) -> str:
-        """Your name for the server, with the name it announces when that differs."""
-        own = clean(self.server) or self.announced or "?"
-        if self.announced and name_key(self.announced) != name_key(own):
-            return f"{own} ({self.announced})"
-        return own
-
-    def prompt_parts(self) -> List[Tuple[str, str]]:
-        """The prompt's parts: you, then whom a /query talks to."""
-        parts = [("class:prompt", self.me or "?")]
-        if self.query:
-            parts += [("class:prompt", " -> "), (nick_class(self.query), self.query)]
-        return parts
+        return status.server_label(self.server, self.announced)
 
     def prompt(self):
-        return self.prompt_parts() + [("class:prompt", "> ")]
-
-    def toolbar_parts(self) -> List[tuple]:
-        """``(keep, fragments)`` per toolbar part, in display order; on a narrow terminal
-        the lowest ``keep`` goes first, and the connection state (0) never."""
-        t = "class:toolbar"
-        parts = [(5, [(t, clean(self.server) or self.announced or "?")])]
-        if self.announced and name_key(self.announced) != name_key(clean(self.server)):
-            parts.append((1, [(t, f"({self.announced})")]))
-        parts.append((4, [(t, self.me)]))
-        if self.query:
-            parts.append((3, [(t, f"-> {self.query}")]))
-        if self.away is not None:
-            parts.append((3, [(t, "away")]))
-        if self.state == "connected":
-            # No member count while offline: it would be stale.
-            parts.append((2, [(t, f"{len(self.members)} online")]))
-            parts.append((0, [("class:toolbar.online", "connected")]))
-        else:
-            parts.append((0, [("class:toolbar.offline", self.state)]))
-        return parts
+        return status.prompt_parts(self) + [("class:prompt", "> ")]
 
     def toolbar(self):
         """The toolbar: server, you, how many are online (while connected), the state."""
-        out: List[Tuple[str, str]] = [("class:toolbar", " ")]
-        kept = fits(self.toolbar_parts(), self._columns())
-        # The announced name sits right after the server's, without a separator.
-        for i, (_, fragments) in enumerate(kept):
-            if i:
-                joined = fragments[0][1].startswith("(")
-                out.append(("class:toolbar", " " if joined else " · "))
-            out.extend(fragments)
-        out.append(("class:toolbar", " "))
-        return out
+        return status.render_toolbar(status.toolbar_parts(self), self._columns())
 
     def welcome_line(self, welcome) -> Fragments:
-        users = field(welcome, "users", None) or []
-        text = (f"connected to {self.server_label()} as {field(welcome, 'user', '?')}; "
-                f"{len(users)} online: {', '.join(users)}")
-        motd = field(welcome, "motd", "") or ""
-        if motd:
-            text += "\n" + motd
-        return self.renderer.info(text, field(welcome, "time"))
+        return self.renderer.info(status.welcome_text(self.server_label(), welcome),
+                                  field(welcome, "time"))
 
     def _enter(self) -> None:
         text = self.buffer.text
@@ -252,12 +205,11 @@ class ChatTUI:
         self._loop = asyncio.get_running_loop()
         self.terminal.install(self._loop)
         self._attach(self.session, first=True)
-        if self._queue:
-            self._schedule_flush()
+        self.terminal.started()
 
     def quit(self) -> None:
         """Leave: stop reconnecting and end the interface (the session closes after)."""
-        self._quitting = True
+        self._quitting = self.terminal.quitting = True
         self._stop.set()
         self._wake.set()
         if self.app.is_running and not self.app.future.done():
@@ -402,38 +354,15 @@ class ChatTUI:
     # -- printing -----------------------------------------------------------
     def show(self, fragments: Fragments, bell: bool = False) -> None:
         """Print one line above the input (on the UI loop); batched with others."""
-        self._queue.append(fragments)
-        self._ring = self._ring or bell
-        if self._loop is not None:
-            self._schedule_flush()
+        self.terminal.show(fragments, bell)
 
-    def _schedule_flush(self) -> None:
-        if self._flush_scheduled:
-            return
-        self._flush_scheduled = True
-        self.app.create_background_task(self._flush())
+    @property
+    def on_printed(self) -> Optional[Callable[[List[Fragments]], None]]:
+        return self.terminal.on_printed
 
-    async def _flush(self) -> None:
-        try:
-            await self.terminal.print_above(self._take_queue, self._printed)
-        finally:
-            self._flush_scheduled = False
-        if self._queue and not self._quitting:
-            self._schedule_flush()
-
-    def _take_queue(self) -> List[Fragments]:
-        batch, self._queue = self._queue, []
-        return batch
-
-    def _printed(self, batch: List[Fragments]) -> None:
-        for fragments in batch:
-            self.printed.append("".join(text for _, text in fragments))
-        if self._ring:
-            self._ring = False
-            self.app.output.bell()
-            self.app.output.flush()
-        if self.on_printed is not None:
-            self.on_printed(batch)
+    @on_printed.setter
+    def on_printed(self, observer) -> None:
+        self.terminal.on_printed = observer
 
     def post(self, fragments: Fragments) -> bool:
         """:meth:`show` from any thread; False when the screen is not running."""

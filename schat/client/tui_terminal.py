@@ -31,23 +31,62 @@ _SIGCONT = getattr(signal, "SIGCONT", None)
 
 
 class Terminal:
-    """Output and job control for one running chat-screen ``app``."""
+    """Output and job control for one running chat-screen ``app``.
+
+    Lines given to :meth:`show` wait in :attr:`queue` until the screen runs,
+    then are printed in batches; :attr:`printed` keeps their text and
+    ``on_printed(batch)`` is called after each batch (tests and tools).
+    """
 
     def __init__(self, app: Application):
         self.app = app
         self.stopped = False
+        self.quitting = False
+        self.queue: List[list] = []
+        self.printed: List[str] = []
+        self.on_printed: Optional[Callable[[list], None]] = None
+        self._ring = False
+        self._running = False
+        self._scheduled = False
         self._signals: List[int] = []
         self._loop = None
 
     # -- printing -------------------------------------------------------------
-    async def print_above(self, batches: Callable[[], list], printed: Callable[[list], None]):
-        """Print what ``batches()`` returns above the input area, in raw mode."""
+    def show(self, fragments: list, bell: bool = False) -> None:
+        """Queue one line (on the UI loop); printed with the others queued meanwhile."""
+        self.queue.append(fragments)
+        self._ring = self._ring or bell
+        if self._running:
+            self._schedule()
+
+    def started(self) -> None:
+        """The screen runs: print what was queued before."""
+        self._running = True
+        if self.queue:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        if self._scheduled:
+            return
+        self._scheduled = True
+        self.app.create_background_task(self._flush())
+
+    async def _flush(self) -> None:
+        try:
+            await self.print_above()
+        finally:
+            self._scheduled = False
+        if self.queue and not self.quitting:
+            self._schedule()
+
+    async def print_above(self) -> None:
+        """Print the queued lines above the input area, in raw mode."""
         app = self.app
         if app.output.responds_to_cpr:
             # A cursor-position request sent at the last redraw must be answered
             # first, or its answer would size the input area for the old row.
             await app.renderer.wait_for_cpr_responses()
-        batch = batches()
+        batch, self.queue = self.queue, []
         if not batch:
             return
         drawn = app.is_running and not app.is_done
@@ -55,7 +94,13 @@ class Terminal:
             app.renderer.erase()
         for fragments in batch:
             app.print_text(list(fragments) + [("", "\n")])
-        printed(batch)
+        self.printed.extend("".join(text for _, text in fragments) for fragments in batch)
+        if self._ring:
+            self._ring = False
+            app.output.bell()
+            app.output.flush()
+        if self.on_printed is not None:
+            self.on_printed(batch)
         if drawn:
             self.redraw()
 
@@ -129,21 +174,3 @@ class Terminal:
             log.debug("cannot set raw mode after resuming: %s", err)
         self.redraw()
 
-
-def fits(parts: List[tuple], width: Optional[int]) -> List[tuple]:
-    """Toolbar parts ``(keep, fragments)`` that fit in ``width`` columns, dropping the
-    ones with the lowest ``keep`` first (0: never dropped); order is kept."""
-    if not width:
-        return parts
-    kept = list(parts)
-
-    def size(items) -> int:
-        return sum(len(text) for _, fragments in items for _, text in fragments) + \
-            3 * max(len(items) - 1, 0) + 2
-
-    while size(kept) > width:
-        droppable = [p for p in kept if p[0] > 0]
-        if not droppable:
-            break
-        kept.remove(min(droppable, key=lambda p: p[0]))
-    return kept

@@ -13,10 +13,8 @@ from typing import Optional
 import click
 
 from schat.commands.common import AppContext, echo_err, handle_errors, pass_app
-from schat.commands.login_flow import (  # noqa: F401  (open_session: the chat screen's reopen)
-    PASSWORD_ENV, LoginFlow, chat_terminal, interactive, load_key, new_password, open_session,
-    probe,
-)
+from schat.commands.asking import chat_terminal, interactive, load_key, new_password
+from schat.commands.login_flow import LoginFlow, probe
 from schat.errors import SchatError
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import sys
 from typing import Optional
 
 import click
 
+from schat.commands.asking import interactive
 from schat.commands.common import (
     PASSPHRASE_ENV, AppContext, echo_err, handle_errors, json_option, pass_app,
     read_password_stdin, render,
@@ -100,7 +100,7 @@ def _old_key(app: AppContext, name: str, new_passphrase: Optional[str]):
                 return files.load_private(name, guess)
             except KeyFileError:
                 pass
-    if not _interactive():
+    if not interactive():
         return None
     echo_err("The old key is kept in keys/retired/. Its passphrase keeps it under the new "
              "one, so one passphrase opens both (empty: keep it as it is).")
@@ -114,13 +114,6 @@ def _old_key(app: AppContext, name: str, new_passphrase: Optional[str]):
         except KeyFileError as err:
             echo_err(f"{err}; try again." if attempt < 2 else f"{err}.")
     return None
-
-
-def _interactive() -> bool:
-    try:
-        return sys.stdin.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 def generate_pair(app: AppContext, name: str, force: bool = False, no_passphrase: bool = False,
@@ -142,7 +135,7 @@ def generate_pair(app: AppContext, name: str, force: bool = False, no_passphrase
         old_fp = _current_fingerprint(files, name)
         echo_err(replacement_warning(app, name, old_fp) if old_fp else
                  f"Warning: this replaces the key of {name}, whose file cannot be read.")
-        if _interactive() and not click.confirm("Replace it?", default=False, err=True):
+        if interactive() and not click.confirm("Replace it?", default=False, err=True):
             raise click.Abort()
     passphrase = new_passphrase(no_passphrase, passphrase_stdin)
     retired = None
