@@ -69,22 +69,32 @@ def server_args() -> List[str]:
     return args
 
 
-def ceiling(home: Dict) -> Dict:
-    """The handshake crypto ceiling, measured pinned to the server's CPU."""
-    code = ("import json,sys; from bench.scenarios import crypto_ceiling; "
-            "d=json.load(sys.stdin); print(json.dumps(crypto_ceiling("
+def ceiling(home: Dict, env: Dict[str, str]) -> Dict:
+    """The primitives' costs and the handshake crypto ceiling, measured pinned to the
+    server's CPU with the server's environment (so with its crypto backend)."""
+    code = ("import json,sys; from bench.primitives import measure; "
+            "d=json.load(sys.stdin); print(json.dumps(measure("
             "d['h'].encode(), d['u'].encode())))")
     out = subprocess.run(pinned([sys.executable, "-c", code], 0), capture_output=True, text=True,
                          input=json.dumps({"h": home["host_pem"].decode(),
                                            "u": home["user_pem"].decode()}),
-                         timeout=300, cwd=Path(__file__).parent.parent)
+                         timeout=300, cwd=Path(__file__).parent.parent,
+                         env=dict(os.environ, **env))
     if out.returncode != 0:
         raise RuntimeError(out.stderr)
     return json.loads(out.stdout)
 
 
+def server_env(args) -> Dict[str, str]:
+    """The server's environment: SERVER_ENV, plus the crypto backend when one is asked for."""
+    env = dict(SERVER_ENV)
+    if args.backend:
+        env["SCHAT_CRYPTO_BACKEND"] = args.backend
+    return env
+
+
 async def run_all(args, root: Path, home: Dict, emit) -> None:
-    server = ServerProcess(root, cpu=0, extra_args=server_args(), env=SERVER_ENV)
+    server = ServerProcess(root, cpu=0, extra_args=server_args(), env=server_env(args))
     port = server.start()
     try:
         for n in args.members:
@@ -103,10 +113,12 @@ async def run_all(args, root: Path, home: Dict, emit) -> None:
     finally:
         server.stop()
     for rep in range(args.idle_repeat):
-        server = ServerProcess(root, cpu=0, extra_args=server_args(), env=SERVER_ENV)
+        server = ServerProcess(root, cpu=0, extra_args=server_args(), env=server_env(args))
         port = server.start()
+        fresh = server.memory()["rss_kib"]
         try:
-            emit("idle", rep, await scenarios.idle_phase(port, server, args.idle, home["user_key"]))
+            emit("idle", rep, {"fresh_rss_kib": fresh,
+                               **await scenarios.idle_phase(port, server, args.idle, home["user_key"])})
         finally:
             server.stop()
 
@@ -138,15 +150,28 @@ def summarize(rows: List[Dict], ceil: Dict) -> str:
                   f"| {hs:.1f} | {med(con, 'server_cpu_ms_per_handshake'):.2f} | "
                   f"{ceil['ceiling_handshakes_per_s']:.1f} | "
                   f"{hs / ceil['ceiling_handshakes_per_s']:.0%} | {med(con, 'loadgen_cpu_util'):.0%} |",
-                  "", f"Ceiling from costs measured in this run on CPU 0: RSA-3072 OAEP decrypt "
+                  "", f"Ceiling from costs measured in this run on CPU 0 with the server's "
+                  f"backend ({ceil['default']}): RSA-3072 OAEP decrypt "
                   f"{ceil['oaep_decrypt_ms']:.2f} ms + X25519 {ceil['x25519_ms']:.2f} ms + "
                   f"PSS verify {ceil['pss_verify_ms']:.2f} ms."]
+    if "openssl" in ceil:
+        lines += ["", "### primitives and the record layer (this run, CPU 0)", "",
+                  "| backend | OAEP decrypt ms | PSS verify ms | X25519 ms | OCB seal µs "
+                  "(key object reused) | new key object + seal µs | SecureChannel.seal µs | "
+                  "seal_encoded µs |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for name in ("openssl", "pycryptodome"):
+            c = ceil[name]
+            lines.append(f"| {name} | {c['oaep_decrypt_ms']:.2f} | {c['pss_verify_ms']:.3f} | "
+                         f"{c['x25519_ms']:.3f} | {c['ocb_seal_us']:.2f} | "
+                         f"{c['ocb_seal_new_key_us']:.2f} | {c['channel_seal_us']:.2f} | "
+                         f"{c['seal_encoded_us']:.2f} |")
     idle = [r for r in rows if r["scenario"] == "idle"]
     if idle:
-        lines += ["", "### idle (medians)", "", "| connections | held | KiB per connection |",
-                  "|---:|---:|---:|",
+        lines += ["", "### idle (medians)", "",
+                  "| connections | held | KiB per connection | fresh server RSS MiB |",
+                  "|---:|---:|---:|---:|",
                   f"| {idle[0]['connections']} | {min(r['held'] for r in idle)} | "
-                  f"{med(idle, 'kib_per_connection'):.1f} |"]
+                  f"{med(idle, 'kib_per_connection'):.1f} | {med(idle, 'fresh_rss_kib') / 1024:.1f} |"]
     return "\n".join(lines) + "\n"
 
 
@@ -162,6 +187,8 @@ def main(argv=None) -> int:
     parser.add_argument("--idle", type=int, default=5000, help="idle connections to hold")
     parser.add_argument("--idle-repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="small sizes, one repeat")
+    parser.add_argument("--backend", choices=("openssl", "pycryptodome"),
+                        help="the server's crypto backend (default: its own default, OpenSSL)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.quick:
@@ -180,7 +207,7 @@ def main(argv=None) -> int:
         root = Path(tmp)
         print(f"preparing {users} accounts ...", file=sys.stderr)
         home = make_home(root, users)
-        ceil = ceiling(home)
+        ceil = ceiling(home, server_env(args))
         with open(jsonl, "w") as out:
             def emit(name, rep, result):
                 row = {"scenario": name, "repeat": rep, "run": stamp, **result}

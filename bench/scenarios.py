@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import time
 from typing import Dict, List
 
@@ -200,38 +199,6 @@ async def connect_phase(port: int, server_pid: int, first: int, count: int, key)
         "server_cpu_util": (cpu1 - cpu0) / elapsed,
         "loadgen_cpu_util": (gen1 - gen0) / elapsed,
     }
-
-
-def crypto_ceiling(host_key_pem: bytes, user_key_pem: bytes, rounds: int = 60) -> Dict:
-    """Per-handshake server crypto cost, measured here (run this pinned to the server's CPU)."""
-    from Crypto.Cipher import PKCS1_OAEP
-    from Crypto.Hash import SHA256
-    from Crypto.Protocol.DH import key_agreement
-    from Crypto.PublicKey import ECC, RSA
-    from Crypto.Signature import pss
-
-    host = RSA.import_key(host_key_pem)
-    user = RSA.import_key(user_key_pem)
-    wrapped = PKCS1_OAEP.new(host.public_key(), hashAlgo=SHA256).encrypt(os.urandom(32))
-    oaep = PKCS1_OAEP.new(host, hashAlgo=SHA256)
-    digest = SHA256.new(os.urandom(32))
-    signature = pss.new(user).sign(digest)
-    peer = ECC.generate(curve="curve25519").public_key()
-
-    def timed(fn) -> float:
-        fn()
-        t = time.perf_counter()
-        for _ in range(rounds):
-            fn()
-        return (time.perf_counter() - t) / rounds
-
-    oaep_s = timed(lambda: oaep.decrypt(wrapped))
-    x25519_s = timed(lambda: key_agreement(static_priv=ECC.generate(curve="curve25519"),
-                                           static_pub=peer, kdf=lambda z: z))
-    pss_s = timed(lambda: pss.new(user.public_key()).verify(digest, signature))
-    total = oaep_s + x25519_s + pss_s
-    return {"oaep_decrypt_ms": oaep_s * 1e3, "x25519_ms": x25519_s * 1e3,
-            "pss_verify_ms": pss_s * 1e3, "ceiling_handshakes_per_s": 1.0 / total}
 
 
 async def idle_phase(port: int, server, total: int, key) -> Dict:

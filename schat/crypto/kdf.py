@@ -1,31 +1,27 @@
-"""Hashing, HMAC and HKDF (SHA-256) over pycryptodome."""
+"""Hashing, HMAC and HKDF (SHA-256)."""
 
 from __future__ import annotations
 
 import hmac as _hmac
 
-from Crypto.Hash import HMAC, SHA256
-from Crypto.Protocol.KDF import HKDF
+from schat.crypto import backend as _backend
 
 DIGEST_SIZE = 32
 
 
-def sha256(*parts: bytes) -> bytes:
+def sha256(*parts: bytes, backend=None) -> bytes:
     """SHA-256 over the concatenation of ``parts``."""
-    h = SHA256.new()
-    for part in parts:
-        h.update(part)
-    return h.digest()
+    return _backend.get(backend).sha256(*parts)
 
 
-def hmac_sha256(key: bytes, data: bytes) -> bytes:
+def hmac_sha256(key: bytes, data: bytes, backend=None) -> bytes:
     """HMAC-SHA256 of ``data`` under ``key``."""
-    return HMAC.new(key, data, digestmod=SHA256).digest()
+    return _backend.get(backend).hmac_sha256(key, data)
 
 
-def hkdf_sha256(ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:
+def hkdf_sha256(ikm: bytes, salt: bytes, info: bytes, length: int, backend=None) -> bytes:
     """HKDF-SHA256 (RFC 5869): extract with ``salt``, expand to ``length`` bytes with ``info``."""
-    return HKDF(ikm, length, salt, SHA256, 1, context=info)
+    return _backend.get(backend).hkdf_sha256(ikm, salt, info, length)
 
 
 def constant_time_equal(a: bytes, b: bytes) -> bool:

@@ -7,6 +7,7 @@ of SHA-256 over the DER (SubjectPublicKeyInfo) encoding of the public key.
 from __future__ import annotations
 
 import base64
+import functools
 import hmac
 from typing import Callable, Optional, Union
 
@@ -105,7 +106,22 @@ def import_private_pem(data: bytes, passphrase: Optional[str]) -> RsaKey:
 
 
 def import_public_key(data: bytes) -> RsaKey:
-    """Load an RSA public key from PEM or DER; raise KeyFileError when invalid."""
+    """Load an RSA public key from PEM or DER; raise KeyFileError when invalid.
+
+    The same bytes give the same key object (an LRU cache of
+    PUBLIC_KEY_CACHE keys): a server parses each member's key at every login
+    and every signed envelope, and parsing costs several times the signature
+    check; the cached object also keeps its OpenSSL form
+    (schat.crypto.backend_openssl). A refused key is not cached.
+    """
+    return _import_public_key(bytes(data))
+
+
+PUBLIC_KEY_CACHE = 1024
+
+
+@functools.lru_cache(maxsize=PUBLIC_KEY_CACHE)
+def _import_public_key(data: bytes) -> RsaKey:
     try:
         key = RSA.import_key(data)
     except (ValueError, IndexError, TypeError):

@@ -4,6 +4,13 @@ Record on the wire: ``length (4, big-endian) ‖ ciphertext ‖ tag (16)``.
 Nonce: the direction's 12-byte IV XOR the 64-bit sequence number (big-endian,
 right-aligned); the sequence number is never sent, so a replayed, reordered or
 dropped record fails its tag. Associated data: the 4-byte frame header.
+
+This is the server's hot path (one record per recipient per flush): the
+sending OCB key object is made once, with the channel, and reused; a record
+costs one C call for the cipher and a few operations around it. The receiving
+key object is kept once the peer has sent a few records. Debug
+logging of records is decided once, when the channel is made: with debug on,
+the channel is a :class:`LoggingChannel`, so a record never asks the logger.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import logging
 
 from schat.crypto import aead
+from schat.crypto import backend as crypto_backend
 from schat.errors import CryptoError, LocalProtocolError, RemoteProtocolError
 from schat.protocol.framing import MAX_FRAME, pack_header
 
@@ -19,24 +27,32 @@ NONCE_SIZE = aead.NONCE_SIZE
 MAX_PAYLOAD = MAX_FRAME - TAG_SIZE
 # Never wrap or approach OCB's limits: a direction stops after 2^24 records.
 MAX_RECORDS = 2 ** 24
+# Records a peer sends before its channel keeps a receiving key object.
+LAZY_OPEN_RECORDS = 8
 
 logger = logging.getLogger("schat.protocol")
-
-_seal = aead.seal
-_open = aead.open_
 
 
 class SecureChannel:
     """Seal outgoing and open incoming records for one side of a connection.
 
     ``send_seq``/``recv_seq`` set the starting sequence numbers (0 in the
-    protocol; other values exist to test the record limit).
+    protocol; other values exist to test the record limit). ``backend`` picks
+    the library (:mod:`schat.crypto.backend`; default OpenSSL). Made while
+    the ``schat.protocol`` logger is at DEBUG, the object is a
+    :class:`LoggingChannel`.
     """
 
-    __slots__ = ("_send_key", "_send_iv", "_recv_key", "_recv_iv", "send_seq", "recv_seq")
+    __slots__ = ("_send_key", "_send_iv", "_recv_key", "_recv_iv", "send_seq", "recv_seq",
+                 "_backend", "_seal", "_open")
+
+    def __new__(cls, *args, **kwargs):
+        if cls is SecureChannel and logger.isEnabledFor(logging.DEBUG):
+            cls = LoggingChannel
+        return object.__new__(cls)
 
     def __init__(self, send_key: bytes, send_iv: bytes, recv_key: bytes, recv_iv: bytes,
-                 send_seq: int = 0, recv_seq: int = 0):
+                 send_seq: int = 0, recv_seq: int = 0, backend=None):
         if len(send_key) != aead.KEY_SIZE or len(recv_key) != aead.KEY_SIZE:
             raise LocalProtocolError("record keys are 32 bytes")
         if len(send_iv) != NONCE_SIZE or len(recv_iv) != NONCE_SIZE:
@@ -47,22 +63,49 @@ class SecureChannel:
         self._recv_iv = int.from_bytes(recv_iv, "big")
         self.send_seq = send_seq
         self.recv_seq = recv_seq
+        self._backend = backend = crypto_backend.get(backend).NAME
+        # The sending key object lives as long as the channel: OpenSSL's key
+        # schedule is set up here, not per record. The receiving one is made
+        # when the peer has sent LAZY_OPEN_RECORDS records (OpenSSL's object
+        # holds ~2.6 KiB; a server's typical member only listens, and its few
+        # records (login, pongs) each get a one-shot key object instead).
+        self._seal = aead.key(self._send_key, backend).seal
+        self._open = None
+
+    def __deepcopy__(self, memo) -> "SecureChannel":
+        # Key objects of a C library do not copy: a copy makes its own.
+        return type(self)(self._send_key, self._send_iv.to_bytes(NONCE_SIZE, "big"), self._recv_key,
+                          self._recv_iv.to_bytes(NONCE_SIZE, "big"), self.send_seq, self.recv_seq,
+                          self._backend)
+
+    @property
+    def backend(self) -> str:
+        """The name of the crypto backend sealing and opening this channel's records."""
+        return self._backend
 
     def seal(self, payload: bytes) -> bytes:
         """One complete frame carrying ``payload`` (1..65,519 bytes)."""
         seq = self.send_seq
-        if seq >= MAX_RECORDS:
-            raise LocalProtocolError("record limit for this connection reached; reconnect")
         size = len(payload) + TAG_SIZE
         # An empty payload would make a record that open() refuses.
-        if not TAG_SIZE < size <= MAX_FRAME:
-            raise LocalProtocolError(f"record payload of {len(payload)} bytes is outside 1..{MAX_PAYLOAD}")
+        if seq >= MAX_RECORDS or not TAG_SIZE < size <= MAX_FRAME:
+            raise self._refusal(seq, len(payload))
         header = pack_header(size)
-        sealed = _seal(self._send_key, (self._send_iv ^ seq).to_bytes(NONCE_SIZE, "big"), payload, header)
         self.send_seq = seq + 1
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("record out seq=%d size=%d", seq, size)
-        return header + sealed
+        return header + self._seal((self._send_iv ^ seq).to_bytes(12, "big"), payload, header)
+
+    def _opener(self, seq: int):
+        """The receiving key object's ``open``: one-shot for the first records, then kept."""
+        opener = aead.key(self._recv_key, self._backend).open
+        if seq >= LAZY_OPEN_RECORDS:
+            self._open = opener
+        return opener
+
+    @staticmethod
+    def _refusal(seq: int, size: int) -> LocalProtocolError:
+        if seq >= MAX_RECORDS:
+            return LocalProtocolError("record limit for this connection reached; reconnect")
+        return LocalProtocolError(f"record payload of {size} bytes is outside 1..{MAX_PAYLOAD}")
 
     def open(self, header: bytes, body: bytes) -> bytes:
         """The payload of the next incoming record; RemoteProtocolError on any failure."""
@@ -71,15 +114,35 @@ class SecureChannel:
             raise RemoteProtocolError("peer exceeded the record limit for one connection")
         if len(body) <= TAG_SIZE:
             raise RemoteProtocolError("record too short")
+        opener = self._open or self._opener(seq)
         try:
-            payload = _open(self._recv_key, (self._recv_iv ^ seq).to_bytes(NONCE_SIZE, "big"), body, header)
+            payload = opener((self._recv_iv ^ seq).to_bytes(NONCE_SIZE, "big"), body, header)
         except CryptoError:
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("record in seq=%d size=%d: tag check FAILED", seq, len(body))
             raise RemoteProtocolError(
                 "record failed authentication (tampered, replayed, reordered or dropped)"
             ) from None
         self.recv_seq = seq + 1
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("record in seq=%d size=%d", seq, len(body))
+        return payload
+
+
+class LoggingChannel(SecureChannel):
+    """A :class:`SecureChannel` that logs each record's sequence number and size
+    (never its content) at DEBUG."""
+
+    __slots__ = ()
+
+    def seal(self, payload: bytes) -> bytes:
+        seq = self.send_seq
+        record = SecureChannel.seal(self, payload)
+        logger.debug("record out seq=%d size=%d", seq, len(record) - 4)
+        return record
+
+    def open(self, header: bytes, body: bytes) -> bytes:
+        seq = self.recv_seq
+        try:
+            payload = SecureChannel.open(self, header, body)
+        except RemoteProtocolError:
+            logger.debug("record in seq=%d size=%d: tag check FAILED", seq, len(body))
+            raise
+        logger.debug("record in seq=%d size=%d", seq, len(body))
         return payload

@@ -21,9 +21,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
-from Crypto.Random import get_random_bytes
-
 from schat.crypto import aead, dh, kdf, keys, pubkey
+from schat.crypto import backend as crypto_backend
 from schat.errors import CryptoError, KeyFileError, LocalProtocolError, RemoteProtocolError
 from schat.protocol.framing import frame
 
@@ -58,9 +57,9 @@ class SessionKeys:
     finished_key: bytes = field(repr=False)
 
 
-def derive_keys(secret: bytes, shared: bytes, transcript_hash: bytes) -> SessionKeys:
+def derive_keys(secret: bytes, shared: bytes, transcript_hash: bytes, backend=None) -> SessionKeys:
     """The key schedule: HKDF-SHA256(secret ‖ X25519, salt=th, info=KEY_INFO)."""
-    okm = kdf.hkdf_sha256(secret + shared, transcript_hash, KEY_INFO, KEY_MATERIAL)
+    okm = kdf.hkdf_sha256(secret + shared, transcript_hash, KEY_INFO, KEY_MATERIAL, backend=backend)
     parts = []
     pos = 0
     for size in (_RECORD_KEY, _RECORD_IV, _RECORD_KEY, _RECORD_IV, _FINISHED_KEY):
@@ -69,9 +68,9 @@ def derive_keys(secret: bytes, shared: bytes, transcript_hash: bytes) -> Session
     return SessionKeys(*parts)
 
 
-def finished_mac(session: SessionKeys, transcript_hash: bytes) -> bytes:
+def finished_mac(session: SessionKeys, transcript_hash: bytes, backend=None) -> bytes:
     """The ServerFinished payload: proof that the server derived the same keys."""
-    return kdf.hmac_sha256(session.finished_key, FINISHED_LABEL + transcript_hash)
+    return kdf.hmac_sha256(session.finished_key, FINISHED_LABEL + transcript_hash, backend=backend)
 
 
 # The host key's DER encoding, memoised for the last key seen: encoding it costs
@@ -91,21 +90,30 @@ def host_key_der(host_key: keys.RsaKey) -> bytes:
 
 
 class ServerHandshake:
-    """Server side: builds the ServerHello at once, then takes the ClientKeyExchange."""
+    """Server side: builds the ServerHello at once, then takes the ClientKeyExchange.
 
-    def __init__(self, host_key: keys.RsaKey, randfunc: keys.RandFunc = None):
+    ``backend`` (a name or module from :mod:`schat.crypto.backend`; default
+    OpenSSL) computes X25519, the OAEP unwrap, the hashes and HKDF.
+    """
+
+    def __init__(self, host_key: keys.RsaKey, randfunc: keys.RandFunc = None, backend=None):
         if not host_key.has_private():
             raise LocalProtocolError("the server needs the private part of its host key")
-        self._rand = randfunc or get_random_bytes
+        be = crypto_backend.get(backend)
+        self._be = be.NAME  # a name, so that a handshake object can be copied
+        # The host key in the backend's form: converted on the first handshake
+        # (the server builds one at start-up), kept on the key object after that.
+        be.prepare_private(host_key)
+        self._rand = randfunc or crypto_backend.random_bytes
         self._host_key = host_key
-        self._eph = dh.generate(self._rand)
+        self._eph = dh.generate(self._rand, be)
         self.server_random = self._rand(RANDOM_SIZE)
         der = host_key_der(host_key)
         body = (bytes([SERVER_HELLO, len(VERSION)]) + VERSION + struct.pack(">H", len(der)) + der
-                + dh.public_bytes(self._eph) + self.server_random)
+                + dh.public_bytes(self._eph, be) + self.server_random)
         self.server_hello = frame(body)
         self._modulus_bytes = (host_key.size_in_bits() + 7) // 8
-        self._peer_eph: Optional[dh.EccKey] = None
+        self._peer_eph = None
         self._wrapped = b""
         self._transcript_hash = b""
         if logger.isEnabledFor(logging.DEBUG):
@@ -122,32 +130,37 @@ class ServerHandshake:
         if wlen != self._modulus_bytes or len(body) != _CKE_WRAPPED + wlen:
             raise RemoteProtocolError("ClientKeyExchange has a malformed wrapped secret")
         try:
-            self._peer_eph = dh.import_public(body[_CKE_EPH:_CKE_RANDOM])
+            self._peer_eph = dh.import_public(body[_CKE_EPH:_CKE_RANDOM], self._be)
         except CryptoError as exc:
             raise RemoteProtocolError(f"ClientKeyExchange: {exc}") from None
         self._wrapped = body[_CKE_WRAPPED:]
-        self._transcript_hash = kdf.sha256(self.server_hello, header, body)
+        self._transcript_hash = kdf.sha256(self.server_hello, header, body, backend=self._be)
         logger.debug("handshake: ClientKeyExchange %d bytes accepted", len(body))
 
     def complete(self) -> SessionKeys:
         """RSA-OAEP unwrap, X25519, HKDF. A secret that fails to unwrap is replaced
         by a random one (implicit rejection): the client then fails key
-        confirmation exactly as with a wrong server key, and learns nothing more."""
+        confirmation exactly as with a wrong server key, and learns nothing more.
+        The random secret is drawn for every handshake, before the unwrap, and
+        every ciphertext gets the private-key operation (pubkey.oaep_unwrap_or),
+        so a valid and an invalid one take the same path but for one caught
+        exception (docs/SECURITY.md has the measured difference)."""
         if self._peer_eph is None:
             raise LocalProtocolError("complete() before a ClientKeyExchange was received")
+        be = crypto_backend.get(self._be)
+        fallback = self._rand(SECRET_SIZE)
+        secret = pubkey.oaep_unwrap_or(self._host_key, self._wrapped, SECRET_SIZE, fallback, be)
         try:
-            secret = pubkey.oaep_unwrap(self._host_key, self._wrapped)
-            if len(secret) != SECRET_SIZE:
-                raise CryptoError("wrapped secret has the wrong size")
-        except CryptoError:
-            secret = self._rand(SECRET_SIZE)
-            logger.debug("handshake: wrapped secret did not unwrap; continuing with a random one")
-        try:
-            shared = dh.shared_secret(self._eph, self._peer_eph)
+            shared = dh.shared_secret(self._eph, self._peer_eph, be)
         except CryptoError as exc:
             raise RemoteProtocolError(f"key exchange failed: {exc}") from None
         self._eph = None  # forward secrecy: drop the ephemeral key as soon as it is used
-        return derive_keys(secret, shared, self._transcript_hash)
+        return derive_keys(secret, shared, self._transcript_hash, be)
+
+    @property
+    def backend(self) -> str:
+        """The name of the crypto backend this handshake computes with."""
+        return self._be
 
     @property
     def transcript_hash(self) -> bytes:
@@ -157,11 +170,14 @@ class ServerHandshake:
 class ClientHandshake:
     """Client side: parses the ServerHello, then builds the ClientKeyExchange."""
 
-    def __init__(self, randfunc: keys.RandFunc = None):
-        self._rand = randfunc or get_random_bytes
+    def __init__(self, randfunc: keys.RandFunc = None, backend=None):
+        self._be = crypto_backend.get(backend).NAME
+        # A caller's random source (test vectors) also fixes the OAEP seed.
+        self._fixed_rand = randfunc
+        self._rand = randfunc or crypto_backend.random_bytes
         self._server_hello = b""
         self._server_key: Optional[keys.RsaKey] = None
-        self._server_eph: Optional[dh.EccKey] = None
+        self._server_eph = None
         self.server_key_der = b""
         self.fingerprint = ""
         self._transcript_hash = b""
@@ -192,7 +208,7 @@ class ClientHandshake:
         if keys.public_der(server_key) != der:
             raise RemoteProtocolError("ServerHello: server key is not in canonical DER form")
         try:
-            self._server_eph = dh.import_public(body[pos + dlen:pos + dlen + dh.KEY_SIZE])
+            self._server_eph = dh.import_public(body[pos + dlen:pos + dlen + dh.KEY_SIZE], self._be)
         except CryptoError as exc:
             raise RemoteProtocolError(f"ServerHello: {exc}") from None
         self._server_key = server_key
@@ -205,20 +221,26 @@ class ClientHandshake:
         """The ClientKeyExchange frame and the session keys derived with it."""
         if self._server_key is None or self._server_eph is None:
             raise LocalProtocolError("key exchange before a ServerHello was received")
-        eph = dh.generate(self._rand)
+        be = crypto_backend.get(self._be)
+        eph = dh.generate(self._rand, be)
         client_random = self._rand(RANDOM_SIZE)
         secret = self._rand(SECRET_SIZE)
-        wrapped = pubkey.oaep_wrap(self._server_key, secret, randfunc=self._rand)
-        body = (bytes([CLIENT_KEY_EXCHANGE]) + dh.public_bytes(eph) + client_random
+        wrapped = pubkey.oaep_wrap(self._server_key, secret, randfunc=self._fixed_rand, backend=be)
+        body = (bytes([CLIENT_KEY_EXCHANGE]) + dh.public_bytes(eph, be) + client_random
                 + struct.pack(">H", len(wrapped)) + wrapped)
         cke = frame(body)
         try:
-            shared = dh.shared_secret(eph, self._server_eph)
+            shared = dh.shared_secret(eph, self._server_eph, be)
         except CryptoError as exc:
             raise RemoteProtocolError(f"key exchange failed: {exc}") from None
-        self._transcript_hash = kdf.sha256(self._server_hello, cke)
+        self._transcript_hash = kdf.sha256(self._server_hello, cke, backend=be)
         logger.debug("handshake: ClientKeyExchange %d bytes sent", len(cke))
-        return cke, derive_keys(secret, shared, self._transcript_hash)
+        return cke, derive_keys(secret, shared, self._transcript_hash, be)
+
+    @property
+    def backend(self) -> str:
+        """The name of the crypto backend this handshake computes with."""
+        return self._be
 
     @property
     def transcript_hash(self) -> bytes:

@@ -64,3 +64,9 @@ def test_oversized_or_empty_items_are_refused(host_key):
         server.seal_encoded([b"x" * (MAX_PAYLOAD + 1)])
     with pytest.raises(LocalProtocolError):
         server.seal_encoded([b""])
+    # An empty one among others (the path that joins a whole flush at once).
+    sent = server.stats.records_sent
+    for batch in ([b'{"a":1}', b"", b'{"b":2}'], [b'{"a":1}', b""], [b"x" * 100, b"x" * (MAX_PAYLOAD + 1)]):
+        with pytest.raises(LocalProtocolError):
+            server.seal_encoded(batch)
+    assert server.stats.records_sent == sent

@@ -11,6 +11,7 @@ from Crypto.Hash import SHA256
 from Crypto.PublicKey import RSA
 
 from schat.crypto import aead, dh, keys
+from schat.crypto import backend as crypto_backend
 from schat.errors import CryptoError, LocalProtocolError, RemoteProtocolError
 from schat.protocol import auth, events, handshake as handshake_mod, messages as m
 from schat.protocol.connection import ClientConnection, ServerConnection
@@ -282,7 +283,7 @@ def test_all_zero_x25519_result_aborts_the_handshake(host_key, monkeypatch):
     drain(server)
     # No valid point gives X25519 = 0 (low-order points are refused at import),
     # so the primitive's result is replaced at the library edge.
-    monkeypatch.setattr(dh, "key_agreement", lambda **kw: kw["kdf"](bytes(32)))
+    monkeypatch.setattr(crypto_backend.DEFAULT, "x25519", lambda *args: bytes(32))
     with pytest.raises(RemoteProtocolError, match="all-zero"):
         server.complete_key_exchange()
     assert server.closed and server.data_to_send() == b""

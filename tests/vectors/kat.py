@@ -31,13 +31,19 @@ class FixedRandom:
         return out
 
 
-def build() -> dict:
-    """The vector: every handshake byte, the derived keys and the first records."""
+def build(server_backend=None, client_backend=None, spec_backend=None) -> dict:
+    """The vector: every handshake byte, the derived keys and the first records.
+
+    Each side computes with the crypto backend given (schat.crypto.backend;
+    default OpenSSL), the keys are derived again from the spec with
+    ``spec_backend``: every combination must give the same bytes.
+    """
     host = keys.import_private_pem(HOST_KEY.read_bytes(), None)
-    # Server draws: ephemeral X25519 seed (32), server random (32).
-    server = ServerConnection(host, FixedRandom(0x00))
+    # Server draws: ephemeral X25519 seed (32), server random (32), then the
+    # implicit-rejection secret (32, unused: the secret unwraps).
+    server = ServerConnection(host, FixedRandom(0x00), backend=server_backend)
     # Client draws: ephemeral X25519 seed (32), client random (32), secret (32), OAEP seed (32).
-    client = ClientConnection(FixedRandom(0x80))
+    client = ClientConnection(FixedRandom(0x80), backend=client_backend)
     server_hello = server.data_to_send()
     client.receive_data(server_hello)
     client.next_event()
@@ -59,12 +65,12 @@ def build() -> dict:
     first_server_record = server.data_to_send()
     # Derive the keys again from the spec, independently of the connection objects.
     secret = FixedRandom(0x80 + 64)(32)
-    client_eph = dh.generate(FixedRandom(0x80))
+    client_eph = dh.generate(FixedRandom(0x80), spec_backend)
     server_eph_pub = server_hello[-64:-32]
-    shared = dh.shared_secret(client_eph, dh.import_public(server_eph_pub))
-    th = kdf.sha256(server_hello, cke)
+    shared = dh.shared_secret(client_eph, dh.import_public(server_eph_pub, spec_backend), spec_backend)
+    th = kdf.sha256(server_hello, cke, backend=spec_backend)
     assert th == client.transcript_hash == server.transcript_hash
-    session = derive_keys(secret, shared, th)
+    session = derive_keys(secret, shared, th, spec_backend)
     return {
         "description": "schat/1 handshake with fixed randomness; all values hex",
         "server_rsa_key": "tests/data/keys/host.pem",
