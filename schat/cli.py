@@ -16,6 +16,7 @@ from schat.commands.common import (CONFIG_HELP, HOME_HELP, AppContext, global_op
 # admin commands stay fast and never import the network stack they do not need.
 COMMANDS = {
     "user": "schat.commands.user:user",
+    "admin": "schat.commands.admin:admin",
     "keys": "schat.commands.keys:keys",
     "servers": "schat.commands.servers:servers",
     "serve": "schat.commands.serve:serve",

@@ -80,6 +80,34 @@ class Client:
         self.session.close()
 
 
+def until(client: "Client", kind, pred=lambda m: True, timeout: float = WAIT):
+    """The next event of ``kind`` for which ``pred`` holds (others are skipped)."""
+    while True:
+        ev = client.next(kind, timeout)
+        if pred(ev):
+            return ev
+
+
+def answer(client: "Client", line: str, room=None):
+    """Send a command; return the Error answering it, or None when it was acknowledged."""
+    cid = client.session.command(line, room=room)
+    while True:
+        ev = client.next(None)
+        if isinstance(ev, (messages.Ack, messages.Error)) and ev.cid == cid:
+            return ev if isinstance(ev, messages.Error) else None
+        if isinstance(ev, Disconnected):
+            raise AssertionError(f"disconnected: {ev.reason}")
+
+
+def drained(client: "Client"):
+    out = []
+    while True:
+        try:
+            out.append(client.events.get_nowait())
+        except queue.Empty:
+            return out
+
+
 def make_store(home: Path, users=("alice", "bob", "carol")) -> AccountStore:
     store = AccountStore(Home(home).users_db)
     for user in users:
@@ -118,5 +146,5 @@ def chat_server(server_factory) -> RunningServer:
     return server_factory(motd="welcome to the test server")
 
 
-__all__ = ["chat_home", "server_factory", "chat_server", "RunningServer", "Client",
+__all__ = ["until", "answer", "drained", "chat_home", "server_factory", "chat_server", "RunningServer", "Client",
            "PASSWORDS", "install_host_key", "make_store", "fingerprint", "messages", "WAIT"]

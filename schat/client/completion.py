@@ -36,6 +36,9 @@ def suggest(name: str, commands: Dict[str, ChatCommand] = COMMANDS) -> Optional[
     """The known command closest to ``name`` (without the ``/``) by meaning (``list`` →
     ``who``) or by spelling (``hlep`` → ``help``), or None if nothing is close."""
     name = name.lower()
+    known = lookup(name, commands)
+    if known is not None:
+        return known.name
     meant = [c.name for c in commands.values() if name in c.related]
     if meant:
         return meant[0]

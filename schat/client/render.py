@@ -271,9 +271,18 @@ class Renderer:
         """The line for one server event, or None for events that print nothing."""
         kind = event_type(event)
         get = lambda name, default=None: field(event, name, default)  # noqa: E731
+        from schat.client import room_text
         if kind == "message":
-            return self.chat(get("sender", "?"), get("text", ""), get("time"),
+            line = self.chat(get("sender", "?"), get("text", ""), get("time"),
                              bool(get("action", False)))
+            tag = room_text.tag(event)
+            # Rooms other than #lobby and backlog lines are marked after the time stamp.
+            return line[:2] + [("class:info", clean(tag))] + line[2:] if tag else line
+        rooms = room_text.describe(event)
+        if rooms is not None:
+            style = "class:notice" if kind in ("topic", "moderation") else "class:info"
+            return self.line(style, "-!-" if kind in ("topic", "moderation") else "--", rooms,
+                             get("time"))
         if kind == "dm":
             # End-to-end messages carry ``verified`` (the client checked the signature
             # and the pin); anything else claiming to be private is not trusted.
@@ -298,16 +307,21 @@ class Renderer:
                 text += "\n" + motd
             return self.info(text, get("time"))
         if kind == "join":
-            return self.info(f"{get('user', '?')} joined", get("time"))
+            where = f" {get('room')}" if get("room") else ""
+            return self.info(f"{get('user', '?')} joined{where}", get("time"))
         if kind == "leave":
             reason = get("reason") or ""
             if reason in ("left", "quit"):
                 reason = ""  # "ann left (left)" says nothing more
-            return self.info(f"{get('user', '?')} left" + (f" ({reason})" if reason else ""),
-                             get("time"))
+            where = f" {get('room')}" if get("room") else ""
+            return self.info(f"{get('user', '?')} left{where}" + (f" ({reason})" if reason
+                                                                  else ""), get("time"))
         if kind == "users":
             users = get("users") or []
-            return self.info(f"{len(users)} online: {', '.join(users)}")
+            listed = room_text.names(event)
+            if get("room"):
+                return self.info(f"{len(users)} in {get('room')}: {listed}")
+            return self.info(f"{len(users)} online: {listed}")
         if kind == "notice":
             return self.line("class:notice", "-!-", get("text", ""), get("time"))
         if kind == "error":

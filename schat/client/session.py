@@ -26,7 +26,7 @@ from schat.client.sanitize import clean
 from schat.crypto.keys import fingerprints_equal, normalize_fingerprint
 from schat.errors import (AuthenticationFailed, ConnectionFailed, ProtocolError,
                           RemoteProtocolError, TrustError)
-from schat.protocol import auth, dm_messages, events, messages
+from schat.protocol import auth, dm_messages, events, messages, room_messages
 from schat.protocol.connection import ClientConnection
 
 log = logging.getLogger("schat.client")
@@ -43,6 +43,9 @@ PACE_BURST = 16
 MAX_RESENDS = 5
 # Messages the server does not count against the rate (schat.server.link.RATE_FREE).
 _UNCOUNTED = (messages.Pong, messages.Bye, dm_messages.DmAck)
+# What this client understands, announced at login: rooms, and who is away in `users`
+# (docs/PROTOCOL.md §5a).
+FEATURES = ("rooms", "away")
 
 
 class Pacer:
@@ -81,11 +84,13 @@ class Pacer:
 class Disconnected:
     """Delivered to the callback once, when the connection ends for any reason."""
 
-    __slots__ = ("reason", "clean")
+    __slots__ = ("reason", "clean", "code")
 
-    def __init__(self, reason: str, clean: bool):
+    def __init__(self, reason: str, clean: bool, code: str = ""):
         self.reason = reason
         self.clean = clean
+        # The error code the server gave with its goodbye ("taken_over", "locked"...), if any.
+        self.code = code
 
     def __repr__(self) -> str:
         return f"Disconnected({self.reason!r}, clean={self.clean})"
@@ -134,7 +139,8 @@ class ClientSession:
     def __init__(self, host: str, port: int, server_name: str, known_servers=None,
                  expected_fingerprint: Optional[str] = None,
                  confirm_new: Optional[Callable[[str], bool]] = None,
-                 accept_new: bool = False, timeout: float = CONNECT_TIMEOUT):
+                 accept_new: bool = False, timeout: float = CONNECT_TIMEOUT,
+                 features=FEATURES):
         self.host = host
         self.port = port
         self.server_name = server_name
@@ -143,6 +149,7 @@ class ClientSession:
         self.confirm_new = confirm_new
         self.accept_new = accept_new
         self.timeout = timeout
+        self.features = tuple(features)
         self.fingerprint: Optional[str] = None
         self.pin_status: Optional[str] = None
         self.user: Optional[str] = None
@@ -229,20 +236,27 @@ class ClientSession:
         return pins[0].fingerprint if pins else None
 
     # -- authentication -----------------------------------------------------
-    def login_password(self, user: str, password: str):
-        """Log in with a password; return the server's welcome."""
-        return self._authenticate(user, messages.Login(user=user, password=password))
+    def login_password(self, user: str, password: str, check: bool = False):
+        """Log in with a password; return the server's welcome.
 
-    def login_key(self, user: str, private_key):
+        ``check``: only check the credentials (returns the ``checked`` answer): the
+        server starts no chat session, takes over none, and nobody sees a join.
+        """
+        return self._authenticate(user, messages.Login(user=user, password=password,
+                                                       features=self.features, check=check))
+
+    def login_key(self, user: str, private_key, check: bool = False):
         """Log in by signing the account name, the server's key fingerprint and the
         handshake transcript with ``private_key``."""
         sig = auth.sign_login(private_key, user, self.fingerprint, self._conn.transcript_hash)
-        return self._authenticate(user, messages.LoginKey(user=user, signature=sig))
+        return self._authenticate(user, messages.LoginKey(user=user, signature=sig,
+                                                          features=self.features, check=check))
 
     def signup(self, user: str, password: str, public_key_der: Optional[bytes] = None):
         """Create an account (and log in as it); return the welcome."""
         return self._authenticate(
-            user, messages.Signup(user=user, password=password, public_key=public_key_der))
+            user, messages.Signup(user=user, password=password, public_key=public_key_der,
+                                  features=self.features))
 
     def _authenticate(self, user: str, request):
         self.send(request)
@@ -252,6 +266,9 @@ class ClientSession:
             if isinstance(msg, messages.Welcome):
                 self.user = msg.user
                 self.welcome = msg
+                return msg
+            if isinstance(msg, room_messages.Checked):
+                self.user = msg.user
                 return msg
             # The server's texts are shown to the user: cleaned of anything a terminal obeys.
             if isinstance(msg, messages.Error):
@@ -271,21 +288,23 @@ class ClientSession:
                                         daemon=True)
         self._thread.start()
 
-    def say(self, text: str, action: bool = False) -> str:
-        """Send a chat line to everyone; return its cid (confirmed by an ack)."""
+    def say(self, text: str, action: bool = False, room: Optional[str] = None) -> str:
+        """Send a chat line to ``room`` (default: the server's current room for this
+        session); return its cid (confirmed by an ack)."""
         cid = self.new_cid()
-        self.send_request(messages.Say(text=text, cid=cid, action=action))
+        self.send_request(messages.Say(text=text, cid=cid, action=action, room=room))
         return cid
 
-    def command(self, line: str) -> str:
-        """Send a chat command line (``/who``, ``/me``, ...); return its cid."""
+    def command(self, line: str, room: Optional[str] = None) -> str:
+        """Send a chat command line (``/who``, ``/join #dev``, ...); ``room``: the room it
+        applies to when the line names none. Return its cid."""
         cid = self.new_cid()
-        self.send_request(messages.Command(line=line, cid=cid))
+        self.send_request(messages.Command(line=line, cid=cid, room=room))
         return cid
 
-    def who(self) -> None:
-        """Ask for the list of members online (answered by a ``users`` message)."""
-        self.send(messages.Who())
+    def who(self, room: Optional[str] = None) -> None:
+        """Ask who is in ``room`` (default: the current one); answered by ``users``."""
+        self.send(messages.Who(room=room))
 
     def new_cid(self) -> str:
         """A cid no other request of this session uses."""
@@ -415,13 +434,15 @@ class ClientSession:
                 raise ConnectionFailed(f"server {self.server_name} closed the connection")
 
     def _receive_loop(self) -> None:
-        reason, clean_end = "connection closed", False
+        reason, clean_end, code = "connection closed", False, ""
         try:
             while True:
                 msg = self._next_message()
                 if isinstance(msg, messages.Ping):
                     self.send(messages.Pong(n=msg.n))
                     continue
+                if isinstance(msg, messages.Error) and msg.cid is None:
+                    code = msg.code
                 if self._settle(msg):
                     self._callback(msg)
                 if isinstance(msg, messages.Bye):
@@ -435,7 +456,7 @@ class ClientSession:
         finally:
             self._mark_closed()
             try:
-                self._callback(Disconnected(reason, clean_end))
+                self._callback(Disconnected(reason, clean_end, code if clean_end else ""))
             except Exception:  # noqa: BLE001 - a UI failure must not hide the disconnect
                 log.exception("UI callback failed on disconnect")
 

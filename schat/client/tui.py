@@ -43,6 +43,10 @@ from schat.names import name_key
 
 log = logging.getLogger("schat.client.tui")
 
+# The server ended the session on purpose (a login elsewhere took it over, an admin):
+# logging in again at once would undo it, so the screen stays offline.
+FINAL_CODES = ("taken_over", "disconnected", "locked", "removed", "kicked", "banned")
+
 
 def colour_wanted(env: Optional[Dict[str, str]] = None) -> bool:
     """False when ``NO_COLOR`` is set to anything non-empty (https://no-color.org)."""
@@ -298,7 +302,11 @@ class ChatTUI:
             self._lost(event)
             return
         kind = event_type(event)
-        if kind in ("welcome", "users"):
+        # The member list (completion, the toolbar's count) follows #lobby, where everyone
+        # meets; events of other rooms carry their room.
+        if field(event, "room", None) not in (None, "#lobby"):
+            pass
+        elif kind in ("welcome", "users"):
             self._set_members(field(event, "users", None) or [])
         elif kind == "join":
             name = field(event, "user", "")
@@ -403,7 +411,7 @@ class ChatTUI:
         if self._reconnecting:
             reason = "you asked to reconnect"
         self.lost = reason
-        if self._reconnect is None:
+        if self._reconnect is None or getattr(event, "code", "") in FINAL_CODES:
             self.state = "offline"
             self.show(self.renderer.warning(f"disconnected: {reason}; /quit to leave"))
             self.app.invalidate()

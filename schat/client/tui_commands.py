@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-from schat.client.commands import DM_COMMANDS
+from schat.client.commands import DM_COMMANDS, MODERATION, lookup
 from schat.client.completion import COMMANDS, help_text, split_command, suggest
 from schat.errors import PolicyError, SchatError
 from schat.protocol.schema import MAX_TEXT_BYTES, name_key
@@ -61,7 +61,8 @@ class LineCommands:
     def _command(self, line: str, name: str, args: str) -> None:
         tui = self.tui
         if name == "help":
-            cmd = COMMANDS.get(args.lstrip("/").lower()) if args else None
+            key = args.lstrip("/").lower()
+            cmd = (lookup(key) or MODERATION.get(key)) if args else None
             if args and cmd is None:
                 self._refuse(f"no command /{args[:32]}")
                 return
@@ -75,8 +76,6 @@ class LineCommands:
                 self._refuse(f"usage: {COMMANDS['me'].usage}")
                 return
             self._say(args, True)
-        elif name == "who":
-            self._server_command("/who", "command", line)
         elif name == "away":
             self._server_command(f"/away {args}".rstrip(), "away", args)
         elif name == "query":
@@ -87,10 +86,19 @@ class LineCommands:
             tui.reconnect_now()
         elif name in LOCAL_COMMANDS:
             self._local(line, name, args)
+        elif self._runs_on_server(name):
+            # Sent by the command's own name (an alias such as /names or /list is the
+            # client's): the server and older servers know these.
+            self._server_command(f"/{name} {args}".rstrip(), "command", line)
         else:
             close = suggest(name)
             hint = f"; did you mean /{close}?" if close else "; /help lists the commands"
             self._refuse(f"unknown command /{name[:32]}{hint}")
+
+    @staticmethod
+    def _runs_on_server(name: str) -> bool:
+        cmd = COMMANDS.get(name) or MODERATION.get(name)
+        return cmd is not None and cmd.runs == "server"
 
     def _offline(self) -> bool:
         if self.tui.online:

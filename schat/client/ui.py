@@ -18,6 +18,7 @@ import time
 from datetime import datetime, timezone
 from typing import List, Optional, TextIO
 
+from schat.client import room_text
 from schat.client.dm import LOCAL_HELP, DmClient
 from schat.client.local_events import LocalNotice, LocalWarning, PrivateMessage
 from schat.client.render import UNVERIFIED_MARK
@@ -25,7 +26,7 @@ from schat.client.render import clock_seconds as clock
 from schat.client.sanitize import json_line, one_line
 from schat.client.session import ClientSession, Disconnected, Pacer
 from schat.errors import ConnectionFailed, SchatError
-from schat.protocol import messages
+from schat.protocol import messages, room_messages
 from schat.protocol.schema import MAX_TEXT_BYTES
 
 # How long to wait at end of input for the server to confirm what we sent.
@@ -73,6 +74,11 @@ def format_text(msg) -> Optional[str]:
 
 
 def _format_lines(msg) -> Optional[List[str]]:
+    rooms = room_text.describe(msg)
+    if rooms is not None:  # a /rooms listing is one line per room
+        stamp = f"[{clock(getattr(msg, 'time', None))}] "
+        prefix = "-!-" if msg.TYPE in ("topic", "moderation") else "---"
+        return [f"{stamp}{prefix} {line}" for line in rooms.splitlines()]
     line = _format_line(msg)
     if line is not None:
         return [line]
@@ -87,9 +93,10 @@ def _format_lines(msg) -> Optional[List[str]]:
 
 def _format_line(msg) -> Optional[str]:
     if isinstance(msg, messages.ChatMessage):
+        tag = room_text.tag(msg)
         if msg.action:
-            return f"[{clock(msg.time)}] * {msg.sender} {msg.text}"
-        return f"[{clock(msg.time)}] <{msg.sender}> {msg.text}"
+            return f"[{clock(msg.time)}] {tag}* {msg.sender} {msg.text}"
+        return f"[{clock(msg.time)}] {tag}<{msg.sender}> {msg.text}"
     if isinstance(msg, PrivateMessage):
         # As the chat screen shows it: <- from, -> to (a note to yourself).
         mark = "" if msg.verified else " " + UNVERIFIED_MARK
@@ -103,14 +110,18 @@ def _format_line(msg) -> Optional[str]:
     if isinstance(msg, LocalNotice):
         return f"[{clock(msg.time)}] --- {msg.text}"
     if isinstance(msg, messages.Join):
-        return f"[{clock(msg.time)}] --> {msg.user} joined"
+        where = f" {msg.room}" if msg.room else ""
+        return f"[{clock(msg.time)}] --> {msg.user} joined{where}"
     if isinstance(msg, messages.Leave):
         suffix = f" ({msg.reason})" if msg.reason else ""
-        return f"[{clock(msg.time)}] <-- {msg.user} left{suffix}"
+        where = f" {msg.room}" if msg.room else ""
+        return f"[{clock(msg.time)}] <-- {msg.user} left{where}{suffix}"
     if isinstance(msg, messages.Notice):
         return f"[{clock(msg.time)}] -!- {msg.text}"
     if isinstance(msg, messages.Users):
-        return f"online ({len(msg.users)}): {', '.join(msg.users)}"
+        if msg.room:
+            return f"{msg.room} ({len(msg.users)}): {room_text.names(msg)}"
+        return f"online ({len(msg.users)}): {room_text.names(msg)}"
     if isinstance(msg, (messages.Error, ClientError)):
         return f"error: {msg.text}"
     if isinstance(msg, messages.Bye):
@@ -118,16 +129,26 @@ def _format_line(msg) -> Optional[str]:
     return None
 
 
+# Event types that belong to a room: their JSON carries "room" (#lobby when the wire omits it).
+_ROOM_TYPES = (messages.ChatMessage, messages.Join, messages.Leave, room_messages.RoomState,
+               room_messages.Topic, room_messages.Moderation)
+
+
 def format_json(msg) -> Optional[str]:
-    """One JSON object per line: type, sender, text, time (ISO 8601), id.
+    """One JSON object per line: type, sender, text, time (ISO 8601), id; room events also
+    carry "room", and backlog messages "history": true.
 
     Strings are exactly as received; the controls a terminal would act on are
     ``\\uXXXX`` escapes (:func:`schat.client.sanitize.json_line`).
     """
     record = {"type": msg.TYPE, "sender": None,
               "text": None, "time": None, "id": None}
+    if isinstance(msg, _ROOM_TYPES) or (isinstance(msg, messages.Users) and msg.room):
+        record["room"] = msg.room or room_text.LOBBY
     if isinstance(msg, messages.ChatMessage):
         record.update(sender=msg.sender, text=msg.text, id=msg.id, action=msg.action)
+        if msg.history:
+            record["history"] = True
     elif isinstance(msg, PrivateMessage):
         record.update(sender=msg.sender, text=msg.text, id=msg.id, to=msg.to,
                       verified=msg.verified, warning=msg.warning or None, format=msg.version)
@@ -139,10 +160,25 @@ def format_json(msg) -> Optional[str]:
         record.update(text=msg.text, code=msg.code)
     elif isinstance(msg, messages.Users):
         record["users"] = list(msg.users)
+        if msg.away:
+            record["away"] = {item["user"]: item["text"] for item in msg.away}
     elif isinstance(msg, messages.Welcome):
         record.update(text=msg.motd, users=list(msg.users), server=msg.server, user=msg.user)
     elif isinstance(msg, messages.Bye):
         record["text"] = msg.reason
+    elif isinstance(msg, room_messages.RoomState):
+        record.update(text=msg.topic, users=list(msg.users), ops=list(msg.ops), owner=msg.owner,
+                      private=msg.private)
+    elif isinstance(msg, room_messages.Focus):
+        record["room"] = msg.room
+    elif isinstance(msg, room_messages.Topic):
+        record.update(sender=msg.user, text=msg.topic)
+    elif isinstance(msg, room_messages.Moderation):
+        record.update(sender=msg.actor, text=msg.reason, action=msg.action, target=msg.target,
+                      until=iso_time(msg.until) if msg.until else None,
+                      description=room_text.moderation(msg))
+    elif isinstance(msg, room_messages.Rooms):
+        record["rooms"] = [dict(r) for r in msg.rooms]
     else:
         return None
     ms = getattr(msg, "time", None)
@@ -172,6 +208,10 @@ class LineUI:
         self._out_lock = threading.Lock()
         self._inbox: "queue.Queue" = queue.Queue()
         self._disconnect: Optional[Disconnected] = None
+        # The room plain lines go to, as this client's own lines decided it (None: the
+        # server's choice). Lines are sent in order, each naming its room, so a line
+        # after `/join #dev` goes to #dev, or is refused if the join was.
+        self.focus: Optional[str] = None
 
     def show(self, msg) -> None:
         """Receiver-thread callback: print one event."""
@@ -245,12 +285,23 @@ class LineUI:
                 self._notices(lines)
                 return False
             self._check_size(line)
-            self.session.command(line)
+            self.session.command(line, room=self.focus)
+            self._follow(word, line)
             return False
         text = line[1:] if line.startswith("//") else line
         self._check_size(text)
-        self.session.say(text)
+        self.session.say(text, room=self.focus)
         return False
+
+    def _follow(self, word: str, line: str) -> None:
+        """Where plain lines go after ``line`` (the server does the same)."""
+        args = line.split()[1:]
+        if word in ("/join", "/switch") and args:
+            room = args[0].lower()
+            self.focus = room if room.startswith("#") else "#" + room
+        elif word == "/part" and (not args or not args[0].startswith("#")
+                                  or args[0].lower() == self.focus):
+            self.focus = None
 
     def _notices(self, lines) -> None:
         # The client's own multi-line answers (/help, /verify): a line, an event.

@@ -17,7 +17,6 @@ from schat.client.sanitize import clean
 from schat.errors import SchatError
 from schat.paths import Home, resolve_home
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class AppContext:
@@ -108,18 +107,10 @@ def setup_logging(level: int) -> None:
     Only the ``schat`` logger goes below WARNING: ``--debug`` is about schat's
     own steps, not every library's (asyncio's debug chatter among them).
     """
-    root = logging.getLogger()
-    root.setLevel(max(level, logging.WARNING))
-    # At WARNING and above schat simply follows the root logger.
-    logging.getLogger("schat").setLevel(level if level < logging.WARNING else logging.NOTSET)
-    handler = next((h for h in root.handlers if getattr(h, "_schat", False)), None)
-    if handler is None:
-        handler = logging.StreamHandler(sys.stderr)
-        handler._schat = True  # type: ignore[attr-defined]
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
-        root.addHandler(handler)
-    else:
-        handler.setStream(sys.stderr)
+    from schat import logs
+
+    logs.set_level(level)
+    logs.use_stderr()
 
 
 # Exit status of a command interrupted with Ctrl-C (128 + SIGINT), as in shells.

@@ -176,7 +176,8 @@ def login(app: AppContext, name: str, user: Optional[str], key: Optional[str],
     """Check your login on the server NAME: exit 0 ok, 1 refused.
 
     With --register-key, your password logs you in (it is sent to NAME) and
-    your key is registered for the account, which must have none yet.
+    your key is registered for the account, which must have none yet. Only a
+    check: a chat session of yours elsewhere goes on, and nobody sees a join.
     """
     flow = LoginFlow(app, name, accept_new)
     session = flow.connect()
@@ -186,7 +187,7 @@ def login(app: AppContext, name: str, user: Optional[str], key: Optional[str],
     except BaseException:
         session.close()
         raise
-    session = flow.authenticate(session)
+    session = flow.authenticate(session, check=True)
     try:
         flow.remember(session)
         registered = finish_login(app, session, flow)

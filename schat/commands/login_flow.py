@@ -264,9 +264,14 @@ class LoginFlow:
         self._typed_password = True
 
     # -- logging in -----------------------------------------------------------------
-    def authenticate(self, session=None):
+    def authenticate(self, session=None, check: bool = False):
         """Log in (connecting first when ``session`` is None or went stale); return the
-        logged-in session. A typed password gets three tries; a refused key is an error."""
+        logged-in session. A typed password gets three tries; a refused key is an error.
+
+        ``check``: only check the credentials (`schat login`): the server starts no chat
+        session, so a session of yours running elsewhere goes on and nobody sees a join;
+        the connection may still fetch and register keys.
+        """
         from schat.client.session import LoginRefused
         from schat.store.server_memory import KEY
 
@@ -274,9 +279,9 @@ class LoginFlow:
             session = self._fresh(session)
             try:
                 if self.method == KEY:
-                    session.login_key(self.user, self.private)
+                    session.login_key(self.user, self.private, check=check)
                 else:
-                    session.login_password(self.user, self.password)
+                    session.login_password(self.user, self.password, check=check)
                 return session
             except LoginRefused as err:
                 session.close()

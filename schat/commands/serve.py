@@ -3,43 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-import signal
+import dataclasses
+import re
 from pathlib import Path
-from typing import Optional
+from typing import Any, Dict, Optional
 
 import click
 
-from schat.commands.common import (
-    AppContext, handle_errors, open_app_store, pass_app, setup_logging, store_option,
-)
-from schat.errors import ConfigError, KeyFileError, UsageError
+from schat import logs
+from schat.commands.common import AppContext, handle_errors, pass_app, store_option
+from schat.commands.settings_file import (COMMAND_LINE, DEFAULT, SettingsFile, Sources,
+                                          render, settings_options)
+from schat.errors import ConfigError, SchatError, UsageError
+from schat.paths import Home
 
-log = logging.getLogger("schat.server")
-
-
-def load_or_create_host_key(path: Path):
-    """The server's RSA host key; generated (0600, atomically) on first start."""
-    from schat.crypto import keys
-    from schat.store.files import atomic_write
-
-    if path.exists():
-        try:
-            data = path.read_bytes()
-        except OSError as err:
-            raise KeyFileError(f"{path}: cannot read the host key ({err.strerror})") from None
-        try:
-            return keys.import_private_pem(data, None)
-        except KeyFileError as err:
-            raise KeyFileError(f"{path}: {err}") from None
-    click.echo(f"Generating the server's host key ({keys.RSA_BITS}-bit RSA, a few seconds)...",
-               err=True)
-    key = keys.generate_rsa_key()
-    atomic_write(path, keys.export_private_pem(key, None), mode=0o600)
-    return key
+# The longest name a server may announce (it is shown in every member's toolbar).
+MAX_NAME = 64
 
 
-def read_motd(motd: Optional[str]) -> str:
+def read_motd(motd: Optional[str], label: str = "--motd") -> str:
     """``--motd TEXT`` or ``--motd @FILE``; at most 4 KiB of UTF-8."""
     from schat.protocol.schema import MAX_TEXT_BYTES
 
@@ -50,41 +32,79 @@ def read_motd(motd: Optional[str]) -> str:
         try:
             motd = path.read_text(encoding="utf-8").rstrip("\n")
         except (OSError, UnicodeDecodeError) as err:
-            raise UsageError(f"--motd: cannot read {path}: "
+            raise UsageError(f"{label}: cannot read {path}: "
                              f"{getattr(err, 'strerror', None) or err}") from None
     if len(motd.encode("utf-8")) > MAX_TEXT_BYTES:
-        raise UsageError(f"--motd: the message of the day is longer than {MAX_TEXT_BYTES} bytes")
+        raise UsageError(f"{label}: the message of the day is longer than {MAX_TEXT_BYTES} bytes")
     return motd
 
 
 def resolve_address(app: AppContext, server: Optional[str], host: Optional[str],
                     port: Optional[int]):
-    """(name, host, port): explicit options, else servers.json, else 127.0.0.1:5555."""
+    """(entry name or None, host, port): ``--server NAME``'s entry in servers.json, else
+    127.0.0.1:5555; ``--host``/``--port`` override either. Without ``--server`` the
+    client's servers.json is never read: its entries are places to connect to."""
     from schat.server.limits import DEFAULT_HOST, DEFAULT_PORT
-    from schat.store.servers import ServerList, find_servers_json
+    from schat.store.servers import resolve_server
 
-    path = find_servers_json(app.config, app.home)
-    if server is not None or (host is None and port is None):
-        if path.exists():
-            servers = ServerList.load(path)
-            if server is not None:
-                entry = servers.get(server)
-            else:
-                entry = servers.entries()[0] if servers.entries() else None
-            if entry is not None:
-                return entry.name, host or entry.host, entry.port if port is None else port
-        elif server is not None:
-            raise ConfigError(f"--server {server}: no servers.json found "
-                              f"(looked for --config, ./servers.json and {app.home.servers_json})")
-    return "schat", host or DEFAULT_HOST, DEFAULT_PORT if port is None else port
+    if server is None:
+        return None, host or DEFAULT_HOST, DEFAULT_PORT if port is None else port
+    entry = resolve_server(app.config, app.home, server)
+    return entry.name, host or entry.host, entry.port if port is None else port
+
+
+def check_name(name: str) -> str:
+    """The name the server announces: 1 to 64 printable characters."""
+    if not name.strip() or len(name) > MAX_NAME or not name.isprintable():
+        raise ValueError(f"{name[:MAX_NAME]!r} is not a server name (1 to {MAX_NAME} "
+                         "printable characters)")
+    return name
+
+
+class NameType(click.ParamType):
+    name = "TEXT"
+
+    def convert(self, value, param, ctx):
+        try:
+            return check_name(str(value))
+        except ValueError as err:
+            self.fail(str(err), param, ctx)
+
+
+class MetricsAddress(click.ParamType):
+    name = "HOST:PORT"
+
+    def convert(self, value, param, ctx):
+        from schat.server.metrics_http import parse_address
+
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_address(value)
+        except ValueError as err:
+            self.fail(str(err), param, ctx)
 
 
 @click.command()
+@click.option("--settings", "settings_path", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Read settings from a TOML file: every option below is a key of the same "
+                   "name (rate-limit = 5, allow-signup = false). Options given here override "
+                   "it; SIGHUP re-reads it.")
+@click.option("--print-settings", is_flag=True,
+              help="Print the effective settings as TOML (secrets masked) and exit.")
+@click.option("--init", is_flag=True,
+              help="Create the host key and the account store in the data home, print the "
+                   "fingerprint and exit.")
 @click.option("--server", "server_name", metavar="NAME",
-              help="Listen on the address of NAME in servers.json [default: its first entry].")
-@click.option("--host", help="Address to listen on (overrides servers.json).")
+              help="Listen on the address of NAME in servers.json, and announce NAME "
+                   "[default: 127.0.0.1:5555].")
+@click.option("--host", help="Address to listen on [default: 127.0.0.1; 0.0.0.0 for every "
+                             "IPv4 address].")
 @click.option("--port", type=click.IntRange(0, 65535),
-              help="Port to listen on; 0 picks a free one (overrides servers.json).")
+              help="Port to listen on; 0 picks a free one [default: 5555].")
+@click.option("--name", type=NameType(),
+              help="The server's name, shown to members at login [default: NAME of --server, "
+                   "else schat].")
 @click.option("--allow-signup/--no-signup", default=True, show_default=True,
               help="Let newcomers create their own accounts.")
 @click.option("--motd", metavar="TEXT|@FILE", help="Message of the day shown at login.")
@@ -132,62 +152,207 @@ def resolve_address(app: AppContext, server: Optional[str], host: Optional[str],
               metavar="SECONDS",
               help="Handshake and login work done per event-loop turn before chat is "
                    "served again [default: 0.001].")
+@click.option("--log-level", type=click.Choice(list(logs.LEVELS), case_sensitive=False),
+              help="Least important log records written [default: info; -v and --debug "
+                   "before the command set it too].")
+@click.option("--log-file", type=click.Path(dir_okay=False), metavar="PATH",
+              help="Write the log to PATH (created 0600) instead of stderr.")
+@click.option("--log-format", type=click.Choice(logs.FORMATS), default="text",
+              show_default=True, help="Log lines as text, or one JSON object per line.")
+@click.option("--log-rotate", type=logs.RotationType(), default=logs.DEFAULT_ROTATE,
+              show_default=True,
+              help="Rotate the --log-file at this size (500KiB, 10MiB, 1GiB), daily at "
+                   "midnight, or never (for logrotate: the file is reopened when moved).")
+@click.option("--log-keep", type=click.IntRange(0, 1000), default=logs.DEFAULT_KEEP,
+              show_default=True, metavar="N", help="Rotated log files kept.")
+@click.option("--metrics", type=MetricsAddress(), metavar="HOST:PORT",
+              help="Serve Prometheus metrics on http://HOST:PORT/metrics (a PORT alone "
+                   "listens on 127.0.0.1). Counts only; needs the schat[metrics] extra.")
+@click.option("--rooms-per-member", type=click.IntRange(min=1), metavar="N",
+              help="Rooms one member may be in at once [default: 50].")
+@click.option("--rooms-total", type=click.IntRange(min=1), metavar="N",
+              help="Rooms on the server in total; /join of a new one is refused past it "
+                   "[default: 1000].")
+@click.option("--topic-bytes", type=click.IntRange(1, 1024), metavar="BYTES",
+              help="Longest room topic [default: 390].")
+@click.option("--history-limit", type=click.IntRange(min=1), metavar="N",
+              help="Messages kept per room [default: 1000].")
+@click.option("--history-days", type=click.IntRange(min=0), metavar="DAYS",
+              help="Days a room message is kept, 0 for no age bound [default: 0].")
+@click.option("--backlog", type=click.IntRange(min=0), metavar="N",
+              help="Unseen messages per room sent on /join and at login [default: 50].")
+@click.option("--durable-acks/--fast-acks", default=None,
+              help="Acknowledge a chat line only once it is stored, so a crash loses no "
+                   "acknowledged line (slower under heavy load) [default: False].")
 @store_option
 @pass_app
 @handle_errors
-def serve(app: AppContext, server_name, host, port, allow_signup, motd, login_deadline,
-          ping_interval, ping_timeout, **limits):
-    """Run the chat server (Ctrl-C or SIGTERM stops it cleanly).
+def serve(app: AppContext, settings_path, print_settings, init, **values):
+    """Run the chat server (Ctrl-C or SIGTERM stops it, SIGHUP reloads).
 
-    The host key is created on first start in HOME/server/host_key.pem; its
-    fingerprint is printed at every start: give it to your members so they can
-    check it when they first connect.
+    Listens on 127.0.0.1:5555 unless told otherwise. The host key is created on
+    first start in HOME/server/host_key.pem; its fingerprint is printed at
+    every start: give it to your members so they can check it when they first
+    connect. Everything that can fail is checked before anything is created.
     """
-    from schat.server.limits import PING_TIMEOUT, ServerSettings
+    from schat.server import service
 
-    setup_logging(app.log_level if app.log_level is not None else logging.INFO)
-    name, host, port = resolve_address(app, server_name, host, port)
-    chosen = {key: value for key, value in limits.items() if value is not None}
-    if login_deadline is not None:
-        chosen["login_deadline"] = login_deadline
-    if ping_interval is not None:
-        chosen["ping_interval"] = ping_interval
-        chosen["ping_timeout"] = min(PING_TIMEOUT, ping_interval)
-    if ping_timeout is not None:
-        chosen["ping_timeout"] = ping_timeout
+    ctx = click.get_current_context()
+    sources = Sources(ctx, values)
+    command = ctx.command
+
+    def replan() -> service.Plan:
+        file = SettingsFile.load(settings_path, command, ctx) if settings_path else None
+        return build_plan(app, sources, file, command)
+
+    plan = replan()
+    if print_settings:
+        click.echo(print_plan(plan, command, settings_path), nl=False)
+        return
+    host_key, store, created = service.prepare(plan, init=init)
     try:
-        settings = ServerSettings(host=host, port=port, server_name=name,
-                                  motd=read_motd(motd), allow_signup=allow_signup, **chosen)
-    except ValueError as err:
-        raise UsageError(str(err).replace("_", "-")) from None
-    host_key = load_or_create_host_key(app.home.host_key)
-    store = open_app_store(app)
-    try:
-        asyncio.run(_run(settings, host_key, store))
-    except OSError as err:
-        raise ConfigError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
+        if init:
+            report_init(plan.home, host_key, created)
+            return
+        start_logging(plan)
+        reloader = service.Reloader(plan, replan, settings_path or "(no settings file)")
+        try:
+            asyncio.run(service.run(plan, host_key, store, reloader))
+        except OSError as err:
+            s = plan.settings
+            raise ConfigError(f"cannot listen on {s.host}:{s.port}: {err.strerror or err}") \
+                from None
     finally:
         store.close()
+        if plan.log_file is not None:
+            logs.use_stderr()
 
 
-async def _run(settings, host_key, store) -> None:
-    from schat.server.app import Server
+def report_init(home: Home, host_key, created) -> None:
+    from schat.crypto.keys import fingerprint
 
-    server = Server(settings, host_key, store)
+    for path in created:
+        click.echo(f"Created {path}")
+    if not created:
+        click.echo(f"Already set up: {home.server_dir}")
+    click.echo(f"host key fingerprint: {fingerprint(host_key)}")
+
+
+def start_logging(plan) -> None:
+    logs.set_level(plan.log_level)
+    if plan.log_file is not None:
+        logs.install(logs.file_handler(plan.log_file, plan.log_rotate, plan.log_keep,
+                                       plan.log_format))
+    else:
+        logs.use_stderr(plan.log_format)
+
+
+# -- the plan: flags, the settings file and defaults, resolved -------------------
+
+# Options whose name is not the ServerSettings field of the same name.
+_NOT_FIELDS = {"server_name", "name", "host", "port", "motd", "ping_timeout"}
+
+
+def build_plan(app: AppContext, sources: Sources, file: Optional[SettingsFile],
+               command: click.Command):
+    """Resolve one run of `serve`; errors name the flag, or the file and line."""
+    from schat.server.limits import PING_TIMEOUT, ServerSettings
+    from schat.server.service import Plan
+
+    values, origin = sources.merge(file)
+    sources.apply_hidden(file, origin)
+
+    def where(name: str, key: str) -> str:
+        if origin.get(name, DEFAULT) in (COMMAND_LINE, DEFAULT):
+            return f"--{key}"
+        return f"{origin[name]}: {key}"
+
+    fields = {f.name for f in dataclasses.fields(ServerSettings)}
+    chosen: Dict[str, Any] = {name: value for name, value in values.items()
+                              if name in fields and name not in _NOT_FIELDS
+                              and value is not None}
+    if values.get("ping_interval") is not None:
+        chosen["ping_timeout"] = min(PING_TIMEOUT, values["ping_interval"])
+    if values.get("ping_timeout") is not None:
+        chosen["ping_timeout"] = values["ping_timeout"]
     try:
-        bound_host, bound_port = await server.start()
-    except BaseException:
-        server.pool.shutdown(wait=False)
-        raise
-    click.echo(f"schat server {settings.server_name!r} listening on {bound_host}:{bound_port}")
-    click.echo(f"host key fingerprint: {server.fingerprint}")
-    click.echo(f"sign-up is {'open' if settings.allow_signup else 'closed'}; "
-               "stop with Ctrl-C", nl=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix loops
-            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
-    await server.serve_until(stop)
+        entry, host, port = resolve_address(app, values.get("server_name"), values.get("host"),
+                                            values.get("port"))
+    except SchatError as err:
+        if origin.get("server_name", DEFAULT) in (COMMAND_LINE, DEFAULT):
+            raise
+        raise type(err)(f"{where('server_name', 'server')}: {err}") from None
+    try:
+        motd = read_motd(values.get("motd"), where("motd", "motd"))
+    except UsageError as err:
+        if origin.get("motd", DEFAULT) in (COMMAND_LINE, DEFAULT):
+            raise
+        raise ConfigError(str(err)) from None
+    chosen.update(host=host, port=port, server_name=values.get("name") or entry or "schat",
+                  motd=motd)
+    try:
+        settings = ServerSettings(**chosen)
+    except ValueError as err:
+        # The message names the fields it is about; point at one the file set.
+        text = str(err).replace("_", "-")
+        for name in re.findall(r"[a-z_]+", str(err)):
+            if origin.get(name, DEFAULT) not in (COMMAND_LINE, DEFAULT):
+                prefix = "" if str(err).startswith(name) else f"{name.replace('_', '-')}: "
+                raise ConfigError(f"{origin[name]}: {prefix}{text}") from None
+        raise UsageError(text) from None
+
+    plan = Plan(settings=settings, home=app.home, store_url=app.store_url,
+                log_format=values.get("log_format") or "text",
+                log_file=Path(values["log_file"]) if values.get("log_file") else None,
+                log_rotate=values.get("log_rotate") or logs.parse_rotation(logs.DEFAULT_ROTATE),
+                log_keep=values.get("log_keep", logs.DEFAULT_KEEP),
+                metrics=values.get("metrics"))
+    # --log-level, else -v/--debug before the command (flags both), else the file.
+    level = values.get("log_level")
+    if origin.get("log_level") != COMMAND_LINE and app.log_level is not None:
+        level, origin["log_level"] = logs.level_name(app.log_level), COMMAND_LINE
+    plan.log_level = logs.LEVELS[(level or "info").lower()]
+
+    for key, option in settings_options(command).items():
+        name = option.name
+        plan.origin[key] = origin.get(name, DEFAULT)
+        plan.effective[key] = _effective(name, values, settings, plan, app, file)
+    return plan
+
+
+def _effective(name: str, values: Dict[str, Any], settings, plan, app: AppContext,
+               file: Optional[SettingsFile]) -> Any:
+    """The value a setting has in effect (a default filled in, a path resolved)."""
+    if name == "name":
+        return settings.server_name
+    if name == "home":
+        return str(app.home.root)
+    if name == "config":
+        return str(app.config) if app.config else None
+    if name == "store":
+        return app.store_url
+    if name == "log_level":
+        return logs.level_name(plan.log_level)
+    if name == "log_rotate":
+        return str(plan.log_rotate)
+    if name == "metrics":
+        return "{}:{}".format(*plan.metrics) if plan.metrics else None
+    if name not in ("server_name",) and hasattr(settings, name):
+        return getattr(settings, name)
+    if name not in values:  # a hidden option this module does not know: the file's value
+        return file.values.get(name) if file is not None else None
+    value = values.get(name)
+    return str(value) if isinstance(value, Path) else value
+
+
+def print_plan(plan, command: click.Command, settings_path: Optional[str]) -> str:
+    """The effective settings as a TOML settings file."""
+    items = []
+    for key in settings_options(command):
+        origin = plan.origin.get(key, DEFAULT)
+        note = "" if origin == DEFAULT else ("from " + origin)
+        items.append((key, plan.effective.get(key), note))
+    header = ["schat serve: effective settings (built-in defaults, then "
+              + (f"{settings_path}, then " if settings_path else "") + "the command line).",
+              "Every key is a flag of `schat serve`; secrets are masked."]
+    return render(items, header)

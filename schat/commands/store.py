@@ -1,4 +1,4 @@
-"""`schat store`: the account store as a whole."""
+"""`schat store`: the account store as a whole (backups, migration to PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,44 @@ import click
 from schat.commands.common import (
     AppContext, handle_errors, json_option, pass_app, render, store_option,
 )
+from schat.errors import UsageError
 
 
 @click.group()
 def store():
-    """Work on the account store as a whole."""
+    """Work on the account store as a whole: back it up, migrate it."""
+
+
+@store.command("backup")
+@click.argument("path", type=click.Path(file_okay=False))
+@store_option
+@pass_app
+@handle_errors
+def backup_cmd(app: AppContext, path: str):
+    """Back up the server's files into PATH, a new data home.
+
+    Safe while the server runs: the account store is copied with SQLite's
+    online backup API (one consistent snapshot, checked), the host key as it
+    is. Restore by copying PATH/server into the data home while the server is
+    stopped; `schat --home PATH user list` reads the backup as it is.
+    """
+    from schat.store.backup import backup_home
+
+    if app.store_url:
+        raise UsageError("--store: `schat store backup` copies a data home's SQLite store and "
+                         "host key; back up a PostgreSQL store with pg_dump (docs/CLUSTER.md) "
+                         "and copy HOME/server/host_key.pem")
+    report = backup_home(app.home, path)
+    click.echo(f"Backed up {report.source} to {report.destination / report.source.name}:")
+    for item in report.files:
+        if item.database:
+            detail = f"{item.accounts} account(s)" if item.accounts is not None else "database"
+            if item.stored_messages is not None:
+                detail += f", {item.stored_messages} stored message(s)"
+            detail += ", integrity ok"
+        else:
+            detail = f"{item.size} bytes"
+        click.echo(f"  {item.name}: {detail}")
 
 
 @store.command("migrate")

@@ -31,10 +31,13 @@ if sys.version_info >= (3, 10):
 
 _MISSING = dataclasses.MISSING
 REGISTRY: Dict[str, Type["Message"]] = {}
-# Compiled per type: (field name, kind, has default, default).
-_SPECS: Dict[str, Tuple[Tuple[str, Kind, bool, Any], ...]] = {}
+# Compiled per type: (field name, kind, has default, default, omitted when default).
+_SPECS: Dict[str, Tuple[Tuple[str, Kind, bool, Any, bool], ...]] = {}
 
 M = TypeVar("M", bound="Message")
+
+# Away members in a ``users`` message: {user, text}.
+AWAY_LIST = schema.record(user=schema.NAME, text=schema.SHORT_TEXT)
 
 
 class Message:
@@ -44,9 +47,14 @@ class Message:
     TYPE = ""
 
 
-def spec(kind: Kind, default: Any = _MISSING) -> Any:
-    """Declare a field of kind ``kind``; with ``default`` it may be absent on the wire."""
-    return dataclasses.field(default=default, metadata={"kind": kind})
+def spec(kind: Kind, default: Any = _MISSING, omit: bool = False) -> Any:
+    """Declare a field of kind ``kind``; with ``default`` it may be absent on the wire.
+
+    ``omit``: leave the field out when it holds its default, so that a message
+    keeps the shape older peers know (a field added later is then only sent
+    when it says something).
+    """
+    return dataclasses.field(default=default, metadata={"kind": kind, "omit": omit})
 
 
 def message(type_name: str) -> Callable[[Type[M]], Type[M]]:
@@ -58,7 +66,8 @@ def message(type_name: str) -> Callable[[Type[M]], Type[M]]:
         cls = dataclasses.dataclass(**_DATACLASS)(cls)
         cls.TYPE = type_name
         _SPECS[type_name] = tuple(
-            (f.name, f.metadata["kind"], f.default is not _MISSING, f.default)
+            (f.name, f.metadata["kind"], f.default is not _MISSING, f.default,
+             f.metadata.get("omit", False))
             for f in dataclasses.fields(cls)
         )
         REGISTRY[type_name] = cls
@@ -72,6 +81,11 @@ def message(type_name: str) -> Callable[[Type[M]], Type[M]]:
 class Login(Message):
     user: str = spec(schema.NAME)
     password: str = spec(schema.PASSWORD)
+    # What the client understands ("rooms"); unknown features are ignored.
+    features: Tuple[str, ...] = spec(schema.FEATURES, default=(), omit=True)
+    # True: only check the credentials (answered by ``checked``): no chat session,
+    # no takeover, nobody sees a join or a leave.
+    check: bool = spec(schema.BOOL, default=False, omit=True)
 
     def __repr__(self) -> str:  # never show the password
         return f"Login(user={self.user!r}, password=<hidden>)"
@@ -81,6 +95,8 @@ class Login(Message):
 class LoginKey(Message):
     user: str = spec(schema.NAME)
     signature: bytes = spec(schema.SIGNATURE)
+    features: Tuple[str, ...] = spec(schema.FEATURES, default=(), omit=True)
+    check: bool = spec(schema.BOOL, default=False, omit=True)
 
 
 @message("signup")
@@ -88,6 +104,7 @@ class Signup(Message):
     user: str = spec(schema.NAME)
     password: str = spec(schema.PASSWORD)
     public_key: Any = spec(schema.PUBLIC_KEY, default=None)
+    features: Tuple[str, ...] = spec(schema.FEATURES, default=(), omit=True)
 
     def __repr__(self) -> str:
         return f"Signup(user={self.user!r}, password=<hidden>, public_key={'yes' if self.public_key else 'no'})"
@@ -98,17 +115,22 @@ class Say(Message):
     text: str = spec(schema.TEXT)
     cid: str = spec(schema.CID)
     action: bool = spec(schema.BOOL, default=False)
+    # The room the line goes to; absent: the session's current room (#lobby for a
+    # client that knows no rooms).
+    room: Any = spec(schema.ROOM, default=None)
 
 
 @message("command")
 class Command(Message):
     line: str = spec(schema.COMMAND_LINE)
     cid: str = spec(schema.CID)
+    # The room a room command applies to when its line names none; absent: the current room.
+    room: Any = spec(schema.ROOM, default=None)
 
 
 @message("who")
 class Who(Message):
-    pass
+    room: Any = spec(schema.ROOM, default=None)
 
 
 # Retired: private messages are end-to-end encrypted (``dm_send``). The type
@@ -147,6 +169,10 @@ class ChatMessage(Message):
     sender: str = spec(schema.NAME)
     text: str = spec(schema.TEXT)
     action: bool = spec(schema.BOOL, default=False)
+    # Absent: #lobby (the shape clients that know no rooms read).
+    room: Any = spec(schema.ROOM, default=None)
+    # True: sent from the room's history (backlog, /history), not live.
+    history: bool = spec(schema.BOOL, default=False, omit=True)
 
 
 @message("ack")
@@ -166,6 +192,7 @@ class Notice(Message):
 class Join(Message):
     user: str = spec(schema.NAME)
     time: int = spec(schema.TIME)
+    room: Any = spec(schema.ROOM, default=None)
 
 
 @message("leave")
@@ -173,6 +200,7 @@ class Leave(Message):
     user: str = spec(schema.NAME)
     time: int = spec(schema.TIME)
     reason: str = spec(schema.SHORT_TEXT, default="")
+    room: Any = spec(schema.ROOM, default=None)
 
 
 @message("users")
@@ -180,6 +208,10 @@ class Users(Message):
     users: Tuple[str, ...] = spec(schema.NAMES)
     # True: the list continues in the next ``users`` message (lists over 1,024 names).
     more: bool = spec(schema.BOOL, default=False)
+    room: Any = spec(schema.ROOM, default=None)
+    # Those of ``users`` who are away: objects {user, text} (the away message). Sent only
+    # to a client that said "away" in its login features; omitted when nobody is away.
+    away: Tuple[dict, ...] = spec(AWAY_LIST, default=(), omit=True)
 
 
 # Retired: no server sends it any more. It still decodes so that a client can
@@ -225,9 +257,9 @@ def encode(msg: Message) -> bytes:
     if specs is None:
         raise LocalProtocolError(f"not a registered message: {type(msg).__name__}")
     obj: Dict[str, Any] = {"type": msg.TYPE}
-    for name, kind, has_default, default in specs:
+    for name, kind, has_default, default, omit in specs:
         value = getattr(msg, name)
-        if has_default and value is None and default is None:
+        if has_default and ((value is None and default is None) or (omit and value == default)):
             continue
         obj[name] = kind.encode(value, name)
     return _dumps(obj).encode("utf-8")
@@ -277,7 +309,7 @@ def decode(data: bytes, accepted: Mapping[str, Type[Message]] = REGISTRY) -> Mes
             raise RemoteProtocolError(f"message type {type_name!r} is not allowed here")
         raise RemoteProtocolError(f"unknown message type {type_name[:40]!r}")
     values = {}
-    for name, kind, has_default, default in _SPECS[type_name]:
+    for name, kind, has_default, default, _omit in _SPECS[type_name]:
         if name in obj:
             values[name] = kind.check(obj.pop(name), name)
         elif has_default:

@@ -1,7 +1,8 @@
 """Which message types each side may receive, and when.
 
 Every type is registered in :data:`schat.protocol.messages.REGISTRY` by its
-module (:mod:`~schat.protocol.messages` or :mod:`~schat.protocol.dm_messages`);
+module (:mod:`~schat.protocol.messages`, :mod:`~schat.protocol.dm_messages` or
+:mod:`~schat.protocol.room_messages`);
 this module imports both, so the registry is complete once the
 ``schat.protocol`` package is imported, and splits it by direction:
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from typing import Mapping, Type
 
-from schat.protocol import dm_messages, messages
+from schat.protocol import dm_messages, messages, room_messages
 from schat.protocol.messages import Message
 
 _BOTH = (messages.Ping, messages.Pong, messages.Bye)
@@ -30,6 +31,8 @@ _SERVER_TO_CLIENT = (
     messages.Welcome, messages.Error, messages.ChatMessage, messages.Ack, messages.Notice,
     messages.Join, messages.Leave, messages.Users, messages.Dm,
     dm_messages.Key, dm_messages.DmEnvelope, dm_messages.Mailbox,
+    room_messages.Checked, room_messages.RoomState, room_messages.Focus, room_messages.Topic,
+    room_messages.Moderation, room_messages.Rooms,
 )
 
 

@@ -145,5 +145,24 @@ BOOL = Kind("boolean", _check_bool)
 INT = integer()
 TIME = integer()
 NAMES = list_of(NAME)
+ROOM = string(2, 33, re.compile(r"#[a-z0-9_\-]{1,32}\Z"))
+FEATURES = list_of(CODE, 16)
+
+
+def record(max_items: int = MAX_LIST_ITEMS, **fields: Kind) -> Kind:
+    """A JSON array of up to ``max_items`` objects with exactly ``fields`` (each required);
+    stored as a tuple of dicts."""
+    def check_one(value: Any, field: str) -> dict:
+        if type(value) is not dict:
+            raise _fail(field, "items must be objects")
+        if set(value) != set(fields):
+            raise _fail(field, f"items must have exactly the fields {sorted(fields)}")
+        return {name: kind.check(value[name], f"{field}.{name}") for name, kind in fields.items()}
+
+    def encode_one(value: Any, field: str) -> dict:
+        if not isinstance(value, dict) or set(value) != set(fields):
+            raise LocalProtocolError(f"cannot send: field {field!r} needs {sorted(fields)}")
+        return {name: kind.encode(value[name], f"{field}.{name}") for name, kind in fields.items()}
+    return list_of(Kind("object", check_one, encode_one), max_items)
 SIGNATURE = binary(1024)      # RSA up to 8192 bits
 PUBLIC_KEY = binary(2048)     # DER SubjectPublicKeyInfo of RSA up to 8192 bits

@@ -10,6 +10,7 @@ call and one ``transport.write`` per connection per flush.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import itertools
 import logging
@@ -24,12 +25,15 @@ from schat.crypto.keys import RsaKey, fingerprint
 from schat.protocol import messages
 from schat.protocol.connection import ServerConnection
 from schat.server.dm_relay import DmRelay
-from schat.server.guard import Admission, PenaltyBox
+from schat.server.guard import Admission, PenaltyBox, TokenBucket
 from schat.server.hub import Hub
 from schat.server.limits import (PENALTY_ENTRIES, ServerSettings, lower_thread_priority,
                                  raise_nofile_limit)
-from schat.server.link import CHAT, ClientLink
+from schat.server.control import ControlServer
+from schat.server.link import CHAT, CHECKED, ClientLink
 from schat.server.mailbox import Mailbox
+from schat.server.metrics import Stats
+from schat.store.chat import SqliteChatStore
 
 log = logging.getLogger("schat.server")
 
@@ -44,20 +48,28 @@ REFUSAL_LOG_INTERVAL = 5.0
 class Server:
     """A schat server bound to one address; drive it with start()/stop() on one loop."""
 
-    def __init__(self, settings: ServerSettings, host_key: RsaKey, store):
+    def __init__(self, settings: ServerSettings, host_key: RsaKey, store, chat_store=None,
+                 control_socket=None):
         self.settings = settings
+        # The operator's control socket (`schat admin`); None: none is opened.
+        self.control_socket = control_socket
         self.host_key = host_key
         self.store = store
+        self.stats = Stats()
         self.fingerprint = fingerprint(host_key)
+        self.loop: Optional[asyncio.AbstractEventLoop] = None
+        self.chat_store = chat_store if chat_store is not None else SqliteChatStore(
+            store, settings.history_limit, settings.history_days)
         self.hub = Hub(settings.server_name, settings.motd, settings.outbound_cap,
-                       wake=self._wake)
+                       wake=self._wake, store=self.chat_store, limits=settings.chat_limits(),
+                       later=self._later, durable_acks=settings.durable_acks)
+        self.control: Optional[ControlServer] = None
         self.dm = DmRelay(self.hub, store, Mailbox(store, settings.mailbox_limit))
         self.pool = ThreadPoolExecutor(settings.crypto_workers,
                                        thread_name_prefix="schat-crypto",
                                        initializer=lower_thread_priority,
                                        initargs=(settings.crypto_nice,))
         self.links: Set[ClientLink] = set()
-        self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.address: Optional[Tuple[str, int]] = None
         self._listener: Optional[asyncio.AbstractServer] = None
         self._flush_scheduled = False
@@ -71,10 +83,7 @@ class Server:
                                    settings.max_unauthenticated_per_ip)
         self.penalties = PenaltyBox(settings.penalty_base, settings.penalty_max,
                                     settings.max_auth_attempts, PENALTY_ENTRIES)
-        self.throttled_error = messages.Error(
-            code="throttled", text=f"slow down: at most {settings.rate_limit:g} messages per "
-                                   f"second (bursts of {settings.rate_burst}); message not sent")
-        self.throttled_reply = messages.encode(self.throttled_error)
+        self._set_throttled_reply()
         self.refused = 0
         self.accept_errors = 0
         self._last_refusal_log = float("-inf")
@@ -100,6 +109,13 @@ class Server:
             lambda: ClientLink(self), self.settings.host, self.settings.port)
         sockname = self._listener.sockets[0].getsockname()
         self.address = (sockname[0], sockname[1])
+        if self.control_socket:
+            try:
+                self.control = ControlServer(self, self.control_socket)
+                await self.control.start()
+            except BaseException:
+                self._listener.close()
+                raise
         self._schedule_ping_check()
         log.info("listening on %s:%d", *self.address)
         return self.address
@@ -110,6 +126,8 @@ class Server:
             return
         listener, self._listener = self._listener, None
         listener.close()
+        if self.control is not None:
+            self.control.close()
         if self._ping_handle is not None:
             self._ping_handle.cancel()
         self.hub.shutdown(reason)
@@ -124,6 +142,8 @@ class Server:
             link._drop(reason)
         await listener.wait_closed()
         self.pool.shutdown(wait=True)
+        # The chat's queued writes (history, read markers) are committed before the file closes.
+        await self.loop.run_in_executor(None, self.chat_store.close)
         self.store.close()
         log.info("server stopped")
 
@@ -132,10 +152,44 @@ class Server:
         await stop.wait()
         await self.stop()
 
+    # -- settings that change while running (SIGHUP) ----------------------------
+    #: The fields of ServerSettings that :meth:`reconfigure` applies without a restart.
+    RELOADABLE = ("motd", "allow_signup", "rate_limit", "rate_burst")
+
+    def reconfigure(self, **changes) -> None:
+        """Apply new values of :data:`RELOADABLE` settings (on the loop's thread).
+
+        New logins and sign-ups read the settings as they come; the MOTD goes to
+        the chat domain (members online are shown it), and members online get a
+        message budget at the new rate.
+        """
+        unknown = set(changes) - set(self.RELOADABLE)
+        if unknown:
+            raise ValueError(f"cannot change without a restart: {', '.join(sorted(unknown))}")
+        self.settings = dataclasses.replace(self.settings, **changes)
+        if "motd" in changes:
+            # As `schat admin motd`: members online are shown the new one.
+            self.hub.chat.set_motd(self.settings.motd)
+        if "rate_limit" in changes or "rate_burst" in changes:
+            self._set_throttled_reply()
+            rate, burst = self.settings.rate_limit, self.settings.rate_burst
+            now = self.loop.time() if self.loop is not None else 0.0
+            for link in self.links:
+                if link.member is not None:
+                    link.bucket = TokenBucket(rate, burst, now) if rate > 0 else None
+
+    def _set_throttled_reply(self) -> None:
+        s = self.settings
+        self.throttled_error = messages.Error(
+            code="throttled", text=f"slow down: at most {s.rate_limit:g} messages per "
+                                   f"second (bursts of {s.rate_burst}); message not sent")
+        self.throttled_reply = messages.encode(self.throttled_error)
+
     # -- admission -----------------------------------------------------------------
     def note_refusal(self, address: str, reason: str) -> None:
         """Count a connection refused by the unauthenticated caps; log now and then."""
         self.refused += 1
+        self.stats.refused_connection(reason)
         now = self.loop.time()
         if now - self._last_refusal_log >= REFUSAL_LOG_INTERVAL:
             self._last_refusal_log = now
@@ -213,12 +267,19 @@ class Server:
             log.warning("could not record the login of %s: %s", name, err)
 
     # -- output ------------------------------------------------------------------
+    def _later(self, delay: float, fn: Callable) -> None:
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_later(delay, fn)
+
     def _wake(self) -> None:
         if not self._flush_scheduled and self.loop is not None:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
+        # Acks whose writes are durable ride along (released before the flag drops,
+        # so they schedule no second flush).
+        self.hub.release_acks()
         self._flush_scheduled = False
         for member in self.hub.take_dirty():
             link = member.link
@@ -236,7 +297,7 @@ class Server:
         interval = self.settings.ping_interval
         limit = interval + self.settings.ping_timeout
         for link in list(self.links):
-            if link.state != CHAT:
+            if link.state not in (CHAT, CHECKED):
                 continue
             idle = now - link.last_rx
             if idle >= limit:
@@ -250,8 +311,9 @@ class Server:
 class ServerThread:
     """A server on its own event loop in a background thread (embedding, tests, benchmarks)."""
 
-    def __init__(self, settings: ServerSettings, host_key: RsaKey, store):
-        self.server = Server(settings, host_key, store)
+    def __init__(self, settings: ServerSettings, host_key: RsaKey, store, chat_store=None,
+                 control_socket=None):
+        self.server = Server(settings, host_key, store, chat_store, control_socket)
         self._thread = threading.Thread(target=self._run, name="schat-server", daemon=True)
         self._ready = threading.Event()
         self._loop: Optional[asyncio.AbstractEventLoop] = None

@@ -12,6 +12,8 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field
+from schat.chat.limits import (BACKLOG, HISTORY_DAYS, HISTORY_LIMIT, ROOMS_PER_MEMBER,
+                               ROOMS_TOTAL, TOPIC_BYTES, ChatLimits)
 
 log = logging.getLogger("schat.server")
 
@@ -117,6 +119,25 @@ class ServerSettings:
     # Direct messages stored per recipient until acknowledged; a full mailbox
     # refuses more (the sender is told) so one absent member cannot fill the disk.
     mailbox_limit: int = 500
+    # Rooms (schat.chat.limits has the reasons): per member, in total, topic bytes,
+    # history kept per room and its age in days (0: no age bound), backlog per room.
+    rooms_per_member: int = ROOMS_PER_MEMBER
+    rooms_total: int = ROOMS_TOTAL
+    topic_bytes: int = TOPIC_BYTES
+    history_limit: int = HISTORY_LIMIT
+    history_days: int = HISTORY_DAYS
+    backlog: int = BACKLOG
+    # True: acknowledge a chat line only once it is committed to the store, so a crash
+    # loses no acknowledged line (a few milliseconds more per acknowledgement, and
+    # measurably less fan-out under a flat-out load: bench/README.md). False: at once;
+    # a crash may lose the lines still queued for the writer (docs/INTERNALS.md).
+    durable_acks: bool = False
+
+    def chat_limits(self) -> ChatLimits:
+        """The chat domain's bounds from these settings."""
+        return ChatLimits(rooms_per_member=self.rooms_per_member, rooms_total=self.rooms_total,
+                          topic_bytes=self.topic_bytes, history_limit=self.history_limit,
+                          history_days=self.history_days, backlog=self.backlog)
 
     def __post_init__(self) -> None:
         for name in ("login_deadline", "ping_interval", "ping_timeout", "gil_switch_interval",
@@ -137,6 +158,7 @@ class ServerSettings:
             raise ValueError("crypto_nice must be between 0 and 19")
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be between 0 and 65535")
+        self.chat_limits()  # the room bounds check themselves
 
 
 def raise_nofile_limit() -> int:

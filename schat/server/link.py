@@ -16,11 +16,11 @@ import math
 from typing import TYPE_CHECKING, List, Optional
 
 from schat.errors import ProtocolError, StoreError
-from schat.protocol import dm_messages, events, messages
+from schat.protocol import dm_messages, events, messages, room_messages
 from schat.protocol.connection import ServerConnection
 from schat.server import login
 from schat.server.guard import TokenBucket
-from schat.server.hub import Member, NameInUse
+from schat.server.hub import ROOMS, Session
 
 if TYPE_CHECKING:  # pragma: no cover
     from schat.server.app import Server
@@ -30,8 +30,11 @@ log = logging.getLogger("schat.server")
 BUSY_TEXT = "the server is busy; try again in a moment"
 STORE_DOWN_TEXT = "store unavailable: the server cannot reach its account store; try again later"
 
-# Connection states.
-HANDSHAKE, AUTH, CHAT, CLOSED = "handshake", "auth", "chat", "closed"
+# Connection states. CHECKED: a login with "check" succeeded; only key requests are served.
+HANDSHAKE, AUTH, CHAT, CHECKED, CLOSED = "handshake", "auth", "chat", "checked", "closed"
+# What a checked connection may still ask (account-level, no chat session).
+CHECKED_ALLOWED = frozenset({dm_messages.GetKey, dm_messages.SetKey, messages.Ping,
+                             messages.Pong, messages.Bye})
 
 # Messages outside the rate limit: answers to the server (pong, delivery
 # acknowledgements of a stored mailbox, which may be hundreds at login) and bye.
@@ -51,7 +54,7 @@ class ClientLink(asyncio.Protocol):
         self.conn: Optional[ServerConnection] = None
         self.peer = "?"
         self.state = HANDSHAKE
-        self.member: Optional[Member] = None
+        self.member: Optional[Session] = None
         self.attempts = 0
         self.last_rx = 0.0
         self.pinged = False
@@ -69,6 +72,7 @@ class ClientLink(asyncio.Protocol):
     # -- asyncio callbacks ---------------------------------------------------
     def connection_made(self, transport) -> None:
         self.transport = transport
+        self.server.stats.connections += 1
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.address = str(peer[0]) if peer else "?"
@@ -107,6 +111,7 @@ class ClientLink(asyncio.Protocol):
     def _hello_ready(self, conn: ServerConnection) -> None:
         self.conn = conn
         hello = conn.data_to_send()
+        self.server.stats.bytes_sent += len(hello)
         log.debug("%s: ServerHello sent (%d bytes, key %s)", self.peer, len(hello),
                   self.server.fingerprint)
         self.transport.write(hello)
@@ -148,6 +153,7 @@ class ClientLink(asyncio.Protocol):
             self.deadline = None
         server = self.server
         server.links.discard(self)
+        server.stats.disconnected(self.reason)
         self._release_slot()
         who = self.member.name if self.member is not None else "(not logged in)"
         log.info("disconnect %s %s: %s", self.peer, who, self.reason)
@@ -175,7 +181,9 @@ class ClientLink(asyncio.Protocol):
             if ev is None:
                 return
             if type(ev) is events.MessageReceived:
-                if self.state == CHAT:
+                if self.state == CHECKED:
+                    self._checked_message(ev.message)
+                elif self.state == CHAT:
                     msg = ev.message
                     bucket = self.bucket
                     if (bucket is not None and type(msg) not in RATE_FREE
@@ -191,6 +199,7 @@ class ClientLink(asyncio.Protocol):
                 self._run_job(conn.complete_key_exchange, self._key_exchange_done)
             elif type(ev) is events.HandshakeComplete:
                 self.state = AUTH
+                self.server.stats.handshakes += 1
                 log.debug("%s: handshake complete", self.peer)
             elif type(ev) is events.ConnectionClosed:
                 if ev.clean and self.member is not None:
@@ -208,7 +217,7 @@ class ClientLink(asyncio.Protocol):
             return
         self.busy = True
         self.transport.pause_reading()
-        fut = server.loop.run_in_executor(server.pool, job)
+        fut = server.loop.run_in_executor(server.pool, server.stats.timed(job))
         fut.add_done_callback(functools.partial(self._job_done, done))
 
     def _job_done(self, done, fut) -> None:
@@ -248,6 +257,7 @@ class ClientLink(asyncio.Protocol):
 
     def _key_exchange_done(self, _result) -> None:
         data = self.conn.data_to_send()
+        self.server.stats.bytes_sent += len(data)
         log.debug("%s: key exchange done, ServerFinished sent (%d bytes)", self.peer, len(data))
         self.transport.write(data)
 
@@ -258,7 +268,8 @@ class ClientLink(asyncio.Protocol):
         if kind in (messages.Login, messages.LoginKey, messages.Signup) and self._penalised(msg):
             return
         if kind is messages.Login:
-            log.debug("%s: password login for %s", self.peer, msg.user)
+            log.debug("%s: password login for %s%s", self.peer, msg.user,
+                      " (check only)" if msg.check else "")
             job = functools.partial(login.check_password, store, msg.user, msg.password)
         elif kind is messages.LoginKey:
             log.debug("%s: key login for %s (signature %d bytes)", self.peer, msg.user,
@@ -282,7 +293,8 @@ class ClientLink(asyncio.Protocol):
             self.reason = "left before logging in"
             self._close_transport()
             return
-        self._run_job(job, functools.partial(self._auth_done, msg.user, kind))
+        job = functools.partial(with_profile, job, self.server.chat_store)
+        self._run_job(job, functools.partial(self._auth_done, msg))
 
     def _penalised(self, msg) -> bool:
         """Answer "penalty" without any hashing while the address or account must wait."""
@@ -297,7 +309,9 @@ class ClientLink(asyncio.Protocol):
             code="penalty", text=f"too many failed logins; try again in {math.ceil(wait)} s"))
         return True
 
-    def _auth_done(self, user: str, kind, outcome: login.LoginOutcome) -> None:
+    def _auth_done(self, request, result) -> None:
+        outcome, profile = result
+        user, kind = request.user, type(request)
         if not outcome.ok:
             if outcome.code == "auth_failed":
                 server = self.server
@@ -310,30 +324,66 @@ class ClientLink(asyncio.Protocol):
             self._failed(user, outcome)
             return
         server = self.server
-        try:
-            member = server.hub.join(outcome.name)
-        except NameInUse:
-            self._failed(user, login.LoginOutcome(
-                code="name_in_use", text=f"{outcome.name} is already logged in elsewhere"))
+        if getattr(request, "check", False):
+            self._checked(outcome)
             return
+        aware = ROOMS in getattr(request, "features", ())
+        refusal = server.hub.chat.admissible(outcome.name, aware)
+        if refusal is not None:
+            log.info("login of %s from %s refused: %s", outcome.name, self.peer, refusal.code)
+            self._refuse(refusal.code, str(refusal))
+            return
+        member = Session(outcome.name, aware=aware, peer=self.peer,
+                         features=getattr(request, "features", ()))
         member.link = self
         self.member = member
         self.conn.logged_in()
         self._release_slot()
+        self._start_chat()
+        old = server.hub.login(member, profile)
+        # Stored direct messages follow the welcome, then the member's rooms.
+        server.dm.on_login(member)
+        server.hub.rejoin(member)
+        server.pool.submit(server.record_login, outcome.name)
+        server.stats.login(outcome.how)
+        log.info("login %s from %s (%s%s)%s", outcome.name, self.peer, outcome.how,
+                 "" if aware else ", a client without rooms",
+                 f"; took over the session from {old.peer}" if old is not None else "")
+
+    def _start_chat(self) -> None:
+        server = self.server
         if server.settings.rate_limit > 0:
             self.bucket = TokenBucket(server.settings.rate_limit, server.settings.rate_burst,
                                       server.loop.time())
-        # Stored direct messages follow the welcome, before anything else.
-        server.dm.on_login(member)
         self.state = CHAT
         if self.deadline is not None:
             self.deadline.cancel()
             self.deadline = None
-        server.pool.submit(server.record_login, outcome.name)
-        log.info("login %s from %s (%s)", outcome.name, self.peer, outcome.how)
+
+    def _checked(self, outcome: login.LoginOutcome) -> None:
+        """A login with "check": confirm, start no session, disturb nobody."""
+        self.member = Session(outcome.name, peer=self.peer)
+        self.member.link = self
+        self.conn.logged_in()
+        self._release_slot()
+        self._start_chat()
+        self.state = CHECKED
+        self.server.hub.queue(self.member, room_messages.Checked(user=outcome.name,
+                                                                 time=self.server.hub.now_ms()))
+        log.info("login check %s from %s (%s): ok", outcome.name, self.peer, outcome.how)
+
+    def _checked_message(self, msg) -> None:
+        if type(msg) not in CHECKED_ALLOWED:
+            self.server.hub.queue(self.member, messages.Error(
+                code="invalid", text="this connection only checked the login; log in "
+                                     "without check to chat", cid=getattr(msg, "cid", None)))
+            return
+        if not self.server.dm.handle(self.member, msg):
+            self.server.hub.handle(self.member, msg)
 
     def _failed(self, user: str, outcome: login.LoginOutcome) -> None:
         self.attempts += 1
+        self.server.stats.login_failed(outcome.code)
         log.info("failed login for %s from %s: %s", user, self.peer, outcome.code)
         if self.attempts >= self.server.settings.max_auth_attempts:
             self._send(messages.Error(code=outcome.code, text=outcome.text))
@@ -349,6 +399,7 @@ class ClientLink(asyncio.Protocol):
     def _throttled(self, bucket: TokenBucket, cid: Optional[str]) -> None:
         """Drop one message over the rate: say so, and disconnect a persistent flood."""
         server = self.server
+        server.stats.refuse("rate")
         # Every dropped request is answered with its cid, so the client knows
         # which one to send again; a message without a cid gets the shared reply.
         if cid is None:
@@ -367,7 +418,9 @@ class ClientLink(asyncio.Protocol):
         if self.state == CLOSED or conn is None or not conn.handshake_complete:
             return
         conn.send(msg)
-        self.transport.write(self.conn.data_to_send())
+        data = conn.data_to_send()
+        self.server.stats.bytes_sent += len(data)
+        self.transport.write(data)
         if self.transport.get_write_buffer_size() > self.server.settings.outbound_cap:
             # A client that never reads its login-phase replies (pongs) is dropped too.
             self._drop("too slow: output buffer full")
@@ -401,12 +454,13 @@ class ClientLink(asyncio.Protocol):
             conn.close(bye)
             data = conn.data_to_send()
             if data and self.transport is not None:
+                self.server.stats.bytes_sent += len(data)
                 self.transport.write(data)
         self.state = CLOSED
         if self.transport is not None:
             self.transport.close()
 
-    def flush(self, member: Member) -> None:
+    def flush(self, member: Session) -> None:
         """Send everything the hub queued for this member as one record (or a few)."""
         if self.state == CLOSED:
             return
@@ -418,7 +472,9 @@ class ClientLink(asyncio.Protocol):
             member.outbox = []
             member.queued = 0
             transport = self.transport
-            transport.write(self.conn.seal_encoded(outbox))
+            data = self.conn.seal_encoded(outbox)
+            self.server.stats.bytes_sent += len(data)
+            transport.write(data)
             if transport.get_write_buffer_size() > self.server.settings.outbound_cap:
                 self._drop("too slow: output buffer full")
                 return
@@ -430,6 +486,14 @@ class ClientLink(asyncio.Protocol):
         """Ask an idle member for a sign of life."""
         self.pinged = True
         self.server.hub.queue(self.member, messages.Ping(n=n))
+
+
+def with_profile(job, chat_store):
+    """Run a login ``job`` (in the pool), then read the account's chat profile there too,
+    so that the event loop never waits on the store for a login."""
+    outcome = job()
+    profile = chat_store.profile(outcome.name) if outcome.ok else None
+    return outcome, profile
 
 
 def account_key(user: str) -> str:

@@ -18,6 +18,7 @@ from typing import Callable, Iterable, List, Optional, Union
 
 from schat.crypto import keys, passwords
 from schat.errors import AccountError, KeyFileError
+from schat.store import chat as chat_tables
 from schat.store import legacy
 from schat.protocol.schema import name_key
 from schat.store.database import ConstraintError, Engine, Migration, PerEngine, Store
@@ -66,6 +67,9 @@ MIGRATIONS: List[Migration] = [
     ),
     # 3: imported SHA-256 digests stored bare by earlier versions get wrapped in scrypt.
     legacy.wrap_old_rows,
+    # 4: rooms, memberships, room roles, bans and mutes, server roles, history
+    # (schat.store.chat).
+    chat_tables.MIGRATION,
 ]
 # The first schema that has the accounts table (before it, nothing to wrap).
 _ACCOUNTS_SINCE = 1

@@ -10,7 +10,7 @@ import pytest
 from prompt_toolkit.data_structures import Size
 from prompt_toolkit.layout.menus import CompletionsMenuControl
 
-from chatkit import PASSWORDS, WAIT
+from chatkit import PASSWORDS, WAIT, Client
 from schat.client.completion import COMMANDS
 from schat.client.history import ChatHistory, history_path
 from schat.protocol import messages
@@ -375,8 +375,10 @@ def test_irc_habits_names_exit_and_did_you_mean_by_meaning(chat_server, screens)
     screen = screens(logged_in(chat_server, "alice"))
     screen.type("/names\r")
     screen.wait_printed("2 online: alice, bob")
-    screen.type("/list\r")
-    screen.wait_printed("unknown command /list; did you mean /who?")
+    screen.type("/list\r")                    # IRC's /list: the rooms
+    screen.wait_printed("rooms (1):")
+    screen.type("/users\r")
+    screen.wait_printed("unknown command /users; did you mean /who?")
     screen.type("\x03")  # Ctrl-C on an empty line says how to leave, and stays
     screen.wait_printed("Ctrl-D or /quit to leave")
     screen.type("/exit\r")
@@ -391,7 +393,16 @@ def test_away_is_shown_in_who_and_in_your_toolbar(chat_server, screens):
     screen.wait_printed("you are away: at lunch")
     assert "· away ·" in screen.toolbar()
     bob.session.command("/who")
-    assert bob.next(messages.Notice).text == "away: alice (at lunch)"
+    assert bob.next(messages.Users).away == ({"user": "alice", "text": "at lunch"},)
+    screen.type("/names\r")
+    screen.wait_printed("2 online: alice (away: at lunch), bob")
+    old = chat_server.session(features=())     # a client that knows no rooms nor away
+    old.login_password("carol", PASSWORDS["carol"])
+    carol = Client(old)
+    carol.session.command("/who")
+    assert carol.next(messages.Users).away == ()
+    assert carol.next(messages.Notice).text == "away: alice (at lunch)"
+    carol.close()
     screen.type("/away\r")
     screen.wait_printed("you are back")
     assert "away" not in screen.toolbar()

@@ -179,9 +179,12 @@ def test_unknown_command_suggests_the_closest():
 
 def test_unknown_command_suggests_by_meaning():
     # IRC and other chat habits: what the word means here, not the nearest spelling.
-    assert suggest("list") == "who"
+    assert suggest("list") == "rooms"
     assert suggest("users") == "who"
-    assert suggest("part") == "quit"
+    assert suggest("leave") == "part"
+    assert suggest("logout") == "quit"
+    assert suggest("channels") == "rooms"
+    assert suggest("window") == "switch"
     assert suggest("tell") == "msg"
     assert suggest("afk") == "away"
     assert suggest("block") == "ignore"

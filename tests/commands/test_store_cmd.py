@@ -38,20 +38,33 @@ def no_secret(text: str) -> bool:
 
 def test_user_commands_on_postgres_by_option_and_environment(home, runner, pg_url, user_keys):
     (home / "alice.pub.pem").write_bytes(keys.export_public_pem(user_keys["alice"]))
+    shown = f"{pg_url.split(':app')[0]}:***@{pg_url.split('@')[1]}"
+    # A database no server has used is not made a store by a typo'd URL ...
+    res = invoke(runner, "user", "list", "--store", pg_url)
+    assert (res.exit_code, res.stdout) == (1, "")
+    assert res.stderr == (f"Error: no account store in {shown}: no server has used this "
+                          "database (check --store and $SCHAT_STORE); to start one there, give "
+                          "--create or run `schat serve --init`\n")
+    assert no_secret(res.output)
+    # ... only on purpose.
     res = invoke(runner, "user", "add", "Alice", "--store", pg_url, "--password-stdin",
-                 "--key", str(home / "alice.pub.pem"), input="tangerine42\n")
+                 "--key", str(home / "alice.pub.pem"), "--create", input="tangerine42\n")
     assert res.exit_code == 0, res.output
+    assert res.stderr == f"Created the account store {shown}\n" and no_secret(res.output)
     env = {"SCHAT_STORE": pg_url}
     res = invoke(runner, "user", "add", "bob", "--password-stdin", input="tangerine42\n", env=env)
     assert res.exit_code == 0, res.output
-    assert invoke(runner, "user", "lock", "BOB", env=env).output == "Locked user bob.\n"
+    res = invoke(runner, "user", "lock", "BOB", env=env)
+    assert (res.stdout, res.stderr) == ("Locked user bob.\n", f"Account store: {shown}\n")
     res = invoke(runner, "user", "list", "--json", env=env)
-    listed = json.loads(res.output)
+    listed = json.loads(res.stdout)
     assert [(a["name"], a["locked"], a["key_fingerprint"]) for a in listed] == [
         ("Alice", False, keys.fingerprint(user_keys["alice"])), ("bob", True, None)]
-    # Nothing went to the data home's SQLite store.
+    # Nothing went to the data home's SQLite store, which no server has made.
     assert not Home(home).users_db.exists()
-    assert invoke(runner, "user", "list").output == "No users.\n"
+    res = invoke(runner, "user", "list")
+    assert res.exit_code == 1 and "no account store at" in res.stderr
+    assert not Home(home).users_db.exists()
     with pg_store(pg_url) as store:
         assert store.check_password("alice", "tangerine42").ok
 
@@ -97,6 +110,7 @@ def _python(code, *args, home):
 
 
 def test_without_the_cluster_extra(home, pg_url):
+    AccountStore(Home(home).users_db).close()  # a server has run with this home
     res = _python(BLOCK_DRIVERS, "user", "list", "--store", pg_url, home=home)
     assert res.returncode == 1
     assert res.stderr == ("Error: PostgreSQL stores need the cluster extra: "

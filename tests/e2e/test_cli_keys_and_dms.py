@@ -105,12 +105,13 @@ def test_cli_key_login_passphrase_and_refusals(served, tmp_path):
     store.unlock("carol")
     store.close()
 
-    # The same member twice: the second login is refused with a clear reason.
+    # `schat login` while the member chats elsewhere: a check only, the session goes on.
     first = client("connect", "local", "--user", "carol",
                    env={"SCHAT_KEY_PASSPHRASE": PASSPHRASE})
     first.line("connected to")
     twice = login(env={"SCHAT_KEY_PASSPHRASE": PASSPHRASE})
-    assert twice.finish() == 1 and "already logged in" in twice.stderr
+    assert twice.finish() == 0, twice.stderr
+    first.send("still chatting")
     first.send("/quit")
     assert first.finish() == 0, first.stderr
 

@@ -7,6 +7,7 @@ import json
 import logging
 
 from chatkit import PASSWORDS
+from schat import logs
 from schat.cli import cli
 from schat.crypto.keys import fingerprint
 from schat.protocol import messages
@@ -18,8 +19,14 @@ def secret_forms(raw: bytes):
     return {raw.hex(), raw.hex().upper(), base64.b64encode(raw).decode(), repr(raw)[2:-1]}
 
 
-def test_debug_log_of_a_session_has_no_secrets(chat_server, caplog):
+def test_debug_log_of_a_session_has_no_secrets(chat_server, caplog, tmp_path):
     caplog.set_level(logging.DEBUG, logger="schat")
+    # The same records also go through the --log-file handlers, as text and as JSON.
+    files = {fmt: tmp_path / f"schat-{fmt}.log" for fmt in ("text", "json")}
+    handlers = [logs.file_handler(path, logs.parse_rotation("1MiB"), 2, fmt)
+                for fmt, path in files.items()]
+    for handler in handlers:
+        logging.getLogger("schat").addHandler(handler)
     alice = chat_server.login("alice")
     bob = chat_server.login("bob")
     alice.session.say("the eagle lands at noon")
@@ -39,14 +46,24 @@ def test_debug_log_of_a_session_has_no_secrets(chat_server, caplog):
     alice.close()
     bob.close()
     chat_server.thread.stop()
+    for handler in handlers:
+        logging.getLogger("schat").removeHandler(handler)
+        handler.close()
 
-    log = "\n".join(r.getMessage() for r in caplog.records)
-    assert "record out seq=" in log and "handshake complete" in log  # debug is really on
-    assert chat_server.fingerprint in log
-    for text in ("the eagle lands at noon", "hides the plans", *PASSWORDS.values()):
-        assert text not in log
-    for secret in secrets:
-        assert secret not in log
+    text_file = files["text"].read_text(encoding="utf-8")
+    json_lines = files["json"].read_text(encoding="utf-8").splitlines()
+    entries = [json.loads(line) for line in json_lines]
+    ours = [r for r in caplog.records if r.name.startswith("schat")]
+    assert [e["message"] for e in entries] == [r.getMessage() for r in ours]
+    assert [e["level"] for e in entries] == [r.levelname.lower() for r in ours]
+    for log in ("\n".join(r.getMessage() for r in caplog.records), text_file,
+                "\n".join(json_lines)):
+        assert "record out seq=" in log and "handshake complete" in log  # debug is really on
+        assert chat_server.fingerprint in log
+        for text in ("the eagle lands at noon", "hides the plans", *PASSWORDS.values()):
+            assert text not in log
+        for secret in secrets:
+            assert secret not in log
 
 
 def write_servers(home, port, **extra):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from chatkit import PASSWORDS, WAIT
+from chatkit import PASSWORDS, WAIT, drained, until
 from schat.cli import cli
 from schat.crypto.keys import fingerprint
 from schat.paths import Home
@@ -235,3 +235,34 @@ def test_a_script_without_a_key_is_told_once_per_server(lab, runner, home):
     assert "Note: you have no key" in first.stderr and "schat keys gen alice" in first.stderr
     again = runner.invoke(cli, ["connect", "lab"], env=env, input="/quit\n")
     assert again.exit_code == 0 and "Note:" not in again.stderr
+
+
+def test_register_key_while_chatting_elsewhere_disturbs_nothing(lab, runner, home, user_keys):
+    """`schat login --register-key` logs in with check: the running chat session is not
+    taken over, nobody sees a join or a leave, and the key is registered all the same."""
+    from schat.client.session import Disconnected
+    from schat.crypto.keys import public_der
+    from schat.protocol import messages
+
+    KeyFiles(Home(home)).save("alice", user_keys["alice"], None)
+    alice, bob = lab.login("alice"), lab.login("bob")
+    until(alice, messages.Join, lambda m: m.user == "bob")
+    drained(alice), drained(bob)
+    res = runner.invoke(cli, ["login", "lab", "--user", "alice", "--register-key"],
+                        env={"SCHAT_PASSWORD": PASSWORDS["alice"]})
+    assert res.exit_code == 0, res.output
+    assert res.stdout.startswith("Logged in to lab as alice with your password")
+    assert "Registered your key SHA256:" in res.stdout
+    assert bytes(lab.store.get("alice").public_key_der) == public_der(user_keys["alice"])
+    alice.session.say("still here")
+    assert until(bob, messages.ChatMessage).text == "still here"
+    seen = drained(alice) + drained(bob)
+    assert not [e for e in seen if isinstance(e, (messages.Join, messages.Leave, Disconnected))]
+    assert not [e for e in seen if isinstance(e, messages.Error)]
+    assert alice.session.connected
+    # From now on the key logs in, still without disturbing the chat.
+    again = runner.invoke(cli, ["login", "lab"], env={})
+    assert again.exit_code == 0 and "as alice with your key" in again.stdout
+    assert alice.session.connected
+    for c in (alice, bob):
+        c.close()

@@ -195,7 +195,7 @@ def test_mailbox_larger_than_the_outbound_cap_is_delivered_in_batches(keyed, pee
     assert srv.server.dm.mailbox.count("bob") == 30
     bob = peers(srv, "bob")
     assert bob.dm.wait_mailbox(WAIT)
-    shown = [bob.events.get_nowait().text for _ in range(30)]
+    shown = [bob.next(PrivateMessage).text for _ in range(30)]
     assert shown == texts
     bob.dm.fetch_key("bob")  # a round trip: the server has processed the acks before it
     assert srv.server.dm.mailbox.count("bob") == 0

@@ -9,6 +9,7 @@ from hypothesis import given, settings, strategies as st
 
 from schat.errors import RemoteProtocolError
 from schat.protocol import dm_messages as dmm, framing, messages as m, registry
+from schat.protocol import room_messages as rm
 
 SAMPLES = [
     m.Login(user="ann", password="pw"),
@@ -39,6 +40,18 @@ SAMPLES = [
     dmm.DmEnvelope(id=7, time=8, sender="ann", envelope=b"SCDM" * 100, sender_key=b"\x30" * 422),
     dmm.DmAck(id=7),
     dmm.Mailbox(count=3),
+    m.Login(user="ann", password="pw", features=("rooms",), check=True),
+    m.Say(text="hi", cid="7", room="#dev"),
+    m.ChatMessage(id=1, time=2, sender="bob", text="yo", room="#dev", history=True),
+    rm.Checked(user="ann", time=1),
+    rm.RoomState(room="#dev", topic="t", private=True, ops=("ann",), users=("ann",), time=1,
+                 owner="ann"),
+    rm.Focus(room="#dev"), rm.Focus(),
+    rm.Topic(room="#dev", topic="", user="ann", time=1),
+    rm.Moderation(room="#dev", action="ban", time=1, actor="ann", target="bob", reason="r",
+                  until=5),
+    rm.Rooms(rooms=({"room": "#dev", "users": 2, "topic": "", "private": False,
+                     "member": True},)),
 ]
 
 

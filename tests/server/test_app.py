@@ -66,13 +66,24 @@ def test_wrong_password_and_unknown_user_get_the_same_reply(chat_server):
     s.close()
 
 
-def test_duplicate_login_refused(chat_server):
+def test_a_new_login_takes_over_the_old_session(chat_server):
     alice = chat_server.login("alice")
-    s = chat_server.session()
-    with pytest.raises(AuthenticationFailed, match="already logged in"):
-        s.login_password("ALICE", PASSWORDS["alice"])
-    s.close()
-    alice.close()
+    bob = chat_server.login("bob")
+    assert alice.next(messages.Join).user == "bob"
+    again = chat_server.login("ALICE", PASSWORDS["alice"])
+    err = alice.next(messages.Error)
+    assert err.code == "taken_over" and "logged in again from 127.0.0.1:" in err.text
+    assert alice.next(Disconnected).clean
+    bob.session.say("still there?")
+    assert again.next(messages.ChatMessage).text == "still there?"
+    bob.session.command("/who")
+    assert bob.next(messages.Users).users == ("alice", "bob")
+    seen = []
+    while not bob.events.empty():
+        seen.append(bob.events.get_nowait())
+    assert not [e for e in seen if isinstance(e, (messages.Join, messages.Leave))]
+    for c in (again, bob):
+        c.close()
 
 
 def test_server_stop_tells_members(server_factory):

@@ -1,11 +1,11 @@
-"""The chat domain alone: routing, notices, commands, outbox accounting."""
+"""The connection layer's hub over the chat domain: wire shapes, encode-once, outboxes."""
 
 from __future__ import annotations
 
 import pytest
 
 from schat.protocol import messages
-from schat.server.hub import Hub, NameInUse
+from schat.server.hub import Hub
 
 T0 = 1_700_000_000.0
 
@@ -47,11 +47,12 @@ def test_join_welcomes_and_announces(hub):
     assert hub.take_dirty() == []
 
 
-def test_name_in_use_is_case_insensitive(hub):
-    hub.join("Ann")
-    with pytest.raises(NameInUse):
-        hub.join("ann")
-    assert hub.is_online("ANN")
+def test_a_second_login_takes_over_case_insensitively(hub):
+    first = hub.join("Ann")
+    drain(first)
+    second = hub.join("ann")
+    assert [type(m) for m in drain(first)] == [messages.Error, messages.Bye]
+    assert first.closing and hub.member("ANN") is second
 
 
 def test_say_reaches_others_once_encoded_and_is_acked(hub):
@@ -104,11 +105,12 @@ def test_help_who_quit(hub):
     drain(ann)
     hub.handle(ann, messages.Command(line="/help", cid="h"))
     notice, ack = drain(ann)
-    for name in ("/help", "/who", "/me ACTION", "/msg NAME TEXT", "/quit"):
+    for name in ("/help", "/who", "/me ACTION", "/msg NAME TEXT", "/quit", "/join #ROOM"):
         assert name in notice.text
     assert ack.cid == "h"
     hub.handle(ann, messages.Who())
     assert drain(ann) == [messages.Users(users=("ann", "bob"))]
+    assert "not end to end" in notice.text
     hub.handle(ann, messages.Command(line="/quit", cid="q"))
     assert [type(m) for m in drain(ann)] == [messages.Ack, messages.Bye]
     assert ann.closing == "quit"
@@ -181,7 +183,51 @@ def test_away_is_shown_in_who_and_cleared(hub):
     assert drain(ann) == [messages.Users(users=("ann", "bob"))]
     hub.handle(bob, messages.Command(line="/away " + "x" * 201, cid="c"))
     (err,) = drain(bob)
-    assert err.code == "bad_command" and "at most 200 characters" in err.text
+    assert err.code == "limit" and "at most 200 characters" in err.text
+
+
+def test_away_rides_in_users_for_a_client_that_reads_it(hub):
+    ann = hub.join("ann", aware=True, features=("rooms", "away"))
+    old = hub.join("old", aware=True, features=("rooms",))  # a rooms client without "away"
+    bob = hub.join("bob", aware=True)
+    for m in (ann, old, bob):
+        drain(m)
+    hub.handle(bob, messages.Command(line="/away lunch,\n back at 2", cid="a"))
+    assert [type(m) for m in drain(bob)] == [messages.Ack]
+    hub.handle(ann, messages.Command(line="/names", cid="w"))
+    users, ack = drain(ann)
+    assert users == messages.Users(users=("ann", "bob", "old"),
+                                   away=({"user": "bob", "text": "lunch, back at 2"},))
+    hub.handle(old, messages.Who())
+    users, notice = drain(old)
+    assert users == messages.Users(users=("ann", "bob", "old"))
+    assert notice.text == "away: bob (lunch, back at 2)"
+    # An escape is refused, as in a topic; the away state stays as it was.
+    hub.handle(bob, messages.Command(line="/away \x1b[2Jgone", cid="b"))
+    (err,) = drain(bob)
+    assert err.code == "invalid" and "control characters" in err.text
+    assert hub.member("bob").away == "lunch, back at 2"
+
+
+def test_many_long_away_messages_split_users_to_fit_records(hub):
+    from schat.protocol.channel import MAX_PAYLOAD
+
+    reader = hub.join("reader", aware=True, features=("rooms", "away"))
+    members = [hub.join(f"m{i:04d}", aware=True) for i in range(400)]
+    note = "\u00e9\u4e2d\U0001f600\"" * 50  # 200 characters, 4 to 5 bytes each in JSON
+    for m in members:
+        hub.handle(m, messages.Command(line="/away " + note, cid="a"))
+    drain(reader)
+    hub.handle(reader, messages.Who())
+    encoded = list(reader.outbox)
+    out = drain(reader)
+    assert len(out) > 1 and all(len(b) <= MAX_PAYLOAD for b in encoded)
+    assert [u.more for u in out] == [True] * (len(out) - 1) + [False]
+    assert sum(len(u.users) for u in out) == 401
+    away = [a for u in out for a in u.away]
+    assert len(away) == 400 and {a["text"] for a in away} == {note}
+    for u in out:  # each away entry rides with the chunk that lists its name
+        assert {a["user"] for a in u.away} <= set(u.users)
 
 
 def test_many_away_members_fit_one_notice(hub):

@@ -1,0 +1,95 @@
+"""A room: its members online here, topic, mode, owner, ops, invitations, bans, history."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Set, Tuple
+
+from schat.chat.history import HistoryWindow
+from schat.chat.members import Member
+from schat.chat.moderation import Restriction, Restrictions
+from schat.chat.names import LOBBY, user_key
+
+# Ranks: who may act on whom. An actor needs a rank above its target's.
+MEMBER, OP, OWNER, ADMIN, OPERATOR = 0, 1, 2, 3, 4
+RANK_NAMES = {MEMBER: "member", OP: "op", OWNER: "owner", ADMIN: "admin", OPERATOR: "operator"}
+
+
+@dataclass
+class RoomRecord:
+    """A room as the store keeps it (everything but its members online and its history)."""
+    name: str
+    topic: str = ""
+    topic_by: str = ""
+    topic_time: int = 0
+    private: bool = False
+    owner: str = ""
+    created: int = 0
+    ops: Dict[str, str] = field(default_factory=dict)       # user key -> spelling
+    invited: Dict[str, str] = field(default_factory=dict)   # user key -> spelling
+    restrictions: List[Restriction] = field(default_factory=list)
+    members: int = 0   # stored memberships (who rejoins at login)
+
+
+class Room:
+    """One room in memory. ``members`` are the sessions in it on this server process."""
+
+    __slots__ = ("name", "topic", "topic_by", "topic_time", "private", "owner", "created",
+                 "ops", "invited", "restrictions", "history", "members", "stored_members")
+
+    def __init__(self, record: RoomRecord, window: HistoryWindow):
+        self.name = record.name
+        self.topic = record.topic
+        self.topic_by = record.topic_by
+        self.topic_time = record.topic_time
+        self.private = record.private
+        self.owner = record.owner
+        self.created = record.created
+        self.ops: Dict[str, str] = dict(record.ops)
+        self.invited: Dict[str, str] = dict(record.invited)
+        self.restrictions = Restrictions(record.restrictions)
+        self.history = window
+        # user key -> session; dict order is join order, the fan-out iterates it.
+        self.members: Dict[str, Member] = {}
+        self.stored_members = record.members
+
+    @property
+    def lobby(self) -> bool:
+        return self.name == LOBBY
+
+    def rank(self, name: str, admin: bool = False) -> int:
+        """The rank of ``name`` here (an admin outranks owner and ops everywhere)."""
+        if admin:
+            return ADMIN
+        key = user_key(name)
+        if self.owner and user_key(self.owner) == key:
+            return OWNER
+        if key in self.ops:
+            return OP
+        return MEMBER
+
+    def names(self) -> Tuple[str, ...]:
+        return tuple(sorted((m.name for m in self.members.values()), key=str.lower))
+
+    def ops_names(self) -> Tuple[str, ...]:
+        return tuple(sorted(self.ops.values(), key=str.lower))
+
+    def visible_to(self, member: Optional[Member]) -> bool:
+        """Public rooms are visible to all; private ones to members, invitees and admins."""
+        if not self.private:
+            return True
+        if member is None:
+            return False
+        return (member.admin or member.key in self.members or member.key in self.invited
+                or self.rank(member.name) > MEMBER)
+
+    def record(self) -> RoomRecord:
+        return RoomRecord(self.name, self.topic, self.topic_by, self.topic_time, self.private,
+                          self.owner, self.created, dict(self.ops), dict(self.invited), [],
+                          self.stored_members)
+
+    def invited_key(self, key: str) -> bool:
+        return key in self.invited
+
+    def invitees(self) -> Set[str]:
+        return set(self.invited)

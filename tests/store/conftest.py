@@ -1,0 +1,1 @@
+from chatkit import chat_home, server_factory  # noqa: F401  (fixtures)
