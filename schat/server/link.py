@@ -349,7 +349,8 @@ class ClientLink(asyncio.Protocol):
             log.info("login of %s from %s refused: %s", outcome.name, self.peer, refusal.code)
             self._refuse(refusal.code, str(refusal))
             return
-        member = Session(outcome.name, aware=aware, peer=self.peer)
+        member = Session(outcome.name, aware=aware, peer=self.peer,
+                         features=getattr(request, "features", ()))
         member.link = self
         self.member = member
         self.conn.logged_in()

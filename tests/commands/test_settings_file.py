@@ -171,7 +171,7 @@ ERRORS = [
                                              "No such file or directory"),
     ('motd = "' + "x" * 5000 + '"\n', 1, "motd: the message of the day is longer than 4096 "
                                          "bytes"),
-    ('server = "nowhere"\n', 1, "server: no servers.json found"),
+    ('server = "nowhere"\n', 1, "server: no server named 'nowhere': you have no servers yet"),
     # TOML syntax.
     ("rate-limit = \n", 1, "not valid TOML: Invalid value (column 14)"),
     ("port = 1\nport = 2\n", 2, "not valid TOML: Cannot overwrite a value (column 9)"),

@@ -225,7 +225,7 @@ def test_replay_ignored(keyed, peers, user_keys):
 def test_member_without_key_gets_clear_message(keyed, peers):
     srv = keyed()
     carol = peers(srv, "carol", key=None)
-    with pytest.raises(SchatError, match=r"schat keys gen carol.*registers it"):
+    with pytest.raises(SchatError, match=r"schat keys gen carol.*--register-key"):
         carol.dm.handle_line("/msg bob hi")
     alice = peers(srv, "alice")
     with pytest.raises(SchatError, match=r"carol has no key yet.*schat keys gen carol"):
@@ -283,6 +283,6 @@ def test_line_ui_shows_stored_dms_before_input(keyed, peers, tmp_path, user_keys
                 stdout=out, stderr=err, ack_wait=WAIT)
     assert ui.run() == 0, err.getvalue()
     text = out.getvalue()
-    assert "*alice* waiting for you" in text
+    assert "<- alice: waiting for you" in text
     assert text.index("waiting for you") < text.index("safety code with alice")
     assert alice.next(PrivateMessage).text == "got it"
