@@ -309,8 +309,10 @@ def decode(data: bytes, accepted: Mapping[str, Type[Message]] = REGISTRY) -> Mes
     cls = accepted.get(type_name)
     if cls is None:
         if type_name in REGISTRY:
-            raise RemoteProtocolError(f"message type {type_name!r} is not allowed here")
-        raise RemoteProtocolError(f"unknown message type {type_name[:40]!r}")
+            raise RemoteProtocolError(f"message type {type_name!r} is not allowed here",
+                                      code="unexpected_message")
+        raise RemoteProtocolError(f"unknown message type {type_name[:40]!r}",
+                                  code="unexpected_message")
     values = {}
     for name, kind, has_default, default, _omit in _SPECS[type_name]:
         if name in obj:
