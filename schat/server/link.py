@@ -15,7 +15,7 @@ import logging
 from typing import TYPE_CHECKING, List, Optional
 
 from schat.errors import ProtocolError, RemoteProtocolError, StoreError
-from schat.protocol import dm_messages, events, messages, room_messages
+from schat.protocol import dm_messages, events, messages, registry, room_messages
 from schat.protocol.connection import ServerConnection
 from schat.server import login
 from schat.server.guard import TokenBucket
@@ -37,8 +37,7 @@ STORE_DOWN_TEXT = "store unavailable: the server cannot reach its account store;
 # Connection states. CHECKED: a login with "check" succeeded; only key requests are served.
 HANDSHAKE, AUTH, CHAT, CHECKED, CLOSED = "handshake", "auth", "chat", "checked", "closed"
 # What a checked connection may still ask (account-level, no chat session).
-CHECKED_ALLOWED = frozenset({dm_messages.GetKey, dm_messages.SetKey, messages.Ping,
-                             messages.Pong, messages.Bye})
+CHECKED_ALLOWED = frozenset(registry.CHECKED.values())
 
 # Messages outside the rate limit: answers to the server (pong, delivery
 # acknowledgements of a stored mailbox, which may be hundreds at login) and bye.

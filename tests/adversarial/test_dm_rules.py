@@ -169,7 +169,7 @@ def test_set_key_resent_is_acknowledged_in_any_encoding(server_factory, user_key
 
 def test_protocol_md_says_what_set_key_does():
     row = next(line for line in PROTOCOL.read_text().splitlines()
-               if line.startswith("| C→S | `set_key`"))
+               if line.startswith("| `set_key` | c→s |"))
     assert "key_exists" in row
     assert re.search(r"same key again.*`ack`", row), row
 
