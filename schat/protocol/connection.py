@@ -43,6 +43,17 @@ _CLOSED = "closed"
 
 _WAITING = frozenset({_AWAIT_ACCEPT, _AWAIT_COMPLETE})
 
+# Longest reason, in characters, given with a protocol error.
+REASON_CHARS = 200
+
+
+def violation_text(err: ProtocolError) -> str:
+    """The reason for a protocol error as the peer may read it (in an ``error`` text or a
+    ``bye`` reason): printable ASCII only, anything else shown as ``?`` (a reason may
+    quote what the peer sent), at most REASON_CHARS characters."""
+    text = "".join(ch if " " <= ch <= "~" else "?" for ch in str(err)) or "protocol error"
+    return text if len(text) <= REASON_CHARS else text[:REASON_CHARS - 3] + "..."
+
 
 @dataclass
 class ConnectionStats:

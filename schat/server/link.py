@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, List, Optional
 
 from schat.errors import ProtocolError, RemoteProtocolError, StoreError
 from schat.protocol import dm_messages, events, messages, registry, room_messages
-from schat.protocol.connection import ServerConnection
+from schat.protocol.connection import ServerConnection, violation_text
 from schat.server import login
 from schat.server.guard import TokenBucket
 from schat.server.hub import ROOMS, Session
@@ -30,8 +30,6 @@ BUSY_TEXT = "the server is busy; try again in a moment"
 # Seconds a closing connection may take to deliver its last words (a bye) to a peer that
 # does not read them; then it is cut off, so it cannot hold its socket open for ever.
 CLOSE_GRACE = 10.0
-# Longest reason, in characters, the server gives with a protocol error.
-REASON_CHARS = 200
 STORE_DOWN_TEXT = "store unavailable: the server cannot reach its account store; try again later"
 
 # Connection states. CHECKED: a login with "check" succeeded; only key requests are served.
@@ -478,7 +476,7 @@ class ClientLink(asyncio.Protocol):
             log.error("%s: %s; connection closed", self.peer, err)
             self._drop("internal error")
             return
-        text = safe_reason(err)
+        text = violation_text(err)
         self.reason = f"protocol error: {text}"
         self._close_transport(bye=text, before=(messages.Error(code=err.code, text=text),))
 
@@ -536,14 +534,6 @@ class ClientLink(asyncio.Protocol):
         """Ask an idle member for a sign of life."""
         self.pinged = True
         self.server.hub.queue(self.member, messages.Ping(n=n))
-
-
-def safe_reason(err: ProtocolError) -> str:
-    """The reason for a protocol error as the peer may read it: printable ASCII only
-    (anything else shown as ``?``: a reason may quote what the peer sent), at most
-    REASON_CHARS characters."""
-    text = "".join(ch if " " <= ch <= "~" else "?" for ch in str(err)) or "protocol error"
-    return text if len(text) <= REASON_CHARS else text[:REASON_CHARS - 3] + "..."
 
 
 def with_profile(job, chat_store):
