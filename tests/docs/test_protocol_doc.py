@@ -362,3 +362,25 @@ def test_the_source_scan_sees_every_way_a_code_is_given():
         assert code in used, code
     # ... and not a reason: sink.close(member, "", "quit") gives no code.
     assert "quit" not in used and "" not in used
+
+
+def test_the_numbers_in_the_text_are_the_servers_defaults():
+    """Keep-alive, message rate, login deadline and attempts, as the server has them."""
+    from schat.server import limits
+
+    text = " ".join(PROTOCOL.read_text(encoding="utf-8").split())
+    tick = min(limits.PING_INTERVAL, limits.PING_TIMEOUT) / 2
+    quiet = limits.PING_INTERVAL + limits.PING_TIMEOUT
+    expected = [
+        f"`ping_interval` seconds without any (default **{limits.PING_INTERVAL:g}**)",
+        f"`ping_timeout` more seconds (default **{limits.PING_TIMEOUT:g}**)",
+        f"({tick:g} s by default)",
+        f"pinged {limits.PING_INTERVAL:g}–{limits.PING_INTERVAL + tick:g} s after",
+        f"dropped {quiet:g}–{quiet + tick:g} s after its last bytes",
+        f"default {limits.RATE_LIMIT:g} messages a second, in bursts of up to {limits.RATE_BURST}",
+        f"default {limits.ADDRESS_RATE_LIMIT:g} a second, bursts of {limits.ADDRESS_RATE_BURST}",
+        f"`login_deadline` (default {limits.LOGIN_DEADLINE:g} s",
+        f"cap of {limits.OUTBOUND_CAP >> 20} MiB",
+    ]
+    assert limits.MAX_AUTH_ATTEMPTS == 3 and "three refused attempts" in text
+    assert [phrase for phrase in expected if phrase not in text] == []
