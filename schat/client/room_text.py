@@ -64,8 +64,9 @@ def moderation(event: Any) -> str:
         f": {reason}" if reason else "")
 
 
-def describe(event: Any) -> Optional[str]:
-    """Text for the room-only event kinds (None for every other kind)."""
+def describe(event: Any, most: Optional[int] = None) -> Optional[str]:
+    """Text for the room-only event kinds (None for every other kind). ``most``: list at
+    most that many names of a room's members (the chat screen's line for a big room)."""
     kind = event_type(event)
     if kind == "room":
         users = field(event, "users") or ()
@@ -78,7 +79,10 @@ def describe(event: Any) -> Optional[str]:
         ops = field(event, "ops") or ()
         if ops:
             parts.append("ops " + ", ".join(ops))
-        parts.append(f"{len(users)} here: {', '.join(users)}")
+        shown = ", ".join(users if most is None else users[:most])
+        if most is not None and len(users) > most:
+            shown += f" and {len(users) - most} more"
+        parts.append(f"{len(users)} here: {shown}")
         topic = field(event, "topic") or ""
         if topic:
             parts.append(f"topic: {topic}")

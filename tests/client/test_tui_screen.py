@@ -245,11 +245,11 @@ def test_cli_debug_logs_above_the_line_and_server_gone_exits_1(server_factory, t
     try:
         child.expect("Generate one and register it")
         child.sendline("n")
-        child.expect(r"lab \(testsrv\) · alice · 1 online · connected")
+        child.expect(r"lab \(testsrv\) · alice · \S*\[1:#lobby\]\S* · 1 here · connected")
         child.send("typing")
         bob = server.login("bob")
         child.expect(r"log DEBUG schat\S*: record in")
-        child.expect(r"alice> \S{0,20}typing")  # the input line drawn again below the log lines
+        child.expect(r"alice\S* \S*#lobby\S*> \S{0,20}typing")  # the input line drawn again below the log lines
         server.thread.stop()
         child.expect("disconnected")
         child.send("\x03\x04")
