@@ -28,7 +28,7 @@ from prompt_toolkit.utils import get_cwidth
 
 # A peer must not be able to move the cursor, ring the bell, rewrite the screen
 # or reorder what follows with what it sends: every network string goes through it.
-from schat.client.sanitize import clean
+from schat.client.sanitize import clean, one_line
 
 Fragments = List[Tuple[str, str]]
 
@@ -342,7 +342,8 @@ class Renderer:
         if kind == "join":
             return self.info(f"{get('user', '?')} joined", get("time"), tag)
         if kind == "leave":
-            reason = get("reason") or ""
+            # A reason is one line: a line break in it cannot start a forged line.
+            reason = one_line(get("reason") or "")
             if reason in ("left", "quit"):
                 reason = ""  # "ann left (left)" says nothing more
             return self.info(f"{get('user', '?')} left" + (f" ({reason})" if reason else ""),

@@ -41,6 +41,7 @@ from schat.client.session import Disconnected
 from schat.client.tui_commands import LineCommands
 from schat.client.tui_layout import (PasteGuard, build_application, build_layout, key_bindings,
                                      room_bindings)
+from schat.client.room_text import describe, one_line_fields
 from schat.client.tui_rooms import Rooms
 from schat.client.tui_terminal import Terminal
 from schat.errors import SchatError
@@ -51,6 +52,8 @@ log = logging.getLogger("schat.client.tui")
 # Names listed in the line for a room you are in ("you are in #dev; 3 here: ..."): a
 # room of hundreds would fill the screen; /who lists them all.
 ROOM_NAMES_SHOWN = 12
+# Events whose topics, reasons and away messages are one line (a break shown as ⏎).
+ONE_LINE_KINDS = ("room", "topic", "moderation", "users", "rooms")
 
 # The server ended the session on purpose (a login elsewhere took it over, an admin):
 # logging in again at once would undo it, so the screen stays offline.
@@ -346,9 +349,9 @@ class ChatTUI:
             if field(event, "room", None) is None and self.rooms.current is None:
                 return self.renderer.info("you are in no room; /join one (/rooms lists them)")
             return None
+        if kind in ONE_LINE_KINDS:
+            event = one_line_fields(event)
         if kind == "room":
-            from schat.client.room_text import describe
-
             return self.renderer.info(describe(event, most=ROOM_NAMES_SHOWN), field(event, "time"))
         room = self.rooms.room_of(event)
         tag = room if room is not None and room != self.rooms.current else ""
