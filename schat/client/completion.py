@@ -13,7 +13,7 @@ from typing import Callable, Dict, Iterable, List, Optional
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 
-from schat.client.commands import COMMANDS, ChatCommand, lookup
+from schat.client.commands import COMMANDS, MODERATION, ChatCommand, lookup
 
 
 # Where a member name is being typed: the word under the cursor, with an optional "@".
@@ -29,8 +29,11 @@ def help_text(commands: Dict[str, ChatCommand] = COMMANDS) -> str:
              + (f" (also {', '.join('/' + a for a in c.aliases)})" if c.aliases else "")
              for c in commands.values()]
     lines.append(f"{'//TEXT'.ljust(width)}  send a line that starts with /")
-    lines.append("keys: Tab completes commands and names, Up/Down browse history, "
-                 "Ctrl-C clears the line, Ctrl-D leaves, Ctrl-Z suspends")
+    lines.append("moderation (/help COMMAND for one): " + " ".join(
+        "/" + name for name in MODERATION))
+    lines.append("keys: Tab completes commands, names and #rooms, Up/Down browse history, "
+                 "Alt-1..9 and Ctrl-N/Ctrl-P switch rooms, Ctrl-C clears the line, "
+                 "Ctrl-D leaves, Ctrl-Z suspends")
     return "\n".join(lines)
 
 

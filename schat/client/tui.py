@@ -33,12 +33,13 @@ from prompt_toolkit.output import ColorDepth
 
 from schat.client.completion import ChatCompleter
 from schat.client.history import ChatHistory
-from schat.client.reconnect import BACKOFF_CAP, BACKOFF_START, Reconnector
+from schat.client.reconnect import BACKOFF_CAP, BACKOFF_START
 from schat.client import tui_status as status
 from schat.client.render import (Fragments, Renderer, chat_style, clean, event_type, field,
                                  should_bell)
 from schat.client.session import Disconnected
 from schat.client.tui_commands import LineCommands
+from schat.client.tui_reconnect import Reconnecting
 from schat.client.tui_layout import (PasteGuard, build_application, build_layout, key_bindings,
                                      room_bindings)
 from schat.client.room_text import describe, one_line_fields
@@ -55,9 +56,6 @@ ROOM_NAMES_SHOWN = 12
 # Events whose topics, reasons and away messages are one line (a break shown as ⏎).
 ONE_LINE_KINDS = ("room", "topic", "moderation", "users", "rooms")
 
-# The server ended the session on purpose (a login elsewhere took it over, an admin):
-# logging in again at once would undo it, so the screen stays offline.
-FINAL_CODES = ("taken_over", "disconnected", "locked", "removed", "kicked", "banned")
 
 
 def colour_wanted(env: Optional[Dict[str, str]] = None) -> bool:
@@ -66,7 +64,7 @@ def colour_wanted(env: Optional[Dict[str, str]] = None) -> bool:
     return not env.get("NO_COLOR")
 
 
-class ChatTUI:
+class ChatTUI(Reconnecting):
     """One interactive chat screen bound to a logged-in session.
 
     ``session`` is a logged-in :class:`schat.client.session.ClientSession` whose
@@ -471,48 +469,6 @@ class ChatTUI:
             if line is not None:
                 self.show(line)
 
-    # -- reconnecting -------------------------------------------------------
-    def _lost(self, event) -> None:
-        if self._quitting:
-            return
-        reason = getattr(event, "reason", "") or "connection closed"
-        if self._reconnecting:
-            reason = "you asked to reconnect"
-        self.lost = reason
-        if self._reconnect is None or getattr(event, "code", "") in FINAL_CODES:
-            self.state = "offline"
-            self.show(self.renderer.warning(f"disconnected: {reason}; /quit to leave"))
-            self.app.invalidate()
-            return
-        self.state = "reconnecting"
-        self.show(self.renderer.warning(f"disconnected: {reason}; reconnecting"))
-        self.app.invalidate()
-        self._start_reconnector(now=self._reconnecting)
-
-    def _start_reconnector(self, now: bool = False) -> None:
-        self._reconnecting = True
-        self._wake.clear()
-        Reconnector(self._reconnect, self._stop, self.call_soon, state=self._set_state,
-                    warn=lambda text: self.show(self.renderer.warning(text)),
-                    attach=self._attach, give_up=self._give_up,
-                    backoff=self._backoff, wake=self._wake, now=now).start()
-
-    def reconnect_now(self) -> None:
-        """/reconnect: drop the connection (if any) and log in again at once."""
-        if self._reconnect is None:
-            self.warn("reconnecting is not available in this session")
-            return
-        if self.online:
-            self._reconnecting = True
-            session = self.session
-            self.background(lambda: session.close("reconnecting"))
-        elif self._reconnecting:
-            self._wake.set()  # the waiting attempt goes now
-        else:
-            self.state = "reconnecting"
-            self._start_reconnector(now=True)
-            self.app.invalidate()
-
     def call_soon(self, func, *args) -> bool:
         """Run ``func(*args)`` on the UI loop, from any thread; False when the loop is gone."""
         loop = self._loop
@@ -523,14 +479,3 @@ class ChatTUI:
         except RuntimeError:
             return False  # the loop closed while we were leaving
         return True
-
-    def _set_state(self, state: str) -> None:
-        self.state = state
-        self.app.invalidate()
-
-    def _give_up(self, reason: str) -> None:
-        self._reconnecting = False
-        self.state = "offline"
-        self.show(self.renderer.warning(f"cannot reconnect: {reason}\n"
-                                        "/reconnect tries again, /quit leaves"))
-        self.app.invalidate()

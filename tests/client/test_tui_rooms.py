@@ -322,3 +322,34 @@ def test_connect_to_a_server_older_than_rooms_logs_in_without_them(hostile, runn
     assert res.exit_code == 1 and "closed the connection" in res.stderr
     assert "Traceback" not in res.output
     assert len(srv.sent_of(messages.Login)) == 4
+
+
+def test_reconnecting_keeps_the_current_room_and_a_takeover_does_not_reconnect(chat_server,
+                                                                              screens):
+    attempts = []
+
+    def reconnect():
+        attempts.append(1)
+        return logged_in(chat_server, "alice")
+
+    screen = screens(logged_in(chat_server, "alice"), reconnect, backoff_start=30,
+                     backoff_cap=30)
+    settled(screen)
+    screen.type("/join #dev\r")
+    settled(screen, "#dev")
+    screen.type("/reconnect\r")
+    screen.wait_printed("back online")
+    # The new session is put back in #dev by the server (its rooms are remembered), and
+    # #dev stays the current room although the server's default is #lobby.
+    screen.wait(lambda: screen.tui.rooms.order() == ["#lobby", "#dev"], "both rooms back")
+    screen.wait(lambda: screen.tui.rooms.known, "rooms known")
+    assert screen.tui.rooms.current == "#dev" and prompt(screen) == "alice #dev> "
+    assert attempts == [1]
+    # Another login of alice takes the session over: the screen says so and stays off
+    # (logging in again at once would take it back).
+    other = chat_server.login("alice")
+    screen.wait_printed("logged in again from 127.0.0.1:")
+    screen.wait(lambda: screen.tui.state == "offline", "offline")
+    screen.wait_printed("/quit to leave")
+    assert attempts == [1]
+    other.close()
