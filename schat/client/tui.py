@@ -119,6 +119,9 @@ class ChatTUI(Reconnecting):
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._set_members(field(welcome, "users", None) or [])
         self.rooms = Rooms(self.me)
+        # The room lines without a room tag belong to, as the screen last said it: when the
+        # current room changes, the next line printed is preceded by "switched to #room".
+        self._marked: Optional[str] = None
 
         self.history = history if history is not None else ChatHistory(None)
         self.buffer = Buffer(
@@ -350,6 +353,8 @@ class ChatTUI(Reconnecting):
         if kind in ONE_LINE_KINDS:
             event = one_line_fields(event)
         if kind == "room":
+            if field(event, "room") == self.rooms.current:
+                self._marked = self.rooms.current  # the line says so itself
             return self.renderer.info(describe(event, most=ROOM_NAMES_SHOWN), field(event, "time"))
         room = self.rooms.room_of(event)
         tag = room if room is not None and room != self.rooms.current else ""
@@ -426,7 +431,14 @@ class ChatTUI(Reconnecting):
 
     # -- printing -----------------------------------------------------------
     def show(self, fragments: Fragments, bell: bool = False) -> None:
-        """Print one line above the input (on the UI loop); batched with others."""
+        """Print one line above the input (on the UI loop); batched with others.
+
+        Lines of the current room carry no room tag, so a change of the current room is
+        said before the next line (once, however many switches came in between)."""
+        room = self.rooms.current if self.rooms.known else None
+        if room is not None and room != self._marked:
+            self._marked = room
+            self.terminal.show(self.renderer.info(f"switched to {room}"), False)
         self.terminal.show(fragments, bell)
 
     @property

@@ -51,6 +51,7 @@ def test_current_room_in_prompt_and_toolbar_and_switching(chat_server, screens):
     assert prompt(screen) == "alice #ops> "
     assert screen.toolbar() == (" lab (testsrv) · alice · 1:#lobby 2:#dev [3:#ops] · 1 here"
                                 " · connected ")
+    switched = len(printed_with(screen, "-- switched to"))
     for keys, room in ((ALT + "1", "#lobby"), (CTRL_N, "#dev"), (CTRL_P, "#lobby"),
                        (CTRL_P, "#ops"), (CTRL_N, "#lobby"), (ALT + "2", "#dev"),
                        (ALT + "9", "#dev")):             # no ninth room: nothing moves
@@ -62,6 +63,10 @@ def test_current_room_in_prompt_and_toolbar_and_switching(chat_server, screens):
     settled(screen, "#dev")
     screen.type("/switch #nope\r")
     screen.wait_printed("you are not in #nope; /join #nope first (Up brings the line back)")
+    # Nine switches, nothing printed meanwhile: the change is said once, before the
+    # next line, so lines without a room tag are always under the room they belong to.
+    assert printed_with(screen, "-- switched to")[switched:] == [
+        screen.tui.printed[-2]] and screen.tui.printed[-2].endswith("-- switched to #dev")
     screen.type("/switch 7\r")
     screen.wait_printed("no room number 7: you are in 3 rooms")
     screen.type("/join #lobby\r")                # a room you are in: only switched to

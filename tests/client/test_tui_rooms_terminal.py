@@ -92,20 +92,27 @@ def test_room_switching_as_seen_under_tmux(chat_server, member, tmux):
                         shlex.quote(sys.executable), "-m", "schat", "connect", "lab",
                         "--no-bell"])
     tmux("new-session", "-d", "-s", "chat", "-x", "72", "-y", "12", "-c", str(home), command)
-    rows = screen_text(tmux, lambda r: r[-1].endswith("2 here · connected"), "the toolbar")
-    assert rows[-1] == " lab (testsrv) · alice · [1:#lobby] · 2 here · connected"
-    assert rows[-2] == "alice #lobby>"
+
+    def shows(toolbar, prompt):
+        return lambda rows: rows[-1] == toolbar and rows[-2] == prompt
+
+    screen_text(tmux, shows(" lab (testsrv) · alice · [1:#lobby] · 2 here · connected",
+                            "alice #lobby>"), "the toolbar and the prompt")
     tmux("send-keys", "-t", "chat", "/join #dev", "Enter")
-    rows = screen_text(tmux, lambda r: "[2:#dev]" in r[-1], "#dev current")
-    assert rows[-2] == "alice #dev>"
+    screen_text(tmux, shows(" lab (testsrv) · alice · 1:#lobby [2:#dev] · 2 here · connected",
+                            "alice #dev>"), "#dev current")
     tmux("send-keys", "-t", "chat", "M-1")
+    screen_text(tmux, shows(" lab (testsrv) · alice · [1:#lobby] 2:#dev · 2 here · connected",
+                            "alice #lobby>"), "Alt-1")
     bob.session.say("news in dev", room="#dev")
-    rows = screen_text(tmux, lambda r: "2:#dev(1)" in r[-1], "the unread count")
-    assert rows[-1] == " lab (testsrv) · alice · [1:#lobby] 2:#dev(1) · 2 here · connected"
-    assert rows[-2] == "alice #lobby>"
-    assert any(row[6:] == "#dev <bob> news in dev" for row in rows), rows
+    rows = screen_text(tmux, shows(" lab (testsrv) · alice · [1:#lobby] 2:#dev(1) · 2 here · "
+                                   "connected", "alice #lobby>"), "the unread count")
+    # The change of room is said once, before the next line; #dev's line is tagged.
+    at = next(i for i, row in enumerate(rows) if row.endswith("news in dev"))
+    assert rows[at - 1][6:] == "-- switched to #lobby" and rows[at][6:] == \
+        "#dev <bob> news in dev", rows
     tmux("send-keys", "-t", "chat", "C-n")
-    rows = screen_text(tmux, lambda r: "[2:#dev]" in r[-1], "Ctrl-N")
-    assert rows[-1] == " lab (testsrv) · alice · 1:#lobby [2:#dev] · 2 here · connected"
+    screen_text(tmux, shows(" lab (testsrv) · alice · 1:#lobby [2:#dev] · 2 here · connected",
+                            "alice #dev>"), "Ctrl-N")
     tmux("send-keys", "-t", "chat", "C-d")
     bob.close()
