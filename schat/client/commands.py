@@ -56,7 +56,7 @@ COMMANDS: Dict[str, ChatCommand] = {c.name: c for c in (
                 runs="dm", takes_name=True,
                 related=("tell", "whisper", "pm", "dm", "privmsg", "notice", "m", "w")),
     ChatCommand("query", "/query [NAME [TEXT]]",
-                "send your lines to NAME alone from now on (/query alone: to everyone again)",
+                "send your lines to NAME alone from now on (/query alone: to the room again)",
                 runs="screen", takes_name=True, related=("chat", "talk")),
     ChatCommand("whois", "/whois NAME", "show NAME's key fingerprint and your pin",
                 runs="dm", takes_name=True, related=("fingerprint", "key", "finger", "info")),

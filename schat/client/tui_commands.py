@@ -199,7 +199,8 @@ class LineCommands:
         who, _, text = args.partition(" ")
         if not who:
             if tui.query is not None:
-                tui.notice(f"your lines go to everyone again (no more to {tui.query} alone)")
+                where = tui.current_room() or "everyone"
+                tui.notice(f"your lines go to {where} again (no more to {tui.query} alone)")
             tui.query = None
             tui.app.invalidate()
             return

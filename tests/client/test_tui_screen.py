@@ -279,7 +279,8 @@ def test_query_sends_plain_lines_privately_and_keeps_them_out_of_the_history_fil
     assert (got.sender, got.text, got.verified) == ("alice", "the code is 0451", True)
     screen.wait_printed("-> bob: the code is 0451")
     screen.type("/query\r")
-    screen.wait_printed("your lines go to everyone again")
+    screen.wait_printed("your lines go to #lobby again (no more to bob alone)")
+    assert "".join(t for _, t in screen.tui.prompt()) == "alice #lobby> "
     screen.type("for everyone\r")
     assert bob.next(messages.ChatMessage).text == "for everyone"
     screen.type("/msg bob and 0452\r")
