@@ -186,6 +186,9 @@ class Ack(Message):
 class Notice(Message):
     text: str = spec(schema.TEXT)
     time: int = spec(schema.TIME)
+    # The cid of the request this answers (the offline-recipient notice of a
+    # dm_send); absent when it answers none.
+    cid: Any = spec(schema.CID, default=None)
 
 
 @message("join")

@@ -139,7 +139,8 @@ def test_sigkill_during_signup_burst_keeps_every_confirmed_account(tmp_path, run
     make_store(home).close()
     # One crypto thread: the sign-ups queue up, so many are in flight at the kill.
     srv = ServeProcess(home, "--crypto-workers", "1", "--max-pending-logins", "256",
-                       "--max-unauthenticated-per-ip", "256", "--penalty-base", "0")
+                       "--max-unauthenticated-per-ip", "256", "--penalty-base", "0",
+                       "--signups-per-hour", "0")
     names = [f"burst{i:02d}" for i in range(SIGNUPS)]
     peers: List[RawPeer] = []
     confirmed: List[str] = []
