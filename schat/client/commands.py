@@ -22,6 +22,9 @@ class ChatCommand(NamedTuple):
     help: str
     runs: str = "server"
     takes_name: bool = False
+    # Its first argument is a room: "joined" (one you are in) or "any" (also the ones
+    # you heard of: /rooms, invitations); for completion.
+    takes_room: str = ""
     aliases: Tuple[str, ...] = ()
     related: Tuple[str, ...] = ()
 
@@ -31,19 +34,20 @@ COMMANDS: Dict[str, ChatCommand] = {c.name: c for c in (
                 related=("commands", "h", "?")),
     ChatCommand("who", "/who [#ROOM]",
                 "list who is in the room, and who is away (default: the current room)",
-                aliases=("names",), related=("users", "online", "members", "nicks")),
+                aliases=("names",), takes_room="any", related=("users", "online", "members", "nicks")),
     ChatCommand("me", "/me ACTION", "say ACTION in the third person",
                 related=("action", "emote", "describe")),
     ChatCommand("join", "/join #ROOM", "join (or create) a room; your plain lines then go "
                 "there. Room messages are encrypted between you and the server, not end to "
                 "end: the server's operator can read them (/msg is end-to-end)",
-                related=("j", "channel", "enter", "create")),
+                takes_room="any", related=("j", "channel", "enter", "create")),
     ChatCommand("part", "/part [#ROOM] [REASON]", "leave a room (default: the current one)",
-                related=("leave", "p", "close")),
+                takes_room="joined", related=("leave", "p", "close")),
     ChatCommand("rooms", "/rooms", "list the rooms you may join",
                 aliases=("list",), related=("channels", "chanlist", "ls")),
-    ChatCommand("switch", "/switch #ROOM", "send your plain lines to a room you are in",
-                related=("window", "win", "buffer", "go", "focus")),
+    ChatCommand("switch", "/switch #ROOM|N", "make a room you are in the current one (N: its "
+                "number in the toolbar; also Alt-N, Ctrl-N, Ctrl-P)",
+                takes_room="joined", related=("window", "win", "buffer", "go", "focus")),
     ChatCommand("topic", "/topic [TEXT]", "show or set the room's topic",
                 related=("subject", "title")),
     ChatCommand("history", "/history [N]", "show N earlier messages of the room",
@@ -52,7 +56,7 @@ COMMANDS: Dict[str, ChatCommand] = {c.name: c for c in (
                 runs="dm", takes_name=True,
                 related=("tell", "whisper", "pm", "dm", "privmsg", "notice", "m", "w")),
     ChatCommand("query", "/query [NAME [TEXT]]",
-                "send your lines to NAME alone from now on (/query alone: to everyone again)",
+                "send your lines to NAME alone from now on (/query alone: to the room again)",
                 runs="screen", takes_name=True, related=("chat", "talk")),
     ChatCommand("whois", "/whois NAME", "show NAME's key fingerprint and your pin",
                 runs="dm", takes_name=True, related=("fingerprint", "key", "finger", "info")),

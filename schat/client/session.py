@@ -104,6 +104,12 @@ class LoginRefused(AuthenticationFailed):
         self.code = code
 
 
+class LoginDropped(ConnectionFailed):
+    """The server closed the connection, without a word, in answer to a login that listed
+    ``features``: what a server older than rooms does with a field it does not know
+    (docs/PROTOCOL.md §5a). Logging in again without them works there."""
+
+
 class ServerKeyChanged(TrustError):
     """The server's key differs from the pin; ``banner`` is the loud multi-line warning."""
 
@@ -262,7 +268,13 @@ class ClientSession:
         self.send(request)
         self._sock.settimeout(REPLY_TIMEOUT)
         while True:
-            msg = self._next_message()
+            try:
+                msg = self._next_message()
+            except ConnectionFailed as err:
+                if getattr(request, "features", ()):
+                    raise LoginDropped(f"{err} at login (a server older than rooms closes "
+                                       f"the connection so)") from None
+                raise
             if isinstance(msg, messages.Welcome):
                 self.user = msg.user
                 self.welcome = msg

@@ -9,8 +9,11 @@ meanwhile are neither echoed nor merged (:mod:`schat.client.tui_terminal`).
 Several events that arrive together are printed in one pass.
 
 The prompt and the toolbar are built from the screen's state (who you are,
-whom a ``/query`` talks to, away, the connection) as lists of parts, so more
-state can add its own part. When the connection drops, a
+the current room and the others' unread counts, whom a ``/query`` talks to,
+away, the connection) as lists of parts (:mod:`schat.client.tui_status`).
+The rooms are followed in :mod:`schat.client.tui_rooms`: lines of a room
+other than the current one carry its name, lines from a room's history are
+dimmed. When the connection drops, a
 :class:`~schat.client.reconnect.Reconnector` logs in again in the background;
 the input line stays usable meanwhile. The layout and keys are in
 :mod:`schat.client.tui_layout`, the entered lines in :mod:`schat.client.tui_commands`.
@@ -30,22 +33,29 @@ from prompt_toolkit.output import ColorDepth
 
 from schat.client.completion import ChatCompleter
 from schat.client.history import ChatHistory
-from schat.client.reconnect import BACKOFF_CAP, BACKOFF_START, Reconnector
+from schat.client.reconnect import BACKOFF_CAP, BACKOFF_START
 from schat.client import tui_status as status
 from schat.client.render import (Fragments, Renderer, chat_style, clean, event_type, field,
                                  should_bell)
 from schat.client.session import Disconnected
 from schat.client.tui_commands import LineCommands
-from schat.client.tui_layout import PasteGuard, build_application, build_layout, key_bindings
+from schat.client.tui_reconnect import Reconnecting
+from schat.client.tui_layout import (PasteGuard, build_application, build_layout, key_bindings,
+                                     room_bindings)
+from schat.client.room_text import describe, one_line_fields
+from schat.client.tui_rooms import Rooms
 from schat.client.tui_terminal import Terminal
 from schat.errors import SchatError
 from schat.names import name_key
 
 log = logging.getLogger("schat.client.tui")
 
-# The server ended the session on purpose (a login elsewhere took it over, an admin):
-# logging in again at once would undo it, so the screen stays offline.
-FINAL_CODES = ("taken_over", "disconnected", "locked", "removed", "kicked", "banned")
+# Names listed in the line for a room you are in ("you are in #dev; 3 here: ..."): a
+# room of hundreds would fill the screen; /who lists them all.
+ROOM_NAMES_SHOWN = 12
+# Events whose topics, reasons and away messages are one line (a break shown as ⏎).
+ONE_LINE_KINDS = ("room", "topic", "moderation", "users", "rooms")
+
 
 
 def colour_wanted(env: Optional[Dict[str, str]] = None) -> bool:
@@ -54,7 +64,7 @@ def colour_wanted(env: Optional[Dict[str, str]] = None) -> bool:
     return not env.get("NO_COLOR")
 
 
-class ChatTUI:
+class ChatTUI(Reconnecting):
     """One interactive chat screen bound to a logged-in session.
 
     ``session`` is a logged-in :class:`schat.client.session.ClientSession` whose
@@ -99,7 +109,7 @@ class ChatTUI:
                                         (ignores.names() if ignores is not None else [])}
         self._backoff = (backoff_start, backoff_cap)
         self._generation = 0
-        self._outgoing: Dict[str, Tuple[str, str, Any]] = {}
+        self._outgoing: Dict[str, Tuple[str, str, Any, Optional[str]]] = {}
         # Acks that came in before the worker thread that sent the request registered its cid.
         self._early_acks: Dict[str, Optional[int]] = {}
         self._quitting = False
@@ -108,11 +118,15 @@ class ChatTUI:
         self._reconnecting = False
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._set_members(field(welcome, "users", None) or [])
+        self.rooms = Rooms(self.me)
+        # The room lines without a room tag belong to, as the screen last said it: when the
+        # current room changes, the next line printed is preceded by "switched to #room".
+        self._marked: Optional[str] = None
 
         self.history = history if history is not None else ChatHistory(None)
         self.buffer = Buffer(
             name="input", multiline=False, history=self.history,
-            completer=ChatCompleter(lambda: self.members.values(), lambda: self.me),
+            completer=ChatCompleter(self._names, lambda: self.me, self.rooms.names_for_completion),
             complete_while_typing=False)
         self.paste = PasteGuard()
         self.commands = LineCommands(self)
@@ -131,6 +145,7 @@ class ChatTUI:
         layout = build_layout(self.buffer, self.prompt, self.toolbar)
         bindings = key_bindings(self.buffer, self.paste, self._enter, self.quit,
                                 self._idle_interrupt, self._suspend)
+        room_bindings(bindings, lambda: self.rooms.known, self.switch_number, self.switch_step)
         kwargs = {} if self.colour else {"color_depth": ColorDepth.DEPTH_1_BIT}
         return build_application(layout, bindings, self.paste, self.buffer,
                                  style=chat_style(self.colour), input=input, output=output,
@@ -245,6 +260,7 @@ class ChatTUI:
         self._outgoing.clear()
         self._early_acks.clear()
         if not first:
+            self.rooms.reset()
             self._set_members(field(session.welcome, "users", None) or [])
             self.announced = clean(str(field(session.welcome, "server", "") or ""))
             self.state = "connected"
@@ -315,15 +331,34 @@ class ChatTUI:
             self.members.pop(name_key(str(field(event, "user", ""))), None)
         if kind in ("message", "dm") and self.is_ignored(field(event, "sender", "") or ""):
             return
+        self.rooms.apply(event)
         if kind == "ack":
             line = self._acked(field(event, "cid"), field(event, "time"))
         else:
             if kind == "error":
                 self._outgoing.pop(field(event, "cid", None), None)
-            line = self.welcome_line(event) if kind == "welcome" else self.renderer.event(event)
+            line = self._line(kind, event)
         if line is not None:
             self.show(line, bell=self.bell and should_bell(event, self.me))
         self.app.invalidate()
+
+    def _line(self, kind: str, event):
+        if kind == "welcome":
+            return self.welcome_line(event)
+        if kind == "focus":
+            # The prompt shows where plain lines go; only "nowhere" needs words.
+            if field(event, "room", None) is None and self.rooms.current is None:
+                return self.renderer.info("you are in no room; /join one (/rooms lists them)")
+            return None
+        if kind in ONE_LINE_KINDS:
+            event = one_line_fields(event)
+        if kind == "room":
+            if field(event, "room") == self.rooms.current:
+                self._marked = self.rooms.current  # the line says so itself
+            return self.renderer.info(describe(event, most=ROOM_NAMES_SHOWN), field(event, "time"))
+        room = self.rooms.room_of(event)
+        tag = room if room is not None and room != self.rooms.current else ""
+        return self.renderer.event(event, tag)
 
     def _acked(self, cid: Optional[str], ms: Optional[int]):
         entry = self._outgoing.pop(cid, None) if cid else None
@@ -331,9 +366,11 @@ class ChatTUI:
             if cid and len(self._early_acks) < 1000:
                 self._early_acks[cid] = ms
             return None
-        kind, a, b = entry
+        kind, a, b, room = entry
         if kind == "say":
-            return self.renderer.chat(self.me, a, ms, action=b)
+            # Your own line, tagged with its room when you have switched away meanwhile.
+            tag = room if room is not None and room != self.rooms.current else ""
+            return self.renderer.chat(self.me, a, ms, action=b, tag=tag)
         if kind == "msg":
             if name_key(a) == name_key(self.me):
                 return None  # a note to yourself comes back, and is shown, as it arrives
@@ -345,6 +382,39 @@ class ChatTUI:
 
     def _set_members(self, names) -> None:
         self.members = {name_key(str(n)): str(n) for n in names}
+
+    def _names(self):
+        """Member names to complete: everyone in your rooms (#lobby's list without rooms)."""
+        if not self.rooms.known:
+            return self.members.values()
+        names = dict(self.members)
+        names.update((name_key(n), n) for n in self.rooms.members())
+        return names.values()
+
+    # -- rooms --------------------------------------------------------------
+    def current_room(self) -> Optional[str]:
+        """The room plain lines and commands are sent to (None: the server knows no rooms,
+        or you are in none)."""
+        return self.rooms.current if self.rooms.known else None
+
+    def switch(self, room: str) -> bool:
+        """Make ``room`` (one you are in) the current room; nothing is sent."""
+        if not self.rooms.switch(room):
+            return False
+        self.app.invalidate()
+        return True
+
+    def switch_number(self, n: int) -> None:
+        """Alt-N: the N-th room in the toolbar."""
+        room = self.rooms.by_number(n)
+        if room is not None:
+            self.switch(room)
+
+    def switch_step(self, delta: int) -> None:
+        """Ctrl-N / Ctrl-P: the next or previous room, wrapping around."""
+        room = self.rooms.step(delta)
+        if room is not None:
+            self.switch(room)
 
     # -- ignoring -----------------------------------------------------------
     def is_ignored(self, name: str) -> bool:
@@ -361,7 +431,14 @@ class ChatTUI:
 
     # -- printing -----------------------------------------------------------
     def show(self, fragments: Fragments, bell: bool = False) -> None:
-        """Print one line above the input (on the UI loop); batched with others."""
+        """Print one line above the input (on the UI loop); batched with others.
+
+        Lines of the current room carry no room tag, so a change of the current room is
+        said before the next line (once, however many switches came in between)."""
+        room = self.rooms.current if self.rooms.known else None
+        if room is not None and room != self._marked:
+            self._marked = room
+            self.terminal.show(self.renderer.info(f"switched to {room}"), False)
         self.terminal.show(fragments, bell)
 
     @property
@@ -394,56 +471,15 @@ class ChatTUI:
         """Logged in and connected now."""
         return self.session is not None and self.state == "connected"
 
-    def expect_ack(self, cid: str, kind: str, a: str, b: Any) -> None:
-        """Remember a request sent as ``cid``; its line is printed when the server acks it
-        (``say``: text, action; ``msg``: peer, text; ``away``: reason; ``command``: line)."""
-        self._outgoing[cid] = (kind, a, b)
+    def expect_ack(self, cid: str, kind: str, a: str, b: Any, room: Optional[str] = None) -> None:
+        """Remember a request sent as ``cid`` (to ``room``); its line is printed when the
+        server acks it (``say``: text, action; ``msg``: peer, text; ``away``: reason;
+        ``command``: line)."""
+        self._outgoing[cid] = (kind, a, b, room)
         if cid in self._early_acks:
             line = self._acked(cid, self._early_acks.pop(cid))
             if line is not None:
                 self.show(line)
-
-    # -- reconnecting -------------------------------------------------------
-    def _lost(self, event) -> None:
-        if self._quitting:
-            return
-        reason = getattr(event, "reason", "") or "connection closed"
-        if self._reconnecting:
-            reason = "you asked to reconnect"
-        self.lost = reason
-        if self._reconnect is None or getattr(event, "code", "") in FINAL_CODES:
-            self.state = "offline"
-            self.show(self.renderer.warning(f"disconnected: {reason}; /quit to leave"))
-            self.app.invalidate()
-            return
-        self.state = "reconnecting"
-        self.show(self.renderer.warning(f"disconnected: {reason}; reconnecting"))
-        self.app.invalidate()
-        self._start_reconnector(now=self._reconnecting)
-
-    def _start_reconnector(self, now: bool = False) -> None:
-        self._reconnecting = True
-        self._wake.clear()
-        Reconnector(self._reconnect, self._stop, self.call_soon, state=self._set_state,
-                    warn=lambda text: self.show(self.renderer.warning(text)),
-                    attach=self._attach, give_up=self._give_up,
-                    backoff=self._backoff, wake=self._wake, now=now).start()
-
-    def reconnect_now(self) -> None:
-        """/reconnect: drop the connection (if any) and log in again at once."""
-        if self._reconnect is None:
-            self.warn("reconnecting is not available in this session")
-            return
-        if self.online:
-            self._reconnecting = True
-            session = self.session
-            self.background(lambda: session.close("reconnecting"))
-        elif self._reconnecting:
-            self._wake.set()  # the waiting attempt goes now
-        else:
-            self.state = "reconnecting"
-            self._start_reconnector(now=True)
-            self.app.invalidate()
 
     def call_soon(self, func, *args) -> bool:
         """Run ``func(*args)`` on the UI loop, from any thread; False when the loop is gone."""
@@ -455,14 +491,3 @@ class ChatTUI:
         except RuntimeError:
             return False  # the loop closed while we were leaving
         return True
-
-    def _set_state(self, state: str) -> None:
-        self.state = state
-        self.app.invalidate()
-
-    def _give_up(self, reason: str) -> None:
-        self._reconnecting = False
-        self.state = "offline"
-        self.show(self.renderer.warning(f"cannot reconnect: {reason}\n"
-                                        "/reconnect tries again, /quit leaves"))
-        self.app.invalidate()

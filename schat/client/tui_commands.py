@@ -1,5 +1,9 @@
 """What the chat screen does with an entered line: chat, ``/commands``, local DM commands.
 
+Plain lines and commands name the current room when the server has rooms, so
+what you typed goes where the prompt said it would; ``/switch`` (and ``/join``
+of a room you are in) changes the current room without asking the server.
+
 Every entered line leaves the input line and goes into the history, sent or
 not: a refused one (a mistyped command, a refused ``/msg``, a message over
 the size limit, no connection) is named in a warning and comes back with Up,
@@ -13,6 +17,7 @@ from typing import Callable, Optional
 
 from schat.client.commands import DM_COMMANDS, MODERATION, lookup
 from schat.client.completion import COMMANDS, help_text, split_command, suggest
+from schat.client.tui_rooms import room_key
 from schat.errors import PolicyError, SchatError
 from schat.protocol.schema import MAX_TEXT_BYTES, name_key
 from schat.store.policy import validate_username
@@ -84,6 +89,10 @@ class LineCommands:
             self._ignore(name, args)
         elif name == "reconnect":
             tui.reconnect_now()
+        elif name == "switch" and tui.rooms.known:
+            self._switch(args)
+        elif name == "join" and tui.rooms.known and self._join(line, args):
+            return
         elif name in LOCAL_COMMANDS:
             self._local(line, name, args)
         elif self._runs_on_server(name):
@@ -114,23 +123,68 @@ class LineCommands:
                      "for one message")
         return True
 
+    def _roomless(self) -> bool:
+        tui = self.tui
+        if not tui.rooms.known or tui.rooms.current is not None:
+            return False
+        self._refuse("you are in no room: nothing was sent; /join one (/rooms lists them)")
+        return True
+
     def _say(self, text: str, action: bool) -> None:
-        if self._too_long(text) or self._offline():
+        if self._too_long(text) or self._offline() or self._roomless():
             return
-        self._request(lambda session: session.say(text, action=action), "say", text, action)
+        room = self.tui.current_room()
+        self._request(lambda session: session.say(text, action=action, room=room), "say",
+                      text, action, room)
 
     def _server_command(self, line: str, kind: str, a: str) -> None:
         if self._offline():
             return
-        self._request(lambda session: session.command(line), kind, a, None)
+        room = self.tui.current_room()
+        self._request(lambda session: session.command(line, room=room), kind, a, None, room)
 
-    def _request(self, send: Callable, kind: str, a: str, b) -> None:
+    def _request(self, send: Callable, kind: str, a: str, b, room: Optional[str] = None) -> None:
         try:
             cid = send(self.tui.session)
         except SchatError as err:
             self._refuse(f"not sent: {err}")
             return
-        self.tui.expect_ack(cid, kind, a, b)
+        self.tui.expect_ack(cid, kind, a, b, room)
+
+    # -- rooms -------------------------------------------------------------------
+    def _switch(self, args: str) -> None:
+        tui, rooms = self.tui, self.tui.rooms
+        target = args.split()[0] if args.split() else ""
+        if not target:
+            self._refuse(f"usage: {COMMANDS['switch'].usage}")
+            return
+        if target.isdigit():
+            room = rooms.by_number(int(target))
+            if room is None:
+                count = len(rooms.order())
+                self._refuse(f"no room number {target[:8]}: you are in {count} room"
+                             f"{'' if count == 1 else 's'} (the toolbar numbers them)")
+                return
+        else:
+            room = room_key(target)
+            if room is None or room not in rooms.views:
+                shown = room or target[:40]
+                self._refuse(f"you are not in {shown}; /join {shown} first")
+                return
+        tui.switch(room)
+
+    def _join(self, line: str, args: str) -> bool:
+        """/join of a room you are in only switches to it (True: done here); any other
+        is sent, and its room becomes the current one once you are in."""
+        words = args.split()
+        room = room_key(words[0]) if words else None
+        if room is None:
+            return False
+        if room in self.tui.rooms.views:
+            self.tui.switch(room)
+            return True
+        self.tui.rooms.joining.add(room)
+        return False
 
     # -- names ------------------------------------------------------------------
     def _name(self, name: str, usage: str) -> Optional[str]:
@@ -145,7 +199,8 @@ class LineCommands:
         who, _, text = args.partition(" ")
         if not who:
             if tui.query is not None:
-                tui.notice(f"your lines go to everyone again (no more to {tui.query} alone)")
+                where = tui.current_room() or "everyone"
+                tui.notice(f"your lines go to {where} again (no more to {tui.query} alone)")
             tui.query = None
             tui.app.invalidate()
             return

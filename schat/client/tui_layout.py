@@ -4,7 +4,7 @@ Layout, at the bottom of the terminal::
 
     ann> half-typed li|          the input line (wraps, grows as you type)
          /help   list the ...    the completion menu, in rows kept free for it
-     lab · ann · 3 online · connected
+     lab · ann · [1:#lobby] 2:#dev(3) · 3 here · connected
 
 The screen is not full-screen: it is only as tall as its parts, so when the
 terminal has filled up it sits on the last rows. A float there would have
@@ -21,7 +21,7 @@ from typing import Callable, Optional
 
 from prompt_toolkit.application import Application
 from prompt_toolkit.buffer import Buffer
-from prompt_toolkit.filters import has_completions
+from prompt_toolkit.filters import Condition, has_completions
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.key_binding.key_processor import KeyProcessor
 from prompt_toolkit.keys import Keys
@@ -212,6 +212,29 @@ def key_bindings(buffer: Buffer, paste: PasteGuard, submit: Callable[[], None],
         buffer.insert_text(data.rstrip("\n") if "\n" in data else data)
 
     return kb
+
+
+def room_bindings(kb: KeyBindings, known: Callable[[], bool],
+                  to_number: Callable[[int], None], step: Callable[[int], None]) -> None:
+    """Alt-1…9 (Alt-0: the tenth) pick a room by its number in the toolbar; Ctrl-N and
+    Ctrl-P the next and previous one (irssi's keys). Only while the server has rooms
+    and no completion menu is open: otherwise Ctrl-N/Ctrl-P browse the menu or the
+    history as usual."""
+    rooms_now = Condition(known)
+    for digit in "1234567890":
+        number = int(digit) or 10
+
+        @kb.add("escape", digit, filter=rooms_now)
+        def _room(event, number=number):
+            to_number(number)
+
+    @kb.add("c-n", filter=rooms_now & ~has_completions)
+    def _next(event):
+        step(1)
+
+    @kb.add("c-p", filter=rooms_now & ~has_completions)
+    def _previous(event):
+        step(-1)
 
 
 def build_application(layout: Layout, bindings: KeyBindings, paste: PasteGuard,

@@ -37,10 +37,12 @@ PROBE_TIMEOUT = 10.0
 
 
 # -- the server ------------------------------------------------------------------
-def open_session(app: AppContext, name: str, accept_new: bool, ask: bool = True):
+def open_session(app: AppContext, name: str, accept_new: bool, ask: bool = True,
+                 features: Optional[tuple] = None):
     """Resolve NAME and connect with the pin check done.
 
     ``ask=False`` never prompts about an unknown key (reconnecting from the chat screen).
+    ``features``: what the login announces (default: all this client understands).
     """
     from schat.client.session import ClientSession, ServerKeyChanged
     from schat.store.known_servers import KnownServers
@@ -48,10 +50,11 @@ def open_session(app: AppContext, name: str, accept_new: bool, ask: bool = True)
 
     entry = resolve_server(app.config, app.home, name)
     confirm = ask_trust(entry.name, entry.address) if ask else None
+    extra = {} if features is None else {"features": features}
     session = ClientSession(entry.host, entry.port, entry.name,
                             known_servers=KnownServers(app.home.known_servers),
                             expected_fingerprint=entry.fingerprint, confirm_new=confirm,
-                            accept_new=accept_new)
+                            accept_new=accept_new, **extra)
     try:
         session.connect()
     except ServerKeyChanged as err:
@@ -76,7 +79,7 @@ def open_session(app: AppContext, name: str, accept_new: bool, ask: bool = True)
     if session.trust_wait > REDIAL_AFTER:
         log.debug("connecting again: the trust question took %.0f s", session.trust_wait)
         session.close()
-        return open_session(app, name, accept_new, ask=False)
+        return open_session(app, name, accept_new, ask=False, features=features)
     return session
 
 
@@ -117,17 +120,31 @@ class LoginFlow:
         self.register = False
         self._typed_password = False
         self._opened = 0.0
+        # What the login announces; () once the server turned out to be older than rooms.
+        self.features: Optional[tuple] = None
 
     # -- connecting ---------------------------------------------------------------
     def connect(self, ask: bool = True):
         """A pinned connection (the trust question when the key is unknown and ``ask``)."""
-        session = open_session(self.app, self.name, self.accept_new, ask=ask)
+        session = open_session(self.app, self.name, self.accept_new, ask=ask,
+                               features=self.features)
         self._opened = time.monotonic()
         return session
 
     def reopen(self, accept_new: bool = False, ask: bool = False):
         """``open_session`` for the chat screen's reconnects (never a question)."""
-        return open_session(self.app, self.name, accept_new, ask=ask)
+        return open_session(self.app, self.name, accept_new, ask=ask, features=self.features)
+
+    def _older_server(self, err) -> bool:
+        """After a login that listed features was dropped without a word: True (and log in
+        without them from now on) the first time; a server older than rooms does that."""
+        if self.features == ():
+            return False
+        log.debug("%s; logging in again without features", err)
+        echo_err(f"Note: {self.name} closed the connection at login, as a server older than "
+                 f"rooms does; logging in again as an older client (one room, no /join).")
+        self.features = ()
+        return True
 
     def _fresh(self, session):
         if session is not None and session.connected and \
@@ -275,7 +292,11 @@ class LoginFlow:
         from schat.client.session import LoginRefused
         from schat.store.server_memory import KEY
 
-        for attempt in range(TRIES):
+        from schat.client.session import LoginDropped
+
+        attempt = 0
+        while attempt < TRIES:
+            attempt += 1
             session = self._fresh(session)
             try:
                 if self.method == KEY:
@@ -283,13 +304,19 @@ class LoginFlow:
                 else:
                     session.login_password(self.user, self.password, check=check)
                 return session
+            except LoginDropped as err:
+                session.close()
+                session = None
+                if not self._older_server(err):
+                    raise
+                attempt -= 1  # not a try of the password
             except LoginRefused as err:
                 session.close()
                 if err.code != "auth_failed":
                     raise
                 if self.method == KEY:
                     raise self.key_refused() from None
-                if not self._typed_password or attempt == TRIES - 1:
+                if not self._typed_password or attempt == TRIES:
                     raise
                 echo_err(f"{err}; try again.")
                 self.password = ask_password(f"Password for {self.user} on {self.name}")
@@ -302,10 +329,22 @@ class LoginFlow:
         """Create the account (with the key, when one is loaded); return the session."""
         from schat.crypto.keys import public_der
 
+        from schat.client.session import LoginDropped
+
         session = self._fresh(session)
+        der = public_der(self.private) if self.private is not None else None
         try:
-            der = public_der(self.private) if self.private is not None else None
             session.signup(self.user, self.password, der)
+        except LoginDropped as err:
+            session.close()
+            if not self._older_server(err):
+                raise
+            session = self.connect(ask=False)
+            try:
+                session.signup(self.user, self.password, der)
+            except BaseException:
+                session.close()
+                raise
         except BaseException:
             session.close()
             raise

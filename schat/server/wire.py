@@ -104,6 +104,11 @@ def _users(names, room: Optional[str], away: Optional[Dict[str, str]] = None,
     """``users`` messages listing ``names`` (chained by ``more``); ``away`` (name -> away
     message, for a client that reads it) rides along with the chunk holding each name;
     each carries ``cid`` (the request it answers) when given."""
+    if not away:  # the common case, kept as cheap as slicing (big rooms at every login)
+        last = max(len(names) - 1, 0) // MAX_LIST_ITEMS * MAX_LIST_ITEMS
+        return [_encode(m.Users(users=tuple(names[i:i + MAX_LIST_ITEMS]), more=i < last,
+                                room=room, cid=cid))
+                for i in range(0, max(len(names), 1), MAX_LIST_ITEMS)]
     chunks: List[Tuple[list, list]] = [([], [])]
     size = 0
     for name in names:

@@ -29,8 +29,9 @@ def test_half_typed_line_survives_incoming_messages(server_factory, screens):
     assert screen.tui.buffer.text == "half-typed wo"
     assert screen.tui.buffer.cursor_position == cursor
     # Redrawn after the burst, below the printed lines: the prompt and the text again.
-    redrawn = lambda: "alice> \x1b[0mhalf-typed wo" in screen.out.getvalue().rsplit(  # noqa: E731
-        "burst 39", 1)[1]
+    redrawn = lambda: re.search(  # noqa: E731
+        r"alice\S* \S*#lobby\S*> \x1b\[0mhalf-typed wo",
+        screen.out.getvalue().rsplit("burst 39", 1)[1])
     screen.wait(redrawn, "the input line redrawn below the burst")
     screen.type("rd\r")
     got = bob.next(messages.ChatMessage)
@@ -210,7 +211,7 @@ def test_schat_connect_in_a_terminal_uses_the_chat_screen(chat_server, tmp_path)
         child.sendline("n")  # no key pair yet: chat with the password alone
         child.expect("Not asked again for lab")
         # Your name for the server, and the name it announces.
-        child.expect(r"lab \(testsrv\) · alice · 2 online · connected")
+        child.expect(r"lab \(testsrv\) · alice · \S*\[1:#lobby\]\S* · 2 here · connected")
         bob.session.say("hello alice")
         child.expect(r"bob\S{0,20}> \S{0,20}hello alice")
         child.send("hi bob\r")
@@ -233,7 +234,7 @@ def test_schat_connect_in_a_terminal_uses_the_chat_screen(chat_server, tmp_path)
     try:
         child.expect_exact("Password for alice on lab: ")
         child.sendline(PASSWORDS["alice"])
-        child.expect(r"lab \(testsrv\) · alice · 2 online · connected")
+        child.expect(r"lab \(testsrv\) · alice · \S*\[1:#lobby\]\S* · 2 here · connected")
         child.send("\x04")
         child.expect(pexpect.EOF)
     finally:
@@ -280,7 +281,7 @@ def test_completion_menu_has_room_on_a_full_screen(server_factory, screens):
     assert menu.height == len(COMMANDS)
     drawn = "\n".join(rows[menu.ypos:menu.ypos + menu.height])
     assert all(f"/{name}" in drawn for name in COMMANDS)
-    assert "alice · 2 online · connected" in rows[-1]  # the toolbar, not covered
+    assert "alice · [1:#lobby] · 2 here · connected" in rows[-1]  # the toolbar, not covered
     assert menu.ypos + menu.height <= len(rows) - 1
 
 
@@ -353,7 +354,8 @@ def test_welcome_and_toolbar_show_your_name_for_the_server_and_its_own(chat_serv
                                                                        screens):
     screen = screens(logged_in(chat_server, "alice"), server="lab")
     assert "connected to lab (testsrv) as alice" in screen.tui.printed[0]
-    assert screen.toolbar() == " lab (testsrv) · alice · 1 online · connected "
+    screen.wait(lambda: screen.tui.rooms.known, "the rooms")
+    assert screen.toolbar() == " lab (testsrv) · alice · [1:#lobby] · 1 here · connected "
     same = screens(logged_in(chat_server, "bob"), server="TestSrv")
     assert "connected to TestSrv as bob" in same.tui.printed[0]  # one name, shown once
 
@@ -367,7 +369,8 @@ def test_narrow_toolbar_keeps_the_connection_state(server_factory, screens):
     screen.wait(lambda: "offline" in screen.toolbar(), "the toolbar offline")
     assert len(screen.toolbar()) <= 24
     screen.size = Size(rows=24, columns=80)
-    assert screen.toolbar() == " lab (testsrv) · alice · offline "
+    # Still in your rooms: the current one is where your lines go once back.
+    assert screen.toolbar() == " lab (testsrv) · alice · [1:#lobby] · offline "
 
 
 def test_irc_habits_names_exit_and_did_you_mean_by_meaning(chat_server, screens):

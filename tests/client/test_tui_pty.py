@@ -59,7 +59,7 @@ def test_type_ahead_and_a_paste_without_brackets(chat_server, member):
     bob = chat_server.login("bob")
     child = connect(home, env)
     try:
-        child.expect("alice · 2 online · connected")
+        child.expect(r"alice · \S*\[1:#lobby\]\S* · 2 here · connected")
         for i in range(1, 13):  # as fast as the terminal takes them: type-ahead
             child.send(f"m{i}\r")
         assert [bob.next(messages.ChatMessage).text for _ in range(12)] == \
@@ -89,7 +89,7 @@ def test_ctrl_z_then_fg_restores_raw_mode_and_the_screen(chat_server, member):
     try:
         shell.expect_exact("SHELL$ ")
         shell.sendline(f"{sys.executable} -m schat connect lab --no-bell")
-        shell.expect("alice · 2 online · connected")
+        shell.expect(r"alice · \S*\[1:#lobby\]\S* · 2 here · connected")
         assert raw(shell.child_fd)
         shell.send("half")
         shell.send("\x1a")  # Ctrl-Z
@@ -97,7 +97,7 @@ def test_ctrl_z_then_fg_restores_raw_mode_and_the_screen(chat_server, member):
         shell.expect_exact("SHELL$ ")
         shell.sendline("fg")
         # Drawn again, with the half-typed line, in raw mode.
-        shell.expect(r"alice> \S{0,20}half")
+        shell.expect(r"alice\S* \S*#lobby\S*> \S{0,20}half")
         shell.expect("connected")
         deadline = time.monotonic() + WAIT
         while not raw(shell.child_fd) and time.monotonic() < deadline:

@@ -245,11 +245,11 @@ def test_cli_debug_logs_above_the_line_and_server_gone_exits_1(server_factory, t
     try:
         child.expect("Generate one and register it")
         child.sendline("n")
-        child.expect(r"lab \(testsrv\) · alice · 1 online · connected")
+        child.expect(r"lab \(testsrv\) · alice · \S*\[1:#lobby\]\S* · 1 here · connected")
         child.send("typing")
         bob = server.login("bob")
         child.expect(r"log DEBUG schat\S*: record in")
-        child.expect(r"alice> \S{0,20}typing")  # the input line drawn again below the log lines
+        child.expect(r"alice\S* \S*#lobby\S*> \S{0,20}typing")  # the input line drawn again below the log lines
         server.thread.stop()
         child.expect("disconnected")
         child.send("\x03\x04")
@@ -279,7 +279,8 @@ def test_query_sends_plain_lines_privately_and_keeps_them_out_of_the_history_fil
     assert (got.sender, got.text, got.verified) == ("alice", "the code is 0451", True)
     screen.wait_printed("-> bob: the code is 0451")
     screen.type("/query\r")
-    screen.wait_printed("your lines go to everyone again")
+    screen.wait_printed("your lines go to #lobby again (no more to bob alone)")
+    assert "".join(t for _, t in screen.tui.prompt()) == "alice #lobby> "
     screen.type("for everyone\r")
     assert bob.next(messages.ChatMessage).text == "for everyone"
     screen.type("/msg bob and 0452\r")
