@@ -87,7 +87,7 @@ class Actions:
         if not args:
             text = (f"topic of {target.name}: {target.topic} (set by {target.topic_by})"
                     if target.topic else f"{target.name} has no topic")
-            self._info(member, text)
+            self._info(member, text, cid)
             return
         self._authority(member, target, OP, "set the topic")
         topic = "" if args == "-" else args
@@ -111,7 +111,7 @@ class Actions:
             raise Refusal("invalid", "#lobby is open to everyone")
         self._authority(member, target, OP, "change the room's mode")
         if target.private == (mode == "private"):
-            self._info(member, f"{target.name} is already {mode}")
+            self._info(member, f"{target.name} is already {mode}", cid)
             return
         target.private = mode == "private"
         self.store.save_room(target.record())
@@ -226,12 +226,12 @@ class Actions:
         now = self.now_ms()
         items = target.restrictions.active(now)
         if not items:
-            self._info(member, f"no bans or mutes in {target.name}")
+            self._info(member, f"no bans or mutes in {target.name}", cid)
             return
         lines = [f"{'banned' if r.kind == BAN else 'muted'}: {r.user} "
                  f"{describe_until(r.until, now)} by {r.actor or 'the operator'}"
                  f"{': ' + r.reason if r.reason else ''}" for r in items]
-        self._info(member, f"{target.name}:\n" + "\n".join(lines))
+        self._info(member, f"{target.name}:\n" + "\n".join(lines), cid)
 
     # -- ending sessions ----------------------------------------------------------------
     def cmd_disconnect(self, member, args, cid, room):
@@ -262,7 +262,7 @@ class Actions:
         if target is not None:
             self.end_session(member, target, "lock", reason)
         else:
-            self._info(member, f"locked {who} (not online)")
+            self._info(member, f"locked {who} (not online)", cid)
 
     def end_session(self, actor, target, action: str, reason: str) -> None:
         """End ``target``'s session, shown to each of its rooms as ``action`` by ``actor``

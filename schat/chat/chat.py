@@ -241,15 +241,15 @@ class Chat(Actions):
             command = find(args.lstrip("/").split()[0])
             if command is None:
                 raise Refusal("bad_command", f"no command /{args.lstrip('/')[:32]}")
-            self._info(member, f"{command.usage}  {command.help}")
+            self._info(member, f"{command.usage}  {command.help}", cid)
         else:
-            self._info(member, help_text(member.admin))
+            self._info(member, help_text(member.admin), cid)
 
     def cmd_who(self, member, args, cid, room):
         target = self._visible_room(member, args) if args else self._room_of(member, room)
         away = tuple(sorted(((m.name, m.away) for m in target.members.values()
                              if m.away is not None), key=lambda pair: pair[0].lower()))
-        self.sink.reply(member, ev.Names(target.name, target.names(), away))
+        self.sink.reply(member, ev.Names(target.name, target.names(), away), cid)
 
     def cmd_away(self, member, args, cid, room):
         text = " ".join(args.split())
@@ -279,7 +279,7 @@ class Chat(Actions):
                                   member.key in r.members)
                       for r in sorted(self.rooms.values(), key=lambda r: r.name)
                       if r.visible_to(member))
-        self.sink.reply(member, ev.RoomList(infos))
+        self.sink.reply(member, ev.RoomList(infos), cid)
 
     def cmd_join(self, member, args, cid, room):
         if not args:
@@ -289,7 +289,7 @@ class Chat(Actions):
         target = self.rooms.get(name)
         if target is not None and member.key in target.members:
             member.focus = name
-            self.sink.reply(member, ev.Focus(name))
+            self.sink.reply(member, ev.Focus(name), cid)
             return
         if len(member.rooms) >= self.limits.rooms_per_member:
             raise Refusal("limit", f"you are in {len(member.rooms)} rooms, the most this "
@@ -320,9 +320,9 @@ class Chat(Actions):
         if name != LOBBY:
             target.stored_members += 1
         self.fanout.publish(name, ev.Joined(name, member.name, now))
-        self._show_room(member, target, 0, [self.limits.backlog_bytes])
+        self._show_room(member, target, 0, [self.limits.backlog_bytes], cid)
         member.focus = name
-        self.sink.reply(member, ev.Focus(name))
+        self.sink.reply(member, ev.Focus(name), cid)
 
     def cmd_part(self, member, args, cid, room):
         words = args.split(None, 1)
@@ -338,7 +338,7 @@ class Chat(Actions):
         self.fanout.publish(target.name, ev.Parted(target.name, member.name, self.now_ms(),
                                                    reason or "left"))
         if moved:
-            self._tell_focus(member)
+            self._tell_focus(member, cid)
         self._forget_member(target)
 
     def cmd_switch(self, member, args, cid, room):
@@ -346,7 +346,7 @@ class Chat(Actions):
             raise Refusal("bad_command", "usage: /switch #ROOM")
         target = self._room_of(member, args.split()[0])
         member.focus = target.name
-        self.sink.reply(member, ev.Focus(target.name))
+        self.sink.reply(member, ev.Focus(target.name), cid)
 
     def cmd_history(self, member, args, cid, room):
         target = self._room_of(member, room)
@@ -368,15 +368,15 @@ class Chat(Actions):
             items = self.store.history_before(target.name, before, count)
         items = self._fresh(items)
         if not items:
-            self._info(member, f"no earlier messages in {target.name}")
+            self._info(member, f"no earlier messages in {target.name}", cid)
             return
         member.cursors[target.name] = items[0].id
         for said in items:
-            self.sink.reply(member, said.as_history())
+            self.sink.reply(member, said.as_history(), cid)
 
     # -- helpers ------------------------------------------------------------------------
-    def _info(self, member: Member, text: str) -> None:
-        self.sink.reply(member, ev.Info(text, self.now_ms()))
+    def _info(self, member: Member, text: str, cid: Optional[str] = None) -> None:
+        self.sink.reply(member, ev.Info(text, self.now_ms()), cid)
 
     def _add(self, room: Room, member: Member) -> None:
         room.members[member.key] = member
@@ -397,9 +397,9 @@ class Chat(Actions):
             self._tell_focus(member)
         return True
 
-    def _tell_focus(self, member: Member) -> None:
+    def _tell_focus(self, member: Member, cid: Optional[str] = None) -> None:
         if member.aware and self.members.get(member.key) is member:
-            self.sink.reply(member, ev.Focus(member.focus))
+            self.sink.reply(member, ev.Focus(member.focus), cid)
 
     def _detach(self, member: Member) -> List[str]:
         """Take a session out of every room silently (it is being replaced)."""
@@ -445,13 +445,15 @@ class Chat(Actions):
             raise Refusal("no_such_room", f"no such room: {key}")
         return room
 
-    def _show_room(self, member: Member, room: Room, last_read: int, budget: List[int]) -> None:
-        """Send ``member`` the state of ``room`` and the messages after ``last_read``."""
+    def _show_room(self, member: Member, room: Room, last_read: int, budget: List[int],
+                   cid: Optional[str] = None) -> None:
+        """Send ``member`` the state of ``room`` and the messages after ``last_read``
+        (``cid``: the request this answers, a /join)."""
         if not member.aware:
             return
         now = self.now_ms()
         self.sink.reply(member, ev.RoomState(room.name, room.topic, room.private, room.owner,
-                                             room.ops_names(), room.names(), now))
+                                             room.ops_names(), room.names(), now), cid)
         items = self._fresh(room.history.unseen(last_read, self.limits.backlog))
         kept = []
         for said in reversed(items):
@@ -463,7 +465,7 @@ class Chat(Actions):
         kept.reverse()
         member.cursors[room.name] = kept[0].id if kept else room.history.last_id + 1
         for said in kept:
-            self.sink.reply(member, said.as_history())
+            self.sink.reply(member, said.as_history(), cid)
 
     @staticmethod
     def _check_line(text: str, what: str) -> None:

@@ -26,8 +26,8 @@ from schat.client.sanitize import clean
 from schat.crypto.keys import fingerprints_equal, normalize_fingerprint
 from schat.errors import (AuthenticationFailed, ConnectionFailed, ProtocolError,
                           RemoteProtocolError, TrustError)
-from schat.protocol import auth, dm_messages, events, messages, room_messages
-from schat.protocol.connection import ClientConnection
+from schat.protocol import auth, dm_messages, events, messages, registry, room_messages
+from schat.protocol.connection import ClientConnection, violation_text
 
 log = logging.getLogger("schat.client")
 
@@ -412,6 +412,25 @@ class ClientSession:
                                    f"{err.strerror or err}") from None
 
     def _next_event(self):
+        try:
+            return self._next_event_or_fail()
+        except RemoteProtocolError as err:
+            self._last_words(err)
+            raise
+
+    def _last_words(self, err: RemoteProtocolError) -> None:
+        """The server broke the protocol: tell it what (a ``bye`` with the reason, when
+        the channel was up), so its operator can see it; the caller then closes."""
+        with self._lock:
+            self._conn.close(f"protocol error: {violation_text(err)}")
+            data = self._conn.data_to_send()
+            if data and self._sock is not None:
+                try:
+                    self._sock.sendall(data)
+                except OSError:
+                    pass
+
+    def _next_event_or_fail(self):
         while True:
             with self._lock:
                 ev = self._conn.next_event()
@@ -459,6 +478,11 @@ class ClientSession:
                     self._callback(msg)
                 if isinstance(msg, messages.Bye):
                     reason, clean_end = clean(msg.reason), True
+                    if code in registry.PROTOCOL_ERROR_CODES:
+                        # This client sent something the server does not accept: a bug
+                        # to report, with what the server said it was.
+                        reason = (f"{self.server_name} closed the connection on a protocol "
+                                  f"error of this client ({code}): {reason}")
                     break
         except ConnectionFailed as err:
             reason = "closed" if self._closing else str(err)

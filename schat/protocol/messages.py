@@ -173,6 +173,9 @@ class ChatMessage(Message):
     room: Any = spec(schema.ROOM, default=None)
     # True: sent from the room's history (backlog, /history), not live.
     history: bool = spec(schema.BOOL, default=False, omit=True)
+    # The cid of the request this answers (a /history or /join of a room-aware
+    # client); absent on every live line.
+    cid: Any = spec(schema.CID, default=None)
 
 
 @message("ack")
@@ -215,6 +218,8 @@ class Users(Message):
     # Those of ``users`` who are away: objects {user, text} (the away message). Sent only
     # to a client that said "away" in its login features; omitted when nobody is away.
     away: Tuple[dict, ...] = spec(AWAY_LIST, default=(), omit=True)
+    # The cid of the request this answers (/who, /names, /join of a room-aware client).
+    cid: Any = spec(schema.CID, default=None)
 
 
 # Retired: no server sends it any more. It still decodes so that a client can
@@ -309,8 +314,10 @@ def decode(data: bytes, accepted: Mapping[str, Type[Message]] = REGISTRY) -> Mes
     cls = accepted.get(type_name)
     if cls is None:
         if type_name in REGISTRY:
-            raise RemoteProtocolError(f"message type {type_name!r} is not allowed here")
-        raise RemoteProtocolError(f"unknown message type {type_name[:40]!r}")
+            raise RemoteProtocolError(f"message type {type_name!r} is not allowed here",
+                                      code="unexpected_message")
+        raise RemoteProtocolError(f"unknown message type {type_name[:40]!r}",
+                                  code="unexpected_message")
     values = {}
     for name, kind, has_default, default, _omit in _SPECS[type_name]:
         if name in obj:

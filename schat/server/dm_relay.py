@@ -438,9 +438,12 @@ class DmRelay:
                                                   envelope=msg.envelope,
                                                   sender_key=pending.sender_der))
         else:
+            # The request's cid, for a client that knows rooms (one that does not reads
+            # notices in the shape it always did: without one).
             self.hub.queue(member, messages.Notice(
                 text=f"{pending.recipient} is offline; your message is stored and will be "
-                     f"delivered at their next login", time=now, cid=msg.cid))
+                     f"delivered at their next login", time=now,
+                cid=msg.cid if getattr(member, "aware", True) else None))
         self.outcomes["ack"] += 1
         self._ack(member, msg.cid, dm_id)
 

@@ -202,8 +202,8 @@ class Hub(Sink):
                 self._push(member, legacy)
         self.deliveries += 1
 
-    def reply(self, member: Session, event) -> None:
-        items = wire.reply_bytes(event, member.aware, self.now_ms(), member.reads_away)
+    def reply(self, member: Session, event, cid: Optional[str] = None) -> None:
+        items = wire.reply_bytes(event, member.aware, self.now_ms(), member.reads_away, cid)
         if type(event) is ev.Done and self.durable_acks:
             ticket = self.store.ticket()
             if self._held:  # keep acknowledgements in order

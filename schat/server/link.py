@@ -14,9 +14,9 @@ import functools
 import logging
 from typing import TYPE_CHECKING, List, Optional
 
-from schat.errors import ProtocolError, StoreError
-from schat.protocol import dm_messages, events, messages, room_messages
-from schat.protocol.connection import ServerConnection
+from schat.errors import ProtocolError, RemoteProtocolError, StoreError
+from schat.protocol import dm_messages, events, messages, registry, room_messages
+from schat.protocol.connection import ServerConnection, violation_text
 from schat.server import login
 from schat.server.guard import TokenBucket
 from schat.server.hub import ROOMS, Session
@@ -27,13 +27,15 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("schat.server")
 
 BUSY_TEXT = "the server is busy; try again in a moment"
+# Seconds a closing connection may take to deliver its last words (a bye) to a peer that
+# does not read them; then it is cut off, so it cannot hold its socket open for ever.
+CLOSE_GRACE = 10.0
 STORE_DOWN_TEXT = "store unavailable: the server cannot reach its account store; try again later"
 
 # Connection states. CHECKED: a login with "check" succeeded; only key requests are served.
 HANDSHAKE, AUTH, CHAT, CHECKED, CLOSED = "handshake", "auth", "chat", "checked", "closed"
 # What a checked connection may still ask (account-level, no chat session).
-CHECKED_ALLOWED = frozenset({dm_messages.GetKey, dm_messages.SetKey, messages.Ping,
-                             messages.Pong, messages.Bye})
+CHECKED_ALLOWED = frozenset(registry.CHECKED.values())
 
 # Messages outside the rate limit: answers to the server (pong, delivery
 # acknowledgements of a stored mailbox, which may be hundreds at login) and bye.
@@ -167,7 +169,7 @@ class ClientLink(asyncio.Protocol):
             conn.receive_data(data)
             self._process()
         except ProtocolError as err:
-            self._drop(f"protocol error: {err}")
+            self._violation(err)
         except Exception:  # noqa: BLE001 - a bug hit by one client must not stop the server
             log.exception("%s: internal error; connection closed", self.peer)
             self._drop("internal error")
@@ -225,7 +227,7 @@ class ClientLink(asyncio.Protocol):
         try:
             self._process()
         except ProtocolError as err:
-            self._drop(f"protocol error: {err}")
+            self._violation(err)
             return
         except Exception:  # noqa: BLE001 - a bug hit by one client must not stop the server
             log.exception("%s: internal error; connection closed", self.peer)
@@ -259,7 +261,7 @@ class ClientLink(asyncio.Protocol):
         try:
             done(fut.result())
         except ProtocolError as err:
-            self._drop(f"protocol error: {err}")
+            self._violation(err)
             return
         except OSError as err:  # out of file descriptors or memory: this connection only
             self._drop(f"server resources exhausted ({err.strerror or err})")
@@ -281,7 +283,7 @@ class ClientLink(asyncio.Protocol):
             if backlog and self.state != CLOSED:
                 self._feed(b"".join(backlog))
         except ProtocolError as err:
-            self._drop(f"protocol error: {err}")
+            self._violation(err)
 
     def _key_exchange_done(self, _result) -> None:
         data = self.conn.data_to_send()
@@ -461,6 +463,23 @@ class ClientLink(asyncio.Protocol):
             self._refuse("too_many_attempts" if self.attempts else "invalid",
                          "login deadline passed")
 
+    def _violation(self, err: ProtocolError) -> None:
+        """The client broke the protocol (or, for a LocalProtocolError, this server did).
+
+        With the channel up, the client is told what it did wrong: ``error`` with the
+        violation's code and the reason, then ``bye`` with the same reason, in one
+        record; the connection is then closed. Before the channel is up there is no
+        way to say anything, and the connection is just closed."""
+        if self.state == CLOSED:
+            return
+        if not isinstance(err, RemoteProtocolError):
+            log.error("%s: %s; connection closed", self.peer, err)
+            self._drop("internal error")
+            return
+        text = violation_text(err)
+        self.reason = f"protocol error: {text}"
+        self._close_transport(bye=text, before=(messages.Error(code=err.code, text=text),))
+
     def _drop(self, reason: str) -> None:
         """Abort at once (protocol violation, slow consumer): nothing more is sent."""
         if self.state == CLOSED:
@@ -470,19 +489,24 @@ class ClientLink(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    def _close_transport(self, bye: Optional[str] = None) -> None:
+    def _close_transport(self, bye: Optional[str] = None, before=()) -> None:
+        """Close after sending what is queued; with ``bye``, say it last (``before``:
+        messages in the same record ahead of it)."""
         if self.state == CLOSED and self.transport is None:
             return
         conn = self.conn
-        if bye is not None and conn is not None and conn.handshake_complete and not conn.closed:
-            conn.close(bye)
+        if bye is not None and conn is not None:
+            conn.close(bye, before)  # says nothing when the channel is not (or no longer) up
             data = conn.data_to_send()
             if data and self.transport is not None:
                 self.server.stats.bytes_sent += len(data)
                 self.transport.write(data)
         self.state = CLOSED
-        if self.transport is not None:
-            self.transport.close()
+        transport = self.transport
+        if transport is not None:
+            transport.close()
+            if transport.get_write_buffer_size():
+                self.server.loop.call_later(CLOSE_GRACE, transport.abort)
 
     def flush(self, member: Session) -> None:
         """Send everything the hub queued for this member as one record (or a few)."""

@@ -99,13 +99,15 @@ def event_bytes(event, aware: bool) -> Optional[bytes]:
 USERS_BUDGET = 60_000
 
 
-def _users(names, room: Optional[str], away: Optional[Dict[str, str]] = None) -> List[bytes]:
+def _users(names, room: Optional[str], away: Optional[Dict[str, str]] = None,
+           cid: Optional[str] = None) -> List[bytes]:
     """``users`` messages listing ``names`` (chained by ``more``); ``away`` (name -> away
-    message, for a client that reads it) rides along with the chunk holding each name."""
+    message, for a client that reads it) rides along with the chunk holding each name;
+    each carries ``cid`` (the request it answers) when given."""
     if not away:  # the common case, kept as cheap as slicing (big rooms at every login)
         last = max(len(names) - 1, 0) // MAX_LIST_ITEMS * MAX_LIST_ITEMS
         return [_encode(m.Users(users=tuple(names[i:i + MAX_LIST_ITEMS]), more=i < last,
-                                room=room))
+                                room=room, cid=cid))
                 for i in range(0, max(len(names), 1), MAX_LIST_ITEMS)]
     chunks: List[Tuple[list, list]] = [([], [])]
     size = 0
@@ -123,7 +125,8 @@ def _users(names, room: Optional[str], away: Optional[Dict[str, str]] = None) ->
             chunks[-1][1].append({"user": name, "text": note})
         size += cost
     last = len(chunks) - 1
-    return [_encode(m.Users(users=tuple(chunk), more=i < last, room=room, away=tuple(notes)))
+    return [_encode(m.Users(users=tuple(chunk), more=i < last, room=room, away=tuple(notes),
+                            cid=cid))
             for i, (chunk, notes) in enumerate(chunks)]
 
 
@@ -141,22 +144,35 @@ def away_text(away) -> str:
     return text
 
 
-def reply_bytes(event, aware: bool, now: int, reads_away: bool = False) -> List[bytes]:
+def reply_bytes(event, aware: bool, now: int, reads_away: bool = False,
+                cid: Optional[str] = None) -> List[bytes]:
     """The encoded messages answering the requesting member (usually one).
 
     ``reads_away``: the client said "away" at login, so who is away rides in the
-    ``users`` messages; any other client gets it as a notice after them.
+    ``users`` messages; any other client gets it as a notice after them. ``cid``:
+    the request this answers; every message of the answer carries it, for a
+    room-aware client (a client that knows no rooms gets the shapes it always
+    read, without one; ``ack`` and ``error`` carry it for every client).
     """
     kind = type(event)
+    if not aware:
+        cid = None
     if kind is ev.Done:
         out = [_encode(m.Ack(cid=event.cid, id=event.id, time=event.time))]
     elif kind is ev.Refused:
         out = [_encode(m.Error(code=event.code, text=fit(event.text, MAX_SHORT_BYTES),
                                cid=event.cid))]
     elif kind is ev.Info:
-        out = [_encode(m.Notice(text=fit(event.text, MAX_TEXT_BYTES), time=event.time))]
+        out = [_encode(m.Notice(text=fit(event.text, MAX_TEXT_BYTES), time=event.time,
+                                cid=cid))]
     elif kind is ev.Said:
-        out = [event_bytes(event, aware)]
+        if cid is None:
+            out = [event_bytes(event, aware)]
+        else:  # history sent in answer to a request (only room-aware clients get history)
+            out = [_encode(m.ChatMessage(id=event.id, time=event.time, sender=event.sender,
+                                         text=event.text, action=event.action,
+                                         room=_room(event.room), history=event.history,
+                                         cid=cid))]
     elif kind is ev.Welcome:
         users = event.users
         out = [_encode(m.Welcome(user=event.user, server=fit(event.server, MAX_SHORT_BYTES),
@@ -171,9 +187,9 @@ def reply_bytes(event, aware: bool, now: int, reads_away: bool = False) -> List[
                                     time=now))]
         else:
             out = _users(event.users, _room(event.room),
-                         dict(event.away) if reads_away else None)
+                         dict(event.away) if reads_away else None, cid)
         if event.away and not reads_away:
-            out.append(_encode(m.Notice(text=away_text(event.away), time=now)))
+            out.append(_encode(m.Notice(text=away_text(event.away), time=now, cid=cid)))
     elif not aware:
         if kind is ev.RoomList:
             lines = [f"{r.room} ({r.users} online){' private' if r.private else ''}"
@@ -188,16 +204,16 @@ def reply_bytes(event, aware: bool, now: int, reads_away: bool = False) -> List[
                                     private=event.private, ops=event.ops[:MAX_LIST_ITEMS],
                                     users=users[:MAX_LIST_ITEMS], time=event.time,
                                     owner=event.owner or None,
-                                    more=len(users) > MAX_LIST_ITEMS))]
+                                    more=len(users) > MAX_LIST_ITEMS, cid=cid))]
         if len(users) > MAX_LIST_ITEMS:
-            out += _users(users, event.room)
+            out += _users(users, event.room, cid=cid)
     elif kind is ev.Focus:
-        out = [_encode(rm.Focus(room=event.room))]
+        out = [_encode(rm.Focus(room=event.room, cid=cid))]
     elif kind is ev.RoomList:
         items = [{"room": r.room, "users": r.users, "topic": fit(r.topic, MAX_SHORT_BYTES),
                   "private": r.private, "member": r.member} for r in event.rooms]
         out = [_encode(rm.Rooms(rooms=tuple(items[i:i + MAX_LIST_ITEMS]),
-                                more=i + MAX_LIST_ITEMS < len(items)))
+                                more=i + MAX_LIST_ITEMS < len(items), cid=cid))
                for i in range(0, max(1, len(items)), MAX_LIST_ITEMS)]
     else:
         data = event_bytes(event, aware)

@@ -102,7 +102,11 @@ def test_envelopes_dated_outside_the_clock_skew_are_refused(server_factory, user
 # -- #12 item 8: every answer carries the request's cid ------------------------------
 def test_offline_notice_and_every_answer_carry_the_request_cid(server_factory, user_keys):
     srv = _keyed(server_factory, user_keys)
-    alice, _ = login(srv, "alice")
+    alice = RawPeer(srv)
+    alice.handshake()
+    alice.send(alice.record(messages.Login(user="alice", password=PASSWORDS["alice"],
+                                           features=("rooms",))))
+    assert isinstance(alice.reply(), messages.Welcome)
     env = sealed("alice", user_keys["alice"], "bob", user_keys["bob"].public_key())
     alice.send(alice.record(dmm.DmSend(to="bob", envelope=env, cid="offline-1")))
     ack = answer(alice, "offline-1")
@@ -110,6 +114,15 @@ def test_offline_notice_and_every_answer_carry_the_request_cid(server_factory, u
     assert isinstance(ack, messages.Ack) and ack.id > 0
     assert [n.cid for n in notices] == ["offline-1"]
     assert "bob is offline" in notices[0].text
+    # A client that knows no rooms gets the notice in the shape it always read: no cid
+    # (it links the notice to its request by the ack that follows).
+    carol, _ = login(srv, "carol")
+    env = sealed("carol", user_keys["carol"], "bob", user_keys["bob"].public_key())
+    carol.send(carol.record(dmm.DmSend(to="bob", envelope=env, cid="offline-2")))
+    assert isinstance(answer(carol, "offline-2"), messages.Ack)
+    notices = [m for m in carol.inbox if isinstance(m, messages.Notice)]
+    assert [(n.cid, "bob is offline" in n.text) for n in notices] == [(None, True)]
+    carol.close()
     # Errors carry it too, whichever check refuses.
     bad = bytearray(env)
     bad[-10] ^= 1
@@ -156,7 +169,7 @@ def test_set_key_resent_is_acknowledged_in_any_encoding(server_factory, user_key
 
 def test_protocol_md_says_what_set_key_does():
     row = next(line for line in PROTOCOL.read_text().splitlines()
-               if line.startswith("| C→S | `set_key`"))
+               if line.startswith("| `set_key` | c→s |"))
     assert "key_exists" in row
     assert re.search(r"same key again.*`ack`", row), row
 

@@ -197,7 +197,7 @@ def test_away_rides_in_users_for_a_client_that_reads_it(hub):
     hub.handle(ann, messages.Command(line="/names", cid="w"))
     users, ack = drain(ann)
     assert users == messages.Users(users=("ann", "bob", "old"),
-                                   away=({"user": "bob", "text": "lunch, back at 2"},))
+                                   away=({"user": "bob", "text": "lunch, back at 2"},), cid="w")
     hub.handle(old, messages.Who())
     users, notice = drain(old)
     assert users == messages.Users(users=("ann", "bob", "old"))
