@@ -5,10 +5,13 @@ thread itself is :class:`schat.client.reconnect.Reconnector`)."""
 from __future__ import annotations
 
 from schat.client.reconnect import Reconnector
+from schat.protocol.registry import PROTOCOL_ERROR_CODES
 
-# The server ended the session on purpose (a login elsewhere took it over, an admin):
-# logging in again at once would undo it, so the screen stays offline.
-FINAL_CODES = ("taken_over", "disconnected", "locked", "removed", "kicked", "banned")
+# The server ended the session on purpose (a login elsewhere took it over, an admin),
+# or because this client broke the protocol: logging in again at once would undo the
+# first or repeat the second, so the screen stays offline.
+FINAL_CODES = frozenset({"taken_over", "disconnected", "locked", "removed", "kicked",
+                         "banned"}) | PROTOCOL_ERROR_CODES
 
 
 class Reconnecting:

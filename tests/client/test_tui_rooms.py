@@ -358,3 +358,25 @@ def test_reconnecting_keeps_the_current_room_and_a_takeover_does_not_reconnect(c
     screen.wait_printed("/quit to leave")
     assert attempts == [1]
     other.close()
+
+
+def test_a_protocol_error_of_this_client_is_not_retried(hostile, screens):
+    # The server says this client broke the protocol: logging in again would only
+    # break it again, so the screen stays offline and says why.
+    def refuse_the_first_line(link, msg):
+        if isinstance(msg, messages.Say):
+            link.send(messages.Error(code="bad_message", text="field 'text': too long"))
+            link.bye("field 'text': too long")
+
+    srv = hostile(script=refuse_the_first_line)
+    attempts = []
+
+    def reconnect():
+        attempts.append(1)
+        return hostile_session(srv)
+
+    screen = screens(hostile_session(srv), reconnect, backoff_start=0.05, backoff_cap=0.05)
+    screen.type("hello\r")
+    screen.wait(lambda: screen.tui.state == "offline", "offline")
+    screen.wait_printed("/quit to leave")
+    assert attempts == []
