@@ -191,8 +191,7 @@ def test_a_client_that_does_not_read_its_last_words_is_cut_off(server_factory, m
 def test_the_line_client_hears_the_reason(chat_server):
     """schat's own client, made to send a message the server does not accept, reports
     the server's code and reason (cleaned) when the connection ends."""
-    client = Client(chat_server.session())
-    client.session.login_password("carol", PASSWORDS["carol"])
+    client = chat_server.login("carol")
     client.session.send(messages.Welcome(user="x", server="y", motd="", users=(), time=0))
     from schat.client.session import Disconnected
     gone = client.next(Disconnected)
