@@ -70,8 +70,8 @@ def _quiet(srv, seconds: float):
     """A quiet window of ``seconds``, once the last round has left nothing behind
     (its connections closed, its crypto jobs done)."""
     server = srv.server
-    _watch(srv, lambda: len(server.links) == MEMBERS and server._pending_crypto == 0, 10,
-           "the flood's connections were not closed")
+    _watch(srv, lambda: len(server.links) == MEMBERS and server._pending_crypto == 0, 20,
+           "the flood's connections were not all closed")
     start = time.monotonic()
     _watch(srv, lambda: time.monotonic() >= start + seconds, seconds + 1, "")
     return start, time.monotonic()
