@@ -98,7 +98,7 @@ class Actions:
         self._check_line(topic, "topic")
         now = self.now_ms()
         target.topic, target.topic_by, target.topic_time = topic, member.name, now
-        self.store.save_room(target.record())
+        self.store.set_topic(target.name, topic, member.name, now)
         self.fanout.publish(target.name, ev.TopicChanged(target.name, topic, member.name, now))
         log.info("topic of %s set by %s", target.name, member.name)
 
@@ -114,7 +114,7 @@ class Actions:
             self._info(member, f"{target.name} is already {mode}")
             return
         target.private = mode == "private"
-        self.store.save_room(target.record())
+        self.store.set_mode(target.name, target.private)
         self._moderate(member, target, mode, "", "")
 
     # -- invitations and roles ---------------------------------------------------------
@@ -198,7 +198,7 @@ class Actions:
                                    f"mutes, its limit; lift some first")
         until = now + seconds * 1000 if seconds is not None else None
         item = Restriction(target.name, kind, who, member.name, rest, until, now)
-        target.restrictions.put(item)
+        target.restrictions.apply(item)
         self.store.put_restriction(item)
         self._moderate(member, target, kind, who, rest, until)
 
@@ -216,9 +216,11 @@ class Actions:
             raise Refusal("invalid", f"{check_user(name)} is not "
                                      f"{'banned from' if kind == BAN else 'muted in'} "
                                      f"{target.name}")
-        item = target.restrictions.remove(kind, name)
-        self.store.remove_restriction(target.name, kind, item.user)
-        self._moderate(member, target, "un" + kind, item.user, "")
+        user = target.restrictions.get(kind, name, self.now_ms()).user
+        lifted = Restriction.lifted(target.name, kind, user, member.name, self.now_ms())
+        target.restrictions.apply(lifted)
+        self.store.put_restriction(lifted)
+        self._moderate(member, target, "un" + kind, user, "")
 
     def cmd_bans(self, member, args, cid, room):
         target = self._room_of(member, room)
