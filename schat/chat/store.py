@@ -57,6 +57,11 @@ class ChatStore(ABC):
         """At most ``limit`` messages of ``room`` older than ``before_id``, oldest first."""
 
     @abstractmethod
+    def history_after(self, room: str, after_id: int, limit: int) -> List[Said]:
+        """The newest ``limit`` messages of ``room`` with an id above ``after_id``, oldest
+        first (a cluster's process catching up after missing some)."""
+
+    @abstractmethod
     def last_message_id(self) -> int:
         """The highest message id ever stored (ids keep growing across restarts)."""
 
@@ -167,6 +172,10 @@ class MemoryChatStore(ChatStore):
 
     def history_before(self, room: str, before_id: int, limit: int) -> List[Said]:
         items = [s for s in self.data.history if s.room == room and s.id < before_id]
+        return items[-limit:] if limit else []
+
+    def history_after(self, room: str, after_id: int, limit: int) -> List[Said]:
+        items = [s for s in self.data.history if s.room == room and s.id > after_id]
         return items[-limit:] if limit else []
 
     def last_message_id(self) -> int:

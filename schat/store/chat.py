@@ -198,6 +198,12 @@ class SqliteChatStore(ChatStore):
                                 (room, before_id, limit)).fetchall()
         return [_said(r) for r in reversed(rows)]
 
+    def history_after(self, room: str, after_id: int, limit: int) -> List[Said]:
+        with self.accounts.reading() as conn:
+            rows = conn.execute(f"{_SAID} WHERE room = ? AND id > ? ORDER BY id DESC LIMIT ?",
+                                (room, after_id, limit)).fetchall()
+        return [_said(r) for r in reversed(rows)]
+
     def last_message_id(self) -> int:
         with self.accounts.reading() as conn:
             return conn.execute("SELECT coalesce(max(id), 0) FROM history").fetchone()[0]
@@ -256,6 +262,19 @@ class SqliteChatStore(ChatStore):
                           "restrictions WHERE room", "history WHERE room"):
                 conn.execute(f"DELETE FROM {table} = ?", (name,))
         self.writer.submit(write)
+
+    def delete_room_now(self, name: str) -> bool:
+        """Remove the room now if nobody belongs to it; True when it was removed (a
+        cluster's node tells the others then). Blocks: not on the event loop."""
+        with self.accounts.transaction(f"room:{name}") as conn:
+            if conn.execute("SELECT 1 FROM room_members WHERE room = ? LIMIT 1",
+                            (name,)).fetchone():
+                return False
+            deleted = conn.execute("DELETE FROM rooms WHERE name = ?", (name,)).rowcount
+            for table in ("room_roles WHERE room", "restrictions WHERE room",
+                          "history WHERE room"):
+                conn.execute(f"DELETE FROM {table} = ?", (name,))
+        return deleted > 0
 
     def _role(self, room: str, user: str, role: str, on: bool) -> None:
         if on:

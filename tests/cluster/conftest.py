@@ -1,0 +1,1 @@
+from clusterkit import cluster  # noqa: F401  (fixture)
