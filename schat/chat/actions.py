@@ -52,8 +52,10 @@ class Actions:
         return target_name
 
     def _moderate(self, actor, room: Room, action: str, target: str, reason: str,
-                  until: Optional[int] = None) -> None:
-        now = self.now_ms()
+                  until: Optional[int] = None, now: Optional[int] = None) -> None:
+        # A ban's or mute's event carries the time of the restriction itself: other
+        # processes of a cluster settle concurrent ones by it (Restriction.stamp).
+        now = self.now_ms() if now is None else now
         event = ev.Moderated(room.name, action, actor.name if actor is not None else None,
                              target, reason, until, now)
         member = self.members.get(user_key(target)) if target else None
@@ -212,7 +214,7 @@ class Actions:
         item = Restriction(target.name, kind, who, member.name, rest, until, now)
         target.restrictions.apply(item)
         self.store.put_restriction(item)
-        self._moderate(member, target, kind, who, rest, until)
+        self._moderate(member, target, kind, who, rest, until, now)
 
     def cmd_unban(self, member, args, cid, room):
         self._lift(member, args, room, BAN)
@@ -228,11 +230,12 @@ class Actions:
             raise Refusal("invalid", f"{check_user(name)} is not "
                                      f"{'banned from' if kind == BAN else 'muted in'} "
                                      f"{target.name}")
-        user = target.restrictions.get(kind, name, self.now_ms()).user
-        lifted = Restriction.lifted(target.name, kind, user, member.name, self.now_ms())
+        now = self.now_ms()
+        user = target.restrictions.get(kind, name, now).user
+        lifted = Restriction.lifted(target.name, kind, user, member.name, now)
         target.restrictions.apply(lifted)
         self.store.put_restriction(lifted)
-        self._moderate(member, target, "un" + kind, user, "")
+        self._moderate(member, target, "un" + kind, user, "", None, now)
 
     def cmd_bans(self, member, args, cid, room):
         target = self._room_of(member, room)

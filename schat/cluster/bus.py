@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import Callable, Dict, List, Optional, Set, Tuple
 from urllib.parse import urlsplit
 
@@ -98,6 +99,7 @@ class Bus:
         for secret in self._secrets:
             text = text.replace(secret, "***")
         text = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+        text = re.sub(r"^Error -?\d+ connecting to \S+?\. ", "", text).rstrip(".")
         if "invalid username-password" in text.lower() or "invalid password" in text.lower() \
                 or "WRONGPASS" in text:
             return "authentication failed: wrong password"
@@ -329,3 +331,25 @@ class Bus:
     def stats(self) -> Dict[str, int]:
         return {"published": self.published, "received": self.received,
                 "dropped": self.dropped, "subscribed": len(self._wanted)}
+
+
+def check_reachable(url: str) -> None:
+    """Connect to the bus once (blocking, at start-up): BusError saying why it cannot be used."""
+    check_bus_url(url)
+    try:
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+    except ImportError:
+        raise BusError(EXTRA_HINT) from None
+    probe = Bus(url, lambda channel, data: None, lambda up: None)
+    try:
+        client = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0),
+                                      socket_connect_timeout=CONNECT_TIMEOUT,
+                                      socket_timeout=CONNECT_TIMEOUT)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Exception as err:  # noqa: BLE001 - every way of failing says why, in one line
+        raise probe.error(err) from None

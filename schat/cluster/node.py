@@ -40,7 +40,7 @@ from schat.chat.peers import Peers
 from schat.chat.replica import Replica, room_meta
 from schat.cluster import codec
 from schat.cluster.bus import Bus, bus_prefix
-from schat.cluster.catchup import Catchup
+from schat.cluster.catchup import MARGIN, Catchup
 from schat.cluster.ids import SLOTS, Hybrid
 from schat.cluster.settings import ClusterSettings
 from schat.errors import ConfigError
@@ -391,7 +391,7 @@ class ClusterNode(Fanout, Peers):
             self._send(self.node_channel(node), codec.HELLO)
 
     def _node_gone(self, node: str, reason: str) -> None:
-        self.nodes.pop(node, None)
+        known = self.nodes.pop(node, None)
         sessions = [r for r in self.chat.remote.values() if r.node == node]
         if sessions:
             log.warning("cluster node %s %s; its %d session(s) leave presence", node[:16],
@@ -399,6 +399,12 @@ class ClusterNode(Fanout, Peers):
         self.replica.vanished(sessions, reason)
         for key in [k for k in self._seen if k[0] == node]:
             del self._seen[key]
+        if reason != "left" and known is not None:
+            # It may have stored lines it never got onto the bus before it died.
+            silent_for = time.monotonic() - known[0]
+            since = time.time() - silent_for - self.settings.beat
+            for room_name in self.catchup.subscribed_rooms():
+                self.catchup.gap(room_name, since - MARGIN)
 
     def _on_state(self, up: bool) -> None:
         if not up:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import List
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 
 from chatkit import PASSWORDS, WAIT, Client, RunningServer, answer, until
 from schat.cluster.settings import ClusterSettings
@@ -84,4 +89,74 @@ def cluster(pg_url, redis_url, host_key, tmp_path):
     made.stop()
 
 
-__all__ = ["Cluster", "cluster", "login", "settle", "USERS", "WAIT", "answer", "until"]
+__all__ = ["Cluster", "ProcNode", "cluster", "login", "proc_nodes", "settle", "USERS", "WAIT", "answer", "until"]
+
+
+KEY_FILE = Path(__file__).resolve().parents[1] / "data" / "keys" / "host.pem"
+
+
+class ProcNode:
+    """`schat serve --bus ... --store ...` as a process of its own, in a data home of its
+    own (another machine, as far as schat can tell), with the cluster's host key file."""
+
+    def __init__(self, home: Path, key_file: Path, pg_url: str, redis_url: str,
+                 *args: str, lease: float = 2.0):
+        from test_cli_processes import Proc
+
+        home.mkdir(parents=True, exist_ok=True)
+        self.home = home
+        self.proc = Proc(["serve", "--port", "0", "--host-key", str(key_file),
+                          "--presence-lease", str(lease), "--rate-limit", "0",
+                          "--penalty-base", "0", *args], home,
+                         env={"SCHAT_STORE": pg_url, "SCHAT_BUS": redis_url},
+                         stdin=subprocess.DEVNULL)
+        line = self.proc.line("listening on", timeout=60)
+        self.port = int(line.rsplit(":", 1)[1])
+        self.node = self.proc.line("cluster node", timeout=WAIT).split()[2]
+        self.host = "127.0.0.1"
+
+    def session(self, **kwargs):
+        from schat.client.session import ClientSession
+        from schat.store.known_servers import KnownServers
+
+        s = ClientSession(self.host, self.port, "cluster",
+                          known_servers=KnownServers(self.home / "client_known"),
+                          accept_new=True, timeout=WAIT, **kwargs)
+        s.connect()
+        return s
+
+    def kill(self) -> None:
+        self.proc.p.send_signal(signal.SIGKILL)
+        self.proc.p.wait(WAIT)
+
+    def stop(self) -> int:
+        if self.proc.p.poll() is None:
+            self.proc.p.send_signal(signal.SIGTERM)
+        return self.proc.finish(timeout=30)
+
+
+@pytest.fixture
+def proc_nodes(pg_url, redis_url, tmp_path):
+    """Start process nodes: ``start(*args, lease=2)``; all are stopped at the end."""
+    import shutil
+
+    key = tmp_path / "cluster-host-key.pem"
+    shutil.copyfile(KEY_FILE, key)
+    key.chmod(0o600)
+    with AccountStore(PostgresEngine(pg_url), hash_params=LIGHT, owns_engine=True) as store:
+        for name, password in USERS.items():
+            store.add(name, password)
+    made: List[ProcNode] = []
+
+    def start(*args, lease: float = 2.0) -> ProcNode:
+        node = ProcNode(tmp_path / f"node{len(made)}", key, pg_url, redis_url, *args,
+                        lease=lease)
+        made.append(node)
+        return node
+
+    yield start
+    for node in made:
+        try:
+            node.stop()
+        except Exception:  # noqa: BLE001 - a killed one
+            node.proc.kill()

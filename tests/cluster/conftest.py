@@ -1,1 +1,1 @@
-from clusterkit import cluster  # noqa: F401  (fixture)
+from clusterkit import cluster, proc_nodes  # noqa: F401  (fixtures)
