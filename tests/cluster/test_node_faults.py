@@ -75,3 +75,53 @@ def test_a_killed_node_s_members_leave_and_lose_no_acknowledged_line(proc_nodes)
     assert until(bob, messages.Join, lambda m: m.room == "#dev").user == "carol"
     for c in (again, bob, carol):
         c.close()
+
+
+def admin(node, *args):
+    from test_cli_processes import REPO
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=str(REPO), SCHAT_HOME=str(node.home))
+    return subprocess.run([sys.executable, "-m", "schat", *args], capture_output=True,
+                          text=True, env=env, timeout=60)
+
+
+def test_admin_commands_on_one_node_reach_sessions_on_another(proc_nodes, pg_url):
+    a, b = proc_nodes(lease=LEASE), proc_nodes(lease=LEASE)
+    bob, carol = logged_in(b, "bob"), logged_in(b, "carol")
+    assert answer(bob, "/join #dev") is None
+    assert answer(carol, "/join #dev") is None
+    deadline = time.monotonic() + WAIT
+    while True:   # node a hears of them over the bus
+        who = admin(a, "admin", "who")
+        if "carol" in who.stdout and "#dev" in who.stdout.split("carol")[1]:
+            break
+        assert time.monotonic() < deadline, who.stdout + who.stderr
+        time.sleep(0.1)
+    lines = who.stdout.splitlines()
+    assert lines[0].split() == ["name", "address", "since", "admin", "rooms", "client", "node"]
+    assert [line.split()[-1] for line in lines[2:]] == [b.node, b.node]
+    res = admin(a, "admin", "kick", "carol", "--room", "#dev", "--reason", "cool off")
+    assert (res.returncode, res.stdout) == (0, "Kicked carol from #dev.\n"), res.stderr
+    mod = until(bob, rm.Moderation)
+    assert (mod.action, mod.actor, mod.target, mod.reason) == ("kick", None, "carol",
+                                                               "cool off")
+    res = admin(a, "admin", "disconnect", "carol", "--reason", "maintenance")
+    assert res.stdout == "Disconnected carol.\n"
+    err = until(carol, messages.Error)
+    assert err.code == "disconnected" and "maintenance" in err.text
+    res = admin(a, "user", "lock", "bob", "--reason", "abuse",
+                "--store", pg_url)
+    assert res.returncode == 0 and res.stdout == "Locked user bob. Ended their live session.\n", \
+        res.stdout + res.stderr
+    err = until(bob, messages.Error)
+    assert err.code == "locked" and "abuse" in err.text
+    s = b.session(features=("rooms",))
+    try:
+        s.login_password("bob", USERS["bob"])
+        raise AssertionError("a locked account logged in")
+    except Exception as refused:  # noqa: BLE001 - LoginRefused
+        assert getattr(refused, "code", "") == "locked"
+    s.close()
