@@ -64,3 +64,7 @@ class ConnectionFailed(SchatError):
 
 class AuthenticationFailed(SchatError):
     """The server refused the credentials."""
+
+
+class MissingCredentials(SchatError):
+    """Nobody is at the keyboard and no password or passphrase was given (exit code 1)."""

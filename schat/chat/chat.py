@@ -293,7 +293,23 @@ class Chat(Actions):
 
     def cmd_who(self, member, args, cid, room):
         target = self._visible_room(member, args) if args else self._room_of(member, room)
-        self.sink.reply(member, ev.Names(target.name, target.names()))
+        present = list(target.members.values())
+        if target.remote:   # members on the cluster's other processes
+            present.extend(r for k, r in ((k, self.remote.get(k)) for k in target.remote)
+                           if r is not None and k not in target.members)
+        away = tuple(sorted(((m.name, m.away) for m in present if m.away is not None),
+                            key=lambda pair: pair[0].lower()))
+        self.sink.reply(member, ev.Names(target.name, target.names(), away))
+
+    def cmd_away(self, member, args, cid, room):
+        text = " ".join(args.split())
+        if len(text) > self.limits.away_chars:
+            raise Refusal("limit", f"an away message is at most {self.limits.away_chars} "
+                                   f"characters")
+        self._check_line(text, "away message")
+        member.away = text or None
+        if self.peers is not None:
+            self.peers.away(member)
 
     def cmd_me(self, member, args, cid, room):
         if not args:
@@ -520,7 +536,8 @@ class Chat(Actions):
     @staticmethod
     def _check_line(text: str, what: str) -> None:
         if any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in text):
-            raise Refusal("invalid", f"a {what} is one line without control characters")
+            article = "an" if what[0] in "aeiou" else "a"
+            raise Refusal("invalid", f"{article} {what} is one line without control characters")
 
     def _user_named(self, name: str):
         """The account called ``name`` (online or not); Refusal when there is none."""

@@ -16,7 +16,7 @@ class Member:
     """
 
     __slots__ = ("name", "key", "admin", "aware", "rooms", "focus", "since", "peer", "cursors",
-                 "__weakref__")
+                 "away", "__weakref__")
 
     def __init__(self, name: str, admin: bool = False, aware: bool = True, since: int = 0,
                  peer: str = ""):
@@ -31,6 +31,9 @@ class Member:
         self.peer = peer
         # Room key -> id of the oldest message this session was sent there (/history pages on).
         self.cursors: Dict[str, int] = {}
+        # The away message (/away), shown in /who and /names; None while present. It
+        # belongs to this session: a new login starts present.
+        self.away: Optional[str] = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
@@ -45,7 +48,8 @@ class Remote:
     session wins); ``rooms`` are the rooms it is in, in join order.
     """
 
-    __slots__ = ("name", "key", "admin", "aware", "since", "peer", "node", "token", "rooms")
+    __slots__ = ("name", "key", "admin", "aware", "since", "peer", "node", "token", "rooms",
+                 "away")
 
     def __init__(self, name: str, node: str, token: int, admin: bool = False,
                  aware: bool = True, since: int = 0, peer: str = ""):
@@ -58,6 +62,7 @@ class Remote:
         self.since = since
         self.peer = peer
         self.rooms: List[str] = []
+        self.away: Optional[str] = None
 
     def __repr__(self) -> str:
         return f"Remote({self.name!r}@{self.node})"

@@ -32,6 +32,10 @@ class Peers(ABC):
         """``member``'s session here ended."""
 
     @abstractmethod
+    def away(self, member: "Member") -> None:
+        """``member`` set or cleared its away message (``member.away``)."""
+
+    @abstractmethod
     def end(self, remote: "Remote", action: str, actor: Optional[str], reason: str) -> None:
         """Ask the process holding ``remote`` to end it (disconnect, lock, remove), shown to
         its rooms as ``action`` by ``actor`` (None: the operator)."""

@@ -13,7 +13,7 @@ from typing import Callable, Dict, Iterable, List, Optional
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 
-from schat.client.commands import COMMANDS, ChatCommand
+from schat.client.commands import COMMANDS, ChatCommand, lookup
 
 
 # Where a member name is being typed: the word under the cursor, with an optional "@".
@@ -23,16 +23,25 @@ _WORD = re.compile(r"@?[A-Za-z0-9_.\-]*$")
 def help_text(commands: Dict[str, ChatCommand] = COMMANDS) -> str:
     """Every command with its usage, aligned, plus the keys worth knowing."""
     width = max(len(c.usage) for c in commands.values())
-    lines = [f"{c.usage.ljust(width)}  {c.help}" for c in commands.values()]
+    lines = [f"{c.usage.ljust(width)}  {c.help}"
+             + (f" (also {', '.join('/' + a for a in c.aliases)})" if c.aliases else "")
+             for c in commands.values()]
     lines.append(f"{'//TEXT'.ljust(width)}  send a line that starts with /")
     lines.append("keys: Tab completes commands and names, Up/Down browse history, "
-                 "Ctrl-C clears the line, Ctrl-D leaves")
+                 "Ctrl-C clears the line, Ctrl-D leaves, Ctrl-Z suspends")
     return "\n".join(lines)
 
 
-def suggest(name: str, commands: Iterable[str] = COMMANDS) -> Optional[str]:
-    """The known command closest to ``name`` (without the ``/``), or None if nothing is close."""
+def suggest(name: str, commands: Dict[str, ChatCommand] = COMMANDS) -> Optional[str]:
+    """The known command closest to ``name`` (without the ``/``) by meaning (``list`` →
+    ``who``) or by spelling (``hlep`` → ``help``), or None if nothing is close."""
     name = name.lower()
+    known = lookup(name, commands)
+    if known is not None:
+        return known.name
+    meant = [c.name for c in commands.values() if name in c.related]
+    if meant:
+        return meant[0]
     candidates = list(commands)
     prefixed = [c for c in candidates if c.startswith(name)] if name else []
     if len(prefixed) == 1:
@@ -42,11 +51,13 @@ def suggest(name: str, commands: Iterable[str] = COMMANDS) -> Optional[str]:
 
 
 def split_command(line: str):
-    """``"/msg ann hi"`` → ``("msg", "ann hi")``; a line that is not a command → None."""
+    """``"/msg ann hi"`` → ``("msg", "ann hi")`` (an alias gives its command's name);
+    a line that is not a command → None."""
     if not line.startswith("/") or line.startswith("//"):
         return None
     name, _, rest = line[1:].partition(" ")
-    return name.lower(), rest.strip()
+    command = lookup(name)
+    return (command.name if command is not None else name.lower()), rest.strip()
 
 
 class ChatCompleter(Completer):

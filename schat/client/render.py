@@ -7,7 +7,7 @@ Lines stay readable without colour, because each kind has its own prefix:
     12:04 <ann> hello            a chat message (yours or another member's)
     12:04 * ann waves            an action (/me)
     12:04 <- ann: psst           a private message to you (end-to-end, signature checked)
-    12:04 <- ann [NOT VERIFIED]: psst   one signed by a key that is not the one you trusted
+    12:04 <- ann [UNVERIFIED: key changed]: psst   signed by a key you have not trusted
     12:04 -> ann: psst           a private message you sent
     12:04 -- ann joined          joins, leaves, connection state
     12:04 -!- text               a notice from the server
@@ -63,6 +63,10 @@ _MONO_RULES = [
     ("toolbar.online", "reverse"),
     ("toolbar.offline", "reverse bold"),
 ]
+
+# How a private message signed by a key other than the pinned one is marked,
+# in the chat screen and in line mode alike.
+UNVERIFIED_MARK = "[UNVERIFIED: key changed]"
 
 _NAME_CHARS = r"[A-Za-z0-9_.\-]"
 
@@ -250,13 +254,13 @@ class Renderer:
         """A private message: ``<- ann: text`` received, ``-> ann: text`` sent.
 
         ``verified=False`` (signed by a key other than the one trusted for
-        ``peer``) marks the whole line as a warning: ``<- ann [NOT VERIFIED]: text``.
+        ``peer``) marks the whole line as a warning: ``<- ann [UNVERIFIED: key changed]: text``.
         ``version=1``: an envelope of format 1 (no key commitment), marked ``[format 1]``.
         """
         peer = clean(peer)
         arrow = "->" if outgoing else "<-"
         style = "class:dm" if verified else "class:warning"
-        mark = ("" if verified else " [NOT VERIFIED]") + (" [format 1]" if version == 1 else "")
+        mark = ("" if verified else " " + UNVERIFIED_MARK) + (" [format 1]" if version == 1 else "")
         head = [(style, arrow + " "), (self._name(peer) if verified else style, peer),
                 (style, mark + ": ")]
         indent = 6 + len(peer) + len(mark) + 5
@@ -314,9 +318,10 @@ class Renderer:
                                                                   else ""), get("time"))
         if kind == "users":
             users = get("users") or []
+            listed = room_text.names(event)
             if get("room"):
-                return self.info(f"{len(users)} in {get('room')}: {', '.join(users)}")
-            return self.info(f"{len(users)} online: {', '.join(users)}")
+                return self.info(f"{len(users)} in {get('room')}: {listed}")
+            return self.info(f"{len(users)} online: {listed}")
         if kind == "notice":
             return self.line("class:notice", "-!-", get("text", ""), get("time"))
         if kind == "error":

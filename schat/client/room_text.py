@@ -33,6 +33,18 @@ def tag(event: Any) -> str:
     return out
 
 
+def names(event: Any) -> str:
+    """The names of a ``users`` message, each away member with its message:
+    ``ann, bob (away: lunch), cat``."""
+    away = {}
+    for item in field(event, "away") or ():
+        user, text = item.get("user"), item.get("text")
+        if isinstance(user, str) and isinstance(text, str):
+            away[user] = text
+    return ", ".join(f"{n} (away: {away[n]})" if n in away else n
+                     for n in (field(event, "users") or ()))
+
+
 def moderation(event: Any) -> str:
     """``bob was kicked from #dev by ann: spam``."""
     action = field(event, "action", "?")

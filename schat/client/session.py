@@ -43,8 +43,9 @@ PACE_BURST = 16
 MAX_RESENDS = 5
 # Messages the server does not count against the rate (schat.server.link.RATE_FREE).
 _UNCOUNTED = (messages.Pong, messages.Bye, dm_messages.DmAck)
-# What this client understands, announced at login: rooms (docs/PROTOCOL.md, "Rooms").
-FEATURES = ("rooms",)
+# What this client understands, announced at login: rooms, and who is away in `users`
+# (docs/PROTOCOL.md §5a).
+FEATURES = ("rooms", "away")
 
 
 class Pacer:

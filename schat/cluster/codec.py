@@ -30,8 +30,9 @@ SAID, JOINED, PARTED, TOPIC, MODERATED, INVITED, ANNOUNCED = "s", "j", "p", "t",
 # node's sessions, stored mail waiting for a user.
 ONLINE, OFFLINE, END, BEAT, HELLO, ROSTER, FORWARD, MAIL = (
     "on", "off", "end", "b", "h", "r", "fw", "ml")
-# A node leaving, the message of the day changed, a room removed (nobody belongs to it).
-BYE, MOTD, GONE = "bye", "motd", "g"
+# A node leaving, the message of the day changed, a room removed (nobody belongs to it),
+# a session's away message.
+BYE, MOTD, GONE, AWAY = "bye", "motd", "g", "aw"
 
 
 class BadMessage(ValueError):

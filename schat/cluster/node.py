@@ -186,6 +186,11 @@ class ClusterNode(Fanout, Peers):
         if token is not None:
             self._send(self.control, codec.OFFLINE, member.name, token)
 
+    def away(self, member: Member) -> None:
+        token = self.tokens.get(member.key)
+        if token is not None:
+            self._send(self.control, codec.AWAY, member.name, token, member.away)
+
     def end(self, remote: Remote, action: str, actor: Optional[str], reason: str) -> None:
         self._send(self.node_channel(remote.node), codec.END, remote.name, action, actor,
                    reason)
@@ -285,6 +290,10 @@ class ClusterNode(Fanout, Peers):
             self._forwarded(str(f[0]), str(f[1]))
         elif kind == codec.MAIL:
             self.catchup.mail(str(f[0]))
+        elif kind == codec.AWAY:
+            remote = self.chat.remote.get(user_key(str(f[0])))
+            if remote is not None and remote.token == int(f[1]):
+                remote.away = None if f[2] is None else str(f[2])[:1024]
         elif kind == codec.MOTD:
             self.chat.set_motd(str(f[0]), everywhere=False)
         elif kind == codec.GONE:
@@ -323,7 +332,7 @@ class ClusterNode(Fanout, Peers):
                 continue
             entries.append([member.name, token, 1 if member.aware else 0,
                             1 if member.admin else 0, member.since, member.peer,
-                            list(member.rooms)])
+                            list(member.rooms), member.away])
             for name in member.rooms:
                 if name not in metas and name in chat.rooms:
                     metas[name] = room_meta(chat.rooms[name])
@@ -334,7 +343,7 @@ class ClusterNode(Fanout, Peers):
         chat = self.chat
         before = {r.key: r for r in chat.remote.values() if r.node == node}
         listed = set()
-        for name, token, aware, admin, since, peer, rooms in entries:
+        for name, token, aware, admin, since, peer, rooms, away in entries:
             remote = Remote(str(name), node, int(token), bool(admin), bool(aware), int(since),
                             str(peer))
             self.chat.ids.observe(remote.token)
@@ -347,6 +356,7 @@ class ClusterNode(Fanout, Peers):
                     self.tokens.pop(remote.key, None)
                 if chat.remote.get(remote.key) is not remote:
                     continue
+            remote.away = None if away is None else str(away)[:1024]
             rooms = [str(r) for r in rooms]
             gone = [r for r in remote.rooms if r not in rooms]
             self.replica.arrived(remote, rooms, metas)

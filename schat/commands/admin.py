@@ -32,8 +32,10 @@ def admin():
 @pass_app
 @handle_errors
 def who_cmd(app: AppContext, as_json: bool):
-    """List the sessions online: name, address, since, rooms, client (and, on a node
-    of a cluster, every node's sessions with the node holding each)."""
+    """List the sessions online: name, address, since, rooms, client.
+
+    On a node of a cluster: every node's sessions, with the node holding each.
+    """
     sessions = call(app, "who")["sessions"]
     if as_json:
         render(sessions, [], True)

@@ -138,6 +138,25 @@ class MetricsAddress(click.ParamType):
                    "account; doubles per failure, 0 disables [default: 2].")
 @click.option("--penalty-max", type=click.FloatRange(min=0), metavar="SECONDS",
               help="Longest such wait; a record quiet this long is forgotten [default: 300].")
+@click.option("--account-ceiling", type=click.IntRange(min=1), metavar="N",
+              help="Password failures for one account, from all addresses, before only "
+                   "addresses with no failures may try its password [default: 100].")
+@click.option("--signups-per-hour", type=click.IntRange(min=0), metavar="N",
+              help="Accounts one address may create by sign-up in any hour, 0 for no "
+                   "limit [default: 5].")
+@click.option("--new-account-age", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="How long a signed-up account counts as new (its direct messages to "
+                   "an absent member share a small part of the mailbox) [default: 86400].")
+@click.option("--address-rate-limit", type=click.FloatRange(min=0), metavar="PER_SECOND",
+              help="Chat messages per second from one address, all its members together, "
+                   "0 for no limit [default: 100].")
+@click.option("--address-rate-burst", type=click.IntRange(min=1), metavar="N",
+              help="Messages one address may send at once before its rate applies "
+                   "[default: 400].")
+@click.option("--dm-check-share", type=click.FloatRange(min=0, max=1, min_open=True),
+              metavar="FRACTION",
+              help="Share of a crypto thread's time the direct-message signature checks of "
+                   "one address may use [default: 0.05].")
 @click.option("--mailbox-limit", type=click.IntRange(min=1), metavar="N",
               help="Direct messages stored per absent recipient; more are refused "
                    "[default: 500].")

@@ -36,6 +36,9 @@ _SPECS: Dict[str, Tuple[Tuple[str, Kind, bool, Any, bool], ...]] = {}
 
 M = TypeVar("M", bound="Message")
 
+# Away members in a ``users`` message: {user, text}.
+AWAY_LIST = schema.record(user=schema.NAME, text=schema.SHORT_TEXT)
+
 
 class Message:
     """Base of every message; ``TYPE`` is the wire ``type``."""
@@ -183,6 +186,9 @@ class Ack(Message):
 class Notice(Message):
     text: str = spec(schema.TEXT)
     time: int = spec(schema.TIME)
+    # The cid of the request this answers (the offline-recipient notice of a
+    # dm_send); absent when it answers none.
+    cid: Any = spec(schema.CID, default=None)
 
 
 @message("join")
@@ -206,6 +212,9 @@ class Users(Message):
     # True: the list continues in the next ``users`` message (lists over 1,024 names).
     more: bool = spec(schema.BOOL, default=False)
     room: Any = spec(schema.ROOM, default=None)
+    # Those of ``users`` who are away: objects {user, text} (the away message). Sent only
+    # to a client that said "away" in its login features; omitted when nobody is away.
+    away: Tuple[dict, ...] = spec(AWAY_LIST, default=(), omit=True)
 
 
 # Retired: no server sends it any more. It still decodes so that a client can

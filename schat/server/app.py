@@ -19,18 +19,19 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Deque, Optional, Set, Tuple
+from typing import Callable, Deque, Dict, Optional, Set, Tuple
 
 from schat.crypto.keys import RsaKey, fingerprint
 from schat.protocol import messages
 from schat.protocol.connection import ServerConnection
-from schat.server.dm_relay import DmRelay
-from schat.server.guard import Admission, PenaltyBox, TokenBucket
+from schat.server.dm_relay import DmRelay, SignatureLane
+from schat.server.guard import Admission, AddressRates, CryptoShare, TokenBucket
 from schat.server.hub import Hub
-from schat.server.limits import (PENALTY_ENTRIES, ServerSettings, lower_thread_priority,
-                                 raise_nofile_limit)
+from schat.server.limits import (DM_CHECK_BACKLOG, DM_CHECK_BURST, PENALTY_ENTRIES,
+                                 ServerSettings, lower_thread_priority, raise_nofile_limit)
 from schat.server.control import ControlServer
 from schat.server.link import CHAT, CHECKED, ClientLink
+from schat.server.login import LoginGate
 from schat.server.mailbox import Mailbox
 from schat.server.metrics import Stats
 from schat.store.chat import SqliteChatStore
@@ -65,7 +66,17 @@ class Server:
                        wake=self._wake, store=self.chat_store, limits=settings.chat_limits(),
                        later=self._later, durable_acks=settings.durable_acks)
         self.control: Optional[ControlServer] = None
-        self.dm = DmRelay(self.hub, store, Mailbox(store, settings.mailbox_limit))
+        # One check at a time per address, within its share of the crypto threads.
+        lane = SignatureLane(self.run_check,
+                             CryptoShare(settings.dm_check_share, DM_CHECK_BURST, 1,
+                                         PENALTY_ENTRIES),
+                             settings.crypto_workers, settings.max_pending_logins,
+                             DM_CHECK_BACKLOG, self._now, self._later, self._room)
+        self.dm = DmRelay(self.hub, store, Mailbox(store, settings.mailbox_limit), lane,
+                          origin=lambda member: member.link.address if member.link else "?",
+                          hold=self._hold, new_account_age=settings.new_account_age)
+        # Address -> the connections not read while its signature checks are queued up.
+        self._held: Dict[str, Deque[ClientLink]] = {}
         self.pool = ThreadPoolExecutor(settings.crypto_workers,
                                        thread_name_prefix="schat-crypto",
                                        initializer=lower_thread_priority,
@@ -74,7 +85,8 @@ class Server:
         self.address: Optional[Tuple[str, int]] = None
         self._listener: Optional[asyncio.AbstractServer] = None
         self._flush_scheduled = False
-        # The handshake lane: pre-login work, run within a time budget per loop turn.
+        # The handshake lane: pre-login work (and the verdicts of members' signature
+        # checks), run within a time budget per loop turn.
         self._lane: Deque[Tuple[Callable, tuple]] = deque()
         self._lane_scheduled = False
         self._pending_crypto = 0
@@ -82,8 +94,9 @@ class Server:
         self._ping_numbers = itertools.count(1)
         self.admission = Admission(settings.max_unauthenticated,
                                    settings.max_unauthenticated_per_ip)
-        self.penalties = PenaltyBox(settings.penalty_base, settings.penalty_max,
-                                    settings.max_auth_attempts, PENALTY_ENTRIES)
+        self.gate = LoginGate(settings)
+        self.address_rates = AddressRates(settings.address_rate_limit,
+                                          settings.address_rate_burst, PENALTY_ENTRIES)
         self._set_throttled_reply()
         self.refused = 0
         self.accept_errors = 0
@@ -156,6 +169,7 @@ class Server:
         for link in list(self.links):
             link._drop(reason)
         await listener.wait_closed()
+        self.dm.lane.close()
         if self.cluster is not None:
             await self.cluster.stop()
         self.pool.shutdown(wait=True)
@@ -184,6 +198,7 @@ class Server:
         if unknown:
             raise ValueError(f"cannot change without a restart: {', '.join(sorted(unknown))}")
         self.settings = dataclasses.replace(self.settings, **changes)
+        self.gate.settings = self.settings
         if "motd" in changes:
             # As `schat admin motd`: members online are shown the new one.
             self.hub.chat.set_motd(self.settings.motd)
@@ -262,6 +277,36 @@ class Server:
             self._lane_scheduled = False
 
     # -- crypto pool accounting ------------------------------------------------
+    def _now(self) -> float:
+        return self.loop.time()
+
+    def _hold(self, member) -> None:
+        """Stop reading ``member``'s connection: its address's signature checks are
+        queued up (SignatureLane); :meth:`_room` lets it go on."""
+        link = member.link
+        if link is None or link.state != CHAT:
+            return
+        held = self._held.setdefault(link.address, deque())
+        if link not in held:
+            link.hold()
+            held.append(link)
+
+    def _room(self, address: str, count: int) -> None:
+        held = self._held.get(address)
+        while held and count > 0:
+            # In the lane, after chat: a released connection decodes what it had read.
+            self.defer(held.popleft().release)
+            count -= 1
+        if held is not None and not held:
+            del self._held[address]
+
+    def run_check(self, job: Callable, done: Callable) -> None:
+        """Run ``job`` in the crypto pool for a logged-in member; ``done(future)`` runs in
+        the handshake lane, after chat. Not counted against the login queue: the
+        caller bounds these jobs itself (the DM relay's SignatureLane)."""
+        fut = self.loop.run_in_executor(self.pool, job)
+        fut.add_done_callback(lambda f: self.defer(done, f))
+
     def crypto_available(self) -> bool:
         """True while the pool's bounded queue has room for another job."""
         return self._pending_crypto < self.settings.crypto_workers + self.settings.max_pending_logins
@@ -284,9 +329,10 @@ class Server:
             log.warning("could not record the login of %s: %s", name, err)
 
     # -- output ------------------------------------------------------------------
-    def _later(self, delay: float, fn: Callable) -> None:
+    def _later(self, delay: float, fn: Callable) -> Optional[asyncio.TimerHandle]:
         if self.loop is not None and not self.loop.is_closed():
-            self.loop.call_later(delay, fn)
+            return self.loop.call_later(delay, fn)
+        return None
 
     def _wake(self) -> None:
         if not self._flush_scheduled and self.loop is not None:

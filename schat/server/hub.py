@@ -32,8 +32,10 @@ from schat.server.limits import OUTBOUND_CAP
 Clock = Callable[[], float]
 _UNSET = object()
 
-# Login features this server understands.
+# Login features this server understands: rooms (docs/PROTOCOL.md §5a) and who is away
+# as a field of ``users`` (§5a, "Away").
 ROOMS = "rooms"
+AWAY = "away"
 # Seconds between checks for durable writes while acknowledgements wait and the
 # server is otherwise quiet (when busy, every flush checks).
 ACK_POLL = 0.002
@@ -42,10 +44,13 @@ ACK_POLL = 0.002
 class Session(Member):
     """One logged-in connection: a domain member with the I/O layer's outbox."""
 
-    __slots__ = ("outbox", "queued", "dirty", "closing", "overflowed", "link")
+    __slots__ = ("outbox", "queued", "dirty", "closing", "overflowed", "link", "reads_away")
 
-    def __init__(self, name: str, aware: bool = True, peer: str = "", since: int = 0):
+    def __init__(self, name: str, aware: bool = True, peer: str = "", since: int = 0,
+                 features=()):
         super().__init__(name, aware=aware, since=since, peer=peer)
+        # The client reads who is away in ``users`` (login feature "away").
+        self.reads_away = AWAY in features
         # Opaque handle of the I/O layer (its connection object); the hub never uses it.
         self.link = None
         self.outbox: List[bytes] = []
@@ -116,9 +121,10 @@ class Hub(Sink):
         """Back into the session's other rooms, with what it missed there."""
         self.chat.rejoin(session)
 
-    def join(self, name: str, aware: bool = False, profile: Optional[Profile] = None) -> Session:
+    def join(self, name: str, aware: bool = False, profile: Optional[Profile] = None,
+             features=()) -> Session:
         """Log ``name`` in and rejoin its rooms at once (tests and embedding)."""
-        session = Session(name, aware=aware)
+        session = Session(name, aware=aware, features=features)
         self.login(session, profile or self.store.profile(name))
         self.rejoin(session)
         return session
@@ -203,7 +209,7 @@ class Hub(Sink):
         self.deliveries += 1
 
     def reply(self, member: Session, event) -> None:
-        items = wire.reply_bytes(event, member.aware, self.now_ms())
+        items = wire.reply_bytes(event, member.aware, self.now_ms(), member.reads_away)
         if type(event) is ev.Done and self.durable_acks:
             ticket = self.store.ticket()
             if self._held:  # keep acknowledgements in order

@@ -12,7 +12,6 @@ import asyncio
 import dataclasses
 import functools
 import logging
-import math
 from typing import TYPE_CHECKING, List, Optional
 
 from schat.errors import ProtocolError, StoreError
@@ -185,10 +184,8 @@ class ClientLink(asyncio.Protocol):
                     self._checked_message(ev.message)
                 elif self.state == CHAT:
                     msg = ev.message
-                    bucket = self.bucket
-                    if (bucket is not None and type(msg) not in RATE_FREE
-                            and not bucket.take(self.server.loop.time())):
-                        self._throttled(bucket, getattr(msg, "cid", None))
+                    if type(msg) not in RATE_FREE and not self._within_rate():
+                        self._throttled(self.bucket, getattr(msg, "cid", None))
                         continue
                     if not self.server.dm.handle(self.member, msg):
                         hub.handle(self.member, msg)
@@ -208,6 +205,37 @@ class ClientLink(asyncio.Protocol):
                     self.reason = ev.reason or "connection closed"
                 self._close_transport()
                 return
+
+    # -- flow control (the signature lane of direct messages) ------------------
+    def hold(self) -> None:
+        """Stop reading and decoding (the address's signature checks are congested):
+        records already read stay undecoded until :meth:`release`."""
+        if self.state != CHAT or self.busy:
+            return
+        self.busy = True
+        self.transport.pause_reading()
+
+    def release(self) -> None:
+        """Go on after :meth:`hold`: decode what was read, then read again."""
+        if self.state != CHAT or not self.busy:
+            return
+        self.busy = False
+        self.transport.resume_reading()
+        backlog, self.backlog = self.backlog, []
+        try:
+            self._process()
+        except ProtocolError as err:
+            self._drop(f"protocol error: {err}")
+            return
+        except Exception:  # noqa: BLE001 - a bug hit by one client must not stop the server
+            log.exception("%s: internal error; connection closed", self.peer)
+            self._drop("internal error")
+            return
+        if backlog and self.state != CLOSED:
+            if self.busy:  # held again: the newer bytes wait behind the older ones
+                self.backlog = backlog + self.backlog
+            else:
+                self._feed(b"".join(backlog))
 
     def _run_job(self, job, done) -> None:
         """Run blocking ``job`` in the pool; ``done(result_future)`` back on the loop."""
@@ -265,8 +293,13 @@ class ClientLink(asyncio.Protocol):
     def _auth_message(self, msg) -> None:
         store = self.server.store
         kind = type(msg)
-        if kind in (messages.Login, messages.LoginKey, messages.Signup) and self._penalised(msg):
-            return
+        if kind in (messages.Login, messages.LoginKey, messages.Signup):
+            if not self.server.crypto_available():
+                # Refused before the gate books an attempt that will not be made.
+                self._refuse("busy", BUSY_TEXT)
+                return
+            if self._penalised(msg):
+                return
         if kind is messages.Login:
             log.debug("%s: password login for %s%s", self.peer, msg.user,
                       " (check only)" if msg.check else "")
@@ -277,11 +310,6 @@ class ClientLink(asyncio.Protocol):
             job = functools.partial(login.check_key, store, msg.user, msg.signature,
                                     self.conn.transcript_hash, self.server.fingerprint)
         elif kind is messages.Signup:
-            if not self.server.settings.allow_signup:
-                self._failed(msg.user, login.LoginOutcome(
-                    code="signup_disabled", text="this server does not allow sign-up; "
-                                                 "ask the operator for an account"))
-                return
             log.debug("%s: signup for %s", self.peer, msg.user)
             job = functools.partial(login.signup, store, msg.user, msg.password, msg.public_key)
         elif kind is messages.Ping:
@@ -297,33 +325,21 @@ class ClientLink(asyncio.Protocol):
         self._run_job(job, functools.partial(self._auth_done, msg))
 
     def _penalised(self, msg) -> bool:
-        """Answer "penalty" without any hashing while the address or account must wait."""
-        server = self.server
-        now = server.loop.time()
-        wait = server.penalties.wait(self.address, now)
-        if type(msg) is messages.Login:
-            wait = max(wait, server.penalties.wait(account_key(msg.user), now))
-        if wait <= 0:
+        """Refuse without any hashing while this address must wait (login.LoginGate)."""
+        refusal = self.server.gate.admit(self.address, msg, self.server.loop.time())
+        if refusal is None:
             return False
-        self._failed(msg.user, login.LoginOutcome(
-            code="penalty", text=f"too many failed logins; try again in {math.ceil(wait)} s"))
+        self._failed(msg.user, refusal)
         return True
 
     def _auth_done(self, request, result) -> None:
         outcome, profile = result
-        user, kind = request.user, type(request)
+        server = self.server
+        server.gate.settle(self.address, request, outcome, server.loop.time())
+        user = request.user
         if not outcome.ok:
-            if outcome.code == "auth_failed":
-                server = self.server
-                now = server.loop.time()
-                server.penalties.failed(self.address, now)
-                # Password guesses count against the account too; a key cannot be
-                # guessed, so key logins are never held back by another's failures.
-                if kind is messages.Login:
-                    server.penalties.failed(account_key(user), now)
             self._failed(user, outcome)
             return
-        server = self.server
         if getattr(request, "check", False):
             self._checked(outcome)
             return
@@ -333,7 +349,8 @@ class ClientLink(asyncio.Protocol):
             log.info("login of %s from %s refused: %s", outcome.name, self.peer, refusal.code)
             self._refuse(refusal.code, str(refusal))
             return
-        member = Session(outcome.name, aware=aware, peer=self.peer)
+        member = Session(outcome.name, aware=aware, peer=self.peer,
+                         features=getattr(request, "features", ()))
         member.link = self
         self.member = member
         self.conn.logged_in()
@@ -395,7 +412,15 @@ class ClientLink(asyncio.Protocol):
             self.admitted = False
             self.server.admission.release(self.address)
 
-    def _throttled(self, bucket: TokenBucket, cid: Optional[str]) -> None:
+    def _within_rate(self) -> bool:
+        """The member's own rate, then its address's (all its members together)."""
+        now = self.server.loop.time()
+        bucket = self.bucket
+        if bucket is not None and not bucket.take(now):
+            return False
+        return self.server.address_rates.take(self.address, now)
+
+    def _throttled(self, bucket: Optional[TokenBucket], cid: Optional[str]) -> None:
         """Drop one message over the rate: say so, and disconnect a persistent flood."""
         server = self.server
         server.stats.refuse("rate")
@@ -405,7 +430,7 @@ class ClientLink(asyncio.Protocol):
             server.hub.queue_encoded(self.member, server.throttled_reply)
         else:
             server.hub.queue(self.member, dataclasses.replace(server.throttled_error, cid=cid))
-        if bucket.flooding:
+        if bucket is not None and bucket.flooding:
             log.warning("%s %s: message flood; disconnected", self.peer, self.member.name)
             self.reason = "flooding"
             self._close_transport(bye="too many messages; disconnected")
@@ -493,8 +518,3 @@ def with_profile(job, chat_store):
     outcome = job()
     profile = chat_store.profile(outcome.name) if outcome.ok else None
     return outcome, profile
-
-
-def account_key(user: str) -> str:
-    """The penalty-box key of an account name (names are unique regardless of case)."""
-    return "user:" + user.lower()

@@ -10,7 +10,7 @@ in exactly their old shape (an absent ``room`` means #lobby), and a
 from __future__ import annotations
 
 import logging
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from schat.chat import events as ev
 from schat.chat.names import LOBBY
@@ -94,17 +94,54 @@ def event_bytes(event, aware: bool) -> Optional[bytes]:
     return None
 
 
-def _users(names, room: Optional[str], first: int) -> List[bytes]:
-    out = []
-    for start in range(first, len(names), MAX_LIST_ITEMS):
-        chunk = names[start:start + MAX_LIST_ITEMS]
-        out.append(_encode(m.Users(users=chunk, more=start + MAX_LIST_ITEMS < len(names),
-                                   room=room)))
-    return out
+# Bytes of names and away messages in one ``users`` message: with its other fields it
+# stays well inside one record (65,519 bytes).
+USERS_BUDGET = 60_000
 
 
-def reply_bytes(event, aware: bool, now: int) -> List[bytes]:
-    """The encoded messages answering the requesting member (usually one)."""
+def _users(names, room: Optional[str], away: Optional[Dict[str, str]] = None) -> List[bytes]:
+    """``users`` messages listing ``names`` (chained by ``more``); ``away`` (name -> away
+    message, for a client that reads it) rides along with the chunk holding each name."""
+    chunks: List[Tuple[list, list]] = [([], [])]
+    size = 0
+    for name in names:
+        note = away.get(name) if away else None
+        cost = len(name) + 3
+        if note is not None:
+            cost += len(note.encode("utf-8")) * 2 + len(name) + 24  # JSON escapes at most double
+        names_now, _ = chunks[-1]
+        if names_now and (len(names_now) == MAX_LIST_ITEMS or size + cost > USERS_BUDGET):
+            chunks.append(([], []))
+            size = 0
+        chunks[-1][0].append(name)
+        if note is not None:
+            chunks[-1][1].append({"user": name, "text": note})
+        size += cost
+    last = len(chunks) - 1
+    return [_encode(m.Users(users=tuple(chunk), more=i < last, room=room, away=tuple(notes)))
+            for i, (chunk, notes) in enumerate(chunks)]
+
+
+def away_text(away) -> str:
+    """``away: bob (lunch), cat (back at 3)`` within one notice; the rest is counted."""
+    text, shown = "away: ", 0
+    for name, note in away:
+        entry = f"{name} ({note})"
+        if len((text + entry).encode("utf-8")) > MAX_TEXT_BYTES - 32:
+            break
+        text += (", " if shown else "") + entry
+        shown += 1
+    if shown < len(away):
+        text += f" and {len(away) - shown} more"
+    return text
+
+
+def reply_bytes(event, aware: bool, now: int, reads_away: bool = False) -> List[bytes]:
+    """The encoded messages answering the requesting member (usually one).
+
+    ``reads_away``: the client said "away" at login, so who is away rides in the
+    ``users`` messages; any other client gets it as a notice after them.
+    """
     kind = type(event)
     if kind is ev.Done:
         out = [_encode(m.Ack(cid=event.cid, id=event.id, time=event.time))]
@@ -121,15 +158,17 @@ def reply_bytes(event, aware: bool, now: int) -> List[bytes]:
                                  motd=fit(event.motd, MAX_TEXT_BYTES),
                                  users=users[:MAX_LIST_ITEMS], time=event.time))]
         if len(users) > MAX_LIST_ITEMS:  # the whole list again, in chunks
-            out += _users(users, None, 0)
+            out += _users(users, None)
     elif kind is ev.Names:
         if not aware and event.room != LOBBY:
             out = [_encode(m.Notice(text=fit(f"{len(event.users)} in {event.room}: "
                                              f"{', '.join(event.users)}", MAX_TEXT_BYTES),
                                     time=now))]
         else:
-            out = _users(event.users, _room(event.room), 0) or [
-                _encode(m.Users(users=(), room=_room(event.room)))]
+            out = _users(event.users, _room(event.room),
+                         dict(event.away) if reads_away else None)
+        if event.away and not reads_away:
+            out.append(_encode(m.Notice(text=away_text(event.away), time=now)))
     elif not aware:
         if kind is ev.RoomList:
             lines = [f"{r.room} ({r.users} online){' private' if r.private else ''}"
@@ -146,7 +185,7 @@ def reply_bytes(event, aware: bool, now: int) -> List[bytes]:
                                     owner=event.owner or None,
                                     more=len(users) > MAX_LIST_ITEMS))]
         if len(users) > MAX_LIST_ITEMS:
-            out += _users(users, event.room, 0)
+            out += _users(users, event.room)
     elif kind is ev.Focus:
         out = [_encode(rm.Focus(room=event.room))]
     elif kind is ev.RoomList:

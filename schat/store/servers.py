@@ -4,7 +4,11 @@ Format (the original script's, plus an optional pinned fingerprint)::
 
     {"TestServer": {"ip": "127.0.0.1", "port": 5555, "fingerprint": "SHA256:..."}}
 
-Lookup order: ``--config``, then ``./servers.json``, then HOME/servers.json.
+Your own list is HOME/servers.json, where `schat servers add/remove` write.
+A ``servers.json`` in the current directory (the sample this project ships,
+as the original script had) is read as well; its entries are marked as coming
+from that file, and a name in your own list wins. ``--config FILE`` replaces
+both: that file alone is read and written.
 Rewrites are atomic and keep every key and field this module does not know.
 Top-level keys starting with ``_`` or ``$`` (comments, ``$schema``) are not servers.
 """
@@ -39,6 +43,8 @@ class ServerEntry:
     host: str
     port: int
     fingerprint: Optional[str] = None
+    # The file the entry comes from (set when looked up through ServerLists).
+    source: Optional[Path] = None
 
     @property
     def address(self) -> str:
@@ -199,29 +205,108 @@ class ServerList:
             raise ConfigError(f"{self.path}: cannot write ({err.strerror})") from None
 
 
+LOCAL_NAME = "servers.json"
+# How `servers list` and error messages name the file in the current directory.
+LOCAL_LABEL = "./servers.json"
+
+
 def find_servers_json(config: Optional[os.PathLike | str], home: Home,
                       creating: bool = False) -> Path:
-    """Which servers.json to use: ``config``, else ./servers.json, else HOME/servers.json.
+    """The list `servers add` and `servers remove` change: ``config``, else HOME/servers.json.
 
     A ``config`` path must exist (a typo is an error, not an empty list) unless
-    ``creating``, as `servers add` is. Otherwise the result may not exist yet:
-    then it is the home's, where `servers add` creates it.
+    ``creating``, as `servers add` is. The home's file may not exist yet: then
+    `servers add` creates it.
     """
     if config:
         path = Path(config)
         if not creating and not path.exists():
             raise ConfigError(f"{path}: no such file (given with --config)")
         return path
-    local = Path("servers.json")
-    if local.is_file():
-        return local
     return home.servers_json
 
 
+def local_servers_json(home: Home) -> Optional[Path]:
+    """./servers.json when there is one and it is not the home's own file."""
+    local = Path.cwd() / LOCAL_NAME
+    if not local.is_file():
+        return None
+    try:
+        if local.resolve() == home.servers_json.resolve():
+            return None
+    except OSError:
+        return None
+    return local
+
+
+class ServerLists:
+    """Every server a client can name: your own list and, without ``--config``,
+    ./servers.json. An entry of your own hides one of the same name in ./servers.json."""
+
+    def __init__(self, own: ServerList, local: Optional[ServerList] = None,
+                 explicit: bool = False):
+        self.own = own
+        self.local = local
+        self.explicit = explicit
+
+    @classmethod
+    def load(cls, config: Optional[os.PathLike | str], home: Home) -> "ServerLists":
+        """Read the lists that apply (any problem is a one-line ConfigError naming the file)."""
+        own = ServerList.load(find_servers_json(config, home), missing_ok=not config)
+        if config:
+            return cls(own, explicit=True)
+        local = local_servers_json(home)
+        return cls(own, ServerList.load(local) if local is not None else None)
+
+    def label(self, path: Path) -> str:
+        """How a file is named to the user: ``home``, ``./servers.json`` or its path."""
+        if self.local is not None and path == self.local.path:
+            return LOCAL_LABEL
+        return str(path) if self.explicit else "home"
+
+    def entries(self) -> List[ServerEntry]:
+        """Every usable entry, yours first, each with its ``source``."""
+        result = [_sourced(e, self.own.path) for e in self.own.entries()]
+        if self.local is not None:
+            result += [_sourced(e, self.local.path) for e in self.local.entries()
+                       if self.own.find(e.name) is None]
+        return result
+
+    def hidden(self) -> List[ServerEntry]:
+        """Entries of ./servers.json hidden by one of yours with the same name."""
+        if self.local is None:
+            return []
+        return [_sourced(e, self.local.path) for e in self.local.entries()
+                if self.own.find(e.name) is not None]
+
+    def find(self, name: str) -> Optional[ServerEntry]:
+        return next((e for e in self.entries() if e.name == name), None)
+
+    def get(self, name: str) -> ServerEntry:
+        """The server called ``name``; an unknown name is a ConfigError that lists the known."""
+        entry = self.find(name)
+        if entry is not None:
+            return entry
+        shown = name[:64]
+        known = [e.name + ("" if e.source == self.own.path else f" ({self.label(e.source)})")
+                 for e in self.entries()]
+        where = f"{self.own.path}: " if self.explicit else ""
+        if not known:
+            raise ConfigError(f"{where}no server named {shown!r}: you have no servers yet; add "
+                              f"it with `schat servers add {_arg(shown)} --ip ADDRESS --port PORT`")
+        raise ConfigError(f"{where}no server named {shown!r} (known: {', '.join(known)}); add it "
+                          f"with `schat servers add {_arg(shown)} --ip ADDRESS --port PORT`")
+
+
+def _sourced(entry: ServerEntry, path: Path) -> ServerEntry:
+    return ServerEntry(entry.name, entry.host, entry.port, entry.fingerprint, path)
+
+
+def _arg(name: str) -> str:
+    # Shown inside a suggested command: only a valid server name is echoed as it is.
+    return name if SERVER_NAME_RE.fullmatch(name) else "NAME"
+
+
 def resolve_server(config: Optional[os.PathLike | str], home: Home, name: str) -> ServerEntry:
-    """Look ``name`` up in the servers.json that applies."""
-    path = find_servers_json(config, home)
-    if not path.exists():
-        raise ConfigError(f"no servers.json found (looked for --config, ./servers.json and "
-                          f"{home.servers_json}); add one with `schat servers add`")
-    return ServerList.load(path).get(name)
+    """Look ``name`` up in the lists that apply (yours, then ./servers.json)."""
+    return ServerLists.load(config, home).get(name)

@@ -36,7 +36,8 @@ def test_sigkill_during_a_chat_burst(tmp_path, durable):
     install_host_key(home)
     make_store(home).close()
     # History kept in full (no pruning) so that every stored line can be counted.
-    srv = ServeProcess(home, "--rate-limit", "0", "--history-limit", str(BURST),
+    srv = ServeProcess(home, "--rate-limit", "0", "--address-rate-limit", "0",
+                       "--history-limit", str(BURST),
                        "--durable-acks" if durable else "--fast-acks")
     try:
         port = srv.port()

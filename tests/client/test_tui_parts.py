@@ -127,6 +127,23 @@ def test_history_is_trimmed_to_its_cap(tmp_path):
     assert stat.S_IMODE(os.stat(tmp_path / "h").st_mode) == 0o600
 
 
+def test_private_lines_stay_out_of_the_history_file(tmp_path):
+    path = history_path(tmp_path, "lab")
+    # A file from an earlier version, with a private message in it.
+    path.parent.mkdir()
+    path.write_text("hello\n/msg bob the code is 0451\n/Query carol psst\n/query carol\n")
+    h = ChatHistory(path)
+    assert list(h.load_history_strings()) == ["/query carol", "hello"]
+    assert "0451" not in path.read_text() and "psst" not in path.read_text()
+    h.append_string("/msg bob again 0452")
+    h.append_string("to the query peer", persist=False)
+    h.append_string("/who")
+    # Up still brings them back in this session...
+    assert h.get_strings()[-3:] == ["/msg bob again 0452", "to the query peer", "/who"]
+    # ...but the file never saw them.
+    assert path.read_text() == "hello\n/query carol\n/who\n"
+
+
 def test_history_path_is_a_safe_file_name(tmp_path):
     assert history_path(tmp_path, "../../etc/passwd").parent == tmp_path / "history"
     assert history_path(tmp_path, "Team Server").name == "Team_Server"
@@ -158,6 +175,25 @@ def test_unknown_command_suggests_the_closest():
     assert suggest("hlep") == "help"
     assert suggest("ms") == "msg"
     assert suggest("xyzzy") is None
+
+
+def test_unknown_command_suggests_by_meaning():
+    # IRC and other chat habits: what the word means here, not the nearest spelling.
+    assert suggest("list") == "rooms"
+    assert suggest("users") == "who"
+    assert suggest("leave") == "part"
+    assert suggest("logout") == "quit"
+    assert suggest("channels") == "rooms"
+    assert suggest("window") == "switch"
+    assert suggest("tell") == "msg"
+    assert suggest("afk") == "away"
+    assert suggest("block") == "ignore"
+
+
+def test_aliases_run_their_command():
+    assert split_command("/names") == ("who", "")
+    assert split_command("/EXIT") == ("quit", "")
+    assert "(also /names)" in help_text() and "(also /exit)" in help_text()
 
 
 def test_help_lists_every_command_with_its_usage():

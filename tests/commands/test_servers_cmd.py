@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -27,12 +28,14 @@ def test_add_creates_home_file_then_list(runner, home, host_key):
     run(runner, "servers", "add", "Lab", "--ip", "::1", "--port", "7000")
     data = json.loads(run(runner, "servers", "list", "--json").stdout)
     assert data == [
-        {"name": "Office", "address": "10.1.2.3:5555", "fingerprint": fp, "pinned_in": "servers.json"},
-        {"name": "Lab", "address": "[::1]:7000", "fingerprint": None, "pinned_in": None},
+        {"name": "Office", "address": "10.1.2.3:5555", "fingerprint": fp,
+         "pinned_in": "servers.json", "listed_in": "home"},
+        {"name": "Lab", "address": "[::1]:7000", "fingerprint": None, "pinned_in": None,
+         "listed_in": "home"},
     ]
     table = run(runner, "servers", "list").stdout.splitlines()
-    assert table[0].split() == ["name", "address", "fingerprint", "pinned", "in"]
-    assert table[3].split() == ["Lab", "[::1]:7000", "-", "-"]
+    assert table[0].split() == ["name", "address", "fingerprint", "pinned", "in", "listed", "in"]
+    assert table[3].split() == ["Lab", "[::1]:7000", "-", "-", "home"]
 
 
 def test_list_shows_known_servers_pins(runner, home, host_key, other_host_key):
@@ -43,8 +46,10 @@ def test_list_shows_known_servers_pins(runner, home, host_key, other_host_key):
     known.pin("Gone", "192.0.2.1", 1, other)
     data = json.loads(run(runner, "servers", "list", "--json").stdout)
     assert data == [
-        {"name": "T", "address": "127.0.0.1:5555", "fingerprint": fp, "pinned_in": "known_servers"},
-        {"name": "Gone", "address": "192.0.2.1:1", "fingerprint": other, "pinned_in": "known_servers"},
+        {"name": "T", "address": "127.0.0.1:5555", "fingerprint": fp,
+         "pinned_in": "known_servers", "listed_in": "home"},
+        {"name": "Gone", "address": "192.0.2.1:1", "fingerprint": other,
+         "pinned_in": "known_servers", "listed_in": None},
     ]
 
 
@@ -138,7 +143,62 @@ def test_config_option_and_cwd_lookup(runner, home, tmp_path):
     assert json.loads(cfg.read_text())["Mine"]["note"] == "keep me"
     (tmp_path / "work" / "servers.json").write_text('{"Here": {"ip": "127.0.0.1", "port": 1}}')
     data = json.loads(run(runner, "servers", "list", "--json").stdout)
-    assert [d["name"] for d in data] == ["Here"]
+    assert [(d["name"], d["listed_in"]) for d in data] == [("Here", "./servers.json")]
+
+
+def test_add_and_remove_write_the_home_list_never_the_local_file(runner, home, tmp_path):
+    """The README's first run from a checkout: its sample ./servers.json stays as shipped."""
+    shipped = Path(__file__).resolve().parents[2] / "servers.json"
+    checkout = tmp_path / "work"
+    (checkout / "servers.json").write_bytes(shipped.read_bytes())
+    res = run(runner, "servers", "add", "home", "--ip", "127.0.0.1", "--port", "5555")
+    assert (res.exit_code, res.stdout) == (
+        0, f"Added home (127.0.0.1:5555) to {home / 'servers.json'}.\n")
+    assert (checkout / "servers.json").read_bytes() == shipped.read_bytes()
+    data = json.loads(run(runner, "servers", "list", "--json").stdout)
+    assert [(d["name"], d["listed_in"]) for d in data] == [
+        ("home", "home"), ("TestServer", "./servers.json")]
+    table = run(runner, "servers", "list").stdout
+    assert "TestServer  127.0.0.1:5555  -              -            ./servers.json" in table
+
+    # The local file is read, never written: removing its entry says how instead.
+    res = run(runner, "servers", "remove", "TestServer")
+    assert res.exit_code == 1
+    assert "comes from ./servers.json in the current directory" in res.stderr
+    assert (checkout / "servers.json").read_bytes() == shipped.read_bytes()
+    # An entry of yours with the same name hides the local one, and says so.
+    res = run(runner, "servers", "add", "TestServer", "--ip", "192.0.2.7", "--port", "7")
+    assert res.exit_code == 0
+    assert "It hides the TestServer of ./servers.json (127.0.0.1:5555)." in res.stdout
+    data = json.loads(run(runner, "servers", "list", "--json").stdout)
+    assert [(d["name"], d["address"], d["listed_in"]) for d in data] == [
+        ("home", "127.0.0.1:5555", "home"), ("TestServer", "192.0.2.7:7", "home"),
+        ("TestServer", "127.0.0.1:5555", "./servers.json (hidden by yours)")]
+    assert run(runner, "servers", "remove", "TestServer").exit_code == 0
+    assert (checkout / "servers.json").read_bytes() == shipped.read_bytes()
+
+
+def test_home_list_is_used_from_any_directory(runner, home, tmp_path, monkeypatch):
+    import socket
+
+    with socket.socket() as closed:  # bound, not listening: connecting is refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        assert run(runner, "servers", "add", "home", "--ip", "127.0.0.1",
+                   "--port", str(port)).exit_code == 0
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        monkeypatch.chdir(elsewhere)
+        listed = json.loads(run(runner, "servers", "list", "--json").stdout)
+        assert [d["name"] for d in listed] == ["home"]
+        # connect finds it there too: what fails is reaching it, not its name.
+        res = run(runner, "connect", "home", "--user", "ann")
+        assert res.exit_code == 1
+        assert res.stderr.startswith(f"Error: cannot reach server 'home' at 127.0.0.1:{port}")
+    res = run(runner, "connect", "nope", "--user", "ann")
+    assert res.exit_code == 1
+    assert res.stderr.startswith("Error: no server named 'nope' (known: home); add it with "
+                                 "`schat servers add nope --ip ADDRESS --port PORT`")
 
 
 @pytest.mark.parametrize("content,problem", [

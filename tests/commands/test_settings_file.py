@@ -37,7 +37,7 @@ def test_every_serve_flag_is_a_key(runner, home):
     printed = settings_of(print_settings(runner))
     # Every key is printed, with its effective value (or commented out when unset).
     unset = {key for key in keys if key not in printed}
-    assert unset == {"server", "log-file", "metrics", "config", "store"}
+    assert unset == {"server", "log-file", "metrics", "config", "store", "bus"}
     assert printed["rate-limit"] == 5.0 and printed["login-deadline"] == 30.0
     assert printed["host"] == "127.0.0.1" and printed["port"] == 5555
     assert printed["home"] == str(home)
@@ -171,7 +171,7 @@ ERRORS = [
                                              "No such file or directory"),
     ('motd = "' + "x" * 5000 + '"\n', 1, "motd: the message of the day is longer than 4096 "
                                          "bytes"),
-    ('server = "nowhere"\n', 1, "server: no servers.json found"),
+    ('server = "nowhere"\n', 1, "server: no server named 'nowhere': you have no servers yet"),
     # TOML syntax.
     ("rate-limit = \n", 1, "not valid TOML: Invalid value (column 14)"),
     ("port = 1\nport = 2\n", 2, "not valid TOML: Cannot overwrite a value (column 9)"),

@@ -108,7 +108,7 @@ def test_garbage_before_handshake_closes_only_that_connection(chat_server):
 
 
 def test_slow_consumer_dropped_alone(server_factory):
-    srv = server_factory(outbound_cap=64 * 1024, rate_limit=0)
+    srv = server_factory(outbound_cap=64 * 1024, rate_limit=0, address_rate_limit=0)
     alice = srv.login("alice")
     carol = srv.login("carol")
     slow = srv.session()
