@@ -48,7 +48,7 @@ def unpack(data: bytes) -> Tuple[str, str, int, list]:
     try:
         item = _loads(data)
         kind, node, seq = item[0], item[1], item[2]
-    except (ValueError, TypeError, IndexError, KeyError, UnicodeDecodeError):
+    except (ValueError, TypeError, IndexError, KeyError, UnicodeDecodeError, RecursionError):
         raise BadMessage("not a schat bus message") from None
     if not (isinstance(kind, str) and isinstance(node, str) and type(seq) is int):
         raise BadMessage("not a schat bus message")

@@ -43,7 +43,9 @@ from schat.cluster.bus import Bus, bus_prefix
 from schat.cluster.catchup import MARGIN, Catchup
 from schat.cluster.ids import SLOTS, Hybrid
 from schat.cluster.settings import ClusterSettings
-from schat.errors import ConfigError
+from schat.errors import ConfigError, ProtocolError
+from schat.protocol import messages
+from schat.protocol.registry import CLIENT_RECEIVES
 
 if TYPE_CHECKING:  # pragma: no cover
     from schat.server.app import Server
@@ -287,7 +289,9 @@ class ClusterNode(Fanout, Peers):
                 log.info("asked to end the session of %s, which is not here any more",
                          str(f[0])[:32])
         elif kind == codec.FORWARD:
-            self._forwarded(str(f[0]), str(f[1]))
+            if not isinstance(f[1], str):
+                raise codec.BadMessage("a forwarded message is not text")
+            self._forwarded(str(f[0]), f[1])
         elif kind == codec.MAIL:
             self.catchup.mail(str(f[0]))
         elif kind == codec.AWAY:
@@ -444,13 +448,18 @@ class ClusterNode(Fanout, Peers):
                 self.catchup.left(room_name)
 
     def _forwarded(self, name: str, payload: str) -> None:
+        data = payload.encode("utf-8")
+        try:  # what goes to a member must be a message a client reads
+            messages.decode(data, CLIENT_RECEIVES)
+        except ProtocolError as err:
+            raise codec.BadMessage(f"a forwarded message is not one: {err}") from None
         member = self.chat.members.get(user_key(name))
         if member is None:
             # Moved or gone meanwhile: the message is stored; whoever holds the account
             # now reads it from the store.
             self._send(self.control, codec.MAIL, name)
             return
-        self.hub.queue_encoded(member, payload.encode("utf-8"))
+        self.hub.queue_encoded(member, data)
 
 
 class _Forward:

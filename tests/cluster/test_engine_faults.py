@@ -190,3 +190,25 @@ def test_two_nodes_racing_on_one_ban_settle_on_one(cluster):
         settle(a, lambda chat: chat.rooms["#dev"].has("bob"))
     for c in (alice, bob, carol):
         c.close()
+
+
+def test_garbage_on_the_bus_is_dropped_and_said(cluster, redis_service, caplog):
+    a = cluster.start()
+    alice, bob = login(a, "alice"), login(a, "bob")
+    garbage = [b"", b"\xff\xfe", b"[1]", b"{}", b'["zz","n9",1]', b'["on","n9",2,"x"]',
+               b'["on","n9",3,"mallory","not a token",1,0,0,""]',
+               b'["s","n9",4,"#lobby","id?",1,"m","text",0]',
+               b'["r","n9",5,[["only","two"]],{}]', b'["b","n9",6,"many"]',
+               b'["fw","n9",7,"alice",5]', b'["m","n9",8,"#lobby"]', b"[" * 5000]
+    with redis_service.client() as client:
+        for data in garbage:
+            client.publish("schat:0:c", data)
+            client.publish(f"schat:0:n:{a.server.cluster.id}", data)
+    alice.session.say("still here")
+    assert until(bob, messages.ChatMessage).text == "still here"
+    settle(a, lambda chat: sum(1 for r in caplog.records
+                               if "bus: dropped" in r.getMessage()) >= len(garbage))
+    assert a.thread.call(lambda: "mallory" not in a.server.hub.chat.remote)
+    assert not [r for r in caplog.records if r.exc_info and r.name.startswith("schat")]
+    for c in (alice, bob):
+        c.close()
