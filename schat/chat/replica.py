@@ -92,13 +92,15 @@ class Replica:
 
     # -- room events ---------------------------------------------------------------
     def said(self, said: ev.Said) -> None:
+        """A line said on another process (the bus brings each process's lines once and
+        in order): kept in the room's window where it fits, delivered in any case."""
         chat = self.chat
         chat.ids.observe(said.id)
         room = chat.rooms.get(said.room)
         if room is None:
             return  # a room this process has no member in (and never heard of)
-        if room.history.insert(said):
-            chat.local.publish(said.room, said)
+        room.history.insert(said)
+        chat.local.publish(said.room, said)
 
     def joined(self, event: ev.Joined, meta: Optional[list]) -> None:
         chat = self.chat

@@ -34,7 +34,9 @@ from typing import TYPE_CHECKING, Dict, List, Optional
 
 from schat.chat.names import user_key
 from schat.chat.rooms import RoomRecord
-from schat.cluster.ids import Hybrid
+from schat.cluster.ids import SLOTS, Hybrid
+
+SLOT_MASK = SLOTS - 1
 
 if TYPE_CHECKING:  # pragma: no cover
     from schat.cluster.node import ClusterNode
@@ -52,6 +54,9 @@ MAIL_WINDOW = 60.0
 MAIL_AFTER_LOGIN = 1.0
 # Longest a read waits for this node's own queued writes.
 WRITER_WAIT = 5.0
+# Lines of one room caught up at most after a loss (the newest; older ones stay in
+# /history): a bound on what one catch-up costs.
+CATCHUP_LIMIT = 1000
 
 
 class _Warm:
@@ -76,6 +81,10 @@ class Catchup:
         self.node = node
         self.chat = node.chat
         self.rooms: Dict[str, _Warm] = {}
+        # Room -> id slot -> the last line of that slot (node) delivered here. Every node
+        # makes its ids in order and the bus keeps each node's order, so a line from the
+        # store with an id at or below its slot's mark was delivered already.
+        self.marks: Dict[str, Dict[int, int]] = {}
         self._closed = False
 
     def close(self) -> None:
@@ -138,6 +147,7 @@ class Catchup:
     def left(self, name: str) -> None:
         """Nobody here is in the room any more: stop listening to its lines."""
         self.rooms.pop(name, None)
+        self.marks.pop(name, None)
         self.node.bus.unsubscribe(self.node.room_channel(name))
 
     def _load(self, name: str, warm: _Warm) -> None:
@@ -151,8 +161,12 @@ class Catchup:
         room = chat.rooms.get(name)
         if self.rooms.get(name) is not warm or room is None:
             return
+        marks = self.marks.setdefault(name, {})
         for said in items:
             room.history.insert(said)
+            slot = said.id & SLOT_MASK
+            if said.id > marks.get(slot, 0):   # known here now: sent as backlog, not live
+                marks[slot] = said.id
         warm.ready = True
         waiting, warm.waiting = warm.waiting, []
         for member, last_read, budget in waiting:
@@ -172,6 +186,13 @@ class Catchup:
         return True
 
     def seen_live(self, said) -> None:
+        """A line delivered here as it was said (here, or on another node)."""
+        marks = self.marks.get(said.room)
+        if marks is None:
+            marks = self.marks[said.room] = {}
+        slot = said.id & SLOT_MASK
+        if said.id > marks.get(slot, 0):
+            marks[slot] = said.id
         warm = self.rooms.get(said.room)
         if warm is not None and not warm.ready:
             warm.live.add(said.id)
@@ -183,7 +204,7 @@ class Catchup:
             return
         floor = Hybrid.floor(int(since * 1000))
         self._read(self._drained(functools.partial(self.chat.store.history_after, name, floor,
-                                                   self.chat._window)),
+                                                   CATCHUP_LIMIT)),
                    functools.partial(self._filled, name))
 
     def _filled(self, name: str, items) -> None:
@@ -191,12 +212,17 @@ class Catchup:
         room = chat.rooms.get(name)
         if room is None or name not in self.rooms:
             return
+        marks = self.marks.setdefault(name, {})
         count = 0
         for said in items:
             chat.ids.observe(said.id)
-            if room.history.insert(said):
-                chat.local.publish(name, said)
-                count += 1
+            slot = said.id & SLOT_MASK
+            if said.id <= marks.get(slot, 0):
+                continue  # delivered already
+            marks[slot] = said.id
+            room.history.insert(said)
+            chat.local.publish(name, said)
+            count += 1
         if count:
             log.warning("caught up %d message(s) of %s from the store", count, name)
 

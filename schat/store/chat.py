@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from typing import Callable, Dict, List, Optional
 
 from schat.chat.events import Said
@@ -102,6 +103,25 @@ PROFILE_WAIT = 5.0
 
 _SAID = "SELECT room, id, time, sender, text, action FROM history"
 _HISTORY = "INSERT INTO history (id, room, time, sender, text, action) VALUES "
+_HISTORY_COLUMNS = ("id", "room", "time", "sender", "text", "action")
+
+
+class _Copy:
+    """Chat lines that reach PostgreSQL in one COPY: lines are added until the writer
+    thread runs it (``taken``); a retried group writes the same lines again."""
+
+    __slots__ = ("rows", "taken", "lock")
+
+    def __init__(self, lock: threading.Lock):
+        self.rows: List[tuple] = []
+        self.taken = False
+        self.lock = lock
+
+    def __call__(self, conn) -> None:
+        with self.lock:  # append() adds to this batch only while it is not taken
+            self.taken = True
+            rows = list(self.rows)
+        conn.copy_rows("history", _HISTORY_COLUMNS, rows)
 
 
 def _said(row) -> Said:
@@ -154,6 +174,10 @@ class SqliteChatStore(ChatStore):
         transaction = accounts.transaction if writer_key is None else \
             functools.partial(accounts.transaction, writer_key)
         self.writer = GroupWriter(transaction, limit=queue_limit)
+        # On PostgreSQL, chat lines go in with COPY, a batch per writer turn (_Copy).
+        self._copying = accounts.db.name == "postgresql"
+        self._batch_lock = threading.Lock()
+        self._batch: Optional[_Copy] = None
         self._since_prune: Dict[str, int] = {}
         self._prune_every = max(20, history_limit // 10)
         self._prune_all_at_start()
@@ -318,8 +342,18 @@ class SqliteChatStore(ChatStore):
                      (last_id, room, user, last_id))
 
     def append(self, said: Said) -> None:
-        self.writer.submit(Row(_HISTORY, (said.id, said.room, said.time, said.sender, said.text,
-                                          int(said.action))))
+        values = (said.id, said.room, said.time, said.sender, said.text, int(said.action))
+        if self._copying:
+            with self._batch_lock:
+                batch = self._batch
+                if batch is None or batch.taken:
+                    batch = self._batch = _Copy(self._batch_lock)
+                    batch.rows.append(values)
+                    self.writer.submit(batch)
+                else:
+                    batch.rows.append(values)
+        else:
+            self.writer.submit(Row(_HISTORY, values))
         count = self._since_prune.get(said.room, 0) + 1
         if count >= self._prune_every:
             count = 0
