@@ -161,7 +161,8 @@ class ClusterNode(Fanout, Peers):
 
     # -- the Fanout: this node's sessions now, the others over the bus --------------
     def publish(self, channel: str, event) -> None:
-        self.chat.local.publish(channel, event)
+        # The bus first: its publisher then runs before this node's own flush (the other
+        # nodes' members wait for the bus; this node's for the flush either way).
         kind = type(event)
         if kind is ev.Said:
             self.catchup.seen_live(event)
@@ -174,6 +175,7 @@ class ClusterNode(Fanout, Peers):
             meta = room_meta(room) if room is not None else None
         name, fields = codec.event_fields(event, meta)
         self._send(bus_channel, name, *fields)
+        self.chat.local.publish(channel, event)
 
     # -- Peers: what the domain asks of the cluster ---------------------------------
     def login(self, member: Member, replaced: Optional[Remote]) -> None:
