@@ -204,3 +204,39 @@ def until_notice(events):
         item = events.get(timeout=WAIT)
         if isinstance(item, messages.Notice):
             return item
+
+
+def test_a_node_started_later_learns_who_is_where(cluster):
+    a = cluster.start()
+    alice = login(a, "alice")
+    answer(alice, "/join #dev")
+    b = cluster.start()                                    # asks the others for their rosters
+    bob = login(b, "bob")
+    state = joined(bob, "#dev")
+    assert set(state.users) == {"alice", "bob"} and state.owner == "alice"
+    assert set(bob.session.welcome.users) >= {"alice", "bob"}
+    b.thread.stop()                                         # a clean stop: bob leaves at once
+    left = until(alice, messages.Leave, lambda m: m.room == "#dev")
+    assert left.user == "bob"
+    settle(a, lambda chat: "bob" not in chat.remote)
+    alice.close()
+
+
+def test_a_room_nobody_belongs_to_goes_on_every_node(cluster):
+    a, b = cluster.start(), cluster.start()
+    alice, bob = login(a, "alice"), login(b, "bob")
+    assert answer(alice, "/join #tmp") is None
+    joined(bob, "#tmp")
+    settle(a, lambda chat: "#tmp" in chat.rooms and chat.rooms["#tmp"].has("bob"))
+    assert answer(alice, "/part #tmp") is None
+    settle(a, lambda chat: "#tmp" in chat.rooms and not chat.rooms["#tmp"].has("alice"))
+    assert "#tmp" in a.thread.call(lambda: dict(a.server.hub.chat.rooms))  # bob is in it
+    assert answer(bob, "/part #tmp") is None
+    for node in (a, b):
+        settle(node, lambda chat: "#tmp" not in chat.rooms)
+    with cluster.store() as store:
+        with store.reading() as conn:
+            assert conn.execute("SELECT count(*) FROM rooms WHERE name = '#tmp'"
+                                ).fetchone()[0] == 0
+    for c in (alice, bob):
+        c.close()
