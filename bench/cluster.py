@@ -42,7 +42,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 from bench.loadgen import BenchClient, bench_text, connect_client
 from bench.procstat import cpu_seconds, memory_kib, percentile

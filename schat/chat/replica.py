@@ -24,7 +24,7 @@ from schat.chat import events as ev
 from schat.chat.history import HistoryWindow
 from schat.chat.members import Member, Remote
 from schat.chat.moderation import BAN, MUTE, Restriction
-from schat.chat.names import LOBBY, user_key
+from schat.chat.names import user_key
 from schat.chat.rooms import Room, RoomRecord
 
 log = logging.getLogger("schat.chat")
@@ -280,4 +280,4 @@ class _Actor:
         self.key = user_key(name)
 
 
-__all__ = ["Replica", "room_meta", "LOBBY"]
+__all__ = ["Replica", "room_meta"]
