@@ -12,7 +12,8 @@ to theirs. docs/CLUSTER.md describes the whole; the modules:
 | ``ids`` | message ids and login tokens every node makes alone, unique and in time order |
 | ``codec`` | the compact bus messages (origin node, sequence per channel) |
 | ``bus`` | Redis pub/sub on the event loop: batching, reconnecting |
-| ``node`` | the glue: the Fanout, presence and its lease, takeover, admin actions, DMs |
+| ``node`` | the glue: the Fanout, takeover, admin actions, DMs |
+| ``presence`` | who is online on the other nodes, heartbeats and the lease, rosters |
 | ``catchup`` | what a node reads from the store when the bus cannot tell it: a room's recent history, what it missed during an outage, rooms' state, mail |
 | ``settings`` | ``ClusterSettings`` (``--bus``, the presence lease) |
 """
