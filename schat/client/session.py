@@ -28,10 +28,14 @@ from schat.errors import (AuthenticationFailed, ConnectionFailed, ProtocolError,
                           RemoteProtocolError, TrustError)
 from schat.protocol import auth, dm_messages, events, messages, registry, room_messages
 from schat.protocol.connection import ClientConnection, violation_text
+from schat.store.servers import format_address
 
 log = logging.getLogger("schat.client")
 
 CONNECT_TIMEOUT = 10.0
+# Seconds to wait for one address of a server that has several (a cluster's nodes)
+# before trying the next.
+ADDRESS_TIMEOUT = 5.0
 # Bound on how long a login reply may take (the server's scrypt runs first).
 REPLY_TIMEOUT = 30.0
 RECV_CHUNK = 1 << 16
@@ -146,9 +150,14 @@ class ClientSession:
                  expected_fingerprint: Optional[str] = None,
                  confirm_new: Optional[Callable[[str], bool]] = None,
                  accept_new: bool = False, timeout: float = CONNECT_TIMEOUT,
-                 features=FEATURES):
+                 features=FEATURES, addresses=None):
+        # The server's first address names it (pins, remembered logins, contacts);
+        # ``addresses`` (the nodes of a cluster) are tried in order by connect().
         self.host = host
         self.port = port
+        self.addresses = tuple(addresses) if addresses else ((host, port),)
+        # The address connect() reached.
+        self.address: Optional[tuple] = None
         self.server_name = server_name
         self.known_servers = known_servers
         self.expected_fingerprint = expected_fingerprint
@@ -180,13 +189,23 @@ class ClientSession:
 
     # -- connecting -------------------------------------------------------
     def connect(self) -> str:
-        """Open the TCP connection and run the handshake; return the server fingerprint."""
-        try:
-            self._sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
-        except OSError as err:
-            raise ConnectionFailed(
-                f"cannot reach server {self.server_name!r} at {self.host}:{self.port}: "
-                f"{err.strerror or err}") from None
+        """Open the TCP connection (to the first of the server's addresses that accepts
+        it) and run the handshake; return the server fingerprint."""
+        failed = []
+        # With several addresses, one that does not answer must not hold up the others.
+        timeout = self.timeout if len(self.addresses) == 1 else min(self.timeout, ADDRESS_TIMEOUT)
+        for host, port in self.addresses:
+            try:
+                self._sock = socket.create_connection((host, port), timeout=timeout)
+            except OSError as err:
+                failed.append(f"{format_address(host, port)}: {err.strerror or err}")
+                log.debug("cannot reach %s: %s", format_address(host, port), err)
+                continue
+            self.address = (host, port)
+            break
+        else:
+            where = failed[0] if len(failed) == 1 else "; ".join(failed)
+            raise ConnectionFailed(f"cannot reach server {self.server_name!r} at {where}")
         self._sock.settimeout(self.timeout)
         ev = self._next_handshake_event()
         if not isinstance(ev, events.ServerKeyReceived):
@@ -198,7 +217,8 @@ class ClientSession:
         ev = self._next_handshake_event()
         if not isinstance(ev, events.HandshakeComplete):
             raise RemoteProtocolError("the server did not finish the handshake")
-        log.debug("handshake complete with %s:%s (%s)", self.host, self.port, self.fingerprint)
+        log.debug("handshake complete with %s (%s)", format_address(*self.address),
+                  self.fingerprint)
         return self.fingerprint
 
     def _check_pin(self, fp: str) -> None:
