@@ -22,7 +22,9 @@ import threading
 import time
 from typing import Callable, Dict, Optional
 
+from schat.client.pacing import Pacer
 from schat.client.sanitize import clean
+from schat.client.trust import ServerKeyChanged, changed_key_warning
 from schat.crypto.keys import fingerprints_equal, normalize_fingerprint
 from schat.errors import (AuthenticationFailed, ConnectionFailed, ProtocolError,
                           RemoteProtocolError, TrustError)
@@ -39,10 +41,6 @@ ADDRESS_TIMEOUT = 5.0
 # Bound on how long a login reply may take (the server's scrypt runs first).
 REPLY_TIMEOUT = 30.0
 RECV_CHUNK = 1 << 16
-# The server's default message budget is 5 per second in bursts of 20; staying a
-# little under it leaves room for messages that arrive bunched up.
-PACE_RATE = 4.75
-PACE_BURST = 16
 # A request dropped as "throttled" is sent again at most this many times.
 MAX_RESENDS = 5
 # Messages the server does not count against the rate (schat.server.link.RATE_FREE).
@@ -50,39 +48,6 @@ _UNCOUNTED = (messages.Pong, messages.Bye, dm_messages.DmAck)
 # What this client understands, announced at login: rooms, and who is away in `users`
 # (docs/PROTOCOL.md §5a).
 FEATURES = ("rooms", "away")
-
-
-class Pacer:
-    """A client-side token bucket: ``wait()`` returns once one more message may go."""
-
-    def __init__(self, rate: float = PACE_RATE, burst: int = PACE_BURST,
-                 clock: Callable[[], float] = time.monotonic):
-        self.rate = rate
-        self.burst = float(burst)
-        self._clock = clock
-        self._tokens = float(burst)
-        self._stamp = clock()
-        self._lock = threading.Lock()
-
-    def wait(self, stop: threading.Event) -> bool:
-        """Take one token, waiting as long as needed; False when ``stop`` was set first."""
-        while True:
-            with self._lock:
-                now = self._clock()
-                self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-                self._stamp = now
-                if self._tokens >= 1.0:
-                    self._tokens -= 1.0
-                    return True
-                delay = (1.0 - self._tokens) / self.rate
-            if stop.wait(delay):
-                return False
-
-    def hold(self) -> None:
-        """The server refused a message for its rate: spend every token saved up."""
-        with self._lock:
-            self._tokens = 0.0
-            self._stamp = self._clock()
 
 
 class Disconnected:
@@ -112,35 +77,6 @@ class LoginDropped(ConnectionFailed):
     """The server closed the connection, without a word, in answer to a login that listed
     ``features``: what a server older than rooms does with a field it does not know
     (docs/PROTOCOL.md §5a). Logging in again without them works there."""
-
-
-class ServerKeyChanged(TrustError):
-    """The server's key differs from the pin; ``banner`` is the loud multi-line warning."""
-
-    def __init__(self, name: str, banner: str):
-        super().__init__(f"the key of server {name!r} has changed; the connection was "
-                         f"refused (see the warning above)")
-        self.banner = banner
-
-
-def changed_key_warning(name: str, old: str, new: str, configured: bool = False) -> str:
-    """The loud, SSH-style refusal shown when a pinned server key changed."""
-    bar = "@" * 59
-    if configured:
-        advice = ("The fingerprint comes from servers.json: check it with the operator and "
-                  "correct it there (`schat servers` manages the file).")
-    else:
-        advice = (f"Check the new fingerprint with the operator, then run\n"
-                  f"`schat servers forget {name}` and connect again.")
-    return (
-        f"{bar}\n@    WARNING: SERVER KEY HAS CHANGED!                     @\n{bar}\n"
-        f"The key of server {name!r} is not the one you accepted before.\n"
-        "Someone could be intercepting your connection (a man-in-the-middle attack),\n"
-        "or the operator replaced the server's key.\n"
-        f"  {'expected' if configured else 'pinned':<8} fingerprint: {old}\n"
-        f"  {'offered':<8} fingerprint: {new}\n"
-        f"The connection was refused. {advice}"
-    )
 
 
 class ClientSession:

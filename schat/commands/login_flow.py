@@ -45,7 +45,8 @@ def open_session(app: AppContext, name: str, accept_new: bool, ask: bool = True,
     ``ask=False`` never prompts about an unknown key (reconnecting from the chat screen).
     ``features``: what the login announces (default: all this client understands).
     """
-    from schat.client.session import ClientSession, ServerKeyChanged
+    from schat.client.session import ClientSession
+    from schat.client.trust import ServerKeyChanged
     from schat.store.known_servers import KnownServers
     from schat.store.servers import resolve_server
 
