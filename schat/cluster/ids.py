@@ -16,7 +16,7 @@ A room's history is ordered by id, so "the messages after id N" means the same
 on every process; :meth:`floor` gives the smallest id made at a given time
 (what a process missed since then is ``id > floor(then)``).
 
-A single server keeps its plain counter (:class:`Sequential`).
+A single server keeps its plain counter (:class:`schat.chat.chat.Counter`).
 """
 
 from __future__ import annotations
@@ -36,21 +36,6 @@ _COUNTER_MASK = (1 << COUNTER_BITS) - 1
 # An id of another process further ahead of our clock than this is not followed
 # (a process with a broken clock must not drag every later id into the future).
 MAX_AHEAD_MS = 60_000
-
-
-class Sequential:
-    """One process's ids: 1, 2, 3... after the highest one stored."""
-
-    def __init__(self, start: int):
-        self._next = start
-
-    def next(self) -> int:
-        value = self._next
-        self._next = value + 1
-        return value
-
-    def observe(self, other: int) -> None:
-        """Another process's id (a single server sees none)."""
 
 
 class Hybrid:
