@@ -37,3 +37,32 @@ class Member:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
+
+
+class Remote:
+    """A session of an account on another server process of the same cluster.
+
+    The domain knows it by name only: it counts in rooms' member lists and
+    ``/who``, and moderation reaches it through :class:`schat.chat.peers.Peers`.
+    ``token`` orders logins of one account across the cluster (the newest
+    session wins); ``rooms`` are the rooms it is in, in join order.
+    """
+
+    __slots__ = ("name", "key", "admin", "aware", "since", "peer", "node", "token", "rooms",
+                 "away")
+
+    def __init__(self, name: str, node: str, token: int, admin: bool = False,
+                 aware: bool = True, since: int = 0, peer: str = ""):
+        self.name = name
+        self.key = user_key(name)
+        self.node = node
+        self.token = token
+        self.admin = admin
+        self.aware = aware
+        self.since = since
+        self.peer = peer
+        self.rooms: List[str] = []
+        self.away: Optional[str] = None
+
+    def __repr__(self) -> str:
+        return f"Remote({self.name!r}@{self.node})"

@@ -35,7 +35,8 @@ class Room:
     """One room in memory. ``members`` are the sessions in it on this server process."""
 
     __slots__ = ("name", "topic", "topic_by", "topic_time", "private", "owner", "created",
-                 "ops", "invited", "restrictions", "history", "members", "stored_members")
+                 "ops", "invited", "restrictions", "history", "members", "stored_members",
+                 "remote")
 
     def __init__(self, record: RoomRecord, window: HistoryWindow):
         self.name = record.name
@@ -52,6 +53,8 @@ class Room:
         # user key -> session; dict order is join order, the fan-out iterates it.
         self.members: Dict[str, Member] = {}
         self.stored_members = record.members
+        # user key -> spelling: members online on other server processes of a cluster.
+        self.remote: Dict[str, str] = {}
 
     @property
     def lobby(self) -> bool:
@@ -69,7 +72,21 @@ class Room:
         return MEMBER
 
     def names(self) -> Tuple[str, ...]:
-        return tuple(sorted((m.name for m in self.members.values()), key=str.lower))
+        """Everyone online in the room, on this server process and (a cluster) the others."""
+        names = [m.name for m in self.members.values()]
+        if self.remote:
+            names.extend(v for k, v in self.remote.items() if k not in self.members)
+        return tuple(sorted(names, key=str.lower))
+
+    def online(self) -> int:
+        """How many are online in the room, here and on the cluster's other processes."""
+        if not self.remote:
+            return len(self.members)
+        return len(self.members) + sum(1 for k in self.remote if k not in self.members)
+
+    def has(self, key: str) -> bool:
+        """True when the account (user key) is online in the room, here or elsewhere."""
+        return key in self.members or key in self.remote
 
     def ops_names(self) -> Tuple[str, ...]:
         return tuple(sorted(self.ops.values(), key=str.lower))

@@ -24,7 +24,8 @@ from schat.client.local_events import LocalNotice, LocalWarning, PrivateMessage
 from schat.client.render import UNVERIFIED_MARK
 from schat.client.render import clock_seconds as clock
 from schat.client.sanitize import json_line, one_line
-from schat.client.session import ClientSession, Disconnected, Pacer
+from schat.client.pacing import Pacer
+from schat.client.session import ClientSession, Disconnected
 from schat.errors import ConnectionFailed, SchatError
 from schat.protocol import messages, room_messages
 from schat.protocol.schema import MAX_TEXT_BYTES

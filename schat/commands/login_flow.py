@@ -25,6 +25,7 @@ import click
 from schat.commands.asking import (PASSWORD_ENV, TRIES, ask_password, ask_trust, ask_user,
                                    default_user, interactive, load_key, password_from_env)
 from schat.commands.common import AppContext, echo_err
+from schat.store.servers import format_address
 from schat.errors import (AuthenticationFailed, ConnectionFailed, KeyFileError,
                           MissingCredentials, TrustError)
 
@@ -44,7 +45,8 @@ def open_session(app: AppContext, name: str, accept_new: bool, ask: bool = True,
     ``ask=False`` never prompts about an unknown key (reconnecting from the chat screen).
     ``features``: what the login announces (default: all this client understands).
     """
-    from schat.client.session import ClientSession, ServerKeyChanged
+    from schat.client.session import ClientSession
+    from schat.client.trust import ServerKeyChanged
     from schat.store.known_servers import KnownServers
     from schat.store.servers import resolve_server
 
@@ -54,7 +56,7 @@ def open_session(app: AppContext, name: str, accept_new: bool, ask: bool = True,
     session = ClientSession(entry.host, entry.port, entry.name,
                             known_servers=KnownServers(app.home.known_servers),
                             expected_fingerprint=entry.fingerprint, confirm_new=confirm,
-                            accept_new=accept_new, **extra)
+                            accept_new=accept_new, addresses=entry.all_addresses, **extra)
     try:
         session.connect()
     except ServerKeyChanged as err:
@@ -84,13 +86,19 @@ def open_session(app: AppContext, name: str, accept_new: bool, ask: bool = True,
 
 
 def probe(entry) -> None:
-    """Fail at once when nothing answers at the server's address (before any question)."""
-    try:
-        sock = socket.create_connection((entry.host, entry.port), timeout=PROBE_TIMEOUT)
-    except OSError as err:
-        raise ConnectionFailed(f"cannot reach server {entry.name!r} at {entry.address}: "
-                               f"{err.strerror or err}") from None
-    sock.close()
+    """Fail at once when nothing answers at any of the server's addresses (before any
+    question)."""
+    failed = []
+    timeout = PROBE_TIMEOUT if len(entry.all_addresses) == 1 else min(PROBE_TIMEOUT, 5.0)
+    for host, port in entry.all_addresses:
+        try:
+            sock = socket.create_connection((host, port), timeout=timeout)
+        except OSError as err:
+            failed.append(f"{format_address(host, port)}: {err.strerror or err}")
+            continue
+        sock.close()
+        return
+    raise ConnectionFailed(f"cannot reach server {entry.name!r} at {'; '.join(failed)}")
 
 
 # -- one login -------------------------------------------------------------------------

@@ -6,11 +6,12 @@ current directory is read as well and shown as such, but never written.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import click
 
 from schat.commands.common import AppContext, handle_errors, json_option, pass_app, render
+from schat.store.servers import format_address
 
 
 def _server_list(app: AppContext, missing_ok: bool = True, creating: bool = False):
@@ -65,14 +66,16 @@ def list_cmd(app: AppContext, as_json: bool):
         listed = lists.label(entry.source)
         if lists.find(entry.name) != entry:
             listed += " (hidden by yours)"
-        rows.append({"name": entry.name, "address": entry.address, "fingerprint": fp,
-                     "pinned in": source, "listed in": listed})
+        rows.append({"name": entry.name, "address": entry.address_list, "fingerprint": fp,
+                     "pinned in": source, "listed in": listed,
+                     "addresses": [format_address(h, p) for h, p in entry.all_addresses]})
     # Pins for servers no longer (or never) in a list are shown too.
     rows.extend({"name": p.name, "address": p.address, "fingerprint": p.fingerprint,
-                 "pinned in": "known_servers", "listed in": None}
+                 "pinned in": "known_servers", "listed in": None, "addresses": [p.address]}
                 for p in pins if id(p) not in covered)
     if as_json:
-        render([{"name": r["name"], "address": r["address"], "fingerprint": r["fingerprint"],
+        render([{"name": r["name"], "address": r["addresses"][0],
+                 "addresses": r["addresses"], "fingerprint": r["fingerprint"],
                  "pinned_in": r["pinned in"], "listed_in": r["listed in"]} for r in rows],
                [], True)
         return
@@ -82,26 +85,44 @@ def list_cmd(app: AppContext, as_json: bool):
 
 @servers.command("add")
 @click.argument("name")
-@click.option("--ip", required=True, help="The server's IP address or host name.")
-@click.option("--port", required=True, type=click.IntRange(1, 65535), help="The server's TCP port.")
+@click.option("--ip", help="The server's IP address or host name.")
+@click.option("--port", type=click.IntRange(1, 65535), help="The server's TCP port.")
+@click.option("--address", "addresses", multiple=True, metavar="HOST:PORT",
+              help="An address of the server; repeat it for a server run as several nodes "
+                   "(tried in order, after --ip/--port when given).")
 @click.option("--fingerprint", help="The server key's fingerprint (SHA256:...), if the "
                                     "operator gave it to you: it is then checked, not asked.")
 @click.option("--force", is_flag=True, help="Replace an existing entry of that name.")
 @pass_app
 @handle_errors
-def add_cmd(app: AppContext, name: str, ip: str, port: int, fingerprint: Optional[str],
-            force: bool):
+def add_cmd(app: AppContext, name: str, ip: Optional[str], port: Optional[int],
+            addresses: Tuple[str, ...], fingerprint: Optional[str], force: bool):
     """Add a server to your list, HOME/servers.json (created when missing).
 
-    With --config FILE, to that file instead. A ./servers.json in the current
-    directory is never changed: an entry you add with the same name hides its.
+    Give --ip and --port, or one --address per node of a server run as several
+    (connecting and reconnecting try them in order). With --config FILE, the
+    server goes to that file instead. A ./servers.json in the current directory
+    is never changed: an entry you add with the same name hides its.
     """
+    from schat.errors import ConfigError, UsageError
+    from schat.store.servers import parse_address
+
+    if (ip is None) != (port is None):
+        raise UsageError("give both --ip and --port (or --address HOST:PORT)")
+    if ip is None:
+        if not addresses:
+            raise UsageError("give the server's --ip and --port, or --address HOST:PORT")
+        try:
+            ip, port = parse_address(addresses[0])
+        except ValueError as err:
+            raise ConfigError(f"--address: {err}") from None
+        addresses = addresses[1:]
     servers_ = _server_list(app, creating=True)
     replaced = servers_.find(name) is not None
-    entry = servers_.add(name, ip, port, fingerprint, replace=force)
+    entry = servers_.add(name, ip, port, fingerprint, replace=force, more=addresses)
     servers_.save()
     verb, where = ("Replaced", "in") if replaced else ("Added", "to")
-    click.echo(f"{verb} {entry.name} ({entry.address}) {where} {servers_.path}.")
+    click.echo(f"{verb} {entry.name} ({entry.address_list}) {where} {servers_.path}.")
     lists = _all_lists(app)
     if any(e.name == name for e in lists.hidden()):
         click.echo(f"It hides the {name} of ./servers.json ({lists.local.find(name).address}).")
@@ -146,7 +167,9 @@ def forget_cmd(app: AppContext, name: str):
     entry = _all_lists(app).find(name)
     known = KnownServers(app.home.known_servers)
     if entry is not None:
-        dropped = known.forget(name, entry.host, entry.port)
+        dropped = False
+        for host, port in entry.all_addresses:
+            dropped = known.forget(name, host, port) or dropped
     else:
         dropped = known.forget(name)
     if not dropped:

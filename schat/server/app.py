@@ -50,7 +50,7 @@ class Server:
     """A schat server bound to one address; drive it with start()/stop() on one loop."""
 
     def __init__(self, settings: ServerSettings, host_key: RsaKey, store, chat_store=None,
-                 control_socket=None):
+                 control_socket=None, cluster=None):
         self.settings = settings
         # The operator's control socket (`schat admin`); None: none is opened.
         self.control_socket = control_socket
@@ -60,7 +60,8 @@ class Server:
         self.fingerprint = fingerprint(host_key)
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.chat_store = chat_store if chat_store is not None else SqliteChatStore(
-            store, settings.history_limit, settings.history_days)
+            store, settings.history_limit, settings.history_days,
+            writer_key=f"chat:{cluster.node}" if cluster is not None else None)
         self.hub = Hub(settings.server_name, settings.motd, settings.outbound_cap,
                        wake=self._wake, store=self.chat_store, limits=settings.chat_limits(),
                        later=self._later, durable_acks=settings.durable_acks)
@@ -101,6 +102,12 @@ class Server:
         self.accept_errors = 0
         self._last_refusal_log = float("-inf")
         self._last_accept_log = float("-inf")
+        # A node of a cluster (schat.cluster.node): the bus, presence, catching up.
+        self.cluster = None
+        if cluster is not None:
+            from schat.cluster.node import ClusterNode
+
+            self.cluster = ClusterNode(self, cluster)
 
     # -- life cycle ----------------------------------------------------------
     async def start(self) -> Tuple[str, int]:
@@ -118,8 +125,16 @@ class Server:
         # Load every lazily imported crypto module now: under a file-descriptor
         # shortage later, a first import would fail in the middle of a handshake.
         ServerConnection(self.host_key)
-        self._listener = await self.loop.create_server(
-            lambda: ClientLink(self), self.settings.host, self.settings.port)
+        if self.cluster is not None:
+            await self.cluster.start()  # members arrive once the node knows the others
+        try:
+            self._listener = await self.loop.create_server(
+                lambda: ClientLink(self), self.settings.host, self.settings.port,
+                reuse_port=self.cluster.settings.reuse_port if self.cluster else None)
+        except BaseException:
+            if self.cluster is not None:
+                await self.cluster.stop()
+            raise
         sockname = self._listener.sockets[0].getsockname()
         self.address = (sockname[0], sockname[1])
         if self.control_socket:
@@ -155,6 +170,8 @@ class Server:
             link._drop(reason)
         await listener.wait_closed()
         self.dm.lane.close()
+        if self.cluster is not None:
+            await self.cluster.stop()
         self.pool.shutdown(wait=True)
         # The chat's queued writes (history, read markers) are committed before the file closes.
         await self.loop.run_in_executor(None, self.chat_store.close)
@@ -358,8 +375,8 @@ class ServerThread:
     """A server on its own event loop in a background thread (embedding, tests, benchmarks)."""
 
     def __init__(self, settings: ServerSettings, host_key: RsaKey, store, chat_store=None,
-                 control_socket=None):
-        self.server = Server(settings, host_key, store, chat_store, control_socket)
+                 control_socket=None, cluster=None):
+        self.server = Server(settings, host_key, store, chat_store, control_socket, cluster)
         self._thread = threading.Thread(target=self._run, name="schat-server", daemon=True)
         self._ready = threading.Event()
         self._loop: Optional[asyncio.AbstractEventLoop] = None

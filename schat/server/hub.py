@@ -87,14 +87,20 @@ class Hub(Sink):
         self._later = later
         self._polling = False
         self.durable_acks = durable_acks
+        # name -> a stand-in session on another node of a cluster (schat.cluster.node).
+        self.elsewhere: Optional[Callable[[str], Optional[Session]]] = None
 
     # -- who is online (also used by the DM relay) ----------------------------------
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
 
     def member(self, name: str) -> Optional[Session]:
-        """The session logged in as ``name`` (any case), or None."""
-        return self.chat.members.get(name.lower())
+        """The session logged in as ``name`` (any case), or None. In a cluster, for an
+        account online on another node, a stand-in whose output goes there."""
+        found = self.chat.members.get(name.lower())
+        if found is None and self.elsewhere is not None:
+            return self.elsewhere(name)
+        return found
 
     def is_online(self, name: str) -> bool:
         return name.lower() in self.chat.members

@@ -4,6 +4,12 @@ Format (the original script's, plus an optional pinned fingerprint)::
 
     {"TestServer": {"ip": "127.0.0.1", "port": 5555, "fingerprint": "SHA256:..."}}
 
+A server run as several nodes (a cluster, docs/CLUSTER.md) may list them all;
+connecting and reconnecting try them in order (``ip``/``port``, when given,
+come first)::
+
+    {"Team": {"addresses": ["10.0.0.1:5555", "10.0.0.2:5555", "[2001:db8::3]:5555"]}}
+
 Your own list is HOME/servers.json, where `schat servers add/remove` write.
 A ``servers.json`` in the current directory (the sample this project ships,
 as the original script had) is read as well; its entries are marked as coming
@@ -22,7 +28,7 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from schat.crypto.keys import normalize_fingerprint
 from schat.errors import ConfigError
@@ -45,10 +51,39 @@ class ServerEntry:
     fingerprint: Optional[str] = None
     # The file the entry comes from (set when looked up through ServerLists).
     source: Optional[Path] = None
+    # Every address of the server, in the order to try them (the first is host:port);
+    # empty for a server with one address.
+    addresses: Tuple[Tuple[str, int], ...] = ()
 
     @property
     def address(self) -> str:
+        """The first address: the one that names the server (pins, remembered logins)."""
         return format_address(self.host, self.port)
+
+    @property
+    def all_addresses(self) -> Tuple[Tuple[str, int], ...]:
+        return self.addresses or ((self.host, self.port),)
+
+    @property
+    def address_list(self) -> str:
+        """Every address, as shown: ``10.0.0.1:5555, 10.0.0.2:5555``."""
+        return ", ".join(format_address(h, p) for h, p in self.all_addresses)
+
+
+# Addresses one servers.json entry may list.
+MAX_ADDRESSES = 16
+
+
+def parse_address(text) -> Tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` -> (host, port); ValueError when malformed."""
+    if not isinstance(text, str):
+        raise ValueError("an address must be a string \"HOST:PORT\"")
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"not HOST:PORT: {text[:60]!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return check_host(host), check_port(int(port))
 
 
 def format_address(host: str, port: int) -> str:
@@ -128,12 +163,27 @@ class ServerList:
             raise ConfigError(f"{self.path}: {err}") from None
         if not isinstance(value, dict):
             raise ConfigError(f"{where} must be an object with 'ip' and 'port'")
+        listed = "addresses" in value
         for field in ("ip", "port"):
-            if field not in value:
+            if field not in value and not listed:
                 raise ConfigError(f"{where} has no '{field}'")
+        if ("ip" in value) != ("port" in value):
+            raise ConfigError(f"{where} has no '{'port' if 'ip' in value else 'ip'}'")
         try:
-            host = check_host(value["ip"])
-            port = check_port(value["port"])
+            addresses: List[Tuple[str, int]] = []
+            if "ip" in value:
+                addresses.append((check_host(value["ip"]), check_port(value["port"])))
+            if listed:
+                items = value["addresses"]
+                if not isinstance(items, list) or not items:
+                    raise ValueError("'addresses' must be a list of \"HOST:PORT\" strings")
+                if len(items) > MAX_ADDRESSES:
+                    raise ValueError(f"'addresses' lists more than {MAX_ADDRESSES}")
+                for item in items:
+                    address = parse_address(item)
+                    if address not in addresses:
+                        addresses.append(address)
+            (host, port) = addresses[0]
             fp = value.get("fingerprint")
             if fp is not None:
                 if not isinstance(fp, str):
@@ -144,7 +194,8 @@ class ServerList:
                     raise ValueError(f"bad 'fingerprint': {err}") from None
         except ValueError as err:
             raise ConfigError(f"{where}: {err}") from None
-        return ServerEntry(name, host, port, fp)
+        return ServerEntry(name, host, port, fp,
+                           addresses=tuple(addresses) if len(addresses) > 1 else ())
 
     def entries(self) -> List[ServerEntry]:
         return list(self._entries.values())
@@ -164,8 +215,9 @@ class ServerList:
         return self._entries.get(name)
 
     def add(self, name: str, host: str, port: int, fingerprint: Optional[str] = None,
-            replace: bool = False) -> ServerEntry:
-        """Add (or with ``replace``, update) a server; other fields of an entry are kept."""
+            replace: bool = False, more: Tuple[str, ...] = ()) -> ServerEntry:
+        """Add (or with ``replace``, update) a server; other fields of an entry are kept.
+        ``more``: further addresses (``HOST:PORT``) to try after ``host:port``."""
         check_server_name(name)
         if name in self._entries and not replace:
             raise ConfigError(f"{self.path}: server {name!r} already exists; use --force to replace it")
@@ -173,18 +225,31 @@ class ServerList:
             host = check_host(host)
             port = check_port(port)
             fingerprint = normalize_fingerprint(fingerprint) if fingerprint else None
+            addresses = [(host, port)]
+            for text in more:
+                address = parse_address(text)
+                if address not in addresses:
+                    addresses.append(address)
+            if len(addresses) > MAX_ADDRESSES:
+                raise ValueError(f"at most {MAX_ADDRESSES} addresses")
         except ValueError as err:
             raise ConfigError(str(err).replace("'ip'", "the address")) from None
         old = self.data.get(name)
         value = OrderedDict(old) if isinstance(old, dict) else OrderedDict()
         value["ip"] = host
         value["port"] = port
+        if len(addresses) > 1:
+            value["addresses"] = [format_address(h, p) for h, p in addresses[1:]]
+        else:
+            value.pop("addresses", None)
         if fingerprint:
             value["fingerprint"] = fingerprint
         else:
             value.pop("fingerprint", None)
         self.data[name] = value
-        self._entries[name] = ServerEntry(name, host, port, fingerprint)
+        self._entries[name] = ServerEntry(name, host, port, fingerprint,
+                                          addresses=tuple(addresses) if len(addresses) > 1
+                                          else ())
         return self._entries[name]
 
     def remove(self, name: str) -> ServerEntry:
@@ -299,7 +364,8 @@ class ServerLists:
 
 
 def _sourced(entry: ServerEntry, path: Path) -> ServerEntry:
-    return ServerEntry(entry.name, entry.host, entry.port, entry.fingerprint, path)
+    return ServerEntry(entry.name, entry.host, entry.port, entry.fingerprint, path,
+                       entry.addresses)
 
 
 def _arg(name: str) -> str:

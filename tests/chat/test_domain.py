@@ -314,7 +314,7 @@ def test_state_reloads_from_the_store():
     assert room.topic == "the topic" and room.owner == "ann"
     assert room.restrictions.get("ban", "bob", again.chat.now_ms()).reason == "rude"
     assert [s.text for s in room.history.unseen(0, 10)] == ["kept"]
-    assert again.chat._next_id > w.chat._next_id - 1
+    assert again.chat.ids.next() > w.chat.ids.next() - 1
 
 
 def test_away_is_member_state_shown_in_who_and_names_per_room():

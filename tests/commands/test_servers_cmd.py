@@ -28,10 +28,10 @@ def test_add_creates_home_file_then_list(runner, home, host_key):
     run(runner, "servers", "add", "Lab", "--ip", "::1", "--port", "7000")
     data = json.loads(run(runner, "servers", "list", "--json").stdout)
     assert data == [
-        {"name": "Office", "address": "10.1.2.3:5555", "fingerprint": fp,
-         "pinned_in": "servers.json", "listed_in": "home"},
-        {"name": "Lab", "address": "[::1]:7000", "fingerprint": None, "pinned_in": None,
-         "listed_in": "home"},
+        {"name": "Office", "address": "10.1.2.3:5555", "addresses": ["10.1.2.3:5555"],
+         "fingerprint": fp, "pinned_in": "servers.json", "listed_in": "home"},
+        {"name": "Lab", "address": "[::1]:7000", "addresses": ["[::1]:7000"], "fingerprint": None,
+         "pinned_in": None, "listed_in": "home"},
     ]
     table = run(runner, "servers", "list").stdout.splitlines()
     assert table[0].split() == ["name", "address", "fingerprint", "pinned", "in", "listed", "in"]
@@ -46,10 +46,10 @@ def test_list_shows_known_servers_pins(runner, home, host_key, other_host_key):
     known.pin("Gone", "192.0.2.1", 1, other)
     data = json.loads(run(runner, "servers", "list", "--json").stdout)
     assert data == [
-        {"name": "T", "address": "127.0.0.1:5555", "fingerprint": fp,
-         "pinned_in": "known_servers", "listed_in": "home"},
-        {"name": "Gone", "address": "192.0.2.1:1", "fingerprint": other,
-         "pinned_in": "known_servers", "listed_in": None},
+        {"name": "T", "address": "127.0.0.1:5555", "addresses": ["127.0.0.1:5555"],
+         "fingerprint": fp, "pinned_in": "known_servers", "listed_in": "home"},
+        {"name": "Gone", "address": "192.0.2.1:1", "addresses": ["192.0.2.1:1"],
+         "fingerprint": other, "pinned_in": "known_servers", "listed_in": None},
     ]
 
 
@@ -124,7 +124,11 @@ def test_symlinked_servers_json_stays_a_link(runner, home, tmp_path):
 @pytest.mark.parametrize("args,code,message", [
     (["--ip", "1.2.3.4", "--port", "70000"], 2, "Invalid value for '--port': 70000 is not in the range 1<=x<=65535."),
     (["--ip", "1.2.3.4", "--port", "x"], 2, "Invalid value for '--port': 'x' is not a valid integer"),
-    (["--port", "1"], 2, "Missing option '--ip'."),
+    (["--port", "1"], 2, "Error: give both --ip and --port (or --address HOST:PORT)"),
+    ([], 2, "Error: give the server's --ip and --port, or --address HOST:PORT"),
+    (["--address", "1.2.3.4"], 1, "Error: --address: not HOST:PORT: '1.2.3.4'"),
+    (["--ip", "1.2.3.4", "--port", "1", "--address", "x y:1"], 1,
+     "Error: the address is not an IP address or host name: 'x y'"),
     (["--ip", "not valid!", "--port", "1"], 1, "Error: the address is not an IP address or host name: 'not valid!'"),
     (["--ip", "1.2.3.4", "--port", "1", "--fingerprint", "nope"], 1, "Error: a fingerprint looks like SHA256:<base64>"),
 ])
@@ -224,3 +228,37 @@ def test_list_without_any_file(runner, home):
     res = run(runner, "servers", "list")
     assert res.exit_code == 0
     assert res.stdout.startswith("No servers.")
+
+
+def test_a_server_with_several_addresses(runner, home):
+    res = run(runner, "servers", "add", "Team", "--address", "10.0.0.1:5555",
+              "--address", "10.0.0.2:5555", "--address", "[2001:db8::3]:5556",
+              "--address", "10.0.0.1:5555")
+    assert res.exit_code == 0, res.output
+    assert res.stdout == ("Added Team (10.0.0.1:5555, 10.0.0.2:5555, [2001:db8::3]:5556) to "
+                          f"{home / 'servers.json'}.\n")
+    assert json.loads((home / "servers.json").read_text()) == {
+        "Team": {"ip": "10.0.0.1", "port": 5555,
+                 "addresses": ["10.0.0.2:5555", "[2001:db8::3]:5556"]}}
+    (row,) = json.loads(run(runner, "servers", "list", "--json").stdout)
+    assert (row["address"], row["addresses"]) == (
+        "10.0.0.1:5555", ["10.0.0.1:5555", "10.0.0.2:5555", "[2001:db8::3]:5556"])
+    table = run(runner, "servers", "list").stdout.splitlines()
+    assert table[2].split()[:4] == ["Team", "10.0.0.1:5555,", "10.0.0.2:5555,",
+                                    "[2001:db8::3]:5556"]
+    # Written by hand: addresses alone, no ip/port.
+    (home / "servers.json").write_text(json.dumps(
+        {"Solo": {"addresses": ["192.0.2.7:5555"]},
+         "Pair": {"addresses": ["192.0.2.8:1", "192.0.2.9:2"], "note": "kept"}}))
+    (solo, pair) = json.loads(run(runner, "servers", "list", "--json").stdout)
+    assert solo["addresses"] == ["192.0.2.7:5555"] and pair["address"] == "192.0.2.8:1"
+    for bad, message in (({"addresses": []}, "'addresses' must be a list"),
+                         ({"addresses": "1.2.3.4:5"}, "'addresses' must be a list"),
+                         ({"addresses": [5]}, "an address must be a string"),
+                         ({"addresses": ["1.2.3.4:99999"]}, "'port' must be an integer"),
+                         ({"addresses": ["a:1"] * 17}, "more than 16"),
+                         ({"ip": "1.2.3.4"}, "has no 'port'")):
+        (home / "servers.json").write_text(json.dumps({"Bad": bad}))
+        res = run(runner, "servers", "list")
+        assert res.exit_code == 1 and message in res.stderr, (bad, res.stderr)
+        assert res.stderr.count("\n") == 1
