@@ -120,7 +120,8 @@ def test_login_flood_keeps_chat_latency(server_cpu, server_factory, server_log):
         rss_growth = rss_bytes() - rss_before
         first_round = rounds[0][0]["end"] - rounds[0][0]["start"]
         quiet[0] = (max(quiet[0][0], quiet[0][1] - first_round), quiet[0][1])
-        flood.communicate("", timeout=10)
+        flood.stdin.close()
+        flood.wait(timeout=10)
         out, _ = chatters.communicate("", timeout=20)
     finally:
         for proc in (chatters, flood):
