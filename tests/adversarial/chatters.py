@@ -1,15 +1,14 @@
 """Members chatting from one single-threaded asyncio process, with a latency probe.
 
-Usage: python chatters.py HOST PORT COUNT [PROBE_INTERVAL]
+Usage: python chatters.py HOST PORT COUNT [PROBE_INTERVAL [MAX_RUN]]
 Logs in member0..member{COUNT-1} (password "<name>-pass-1"), then prints "ready".
 member0 sends a probe line every PROBE_INTERVAL seconds (default 2 ms),
-member1 receives the probes, the
-others say a line every 200 ms. At end of stdin (or after MAX_RUN seconds)
-sending stops, the probes and acks still in flight are awaited, and one JSON
-object is printed: {"samples": [[sent, latency], ...], "lost": n,
-"unacked": n, "errors": [...]}. ``sent`` is time.monotonic() (CLOCK_MONOTONIC,
-the same clock in every process), so a caller can cut the samples into the
-time windows it observed.
+member1 receives the probes, the others say a line every 200 ms. At end of
+stdin (or after MAX_RUN seconds, default 55) sending stops, the probes and
+acks still in flight are awaited, and one JSON object is printed:
+{"samples": [[sent, latency], ...], "lost": n, "unacked": n, "errors": [...]}.
+``sent`` is time.monotonic() (CLOCK_MONOTONIC, the same clock in every
+process), so a caller can cut the samples into the time windows it observed.
 
 Its own process, so the members' decryption and parsing do not share the
 measured server's interpreter lock.
@@ -133,7 +132,8 @@ async def paced(interval: float, offset: float, stop: asyncio.Event, action) -> 
         i += 1
 
 
-async def main(host: str, port: int, count: int, probe_interval: float = PROBE_INTERVAL) -> Dict:
+async def main(host: str, port: int, count: int, probe_interval: float = PROBE_INTERVAL,
+               max_run: float = MAX_RUN) -> Dict:
     members: List[Member] = [await connect(host, port, f"member{i}") for i in range(count)]
     probe, watcher, talkers = members[0], members[1], members[2:]
     sent: Dict[str, float] = {}
@@ -168,9 +168,9 @@ async def main(host: str, port: int, count: int, probe_interval: float = PROBE_I
             TALK_INTERVAL, TALK_INTERVAL * n / len(talkers), stop,
             lambda i, m=member: m.say(f"{m.name} line {i}"))))
     try:
-        await asyncio.wait_for(stdin_closed(), MAX_RUN)
+        await asyncio.wait_for(stdin_closed(), max_run)
     except asyncio.TimeoutError:
-        errors.append(f"not stopped within {MAX_RUN:g} s")
+        errors.append(f"not stopped within {max_run:g} s")
     stop.set()
     await asyncio.gather(*senders)
     deadline = time.monotonic() + DRAIN
@@ -187,5 +187,6 @@ async def main(host: str, port: int, count: int, probe_interval: float = PROBE_I
 
 if __name__ == "__main__":
     interval = float(sys.argv[4]) if len(sys.argv) > 4 else PROBE_INTERVAL
-    result = asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), interval))
+    max_run = float(sys.argv[5]) if len(sys.argv) > 5 else MAX_RUN
+    result = asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), interval, max_run))
     print(json.dumps(result), flush=True)
