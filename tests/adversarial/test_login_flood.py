@@ -42,6 +42,10 @@ FLOOD_PARALLEL = 50
 ROUNDS = 3
 FIRST_QUIET = 3.0
 POLL = 0.02
+# The test's own bound, and so the members' longest run: they stop at the end of
+# their stdin, and on their own only if the test died. (With the members' default
+# of 55 s, a run of the whole directory on a loaded machine outlived them.)
+TIMEOUT = 120
 HERE = Path(__file__).parent
 ROOT = HERE.resolve().parents[1]
 
@@ -94,7 +98,7 @@ def _round(srv, flood):
 
 
 # About 25 s on a quiet 2-core machine; rounds last longer on a busy one.
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(TIMEOUT)
 def test_login_flood_stays_bounded_and_chat_goes_on(server_cpu, server_factory, server_log):
     srv = server_factory(crypto_workers=1, max_pending_logins=8, rate_limit=0,
                          address_rate_limit=0, penalty_base=0,
@@ -103,7 +107,8 @@ def test_login_flood_stays_bounded_and_chat_goes_on(server_cpu, server_factory, 
         srv.store.add(f"member{i}", f"member{i}-pass-1")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     chatters = subprocess.Popen(
-        [sys.executable, str(HERE / "chatters.py"), srv.host, str(srv.port), str(MEMBERS)],
+        [sys.executable, str(HERE / "chatters.py"), srv.host, str(srv.port), str(MEMBERS),
+         "0.002", str(TIMEOUT)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True,
         preexec_fn=on_client_cpu)
     flood = None
