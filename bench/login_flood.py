@@ -153,9 +153,10 @@ def measure(root: Path, rounds: int) -> Dict:
                 answers[code] = answers.get(code, 0) + n
             quiet.append(quiet_window(server, window.end - window.start, sockets))
         memory = server.memory()
+        # At nice 19 on a loaded machine the flood's exit can take over 10 s.
         flood.stdin.close()
-        flood.wait(timeout=10)
         out, _ = chatters.communicate("", timeout=30)
+        flood.wait(timeout=30)
     finally:
         for proc in (chatters, flood):
             if proc is not None and proc.poll() is None:
