@@ -68,6 +68,10 @@ class ChatStore(ABC):
     def user(self, name: str) -> Optional[UserInfo]:
         """The account called ``name`` (any case), or None."""
 
+    def settle(self, name: str) -> None:
+        """Before a login reads ``name``'s account and profile: wait until the writes
+        queued about it are durable (a store that writes at once has nothing to do)."""
+
     # -- writes (ordered; may be batched) -------------------------------------
     @abstractmethod
     def save_room(self, record: RoomRecord) -> None: ...

@@ -14,11 +14,11 @@ import dataclasses
 import gc
 import itertools
 import logging
+import os
 import sys
 import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Deque, Optional, Set, Tuple
 
 from schat.crypto.keys import RsaKey, fingerprint
@@ -27,12 +27,12 @@ from schat.protocol.connection import ServerConnection
 from schat.server.dm_relay import DmRelay
 from schat.server.guard import Admission, PenaltyBox, TokenBucket
 from schat.server.hub import Hub
-from schat.server.limits import (PENALTY_ENTRIES, ServerSettings, lower_thread_priority,
-                                 raise_nofile_limit)
+from schat.server.limits import PENALTY_ENTRIES, ServerSettings, raise_nofile_limit
 from schat.server.control import ControlServer
 from schat.server.link import CHAT, CHECKED, ClientLink
 from schat.server.mailbox import Mailbox
 from schat.server.metrics import Stats
+from schat.server.pool import CryptoPool
 from schat.store.chat import SqliteChatStore
 
 log = logging.getLogger("schat.server")
@@ -65,10 +65,15 @@ class Server:
                        later=self._later, durable_acks=settings.durable_acks)
         self.control: Optional[ControlServer] = None
         self.dm = DmRelay(self.hub, store, Mailbox(store, settings.mailbox_limit))
-        self.pool = ThreadPoolExecutor(settings.crypto_workers,
-                                       thread_name_prefix="schat-crypto",
-                                       initializer=lower_thread_priority,
-                                       initargs=(settings.crypto_nice,))
+        self.pool = CryptoPool(settings.crypto_workers, settings.crypto_nice, self.stats)
+        # Where a login's work runs (docs/INTERNALS.md, "The login path"): the key
+        # exchange's RSA on the event loop when this process has one CPU (a thread
+        # could not run beside the loop; the hand-over would only add cost), else in
+        # the crypto threads; a key login's check on the loop when the account store
+        # is a local SQLite file (a signature check and three indexed reads cost less
+        # than the hand-over), else in the threads (PostgreSQL: network round trips).
+        self.inline_handshake = one_cpu()
+        self.inline_key_login = store.path is not None
         self.links: Set[ClientLink] = set()
         self.address: Optional[Tuple[str, int]] = None
         self._listener: Optional[asyncio.AbstractServer] = None
@@ -93,6 +98,11 @@ class Server:
     async def start(self) -> Tuple[str, int]:
         """Bind and start accepting; return the real (host, port)."""
         self.loop = asyncio.get_running_loop()
+        self.pool.bind(self.loop)
+        writer = getattr(self.chat_store, "writer", None)
+        if writer is not None:
+            # The chat's store writes come from this loop: its timer waits for a group.
+            writer.use_timer(self._later)
         raise_nofile_limit()
         # Process-wide: this process is a server, and chat latency comes first.
         sys.setswitchinterval(self.settings.gil_switch_interval)
@@ -260,11 +270,9 @@ class Server:
         self._pending_crypto -= 1
 
     def record_login(self, name: str) -> None:
-        """Stamp the last login (runs in the pool; a failure only costs the stamp)."""
-        try:
-            self.store.record_login(name)
-        except Exception as err:  # noqa: BLE001
-            log.warning("could not record the login of %s: %s", name, err)
+        """Stamp the last login: committed with the chat's next group of writes (the
+        store's writer thread), so a login costs no transaction of its own."""
+        self.chat_store.record_login(name)
 
     # -- output ------------------------------------------------------------------
     def _later(self, delay: float, fn: Callable) -> None:
@@ -306,6 +314,14 @@ class Server:
             elif idle >= interval and not link.pinged:
                 link.ping(next(self._ping_numbers))
         self._schedule_ping_check()
+
+
+def one_cpu() -> bool:
+    """True when this process may run on one CPU only (its affinity, e.g. ``taskset``)."""
+    try:
+        return len(os.sched_getaffinity(0)) == 1
+    except AttributeError:  # not Linux
+        return (os.cpu_count() or 1) == 1
 
 
 class ServerThread:

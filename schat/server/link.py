@@ -102,11 +102,12 @@ class ClientLink(asyncio.Protocol):
         self.busy = False
         if self.state == CLOSED:
             return
-        log.info("connect from %s", self.peer)
-        # The ServerHello's ephemeral X25519 key is made in the pool: a burst of
-        # connects (asyncio accepts up to 100 at once) must not stall the chat.
-        self._run_job(functools.partial(ServerConnection, self.server.host_key),
-                      self._hello_ready)
+        log.debug("connect from %s", self.peer)
+        # The ServerHello's ephemeral X25519 key is made here, in the handshake lane's
+        # budget (tens of microseconds: less than handing it to a thread and back).
+        if self._run_inline(functools.partial(ServerConnection, self.server.host_key),
+                            self._hello_ready) and self.backlog:
+            self._resume()
 
     def _hello_ready(self, conn: ServerConnection) -> None:
         self.conn = conn
@@ -196,7 +197,13 @@ class ClientLink(asyncio.Protocol):
                     self._auth_message(ev.message)
             elif type(ev) is events.KeyExchangeReceived:
                 log.debug("%s: ClientKeyExchange received", self.peer)
-                self._run_job(conn.complete_key_exchange, self._key_exchange_done)
+                if self.server.inline_handshake:
+                    # RSA-OAEP, X25519 and HKDF here, in the handshake lane (app.Server:
+                    # one CPU); a ProtocolError from it ends this connection.
+                    conn.complete_key_exchange()
+                    self._key_exchange_done(None)
+                else:
+                    self._run_job(conn.complete_key_exchange, self._key_exchange_done)
             elif type(ev) is events.HandshakeComplete:
                 self.state = AUTH
                 self.server.stats.handshakes += 1
@@ -210,43 +217,64 @@ class ClientLink(asyncio.Protocol):
                 return
 
     def _run_job(self, job, done) -> None:
-        """Run blocking ``job`` in the pool; ``done(result_future)`` back on the loop."""
+        """Run blocking ``job`` in the pool; ``done(result)`` back on the loop, in the
+        handshake lane. Reading pauses meanwhile: the job owns the connection object."""
         server = self.server
         if not server.reserve_crypto():
             self._refuse("busy", BUSY_TEXT)
             return
         self.busy = True
         self.transport.pause_reading()
-        fut = server.loop.run_in_executor(server.pool, server.stats.timed(job))
-        fut.add_done_callback(functools.partial(self._job_done, done))
+        server.pool.run(job, functools.partial(self._job_done, done))
 
-    def _job_done(self, done, fut) -> None:
+    def _job_done(self, done, result, error) -> None:
         self.server.release_crypto()
-        self.server.defer(self._job_finished, done, fut)
+        self.server.defer(self._job_finished, done, result, error)
 
-    def _job_finished(self, done, fut) -> None:
+    def _job_finished(self, done, result, error) -> None:
         self.busy = False
         if self.state == CLOSED:
             return
-        try:
-            done(fut.result())
-        except ProtocolError as err:
-            self._drop(f"protocol error: {err}")
-            return
-        except OSError as err:  # out of file descriptors or memory: this connection only
-            self._drop(f"server resources exhausted ({err.strerror or err})")
-            return
-        except StoreError as err:  # the store is down: say so, the operator's log says why
-            log.warning("%s: %s", self.peer, err)
-            self._refuse("busy", STORE_DOWN_TEXT)
-            return
-        except Exception:  # noqa: BLE001 - one connection's failure must not stop the server
-            log.exception("%s: internal error; connection closed", self.peer)
-            self._drop("internal error")
+        if not self._complete(done, result, error):
             return
         if self.state == CLOSED or self.busy:
             return
         self.transport.resume_reading()
+        self._resume()
+
+    def _run_inline(self, job, done) -> bool:
+        """Run ``job`` now, in the handshake lane, then ``done(result)`` as for a pool
+        job; False when the connection ended."""
+        try:
+            result, error = job(), None
+        except Exception as err:  # noqa: BLE001 - handled as a pool job's would be
+            result, error = None, err
+        return self._complete(done, result, error) and self.state != CLOSED
+
+    def _complete(self, done, result, error) -> bool:
+        """``done(result)``, or the connection's end for ``error``; False when it ended."""
+        try:
+            if error is not None:
+                raise error
+            done(result)
+        except ProtocolError as err:
+            self._drop(f"protocol error: {err}")
+            return False
+        except OSError as err:  # out of file descriptors or memory: this connection only
+            self._drop(f"server resources exhausted ({err.strerror or err})")
+            return False
+        except StoreError as err:  # the store is down: say so, the operator's log says why
+            log.warning("%s: %s", self.peer, err)
+            self._refuse("busy", STORE_DOWN_TEXT)
+            return False
+        except Exception:  # noqa: BLE001 - one connection's failure must not stop the server
+            log.exception("%s: internal error; connection closed", self.peer)
+            self._drop("internal error")
+            return False
+        return True
+
+    def _resume(self) -> None:
+        """Go on with the events and the input that waited while a job ran."""
         backlog, self.backlog = self.backlog, []
         try:
             self._process()
@@ -254,6 +282,9 @@ class ClientLink(asyncio.Protocol):
                 self._feed(b"".join(backlog))
         except ProtocolError as err:
             self._drop(f"protocol error: {err}")
+        except Exception:  # noqa: BLE001 - a bug hit by one client must not stop the server
+            log.exception("%s: internal error; connection closed", self.peer)
+            self._drop("internal error")
 
     def _key_exchange_done(self, _result) -> None:
         data = self.conn.data_to_send()
@@ -293,8 +324,13 @@ class ClientLink(asyncio.Protocol):
             self.reason = "left before logging in"
             self._close_transport()
             return
-        job = functools.partial(with_profile, job, self.server.chat_store)
-        self._run_job(job, functools.partial(self._auth_done, msg))
+        job = functools.partial(with_profile, job, self.server.chat_store, msg.user)
+        if kind is messages.LoginKey and self.server.inline_key_login:
+            # A signature check and three indexed reads of a local file: here, in the
+            # handshake lane, rather than a hand-over to a thread and back (app.Server).
+            self._run_inline(job, functools.partial(self._auth_done, msg))
+        else:
+            self._run_job(job, functools.partial(self._auth_done, msg))
 
     def _penalised(self, msg) -> bool:
         """Answer "penalty" without any hashing while the address or account must wait."""
@@ -343,7 +379,7 @@ class ClientLink(asyncio.Protocol):
         # Stored direct messages follow the welcome, then the member's rooms.
         server.dm.on_login(member)
         server.hub.rejoin(member)
-        server.pool.submit(server.record_login, outcome.name)
+        server.record_login(outcome.name)
         server.stats.login(outcome.how)
         log.info("login %s from %s (%s%s)%s", outcome.name, self.peer, outcome.how,
                  "" if aware else ", a client without rooms",
@@ -487,9 +523,11 @@ class ClientLink(asyncio.Protocol):
         self.server.hub.queue(self.member, messages.Ping(n=n))
 
 
-def with_profile(job, chat_store):
-    """Run a login ``job`` (in the pool), then read the account's chat profile there too,
-    so that the event loop never waits on the store for a login."""
+def with_profile(job, chat_store, user: str):
+    """Run a login ``job``, then read the account's chat profile with it (both off the
+    event loop, or on it for a local store: app.Server.inline_key_login). The writes
+    still queued about the account (a membership, a lock) are committed first."""
+    chat_store.settle(user)
     outcome = job()
     profile = chat_store.profile(outcome.name) if outcome.ok else None
     return outcome, profile

@@ -11,6 +11,7 @@ account removes its memberships, roles, bans and mutes (a trigger).
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 from typing import Callable, Dict, List, Optional
 
 from schat.chat.events import Said
@@ -24,6 +25,8 @@ from schat.store.writer import QUEUE_LIMIT, GroupWriter, Row
 log = logging.getLogger("schat.store")
 
 ROLES = ("admin", "member")
+# Accounts with queued writes remembered for settle(); beyond this the committed ones go.
+PENDING_USERS = 4096
 
 MIGRATION = (
     """CREATE TABLE rooms (
@@ -136,6 +139,9 @@ class SqliteChatStore(ChatStore):
         self.history_days = history_days
         self._clock = clock or time.time
         self.writer = GroupWriter(accounts.transaction, limit=queue_limit)
+        # Account (lower case) -> sequence number of its last queued write (settle()).
+        self._pending: Dict[str, int] = {}
+        self._prune_at = PENDING_USERS
         self._since_prune: Dict[str, int] = {}
         self._prune_every = max(20, history_limit // 10)
         self._prune_all_at_start()
@@ -198,9 +204,32 @@ class SqliteChatStore(ChatStore):
                 "ON r.member = a.name WHERE a.name = ?", (name,)).fetchone()
         return UserInfo(row[0], row[2] == "admin", bool(row[1])) if row else None
 
+    def settle(self, name: str, timeout: float = 5.0) -> None:
+        """Wait until the writes queued about account ``name`` (its memberships, read
+        markers, a lock) are committed: a login reads them next. Most logins find none
+        queued and do not wait."""
+        key = name.lower()
+        seq = self._pending.get(key)
+        if seq is None:
+            return
+        if seq > self.writer.committed:
+            self.writer.wait_for(seq, timeout)
+        if seq <= self.writer.committed and self._pending.get(key) == seq:
+            del self._pending[key]
+
     # -- writes --------------------------------------------------------------------------
-    def _submit(self, sql: str, params: tuple) -> None:
-        self.writer.submit(lambda conn: conn.execute(sql, params))
+    def _submit(self, sql: str, params: tuple, user: Optional[str] = None,
+                urgent: bool = False) -> None:
+        seq = self.writer.submit(lambda conn: conn.execute(sql, params), urgent)
+        if user is not None:
+            pending = self._pending
+            pending[user.lower()] = seq
+            if len(pending) > self._prune_at:
+                committed = self.writer.committed
+                for key in [k for k, v in pending.items() if v <= committed]:
+                    del pending[key]
+                # Still many queued (a mass disconnect): look again only once it doubles.
+                self._prune_at = max(PENDING_USERS, 2 * len(pending))
 
     def save_room(self, record: RoomRecord) -> None:
         self._submit(
@@ -247,15 +276,16 @@ class SqliteChatStore(ChatStore):
 
     def add_membership(self, user: str, room: str, time: int) -> None:
         self._submit("INSERT INTO room_members (room, member, joined) VALUES (?, ?, ?) "
-                     "ON CONFLICT (room, member) DO NOTHING", (room, user, time))
+                     "ON CONFLICT (room, member) DO NOTHING", (room, user, time), user)
 
     def remove_membership(self, user: str, room: str) -> None:
-        self._submit("DELETE FROM room_members WHERE room = ? AND member = ?", (room, user))
+        self._submit("DELETE FROM room_members WHERE room = ? AND member = ?", (room, user),
+                     user)
 
     def mark_read(self, user: str, room: str, last_id: int) -> None:
         self._submit("UPDATE room_members SET last_read = ? "
                      "WHERE room = ? AND member = ? AND last_read < ?",
-                     (last_id, room, user, last_id))
+                     (last_id, room, user, last_id), user)
 
     def append(self, said: Said) -> None:
         self.writer.submit(Row(_HISTORY, (said.id, said.room, said.time, said.sender, said.text,
@@ -267,7 +297,15 @@ class SqliteChatStore(ChatStore):
         self._since_prune[said.room] = count
 
     def lock_account(self, name: str) -> None:
-        self._submit("UPDATE accounts SET locked = 1 WHERE name = ?", (name,))
+        self._submit("UPDATE accounts SET locked = 1 WHERE name = ?", (name,), name,
+                     urgent=True)
+
+    def record_login(self, name: str) -> None:
+        """Stamp the account's last login (UTC now) with the next group of writes: a
+        login costs no transaction of its own (the server's login path)."""
+        from schat.store.accounts import _utc_text  # accounts imports this module
+        self._submit("UPDATE accounts SET last_login = ? WHERE name = ?",
+                     (_utc_text(datetime.fromtimestamp(self._clock(), timezone.utc)), name))
 
     # -- bounds ---------------------------------------------------------------------------
     def _prune(self, conn, room: str) -> None:
