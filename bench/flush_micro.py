@@ -5,9 +5,11 @@
 Builds a real server (:class:`schat.server.app.Server`, not started) with N
 logged-in sessions whose connections finished a real handshake, each link's
 transport replaced by a sink that accepts every write at once (so no kernel
-time: what remains is the Python and the record layer around ``send()``).
+time: what remains is the Python and the record layer around ``send()``), or
+with ``--sockets`` by a real asyncio transport over an AF_UNIX socket whose
+other end a child process reads.
 Then one member says ``--messages`` lines, ``--batch`` per loop turn, each
-followed by the server's flush, and the CPU time of this process per delivery
+followed by the server's flush, and the CPU time of this thread per delivery
 is printed (best of ``--repeat`` runs). With ``--store sqlite`` the chat's
 history goes to a real SQLite file through the group-commit writer, as in
 ``schat serve``; ``memory`` leaves the store out.
@@ -21,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import socket
 import statistics
 import tempfile
 import time
@@ -94,18 +98,62 @@ def open_pair(host_key):
     return server
 
 
-def build(members: int, store: str, home: Path, host_key):
+class _Quiet(asyncio.Protocol):
+    """The protocol of the real sockets' transports (nothing is read from them)."""
+
+
+def _drain_forever(fds) -> None:
+    """In a child process: read every socket until all of them end."""
+    import selectors
+    sel = selectors.DefaultSelector()
+    for fd in fds:
+        sel.register(fd, selectors.EVENT_READ)
+    open_fds = set(fds)
+    while open_fds:
+        for key, _ in sel.select():
+            try:
+                data = os.read(key.fd, 1 << 20)
+            except OSError:
+                data = b""
+            if not data:
+                sel.unregister(key.fd)
+                open_fds.discard(key.fd)
+    os._exit(0)
+
+
+def real_transports(loop, count: int):
+    """``count`` asyncio transports over AF_UNIX stream sockets whose other ends a child
+    process reads (so the kernel's part of a send is in the figure, the reader's is not)."""
+    pairs = [socket.socketpair() for _ in range(count)]
+    pid = os.fork()
+    if pid == 0:
+        for ours, _ in pairs:
+            ours.close()
+        _drain_forever([theirs.fileno() for _, theirs in pairs])
+    for _, theirs in pairs:
+        theirs.close()
+    transports = []
+    for ours, _ in pairs:
+        transport, _ = loop.run_until_complete(loop.connect_accepted_socket(_Quiet, ours))
+        transports.append(transport)
+    return pid, transports
+
+
+def build(members: int, store: str, home: Path, host_key, transports=None, loop=None):
     accounts = AccountStore(home / "users.db")
     chat_store = (SqliteChatStore(accounts, 1000, 0) if store == "sqlite"
                   else MemoryChatStore())
     server = Server(ServerSettings(rate_limit=0), host_key, accounts, chat_store=chat_store)
-    loop = asyncio.new_event_loop()
+    loop = loop or asyncio.new_event_loop()
     server.loop = loop
     sessions = []
     pairs = [open_pair(host_key) for _ in range(min(members, 8))]
     for i in range(members):
         link = ClientLink(server)
-        link.transport = SinkTransport()
+        link.transport = transports[i] if transports else SinkTransport()
+        sock = link.transport.get_extra_info("socket")
+        if sock is not None and hasattr(link, "fd"):
+            link.fd = sock.fileno()
         # Handshakes are slow: reuse a few finished connections' keys (sequence
         # numbers stay per connection object, which is what the flush touches).
         link.conn = open_pair(host_key) if i < len(pairs) else _clone(pairs[i % len(pairs)])
@@ -128,7 +176,7 @@ def _clone(conn):
 def run(server, sessions, messages_count: int, batch: int) -> float:
     hub = server.hub
     sender = sessions[0]
-    cpu = time.process_time
+    cpu = time.thread_time
     start = cpu()
     sent = 0
     while sent < messages_count:
@@ -146,16 +194,27 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=1, help="messages per flush")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--store", choices=("memory", "sqlite"), default="memory")
+    parser.add_argument("--sockets", action="store_true",
+                        help="real sockets (AF_UNIX, read by a child process) instead of sinks")
     args = parser.parse_args(argv)
     host_key = keys.generate_rsa_key(HOST_KEY_BITS)
     with tempfile.TemporaryDirectory() as tmp:
-        server, loop, sessions = build(args.members, args.store, Path(tmp), host_key)
+        loop = asyncio.new_event_loop()
+        child, transports = (real_transports(loop, args.members) if args.sockets
+                             else (None, None))
+        server, loop, sessions = build(args.members, args.store, Path(tmp), host_key,
+                                       transports, loop)
         deliveries = args.messages * (args.members - 1)
         runs = []
         for _ in range(args.repeat):
             runs.append(run(server, sessions, args.messages, args.batch) / deliveries * 1e6)
         server.chat_store.close()
+        for transport in transports or ():
+            transport.abort()
+        loop.run_until_complete(asyncio.sleep(0))
         loop.close()
+        if child:
+            os.waitpid(child, 0)
     print(f"members {args.members}, {args.batch} message(s) per flush, store {args.store}: "
           f"CPU per delivery best {min(runs):.3f} µs, median {statistics.median(runs):.3f} µs")
     return 0

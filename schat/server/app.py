@@ -14,7 +14,6 @@ import dataclasses
 import gc
 import itertools
 import logging
-import os
 import sys
 import threading
 import time
@@ -65,14 +64,15 @@ class Server:
                        later=self._later, durable_acks=settings.durable_acks)
         self.control: Optional[ControlServer] = None
         self.dm = DmRelay(self.hub, store, Mailbox(store, settings.mailbox_limit))
-        self.pool = CryptoPool(settings.crypto_workers, settings.crypto_nice, self.stats)
+        self.pool = CryptoPool(settings.crypto_workers, settings.crypto_nice, self.stats,
+                               initializer=self._open_store_here)
         # Where a login's work runs (docs/INTERNALS.md, "The login path"): the key
-        # exchange's RSA on the event loop when this process has one CPU (a thread
-        # could not run beside the loop; the hand-over would only add cost), else in
-        # the crypto threads; a key login's check on the loop when the account store
-        # is a local SQLite file (a signature check and three indexed reads cost less
-        # than the hand-over), else in the threads (PostgreSQL: network round trips).
-        self.inline_handshake = one_cpu()
+        # exchange's RSA-OAEP in a crypto thread (OpenSSL lets go of the interpreter
+        # lock meanwhile, so the chat loop runs on, even on one CPU: the threads run at
+        # lower priority); a key login's check on the loop when the account store is a
+        # local SQLite file (a signature check and three indexed reads cost less than
+        # the hand-over to a thread and back), else in the threads (PostgreSQL: network
+        # round trips); password hashing always in the threads.
         self.inline_key_login = store.path is not None
         self.links: Set[ClientLink] = set()
         self.address: Optional[Tuple[str, int]] = None
@@ -269,6 +269,11 @@ class Server:
     def release_crypto(self) -> None:
         self._pending_crypto -= 1
 
+    def _open_store_here(self) -> None:
+        """A crypto thread's first act: its store connection (SQLite has one per thread)."""
+        with self.store.reading():
+            pass
+
     def record_login(self, name: str) -> None:
         """Stamp the last login: committed with the chat's next group of writes (the
         store's writer thread), so a login costs no transaction of its own."""
@@ -289,10 +294,21 @@ class Server:
         # so they schedule no second flush).
         self.hub.release_acks()
         self._flush_scheduled = False
-        for member in self.hub.take_dirty():
+        dirty = self.hub.take_dirty()
+        if not dirty:
+            return
+        cap = self.settings.outbound_cap
+        sent = 0
+        for member in dirty:
             link = member.link
             if link is not None:
-                link.flush(member)
+                try:
+                    sent += link.flush(member, cap)
+                except Exception:  # noqa: BLE001 - one connection's bug must not stop the rest
+                    log.exception("%s: internal error while sending; connection closed",
+                                  link.peer)
+                    link._drop("internal error")
+        self.stats.bytes_sent += sent
 
     # -- liveness ------------------------------------------------------------------
     def _schedule_ping_check(self) -> None:
@@ -314,14 +330,6 @@ class Server:
             elif idle >= interval and not link.pinged:
                 link.ping(next(self._ping_numbers))
         self._schedule_ping_check()
-
-
-def one_cpu() -> bool:
-    """True when this process may run on one CPU only (its affinity, e.g. ``taskset``)."""
-    try:
-        return len(os.sched_getaffinity(0)) == 1
-    except AttributeError:  # not Linux
-        return (os.cpu_count() or 1) == 1
 
 
 class ServerThread:

@@ -37,7 +37,7 @@ class CryptoPool(Executor):
     batches (:meth:`bind` once the loop exists)."""
 
     def __init__(self, workers: int, nice: int = 0, stats=None,
-                 name: str = "schat-crypto"):
+                 name: str = "schat-crypto", initializer: Optional[Callable[[], None]] = None):
         self._jobs: "queue.SimpleQueue" = queue.SimpleQueue()
         self._done: collections.deque = collections.deque()
         self._loop = None
@@ -45,11 +45,16 @@ class CryptoPool(Executor):
         self._stopped = False
         self._nice = nice
         self._stats = stats
+        self._name = name
+        # Run first in each new thread (the server opens the thread's store connection,
+        # so that a thread's resources exist from its start, not from its first job).
+        self._initializer = initializer
+        self._max = workers
+        # Threads start on demand, and a job goes to an idle one first (as in
+        # ThreadPoolExecutor): a server that logs in one member at a time uses one
+        # thread, one store connection and warm caches.
+        self._idle = threading.Semaphore(0)
         self._threads: List[threading.Thread] = []
-        for i in range(workers):
-            thread = threading.Thread(target=self._work, name=f"{name}_{i}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
 
     def bind(self, loop) -> None:
         """The event loop that ``done`` callbacks run on."""
@@ -63,13 +68,23 @@ class CryptoPool(Executor):
         if self._stats is not None:
             self._stats.crypto_submitted += 1
         self._jobs.put((job, done))
+        self._grow()
 
     def submit(self, fn, /, *args, **kwargs) -> Future:
         if self._stopped:
             raise RuntimeError("the crypto pool is shut down")
         future: Future = Future()
         self._jobs.put((functools.partial(fn, *args, **kwargs), future))
+        self._grow()
         return future
+
+    def _grow(self) -> None:
+        if self._idle.acquire(blocking=False) or len(self._threads) >= self._max:
+            return
+        thread = threading.Thread(target=self._work, name=f"{self._name}_{len(self._threads)}",
+                                  daemon=True)
+        thread.start()
+        self._threads.append(thread)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         if not self._stopped:
@@ -83,20 +98,32 @@ class CryptoPool(Executor):
     # -- the threads ------------------------------------------------------------------------
     def _work(self) -> None:
         lower_thread_priority(self._nice)
+        if self._initializer is not None:
+            try:
+                self._initializer()
+            except Exception:  # noqa: BLE001 - the first job meets the same trouble and says so
+                log.debug("crypto thread initializer failed", exc_info=True)
         jobs = self._jobs
         stats = self._stats
         clock = time.perf_counter
+        idle = self._idle
         while True:
             item = jobs.get()
             if item is None:
                 return
             job, done = item
             if type(done) is Future:
-                if done.set_running_or_notify_cancel():
-                    try:
-                        done.set_result(job())
-                    except BaseException as err:  # noqa: BLE001 - the future carries it
-                        done.set_exception(err)
+                if not done.set_running_or_notify_cancel():
+                    idle.release()
+                    continue
+                try:
+                    result = job()
+                except BaseException as err:  # noqa: BLE001 - the future carries it
+                    idle.release()
+                    done.set_exception(err)
+                    continue
+                idle.release()
+                done.set_result(result)
                 continue
             if stats is not None:
                 stats.job_started()
@@ -107,6 +134,9 @@ class CryptoPool(Executor):
                 result, error = None, err
             if stats is not None:
                 stats.job_finished(clock() - start)
+            # Idle before the result is seen: a job the loop submits in answer to it
+            # goes to this thread, not to a new one.
+            idle.release()
             self._done.append((done, result, error))
             if not self._wake_pending:
                 self._wake_pending = True

@@ -138,13 +138,18 @@ class SqliteChatStore(ChatStore):
         self.history_limit = history_limit
         self.history_days = history_days
         self._clock = clock or time.time
-        self.writer = GroupWriter(accounts.transaction, limit=queue_limit)
+        self.writer = GroupWriter(accounts.transaction, limit=queue_limit,
+                                  prepare=self._open_connection)
         # Account (lower case) -> sequence number of its last queued write (settle()).
         self._pending: Dict[str, int] = {}
         self._prune_at = PENDING_USERS
         self._since_prune: Dict[str, int] = {}
         self._prune_every = max(20, history_limit // 10)
         self._prune_all_at_start()
+
+    def _open_connection(self) -> None:
+        with self.accounts.reading():
+            pass
 
     # -- reads -------------------------------------------------------------------------
     def load_rooms(self) -> List[RoomRecord]:
@@ -288,8 +293,10 @@ class SqliteChatStore(ChatStore):
                      (last_id, room, user, last_id), user)
 
     def append(self, said: Said) -> None:
+        # Urgent: a chat line is committed within the writer's LINGER even when nobody
+        # waits for it (fast acks), so a crash loses milliseconds of history, not LAZY_LINGER.
         self.writer.submit(Row(_HISTORY, (said.id, said.room, said.time, said.sender, said.text,
-                                          int(said.action))))
+                                          int(said.action))), urgent=True)
         count = self._since_prune.get(said.room, 0) + 1
         if count >= self._prune_every:
             count = 0

@@ -45,9 +45,9 @@ QUEUE_LIMIT = 10_000
 # room then costs a few hundred commits per second, not one per line, and an
 # acknowledgement (sent after the commit) comes at most this much later.
 LINGER = 0.003
-# With a timer (GroupWriter.use_timer), writes nobody waits for yet (memberships,
-# read markers, last-login stamps, chat lines under fast acks) wait this long for
-# company instead; a ticket() (an acknowledgement waits) or wait() shortens it to
+# With a timer (GroupWriter.use_timer), bookkeeping writes (memberships, read markers,
+# last-login stamps) wait this long for company instead; an urgent write (a chat
+# line, a lock), a ticket() (an acknowledgement waits) or wait() shortens it to
 # LINGER. A login storm then costs a commit every 50 ms, not every 3 ms.
 LAZY_LINGER = 0.05
 # ... unless this many writes are already waiting.
@@ -62,9 +62,12 @@ class GroupWriter:
     """Apply ``Write(conn)`` callables in order, in as few commits as possible."""
 
     def __init__(self, transaction, name: str = "schat-store-writer",
-                 limit: int = QUEUE_LIMIT):
+                 limit: int = QUEUE_LIMIT, prepare: Optional[Callable[[], None]] = None):
         # transaction(): a context manager yielding a connection, committing on exit.
         self._transaction = transaction
+        # prepare(): run first in the thread (the store opens its connection there, so
+        # the thread's resources exist from the start, not from its first commit).
+        self._prepare = prepare
         self.limit = limit
         self._queue: Deque[Tuple[int, Write]] = deque()
         self._cond = threading.Condition()
@@ -193,6 +196,11 @@ class GroupWriter:
 
     def _run(self) -> None:
         _lower_priority(WRITER_NICE)
+        if self._prepare is not None:
+            try:
+                self._prepare()
+            except Exception:  # noqa: BLE001 - the first commit meets it again, and retries
+                log.debug("store writer: prepare failed", exc_info=True)
         delay = RETRY_START
         while True:
             with self._cond:
