@@ -9,15 +9,18 @@ in exactly their old shape (an absent ``room`` means #lobby), and a
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from schat.chat import events as ev
 from schat.chat.names import LOBBY
 from schat.errors import LocalProtocolError
 from schat.protocol import messages as m
 from schat.protocol import room_messages as rm
-from schat.protocol.schema import MAX_LIST_ITEMS, MAX_SHORT_BYTES, MAX_TEXT_BYTES
+from schat.protocol.schema import MAX_LIST_ITEMS, MAX_SHORT_BYTES, MAX_TEXT_BYTES, _NAME_RE
+
+_NAME_OK = _NAME_RE.match
 
 log = logging.getLogger("schat.server")
 
@@ -94,12 +97,50 @@ def event_bytes(event, aware: bool) -> Optional[bytes]:
     return None
 
 
+# Names are encoded once each and kept (a room's list goes to every member who enters
+# it: a login into a room of thousands must not validate and encode thousands of names).
+_NAME_JSON: Dict[str, bytes] = {}
+NAME_CACHE = 65_536
+_USERS_KEY = b'"users":[]'
+
+
+def _names_json(names) -> Optional[bytes]:
+    """The JSON array of ``names``; None when one is not a valid name."""
+    cache = _NAME_JSON
+    try:
+        return b"[" + b",".join(map(cache.__getitem__, names)) + b"]"
+    except KeyError:
+        pass
+    for name in names:
+        if name not in cache:
+            if type(name) is not str or not _NAME_OK(name):
+                return None
+            if len(cache) >= NAME_CACHE:
+                cache.clear()
+            cache[name] = b'"' + name.encode("ascii") + b'"'
+    return b"[" + b",".join(map(cache.__getitem__, names)) + b"]"
+
+
+def _with_users(msg, names) -> Optional[bytes]:
+    """``msg`` (built with ``users=()``) encoded, with ``names`` (at most MAX_LIST_ITEMS)
+    as its ``users``: the same bytes as ``messages.encode`` with the names in place.
+    A JSON string holds no unescaped quote, so the first ``"users":[]`` is the field."""
+    array = _names_json(names) if len(names) <= MAX_LIST_ITEMS else None
+    if array is None:  # not names after all: the validating encoder says why
+        return _encode(dataclasses.replace(msg, users=tuple(names)))
+    data = _encode(msg)
+    if data is None:
+        return None
+    at = data.find(_USERS_KEY) + len(_USERS_KEY) - 2
+    return data[:at] + array + data[at + 2:]
+
+
 def _users(names, room: Optional[str], first: int) -> List[bytes]:
     out = []
     for start in range(first, len(names), MAX_LIST_ITEMS):
         chunk = names[start:start + MAX_LIST_ITEMS]
-        out.append(_encode(m.Users(users=chunk, more=start + MAX_LIST_ITEMS < len(names),
-                                   room=room)))
+        out.append(_with_users(m.Users(users=(), more=start + MAX_LIST_ITEMS < len(names),
+                                       room=room), chunk))
     return out
 
 
@@ -117,9 +158,9 @@ def reply_bytes(event, aware: bool, now: int) -> List[bytes]:
         out = [event_bytes(event, aware)]
     elif kind is ev.Welcome:
         users = event.users
-        out = [_encode(m.Welcome(user=event.user, server=fit(event.server, MAX_SHORT_BYTES),
-                                 motd=fit(event.motd, MAX_TEXT_BYTES),
-                                 users=users[:MAX_LIST_ITEMS], time=event.time))]
+        out = [_with_users(m.Welcome(user=event.user, server=fit(event.server, MAX_SHORT_BYTES),
+                                     motd=fit(event.motd, MAX_TEXT_BYTES), users=(),
+                                     time=event.time), users[:MAX_LIST_ITEMS])]
         if len(users) > MAX_LIST_ITEMS:  # the whole list again, in chunks
             out += _users(users, None, 0)
     elif kind is ev.Names:
@@ -140,11 +181,11 @@ def reply_bytes(event, aware: bool, now: int) -> List[bytes]:
             out = []  # RoomState, Focus: a client without rooms has no use for them
     elif kind is ev.RoomState:
         users = event.users
-        out = [_encode(rm.RoomState(room=event.room, topic=fit(event.topic, MAX_SHORT_BYTES),
-                                    private=event.private, ops=event.ops[:MAX_LIST_ITEMS],
-                                    users=users[:MAX_LIST_ITEMS], time=event.time,
-                                    owner=event.owner or None,
-                                    more=len(users) > MAX_LIST_ITEMS))]
+        out = [_with_users(rm.RoomState(room=event.room, topic=fit(event.topic, MAX_SHORT_BYTES),
+                                        private=event.private, ops=event.ops[:MAX_LIST_ITEMS],
+                                        users=(), time=event.time, owner=event.owner or None,
+                                        more=len(users) > MAX_LIST_ITEMS),
+                           users[:MAX_LIST_ITEMS])]
         if len(users) > MAX_LIST_ITEMS:
             out += _users(users, event.room, 0)
     elif kind is ev.Focus:
