@@ -323,6 +323,9 @@ class Server:
         for link in list(self.links):
             if link.state not in (CHAT, CHECKED):
                 continue
+            # A member with no record either way since the last tick gives back its
+            # cipher key objects (~2.6 KiB each with OpenSSL; made again when needed).
+            link.conn.trim()
             idle = now - link.last_rx
             if idle >= limit:
                 link.reason = "ping timeout"

@@ -51,9 +51,11 @@ ROOMS = "rooms"
 ACK_POLL = 0.002
 # Presence records a room may cost per second at most: held joins and leaves go
 # out after len(room) / PRESENCE_RATE seconds, within [PRESENCE_MIN, PRESENCE_MAX]
-# (a room of 200: 50 ms; of 2,000: 0.5 s).
+# (a room of up to 800: 0.2 s; of 2,000: 0.5 s). The floor keeps presence alone below
+# the record rate at which a member's channel keeps a cipher key object (5 records a
+# second against schat.protocol.channel.LAZY_SEAL_RECORDS in SEAL_WINDOW: 8 in 1 s).
 PRESENCE_RATE = 4000.0
-PRESENCE_MIN = 0.02
+PRESENCE_MIN = 0.2
 PRESENCE_MAX = 1.0
 # Bytes of held presence per outbox item (an item must fit one record).
 PRESENCE_CHUNK = 32 * 1024

@@ -26,7 +26,7 @@ log = logging.getLogger("schat.store")
 
 ROLES = ("admin", "member")
 # Accounts with queued writes remembered for settle(); beyond this the committed ones go.
-PENDING_USERS = 4096
+PENDING_USERS = 256
 
 MIGRATION = (
     """CREATE TABLE rooms (
@@ -225,7 +225,7 @@ class SqliteChatStore(ChatStore):
     # -- writes --------------------------------------------------------------------------
     def _submit(self, sql: str, params: tuple, user: Optional[str] = None,
                 urgent: bool = False) -> None:
-        seq = self.writer.submit(lambda conn: conn.execute(sql, params), urgent)
+        seq = self.writer.submit((sql, params), urgent)
         if user is not None:
             pending = self._pending
             pending[user.lower()] = seq

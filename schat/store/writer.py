@@ -17,11 +17,13 @@ import os
 import threading
 import time
 from collections import deque
-from typing import Callable, Deque, Optional, Tuple
+from typing import Callable, Deque, Optional, Tuple, Union
 
 log = logging.getLogger("schat.store")
 
-Write = Callable[[object], None]
+# A write: a callable run with the connection, a (sql, params) tuple (a statement: no
+# closure to build or keep while it waits), or a Row.
+Write = Union[Callable[[object], None], Tuple[str, tuple], "Row"]
 
 
 class Row:
@@ -59,7 +61,7 @@ RETRY_START, RETRY_MAX = 0.05, 2.0
 
 
 class GroupWriter:
-    """Apply ``Write(conn)`` callables in order, in as few commits as possible."""
+    """Apply writes (see :data:`Write`) in order, in as few commits as possible."""
 
     def __init__(self, transaction, name: str = "schat-store-writer",
                  limit: int = QUEUE_LIMIT, prepare: Optional[Callable[[], None]] = None):
@@ -254,11 +256,13 @@ def _lower_priority(nice: int) -> None:
 
 
 def _apply(conn, group) -> None:
-    """Run ``group`` in order; runs of :class:`Row` with one target become multi-row INSERTs."""
+    """Run ``group`` in order; runs of :class:`Row` with one target become multi-row INSERTs,
+    a ``(sql, params)`` tuple is one statement, anything else is called with ``conn``."""
     rows: list = []
     into = None
     for _, write in group:
-        if type(write) is Row:
+        kind = type(write)
+        if kind is Row:
             if write.into != into or len(rows) >= ROWS_PER_STATEMENT:
                 _insert(conn, into, rows)
                 rows, into = [], write.into
@@ -266,7 +270,10 @@ def _apply(conn, group) -> None:
             continue
         _insert(conn, into, rows)
         rows, into = [], None
-        write(conn)
+        if kind is tuple:
+            conn.execute(write[0], write[1])
+        else:
+            write(conn)
     _insert(conn, into, rows)
 
 
