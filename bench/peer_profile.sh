@@ -86,8 +86,11 @@ fi
 timeout 300 taskset -c 1 "$PY" "$WORK/loadgen.py" "${ARGS[@]}" --port "${PORT:-17011}" \
 	--driver "$WORK/schat_driver.py:SchatDriver" --opt "fingerprint=$(head -1 "$SROOT/fingerprint")" \
 	--server-pid "$SERVER_PID" --cpu 1 --label "profile $SCENARIO $N" \
-	--out "$OUTDIR/profiled-runs.jsonl" --max-seconds 150
+	--out "$OUTDIR/profiled-runs.jsonl" --max-seconds 150 || echo "# load generator exited with $?" >&2
 tail -1 "$OUTDIR/profiled-runs.jsonl"
+if [ -n "${DUMP:-}" ]; then  # where the server is now (it still runs)
+	"$(dirname "$PY")/py-spy" dump -p "$SERVER_PID" --locals >"$OUTDIR/dump.txt" 2>&1 || true
+fi
 if [ -n "$PROF_PID" ]; then
 	if [ -s "$WORK/pyspy.pid" ]; then kill -INT "$(cat "$WORK/pyspy.pid")" 2>/dev/null || true
 	else kill -INT "$PROF_PID" 2>/dev/null || true; fi
@@ -99,4 +102,5 @@ if [ -n "$PROF_PID" ]; then
 		"$PY" "$HERE/profile_summary.py" "$PROFILE_OUT" --top "${TOP:-40}"
 	fi
 fi
+cp "$WORK/server.log" "$OUTDIR/server.log" 2>/dev/null || true
 grep -E -c "WARNING|ERROR|Traceback" "$WORK/server.log" | sed 's/^/# server log warning\/error lines: /' >&2 || true

@@ -78,6 +78,7 @@ class Server:
         self.address: Optional[Tuple[str, int]] = None
         self._listener: Optional[asyncio.AbstractServer] = None
         self._flush_scheduled = False
+        self._acks_wake_pending = False
         # The handshake lane: pre-login work, run within a time budget per loop turn.
         self._lane: Deque[Tuple[Callable, tuple]] = deque()
         self._lane_scheduled = False
@@ -101,8 +102,11 @@ class Server:
         self.pool.bind(self.loop)
         writer = getattr(self.chat_store, "writer", None)
         if writer is not None:
-            # The chat's store writes come from this loop: its timer waits for a group.
+            # The chat's store writes come from this loop: its timer waits for a group,
+            # and each commit wakes the loop only while acknowledgements wait for one.
             writer.use_timer(self._later)
+            writer.on_commit = self._store_committed
+            self.hub.commit_notices = True
         raise_nofile_limit()
         # Process-wide: this process is a server, and chat latency comes first.
         sys.setswitchinterval(self.settings.gil_switch_interval)
@@ -278,6 +282,20 @@ class Server:
         """Stamp the last login: committed with the chat's next group of writes (the
         store's writer thread), so a login costs no transaction of its own."""
         self.chat_store.record_login(name)
+
+    def _store_committed(self, seq: int) -> None:
+        # In the store's writer thread: wake the loop (once per commit, and only when
+        # acknowledgements wait) to release what is now durable.
+        if self.hub.acks_waiting and not self._acks_wake_pending:
+            self._acks_wake_pending = True
+            try:
+                self.loop.call_soon_threadsafe(self._release_acks)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
+
+    def _release_acks(self) -> None:
+        self._acks_wake_pending = False
+        self.hub.release_acks()
 
     # -- output ------------------------------------------------------------------
     def _later(self, delay: float, fn: Callable) -> None:

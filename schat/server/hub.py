@@ -46,8 +46,9 @@ _UNSET = object()
 
 # Login features this server understands.
 ROOMS = "rooms"
-# Seconds between checks for durable writes while acknowledgements wait and the
-# server is otherwise quiet (when busy, every flush checks).
+# Seconds between checks for durable writes while acknowledgements wait, the server
+# is otherwise quiet (when busy, every flush checks) and the store sends no commit
+# notices (Hub.commit_notices: the SQLite store's writer does).
 ACK_POLL = 0.002
 # Presence records a room may cost per second at most: held joins and leaves go
 # out after len(room) / PRESENCE_RATE seconds, within [PRESENCE_MIN, PRESENCE_MAX]
@@ -109,12 +110,16 @@ class Hub(Sink):
         self.chat = Chat(self.store, self, limits, clock, server_name, motd)
         # Acknowledgements waiting for the store: (ticket, session, encoded ack). They
         # are released at the next flush after their writes are durable (a flush runs
-        # at every busy loop turn), or by a poll every ACK_POLL seconds when all is quiet.
+        # at every busy loop turn), and when all is quiet by the store's commit notice
+        # (commit_notices) or else by a poll every ACK_POLL seconds.
         self._held: Deque[Tuple[int, Session, bytes]] = deque()
         self._committed = 0
         self._later = later
         self._polling = False
         self.durable_acks = durable_acks
+        # True when the store's writer tells the I/O layer of each commit (the server
+        # then calls release_acks), so that held acks need no polling.
+        self.commit_notices = False
         # Room -> its held presence changes (only with a timer: ``later``).
         self._held_presence: Dict[str, _Held] = {}
 
@@ -255,7 +260,13 @@ class Hub(Sink):
             if ticket > self._committed:
                 for data in items:
                     self._held.append((ticket, member, data))
-                if not self._polling and self._later is not None:
+                if self.commit_notices:
+                    # The commit may have come between ticket() and the append, its
+                    # notice then finding nothing held: look once more (the writer sets
+                    # what is durable before it looks at what is held).
+                    if self.store.durable() >= ticket:
+                        self.release_acks()
+                elif not self._polling and self._later is not None:
                     self._polling = True
                     self._later(ACK_POLL, self._poll)
                 return
@@ -269,9 +280,15 @@ class Hub(Sink):
         member.closing = reason or "closed"
         self._mark(member)
 
+    @property
+    def acks_waiting(self) -> bool:
+        """True while acknowledgements wait for the store (read from any thread)."""
+        return bool(self._held)
+
     def release_acks(self) -> None:
         """Release the acknowledgements whose writes the store made durable (called by
-        the I/O layer before each flush, so they ride along with what it sends anyway)."""
+        the I/O layer before each flush, so they ride along with what it sends anyway,
+        and when the store reports a commit)."""
         held = self._held
         if not held:
             return

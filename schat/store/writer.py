@@ -80,6 +80,9 @@ class GroupWriter:
         # With a timer (use_timer): the submitting thread's event loop times the linger
         # and kicks the thread once per group; _kicked is set under the condition.
         self._schedule: Optional[Callable[[float, Callable[[], None]], None]] = None
+        # on_commit(seq): called in the writer thread after each commit (the server
+        # wakes its loop when acknowledgements wait for durability).
+        self.on_commit: Optional[Callable[[int], None]] = None
         self._kick_due = False      # a kick is scheduled (LAZY_LINGER or LINGER) ...
         self._urgent_due = False    # ... and one at LINGER
         self._kicked = False
@@ -234,7 +237,15 @@ class GroupWriter:
                 for _ in group:
                     self._queue.popleft()
                 self.committed = last
+                if not self._queue:
+                    # A kick that came during this commit was for writes it committed:
+                    # the next write must kick again (else the thread would wait for
+                    # one while believing itself kicked).
+                    self._kicked = False
                 self._cond.notify_all()
+            notify = self.on_commit
+            if notify is not None:
+                notify(last)
 
     def _ready(self) -> bool:
         # Under the condition: is there a group to commit (or an end to reach)?
