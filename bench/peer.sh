@@ -9,6 +9,7 @@
 #
 #   bash bench/peer.sh                     # 2 rounds, ~15 minutes
 #   ROUNDS=1 FIXED_NS=200 FLAT_NS= KEY_CONNECT_NS= NGIRCD_CONNECT_NS=1000 bash bench/peer.sh
+#   ACKS="fast durable" bash bench/peer.sh # schat with --fast-acks and with --durable-acks
 #   PROFILE=1 bash bench/peer.sh           # py-spy on schat at 10k deliveries/s, N=200, only
 #   bash bench/peer_profile.sh SCENARIO N  # py-spy or perf on any one scenario (its header)
 #
@@ -27,6 +28,9 @@ WORK=$(mktemp -d /tmp/schat-peer-harness.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 cp -a "$PEER/." "$WORK/"
 mv "$WORK/schat_driver.py" "$WORK/schat_driver_base.py"
+# Extra `schat serve` options per variant (ACKS below): the harness's own list plus ours.
+sed -i 's/^\(SCHAT_ARGS=(.*\)$/\1\n\t${SCHAT_EXTRA_ARGS:-}/' "$WORK/run-schat.sh"
+grep -q 'SCHAT_EXTRA_ARGS' "$WORK/run-schat.sh" || { echo "cannot add serve options to the harness" >&2; exit 1; }
 cp "$HERE/peer_driver.py" "$WORK/schat_driver.py"
 PEER=$WORK
 if [ -z "${PY:-}" ]; then
@@ -36,6 +40,9 @@ export PY
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 ROUNDS=${ROUNDS:-2}
 VARIANTS=${VARIANTS:-openssl}
+# ACKS="fast durable": each variant twice, with `serve --fast-acks` and with
+# `--durable-acks` (labelled openssl-fast, openssl-durable); empty: the default.
+ACKS=${ACKS:-}
 STAMP=$(date +%Y%m%dT%H%M%S)
 OUT=${OUT:-$HERE/results/peer.jsonl}
 # Our own template home and results (the shared folder may be read-only or in use).
@@ -69,12 +76,17 @@ for round in $(seq 1 "$ROUNDS"); do
 		KEY_LEAVE_CONNECT_NS= KEY_CONNECT_NS= \
 		OUT="$OUT" LABEL="peer-$STAMP-ngircd" bash "$PEER/run-schat.sh"
 	for variant in $VARIANTS; do
-		env "${common[@]}" ROUND_FIRST="$round" SERVERS="schat" CONNECT_SERVERS=" " OUT="$OUT" \
-			KEY_LEAVE_CONNECT_NS="${KEY_LEAVE_CONNECT_NS-1000}" KEY_CONNECT_NS="${KEY_CONNECT_NS-2000}" \
-			SCHAT_CRYPTO_BACKEND="$variant" LABEL="peer-$STAMP-$variant" bash "$PEER/run-schat.sh"
-		SCHAT_CRYPTO_BACKEND="$variant" taskset -c 0 "$PY" -m bench.primitives \
-			--host-key "$SROOT/template/server/host_key.pem" --out "$OUT" \
-			--label "peer-$STAMP-$variant primitives r$round"
+		for acks in ${ACKS:-default}; do
+			name=$variant extra=""
+			if [ "$acks" != default ]; then name=$variant-$acks extra=--$acks-acks; fi
+			env "${common[@]}" ROUND_FIRST="$round" SERVERS="schat" CONNECT_SERVERS=" " OUT="$OUT" \
+				KEY_LEAVE_CONNECT_NS="${KEY_LEAVE_CONNECT_NS-1000}" KEY_CONNECT_NS="${KEY_CONNECT_NS-2000}" \
+				SCHAT_CRYPTO_BACKEND="$variant" SCHAT_EXTRA_ARGS="$extra" \
+				LABEL="peer-$STAMP-$name" bash "$PEER/run-schat.sh"
+			SCHAT_CRYPTO_BACKEND="$variant" taskset -c 0 "$PY" -m bench.primitives \
+				--host-key "$SROOT/template/server/host_key.pem" --out "$OUT" \
+				--label "peer-$STAMP-$name primitives r$round"
+		done
 	done
 done
 "$PY" "$HERE/peer_table.py" "$OUT" "peer-$STAMP"
