@@ -9,7 +9,8 @@ import sys
 import click
 
 from schat import __version__
-from schat.commands.common import CONFIG_HELP, HOME_HELP, AppContext, global_options, setup_logging
+from schat.commands.common import (CONFIG_HELP, HOME_HELP, AppContext, global_options,
+                                   setup_logging, watch_interrupts)
 
 # name -> "module:attribute". Loaded on first use so that `schat --help` and the
 # admin commands stay fast and never import the network stack they do not need.
@@ -56,7 +57,12 @@ def with_global_options(command: click.Command) -> click.Command:
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(cls=LazyGroup, lazy_commands=COMMANDS, context_settings=CONTEXT_SETTINGS)
+EPILOG = ("Exit status: 0 done, 1 failed or refused (the reason is on stderr), 2 wrong usage, "
+          "130 interrupted (Ctrl-C). `schat help COMMAND` is `schat COMMAND --help`.")
+
+
+@click.group(cls=LazyGroup, lazy_commands=COMMANDS, context_settings=CONTEXT_SETTINGS,
+             invoke_without_command=True, epilog=EPILOG)
 @click.version_option(__version__, "-V", "--version", prog_name="schat")
 @click.option(
     "--home",
@@ -91,6 +97,29 @@ def cli(ctx: click.Context, home, config, verbose, debug):
         level = None  # commands pick their own default (the server logs INFO)
     ctx.obj = AppContext(home=home, config=config, log_level=level)
     setup_logging(level if level is not None else logging.WARNING)
+    watch_interrupts()
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+        ctx.exit(0)
+
+
+@cli.command("help")
+@click.argument("command", nargs=-1)
+@click.pass_context
+def help_cmd(ctx: click.Context, command):
+    """Show the help of schat, or of COMMAND (`schat help servers add`)."""
+    target, target_ctx = ctx.parent.command, ctx.parent
+    for depth, word in enumerate(command):
+        sub = target.get_command(target_ctx, word) if isinstance(target, click.Group) else None
+        if sub is None:
+            raise click.UsageError(f"no command `schat {' '.join(command[:depth + 1])}`; "
+                                   "`schat help` lists them")
+        target_ctx = click.Context(sub, info_name=word, parent=target_ctx)
+        target = sub
+    click.echo(target_ctx.get_help())
+
+
+with_global_options(help_cmd)
 
 
 def main(argv=None) -> None:

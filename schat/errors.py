@@ -51,7 +51,20 @@ class LocalProtocolError(ProtocolError):
 
 
 class RemoteProtocolError(ProtocolError):
-    """The peer sent something the protocol does not allow."""
+    """The peer sent something the protocol does not allow.
+
+    ``code`` names the kind of violation, as the server reports it in the
+    ``error`` before its ``bye`` (docs/PROTOCOL.md, "Error codes"):
+    ``bad_frame`` (a frame length out of range, a stream cut inside a frame),
+    ``bad_record`` (a record that fails authentication, or is empty),
+    ``bad_message`` (a message that is not valid JSON or breaks its type's
+    fields) or ``unexpected_message`` (a type the receiver does not accept in
+    its direction or state, or anything after a ``bye``).
+    """
+
+    def __init__(self, text: str = "", code: str = "bad_message"):
+        super().__init__(text)
+        self.code = code
 
 
 class TrustError(SchatError):
@@ -64,3 +77,7 @@ class ConnectionFailed(SchatError):
 
 class AuthenticationFailed(SchatError):
     """The server refused the credentials."""
+
+
+class MissingCredentials(SchatError):
+    """Nobody is at the keyboard and no password or passphrase was given (exit code 1)."""

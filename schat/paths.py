@@ -1,8 +1,8 @@
 """Where schat keeps its files: one data home per user.
 
 The home is ``--home PATH``, else ``$SCHAT_HOME``, else the platform's user data
-directory. Server files live under ``server/``, client files under ``keys/`` and
-``known_servers``.
+directory. Server files live under ``server/``, client files under ``keys/``,
+``known_servers``, ``servers.json`` and ``server_memory.json``.
 """
 
 from __future__ import annotations
@@ -69,3 +69,8 @@ class Home:
     @property
     def servers_json(self) -> Path:
         return self.root / "servers.json"
+
+    @property
+    def server_memory(self) -> Path:
+        """Per server: your user name there, how you log in, your ignore list."""
+        return self.root / "server_memory.json"

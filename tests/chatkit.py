@@ -122,13 +122,22 @@ def chat_home(tmp_path) -> Path:
     return home
 
 
-@pytest.fixture
-def server_factory(chat_home, host_key):
-    """Start servers with custom settings; all are stopped at the end of the test."""
+def factory(chat_home: Path, host_key, store_url: str = None):
+    """(start, stop_all): ``start(**settings)`` runs a server on the home's SQLite store,
+    or on the PostgreSQL database at ``store_url``; the first one creates alice, bob, carol."""
     started = []
 
+    def open_store() -> AccountStore:
+        if store_url is None:
+            return AccountStore(Home(chat_home).users_db)
+        from schat.store.postgres import PostgresEngine
+        return AccountStore(PostgresEngine(store_url), owns_engine=True)
+
     def start(**settings) -> RunningServer:
-        store = make_store(chat_home) if not started else AccountStore(Home(chat_home).users_db)
+        store = open_store()
+        if not started:
+            for user in ("alice", "bob", "carol"):
+                store.add(user, PASSWORDS[user])
         settings.setdefault("port", 0)
         settings.setdefault("server_name", "testsrv")
         thread = ServerThread(ServerSettings(**settings), host_key, store)
@@ -136,9 +145,19 @@ def server_factory(chat_home, host_key):
         started.append(thread)
         return RunningServer(thread, store, chat_home)
 
+    def stop_all():
+        for thread in started:
+            thread.stop()
+
+    return start, stop_all
+
+
+@pytest.fixture
+def server_factory(chat_home, host_key):
+    """Start servers with custom settings; all are stopped at the end of the test."""
+    start, stop_all = factory(chat_home, host_key)
     yield start
-    for thread in started:
-        thread.stop()
+    stop_all()
 
 
 @pytest.fixture
@@ -146,5 +165,5 @@ def chat_server(server_factory) -> RunningServer:
     return server_factory(motd="welcome to the test server")
 
 
-__all__ = ["until", "answer", "drained", "chat_home", "server_factory", "chat_server", "RunningServer", "Client",
+__all__ = ["factory", "until", "answer", "drained", "chat_home", "server_factory", "chat_server", "RunningServer", "Client",
            "PASSWORDS", "install_host_key", "make_store", "fingerprint", "messages", "WAIT"]

@@ -15,6 +15,7 @@ from typing import List, Optional
 from schat.chat import events as ev
 from schat.chat.errors import Refusal
 from schat.chat.moderation import BAN, MUTE, Restriction, describe_until, parse_duration
+from schat.chat.members import Remote
 from schat.chat.names import check_user, room_key, user_key
 from schat.chat.rooms import MEMBER, OP, OPERATOR, OWNER, RANK_NAMES, Room
 
@@ -51,8 +52,10 @@ class Actions:
         return target_name
 
     def _moderate(self, actor, room: Room, action: str, target: str, reason: str,
-                  until: Optional[int] = None) -> None:
-        now = self.now_ms()
+                  until: Optional[int] = None, now: Optional[int] = None) -> None:
+        # A ban's or mute's event carries the time of the restriction itself: other
+        # processes of a cluster settle concurrent ones by it (Restriction.stamp).
+        now = self.now_ms() if now is None else now
         event = ev.Moderated(room.name, action, actor.name if actor is not None else None,
                              target, reason, until, now)
         member = self.members.get(user_key(target)) if target else None
@@ -60,6 +63,10 @@ class Actions:
         moved = False
         if action in ev.REMOVING and was_in:
             moved = self._take_out(member, room, tell=False)
+        elif action in ev.REMOVING and target and user_key(target) in room.remote:
+            # Online on another process of the cluster: that one takes the session out.
+            self.leave_remote(user_key(target), room)
+            was_in = True
         self.fanout.publish(room.name, event)
         if moved:
             self._tell_focus(member)
@@ -74,6 +81,13 @@ class Actions:
                 # A client that knows no rooms has nothing left without #lobby.
                 self.sink.close(member, CLOSE_CODES[action], ev.describe(event, now))
 
+    def leave_remote(self, key: str, room: Room) -> None:
+        """A session on another process (user key) is no longer in ``room``."""
+        room.remote.pop(key, None)
+        remote = self.remote.get(key)
+        if remote is not None and room.name in remote.rooms:
+            remote.rooms.remove(room.name)
+
     @staticmethod
     def _split(args: str, usage: str):
         words = args.split(None, 1)
@@ -87,7 +101,7 @@ class Actions:
         if not args:
             text = (f"topic of {target.name}: {target.topic} (set by {target.topic_by})"
                     if target.topic else f"{target.name} has no topic")
-            self._info(member, text)
+            self._info(member, text, cid)
             return
         self._authority(member, target, OP, "set the topic")
         topic = "" if args == "-" else args
@@ -98,7 +112,7 @@ class Actions:
         self._check_line(topic, "topic")
         now = self.now_ms()
         target.topic, target.topic_by, target.topic_time = topic, member.name, now
-        self.store.save_room(target.record())
+        self.store.set_topic(target.name, topic, member.name, now)
         self.fanout.publish(target.name, ev.TopicChanged(target.name, topic, member.name, now))
         log.info("topic of %s set by %s", target.name, member.name)
 
@@ -111,10 +125,10 @@ class Actions:
             raise Refusal("invalid", "#lobby is open to everyone")
         self._authority(member, target, OP, "change the room's mode")
         if target.private == (mode == "private"):
-            self._info(member, f"{target.name} is already {mode}")
+            self._info(member, f"{target.name} is already {mode}", cid)
             return
         target.private = mode == "private"
-        self.store.save_room(target.record())
+        self.store.set_mode(target.name, target.private)
         self._moderate(member, target, mode, "", "")
 
     # -- invitations and roles ---------------------------------------------------------
@@ -125,7 +139,7 @@ class Actions:
                         "invite to a private room")
         invitee, _admin = self._user_named(check_user(name))
         key = user_key(invitee)
-        if key in target.members:
+        if target.has(key):
             raise Refusal("invalid", f"{invitee} is already in {target.name}")
         if key not in target.invited and len(target.invited) >= self.limits.entries_per_room:
             raise Refusal("limit", f"{target.name} has {len(target.invited)} open invitations, "
@@ -168,7 +182,7 @@ class Actions:
         rank = self._authority(actor, room, OP, "kick")
         who = self._target(actor, room, name, rank, "kick")
         self._check_line(reason, "reason")
-        if user_key(who) not in room.members:
+        if not room.has(user_key(who)):
             raise Refusal("not_in_room", f"{who} is not in {room.name}")
         self._moderate(actor, room, "kick", who, reason)
         return who
@@ -198,9 +212,9 @@ class Actions:
                                    f"mutes, its limit; lift some first")
         until = now + seconds * 1000 if seconds is not None else None
         item = Restriction(target.name, kind, who, member.name, rest, until, now)
-        target.restrictions.put(item)
+        target.restrictions.apply(item)
         self.store.put_restriction(item)
-        self._moderate(member, target, kind, who, rest, until)
+        self._moderate(member, target, kind, who, rest, until, now)
 
     def cmd_unban(self, member, args, cid, room):
         self._lift(member, args, room, BAN)
@@ -216,9 +230,12 @@ class Actions:
             raise Refusal("invalid", f"{check_user(name)} is not "
                                      f"{'banned from' if kind == BAN else 'muted in'} "
                                      f"{target.name}")
-        item = target.restrictions.remove(kind, name)
-        self.store.remove_restriction(target.name, kind, item.user)
-        self._moderate(member, target, "un" + kind, item.user, "")
+        now = self.now_ms()
+        user = target.restrictions.get(kind, name, now).user
+        lifted = Restriction.lifted(target.name, kind, user, member.name, now)
+        target.restrictions.apply(lifted)
+        self.store.put_restriction(lifted)
+        self._moderate(member, target, "un" + kind, user, "", None, now)
 
     def cmd_bans(self, member, args, cid, room):
         target = self._room_of(member, room)
@@ -226,18 +243,19 @@ class Actions:
         now = self.now_ms()
         items = target.restrictions.active(now)
         if not items:
-            self._info(member, f"no bans or mutes in {target.name}")
+            self._info(member, f"no bans or mutes in {target.name}", cid)
             return
         lines = [f"{'banned' if r.kind == BAN else 'muted'}: {r.user} "
                  f"{describe_until(r.until, now)} by {r.actor or 'the operator'}"
                  f"{': ' + r.reason if r.reason else ''}" for r in items]
-        self._info(member, f"{target.name}:\n" + "\n".join(lines))
+        self._info(member, f"{target.name}:\n" + "\n".join(lines), cid)
 
     # -- ending sessions ----------------------------------------------------------------
     def cmd_disconnect(self, member, args, cid, room):
         name, reason = self._split(args, "/disconnect NAME [REASON]")
         self._check_line(reason, "reason")
-        target = self.members.get(check_user(name).lower())
+        key = check_user(name).lower()
+        target = self.members.get(key) or self.remote.get(key)
         if target is None:
             raise Refusal("no_such_user", f"{name} is not online")
         if target is member:
@@ -258,15 +276,21 @@ class Actions:
         self.store.lock_account(who)
         log.info("account %s locked by %s%s", who, member.name,
                  f" ({reason!r})" if reason else "")
-        target = self.members.get(user_key(who))
+        target = self.members.get(user_key(who)) or self.remote.get(user_key(who))
         if target is not None:
             self.end_session(member, target, "lock", reason)
         else:
-            self._info(member, f"locked {who} (not online)")
+            self._info(member, f"locked {who} (not online)", cid)
 
     def end_session(self, actor, target, action: str, reason: str) -> None:
         """End ``target``'s session, shown to each of its rooms as ``action`` by ``actor``
-        (None: the operator). Its memberships are kept."""
+        (None: the operator). Its memberships are kept. A session on another process
+        of a cluster (a :class:`~schat.chat.members.Remote`) is ended by that process."""
+        if isinstance(target, Remote):
+            log.info("asking %s to end the session of %s: %s by %s", target.node, target.name,
+                     action, actor.name if actor is not None else "the operator")
+            self.peers.end(target, action, actor.name if actor is not None else None, reason)
+            return
         now = self.now_ms()
         if self.members.get(target.key) is target:
             del self.members[target.key]
@@ -287,18 +311,24 @@ class Actions:
         log.info("session of %s ended: %s by %s%s", target.name, action,
                  actor.name if actor is not None else "the operator",
                  f" ({reason!r})" if reason else "")
+        if self.peers is not None:
+            self.peers.logout(target)
         self.sink.close(target, CLOSE_CODES[action], text)
 
     # -- the operator (control socket) ---------------------------------------------------
     def who_online(self) -> List[dict]:
-        """Every session of this process, for `schat admin who`."""
+        """Every session (a cluster: on every process, ``node`` saying which; "" is this
+        one), for `schat admin who`."""
+        sessions = [*self.members.values(), *self.remote.values()]
         return [{"name": m.name, "address": m.peer, "since": m.since, "admin": m.admin,
-                 "rooms": list(m.rooms), "client": "rooms" if m.aware else "lobby only"}
-                for m in sorted(self.members.values(), key=lambda m: m.key)]
+                 "rooms": list(m.rooms), "client": "rooms" if m.aware else "lobby only",
+                 "node": getattr(m, "node", "")}
+                for m in sorted(sessions, key=lambda m: m.key)]
 
     def operator_kick(self, name: str, room: Optional[str], reason: str) -> List[str]:
         """Kick ``name`` out of ``room`` (None: out of every room it is in)."""
-        target = self.members.get(check_user(name).lower())
+        key = check_user(name).lower()
+        target = self.members.get(key) or self.remote.get(key)
         if target is None:
             raise Refusal("no_such_user", f"{name} is not online")
         self._check_line(reason, "reason")
@@ -315,7 +345,7 @@ class Actions:
     def operator_end(self, name: str, action: str, reason: str) -> bool:
         """End ``name``'s session (disconnect, lock, remove); False when it is not online."""
         self._check_line(reason, "reason")
-        target = self.members.get(name.lower())
+        target = self.members.get(name.lower()) or self.remote.get(name.lower())
         if target is None:
             return False
         self.end_session(None, target, action, reason)
@@ -324,14 +354,17 @@ class Actions:
     def broadcast(self, text: str) -> int:
         """A notice to everyone online; returns how many sessions it reached."""
         self.fanout.publish("*", ev.Announcement(text, self.now_ms()))
-        log.info("operator broadcast to %d session(s)", len(self.members))
-        return len(self.members)
+        log.info("operator broadcast to %d session(s)", self.sessions())
+        return self.sessions()
 
-    def set_motd(self, text: str) -> int:
-        """Change the message of the day; everyone online is shown the new one."""
+    def set_motd(self, text: str, everywhere: bool = True) -> int:
+        """Change the message of the day; everyone online here is shown the new one, and
+        (``everywhere``, a cluster) every other process takes it too."""
         self.motd = text
         if text:
-            self.fanout.publish("*", ev.Announcement("new message of the day:\n" + text,
-                                                     self.now_ms()))
-        log.info("message of the day changed by the operator")
-        return len(self.members)
+            self.local.publish("*", ev.Announcement("new message of the day:\n" + text,
+                                                    self.now_ms()))
+        if everywhere and self.peers is not None:
+            self.peers.motd(text)
+        log.info("message of the day changed%s", " by the operator" if everywhere else "")
+        return self.sessions() if everywhere else len(self.members)

@@ -15,28 +15,45 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from schat.chat import events as ev
 from schat.chat.actions import Actions
-from schat.chat.commands import find, help_text
+from schat.chat.member_commands import MemberCommands
+from schat.chat.commands import find
 from schat.chat.errors import Refusal
 from schat.chat.fanout import Fanout, InProcessFanout, Sink
 from schat.chat.history import HistoryWindow
 from schat.chat.limits import ChatLimits
-from schat.chat.members import Member
+from schat.chat.members import Member, Remote
 from schat.chat.moderation import BAN, MUTE, describe_until
 from schat.chat.names import LOBBY, room_key, shown
-from schat.chat.rooms import MEMBER, Room, RoomRecord
+from schat.chat.rooms import Room, RoomRecord
 from schat.chat.store import ChatStore, Profile
+from schat.errors import StoreError
 
 log = logging.getLogger("schat.chat")
 
 Clock = Callable[[], float]
 
-PLAINTEXT_DM_REFUSED = ("private messages are end-to-end encrypted and this server no longer "
-                        "relays them in plaintext; update your schat client, which seals "
-                        "/msg for the recipient")
 NEEDS_ROOMS = "rooms need a newer schat client; this session stays in #lobby"
+STORE_DOWN = ("store unavailable: the server cannot reach its store, so this was not done; "
+              "try again later")
 
 
-class Chat(Actions):
+class Counter:
+    """Message ids of a single server: one after another, after the highest stored.
+    (A cluster's processes use :class:`schat.cluster.ids.Hybrid`, the same shape.)"""
+
+    def __init__(self, start: int):
+        self._next = start
+
+    def next(self) -> int:
+        value = self._next
+        self._next = value + 1
+        return value
+
+    def observe(self, other: int) -> None:
+        """An id made by another process (a single server sees none)."""
+
+
+class Chat(MemberCommands, Actions):
     """Rooms and members of one server process."""
 
     def __init__(self, store: ChatStore, sink: Optional[Sink] = None,
@@ -48,9 +65,15 @@ class Chat(Actions):
         self.server_name = server_name
         self.motd = motd
         self.sink = sink
-        self.fanout = fanout or InProcessFanout(self, sink)
+        # Delivery to this process's sessions; ``fanout`` (a cluster's bus) also to the others.
+        self.local = InProcessFanout(self, sink)
+        self.fanout = fanout or self.local
+        # The cluster's other processes (schat.chat.peers), None for a single server.
+        self.peers = None
         # user key -> the session of that account in this process (one per account).
         self.members: Dict[str, Member] = {}
+        # user key -> its session on another process of the cluster.
+        self.remote: Dict[str, Remote] = {}
         self.rooms: Dict[str, Room] = {}
         self._profiles: Dict[str, Tuple[Profile, List[str]]] = {}
         self._window = max(1, min(self.limits.history_limit, max(self.limits.backlog, 100)))
@@ -61,7 +84,7 @@ class Chat(Actions):
             record = RoomRecord(LOBBY, created=self.now_ms())
             store.save_room(record)
             self.rooms[LOBBY] = Room(record, HistoryWindow(self._window))
-        self._next_id = store.last_message_id() + 1
+        self.ids = Counter(store.last_message_id() + 1)
         self.said = 0
 
     # -- time and ids ---------------------------------------------------------------
@@ -98,13 +121,25 @@ class Chat(Actions):
         member.since = member.since or now
         old = self.members.get(member.key)
         old_rooms: List[str] = []
+        where = f" from {member.peer}" if member.peer else ""
         if old is not None:
             old_rooms = self._detach(old)
-            where = f" from {member.peer}" if member.peer else ""
             self.sink.close(old, "taken_over", f"{member.name} logged in again{where}; "
                                                f"this session is closed")
             log.info("session of %s taken over by a new login%s", member.name, where)
+        replaced = self.remote.pop(member.key, None)
+        if replaced is not None:
+            # Its process ends it when it hears of this login (Peers.login).
+            old_rooms = list(replaced.rooms)
+            for name in old_rooms:
+                room = self.rooms.get(name)
+                if room is not None:
+                    room.remote.pop(member.key, None)
+            log.info("session of %s on %s taken over by a new login%s", member.name,
+                     replaced.node, where)
         self.members[member.key] = member
+        if self.peers is not None:
+            self.peers.login(member, replaced)
         lobby = self.rooms[LOBBY]
         banned = lobby.restrictions.get(BAN, member.name, now)
         if banned is None:
@@ -173,6 +208,8 @@ class Chat(Actions):
             self.store.mark_read(member.name, name, room.history.last_id)
             self.fanout.publish(name, ev.Parted(name, member.name, now, reason))
         member.rooms.clear()
+        if self.peers is not None:
+            self.peers.logout(member)
 
     def shutdown(self, reason: str) -> None:
         """Every session is told and closed; read markers are kept."""
@@ -185,6 +222,10 @@ class Chat(Actions):
 
     def online(self, name: str) -> Optional[Member]:
         return self.members.get(name.lower())
+
+    def sessions(self) -> int:
+        """Sessions online in the whole chat (this process and, a cluster, the others)."""
+        return len(self.members) + len(self.remote)
 
     # -- requests ---------------------------------------------------------------------
     def say(self, member: Member, text: str, action: bool, cid: str,
@@ -203,8 +244,7 @@ class Chat(Actions):
         except Refusal as err:
             self.sink.reply(member, ev.Refused(err.code, str(err), cid))
             return
-        mid = self._next_id
-        self._next_id = mid + 1
+        mid = self.ids.next()
         now = self.now_ms()
         said = ev.Said(target.name, mid, now, member.name, text, action)
         target.history.append(said)
@@ -232,146 +272,24 @@ class Chat(Actions):
         except Refusal as err:
             self.sink.reply(member, ev.Refused(err.code, str(err), cid))
             return
+        except StoreError as err:  # a read the command needed failed: this request only
+            log.warning("%s: /%s: %s", member.name, line[1:].partition(" ")[0][:32], err)
+            self.sink.reply(member, ev.Refused("busy", STORE_DOWN, cid))
+            return
         if cid is not None:
             self.sink.reply(member, ev.Done(cid, 0, self.now_ms()))
-
-    # -- commands without moderation -----------------------------------------------------
-    def cmd_help(self, member, args, cid, room):
-        if args:
-            command = find(args.lstrip("/").split()[0])
-            if command is None:
-                raise Refusal("bad_command", f"no command /{args.lstrip('/')[:32]}")
-            self._info(member, f"{command.usage}  {command.help}")
-        else:
-            self._info(member, help_text(member.admin))
-
-    def cmd_who(self, member, args, cid, room):
-        target = self._visible_room(member, args) if args else self._room_of(member, room)
-        self.sink.reply(member, ev.Names(target.name, target.names()))
-
-    def cmd_me(self, member, args, cid, room):
-        if not args:
-            raise Refusal("bad_command", "usage: /me ACTION")
-        self.say(member, args, True, cid, room)
-        return False
-
-    def cmd_msg(self, member, args, cid, room):
-        raise Refusal("encryption_required", PLAINTEXT_DM_REFUSED)
-
-    def cmd_quit(self, member, args, cid, room):
-        if cid is not None:
-            self.sink.reply(member, ev.Done(cid, 0, self.now_ms()))
-        self.sink.close(member, "", "quit")
-        return False
-
-    def cmd_rooms(self, member, args, cid, room):
-        infos = tuple(ev.RoomInfo(r.name, len(r.members), r.topic, r.private,
-                                  member.key in r.members)
-                      for r in sorted(self.rooms.values(), key=lambda r: r.name)
-                      if r.visible_to(member))
-        self.sink.reply(member, ev.RoomList(infos))
-
-    def cmd_join(self, member, args, cid, room):
-        if not args:
-            raise Refusal("bad_command", "usage: /join #ROOM")
-        name = room_key(args.split()[0])
-        now = self.now_ms()
-        target = self.rooms.get(name)
-        if target is not None and member.key in target.members:
-            member.focus = name
-            self.sink.reply(member, ev.Focus(name))
-            return
-        if len(member.rooms) >= self.limits.rooms_per_member:
-            raise Refusal("limit", f"you are in {len(member.rooms)} rooms, the most this "
-                                   f"server allows; /part one first")
-        if target is None:
-            if len(self.rooms) >= self.limits.rooms_total:
-                raise Refusal("limit", f"this server has {len(self.rooms)} rooms, its limit; "
-                                       f"join an existing one (/rooms)")
-            record = RoomRecord(name, owner=member.name, created=now)
-            self.store.save_room(record)
-            target = self.rooms[name] = Room(record, HistoryWindow(self._window))
-            log.info("room %s created by %s", name, member.name)
-        else:
-            ban = target.restrictions.get(BAN, member.name, now)
-            if ban is not None and not member.admin:
-                raise Refusal("banned", f"you are banned from {name} "
-                                        f"{describe_until(ban.until, now)}"
-                                        f"{': ' + ban.reason if ban.reason else ''}")
-            if (target.private and member.key not in target.invited and not member.admin
-                    and target.rank(member.name) == MEMBER):
-                raise Refusal("invite_only", f"{name} is invite-only; ask one of its ops "
-                                             f"for an /invite")
-        if member.key in target.invited:
-            del target.invited[member.key]
-            self.store.set_invite(name, member.name, False)
-        self._add(target, member)
-        self.store.add_membership(member.name, name, now)
-        if name != LOBBY:
-            target.stored_members += 1
-        self.fanout.publish(name, ev.Joined(name, member.name, now))
-        self._show_room(member, target, 0, [self.limits.backlog_bytes])
-        member.focus = name
-        self.sink.reply(member, ev.Focus(name))
-
-    def cmd_part(self, member, args, cid, room):
-        words = args.split(None, 1)
-        if words and words[0].startswith("#"):
-            target = self._room_of(member, words[0])
-            reason = words[1] if len(words) > 1 else ""
-        else:
-            target = self._room_of(member, room)
-            reason = args
-        self._check_line(reason, "reason")
-        moved = self._take_out(member, target, tell=False)
-        self.store.remove_membership(member.name, target.name)
-        self.fanout.publish(target.name, ev.Parted(target.name, member.name, self.now_ms(),
-                                                   reason or "left"))
-        if moved:
-            self._tell_focus(member)
-        self._forget_member(target)
-
-    def cmd_switch(self, member, args, cid, room):
-        if not args:
-            raise Refusal("bad_command", "usage: /switch #ROOM")
-        target = self._room_of(member, args.split()[0])
-        member.focus = target.name
-        self.sink.reply(member, ev.Focus(target.name))
-
-    def cmd_history(self, member, args, cid, room):
-        target = self._room_of(member, room)
-        page = self.limits.history_page
-        if args:
-            if not args.isdigit() or int(args) < 1:
-                raise Refusal("bad_command", "usage: /history [N] (N: a number of messages)")
-            count = int(args)
-            if count > page:
-                raise Refusal("limit", f"at most {page} messages per /history; ask again "
-                                       f"for the ones before")
-        else:
-            count = min(self.limits.backlog or 50, page)
-        before = member.cursors.get(target.name, target.history.last_id + 1)
-        window = target.history
-        if window.covers(before, count):
-            items = window.before(before, count)
-        else:
-            items = self.store.history_before(target.name, before, count)
-        items = self._fresh(items)
-        if not items:
-            self._info(member, f"no earlier messages in {target.name}")
-            return
-        member.cursors[target.name] = items[0].id
-        for said in items:
-            self.sink.reply(member, said.as_history())
 
     # -- helpers ------------------------------------------------------------------------
-    def _info(self, member: Member, text: str) -> None:
-        self.sink.reply(member, ev.Info(text, self.now_ms()))
+    def _info(self, member: Member, text: str, cid: Optional[str] = None) -> None:
+        self.sink.reply(member, ev.Info(text, self.now_ms()), cid)
 
     def _add(self, room: Room, member: Member) -> None:
+        first = not room.members
         room.members[member.key] = member
         if room.name not in member.rooms:
             member.rooms.append(room.name)
+        if first and self.peers is not None:
+            self.peers.entered(room)
 
     def _take_out(self, member: Member, room: Room, tell: bool = True) -> bool:
         """Take ``member`` out of ``room`` (no event); its focus moves to its last room.
@@ -387,9 +305,9 @@ class Chat(Actions):
             self._tell_focus(member)
         return True
 
-    def _tell_focus(self, member: Member) -> None:
+    def _tell_focus(self, member: Member, cid: Optional[str] = None) -> None:
         if member.aware and self.members.get(member.key) is member:
-            self.sink.reply(member, ev.Focus(member.focus))
+            self.sink.reply(member, ev.Focus(member.focus), cid)
 
     def _detach(self, member: Member) -> List[str]:
         """Take a session out of every room silently (it is being replaced)."""
@@ -407,6 +325,11 @@ class Chat(Actions):
         if room.lobby:
             return
         room.stored_members -= 1
+        if self.peers is not None:
+            # The store knows who belongs to it across the cluster; this count does not.
+            if not room.members and not room.remote:
+                self.peers.emptied(room)
+            return
         if room.stored_members <= 0 and not room.members:
             del self.rooms[room.name]
             self.store.delete_room(room.name)
@@ -435,14 +358,26 @@ class Chat(Actions):
             raise Refusal("no_such_room", f"no such room: {key}")
         return room
 
-    def _show_room(self, member: Member, room: Room, last_read: int, budget: List[int]) -> None:
-        """Send ``member`` the state of ``room`` and the messages after ``last_read``."""
+    def _show_room(self, member: Member, room: Room, last_read: int, budget: List[int],
+                   cid: Optional[str] = None) -> None:
+        """Send ``member`` the state of ``room`` and the messages after ``last_read``
+        (``cid``: the request this answers, a /join)."""
         if not member.aware:
             return
         now = self.now_ms()
         self.sink.reply(member, ev.RoomState(room.name, room.topic, room.private, room.owner,
-                                             room.ops_names(), room.names(), now))
-        items = self._fresh(room.history.unseen(last_read, self.limits.backlog))
+                                             room.ops_names(), room.names(), now), cid)
+        if self.peers is not None and self.peers.backlog_later(member, room, last_read, budget):
+            return
+        self.send_backlog(member, room, room.history.unseen(last_read, self.limits.backlog),
+                          budget, cid)
+
+    def send_backlog(self, member: Member, room: Room, items, budget: List[int],
+                     cid: Optional[str] = None) -> None:
+        """Send ``items`` (a room's messages, oldest first) as history, the newest first
+        within what is left of ``budget`` (bytes); the member's /history goes on from them
+        (``cid``: the request they answer)."""
+        items = self._fresh(items)
         kept = []
         for said in reversed(items):
             size = len(said.text.encode("utf-8")) + 128
@@ -453,16 +388,17 @@ class Chat(Actions):
         kept.reverse()
         member.cursors[room.name] = kept[0].id if kept else room.history.last_id + 1
         for said in kept:
-            self.sink.reply(member, said.as_history())
+            self.sink.reply(member, said.as_history(), cid)
 
     @staticmethod
     def _check_line(text: str, what: str) -> None:
         if any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in text):
-            raise Refusal("invalid", f"a {what} is one line without control characters")
+            article = "an" if what[0] in "aeiou" else "a"
+            raise Refusal("invalid", f"{article} {what} is one line without control characters")
 
     def _user_named(self, name: str):
         """The account called ``name`` (online or not); Refusal when there is none."""
-        member = self.members.get(name.lower())
+        member = self.members.get(name.lower()) or self.remote.get(name.lower())
         if member is not None:
             return member.name, member.admin
         info = self.store.user(name) if len(name) <= 32 else None

@@ -34,6 +34,8 @@ COMMANDS: Dict[str, Command] = {c.name: c for c in (
             "cmd_who"),
     Command("names", "/names [#ROOM]", "the same as /who", "cmd_who"),
     Command("me", "/me ACTION", "say ACTION in the third person", "cmd_me"),
+    Command("away", "/away [MESSAGE]", "mark yourself away with MESSAGE, shown in /who and "
+            "/names (/away alone: back)", "cmd_away"),
     Command("msg", "/msg NAME TEXT", "send TEXT to NAME alone, end-to-end encrypted by your "
             "client", "cmd_msg"),
     Command("join", "/join #ROOM", "join a room, creating a public one if it does not exist; "

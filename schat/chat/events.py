@@ -139,8 +139,10 @@ class Focus:
 
 @dataclass(**_DC)
 class Names:
+    """Who is in ``room``; ``away``: (name, away message) of those in it who are away."""
     room: str
     users: Tuple[str, ...]
+    away: Tuple[Tuple[str, str], ...] = ()
 
 
 @dataclass(**_DC)

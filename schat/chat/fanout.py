@@ -35,8 +35,10 @@ class Sink(ABC):
         """Deliver ``event`` to every one of ``members`` but ``exclude`` (encode it once)."""
 
     @abstractmethod
-    def reply(self, member: Member, event) -> None:
-        """Deliver an answer to ``member``'s own request."""
+    def reply(self, member: Member, event, cid: Optional[str] = None) -> None:
+        """Deliver an answer to ``member``'s own request; ``cid`` is that request's id
+        (opaque to the domain, None for what answers no request), for the connection
+        layer to put on the answer."""
 
     @abstractmethod
     def close(self, member: Member, code: str, reason: str) -> None:

@@ -26,6 +26,33 @@ class HistoryWindow:
         self._items.append(said)
         self.last_id = said.id
 
+    def insert(self, said: Said) -> bool:
+        """Add a line that may arrive out of id order (from another server process of a
+        cluster, or caught up from the store); False when it is already here or older
+        than everything a full window holds."""
+        items = self._items
+        if not items or said.id > self.last_id:
+            self.append(said)
+            return True
+        if said.id < items[0].id and len(items) == items.maxlen:
+            return False
+        at = len(items)
+        while at and items[at - 1].id > said.id:
+            at -= 1
+        if at and items[at - 1].id == said.id:
+            return False
+        if len(items) == items.maxlen:
+            items.popleft()
+            at -= 1
+        items.insert(at, said)
+        return True
+
+    def ids(self) -> set:
+        return {said.id for said in self._items}
+
+    def clear(self) -> None:
+        self._items.clear()
+
     def __len__(self) -> int:
         return len(self._items)
 

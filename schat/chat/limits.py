@@ -10,6 +10,8 @@ ROOMS_PER_MEMBER = 50
 ROOMS_TOTAL = 1000
 # Topic length in UTF-8 bytes (IRC TOPICLEN is commonly 390).
 TOPIC_BYTES = 390
+# An away message (/away), in characters: a short note, not a second chat channel.
+AWAY_CHARS = 200
 # Messages kept per room, and their age in days (0: no age bound).
 HISTORY_LIMIT = 1000
 HISTORY_DAYS = 0
@@ -28,6 +30,7 @@ class ChatLimits:
     rooms_per_member: int = ROOMS_PER_MEMBER
     rooms_total: int = ROOMS_TOTAL
     topic_bytes: int = TOPIC_BYTES
+    away_chars: int = AWAY_CHARS
     history_limit: int = HISTORY_LIMIT
     history_days: int = HISTORY_DAYS
     backlog: int = BACKLOG
@@ -47,5 +50,8 @@ class ChatLimits:
                 raise ValueError(f"{name} must not be negative")
         if not 1 <= self.topic_bytes <= 1024:
             raise ValueError("topic_bytes must be between 1 and 1024")
+        # An away message travels as short text (1,024 bytes): 4 bytes a character at most.
+        if not 1 <= self.away_chars <= 256:
+            raise ValueError("away_chars must be between 1 and 256")
         if self.backlog > self.history_limit:
             self.backlog = self.history_limit

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from schat.chat.errors import Refusal
 from schat.chat.names import user_key
@@ -53,14 +53,58 @@ class Restriction:
     def active(self, now: int) -> bool:
         return self.until is None or now < self.until
 
+    @property
+    def stamp(self) -> Tuple[int, str, str, int]:
+        """The order in which concurrent changes of one (room, kind, user) settle: the
+        later one wins, ties broken by the content, so every server process and the
+        store keep the same one whatever order they learn of them in."""
+        return (self.created, self.actor or "", self.reason,
+                -1 if self.until is None else self.until)
+
+    @classmethod
+    def lifted(cls, room: str, kind: str, user: str, actor: Optional[str],
+               time: int) -> "Restriction":
+        """An unban or unmute at ``time``: a restriction that ended when it was made
+        (so an older ban learnt of later cannot bring it back)."""
+        return cls(room, kind, user, actor, "", time, time)
+
+
+# Stamps of lifted restrictions are remembered this long (a concurrent change
+# arrives within seconds), and at most this many per room beyond the live ones.
+STAMP_MEMORY_MS = 3_600_000
+STAMP_SLACK = 1024
+
 
 class Restrictions:
     """The bans and mutes of one room; expired ones are dropped when looked at."""
 
     def __init__(self, items: List[Restriction] = ()):
         self._by: Dict[str, Dict[str, Restriction]] = {BAN: {}, MUTE: {}}
+        # (kind, user key) -> stamp of the last change applied (lifted ones included).
+        self._stamps: Dict[Tuple[str, str], tuple] = {}
         for item in items:
-            self._by[item.kind][user_key(item.user)] = item
+            self.apply(item)
+
+    def apply(self, item: Restriction) -> bool:
+        """Apply a ban, mute or lifting (:meth:`Restriction.lifted`) unless a later change
+        of the same (kind, user) is already known; True when it took effect."""
+        key = user_key(item.user)
+        known = self._stamps.get((item.kind, key))
+        if known is not None and item.stamp <= known:
+            return False
+        self._stamps[(item.kind, key)] = item.stamp
+        if item.until is not None and item.until <= item.created:
+            self._by[item.kind].pop(key, None)
+        else:
+            self._by[item.kind][key] = item
+        if len(self._stamps) > len(self) + STAMP_SLACK:
+            self._forget_old(item.created - STAMP_MEMORY_MS)
+        return True
+
+    def _forget_old(self, before: int) -> None:
+        for (kind, key), stamp in list(self._stamps.items()):
+            if stamp[0] < before and key not in self._by[kind]:
+                del self._stamps[(kind, key)]
 
     def get(self, kind: str, user: str, now: int) -> Optional[Restriction]:
         """The active restriction of ``kind`` on ``user``, or None (an expired one is dropped)."""
@@ -72,12 +116,6 @@ class Restrictions:
             del table[user_key(user)]
             return None
         return item
-
-    def put(self, item: Restriction) -> None:
-        self._by[item.kind][user_key(item.user)] = item
-
-    def remove(self, kind: str, user: str) -> Optional[Restriction]:
-        return self._by[kind].pop(user_key(user), None)
 
     def active(self, now: int) -> List[Restriction]:
         """Every restriction still in force, bans first, then by name."""

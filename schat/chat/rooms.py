@@ -97,7 +97,8 @@ class Room:
     """One room in memory. ``members`` are the sessions in it on this server process."""
 
     __slots__ = ("name", "topic", "topic_by", "topic_time", "private", "owner", "created",
-                 "ops", "invited", "restrictions", "history", "members", "stored_members")
+                 "ops", "invited", "restrictions", "history", "members", "stored_members",
+                 "remote")
 
     def __init__(self, record: RoomRecord, window: HistoryWindow):
         self.name = record.name
@@ -114,6 +115,8 @@ class Room:
         # user key -> session; dict order is join order, the fan-out iterates it.
         self.members: Dict[str, Member] = MemberMap()
         self.stored_members = record.members
+        # user key -> spelling: members online on other server processes of a cluster.
+        self.remote: Dict[str, str] = {}
 
     @property
     def lobby(self) -> bool:
@@ -131,8 +134,23 @@ class Room:
         return MEMBER
 
     def names(self) -> Tuple[str, ...]:
-        """The members' names, sorted regardless of case."""
-        return self.members.sorted_names()
+        """Everyone online in the room, on this server process and (a cluster) the
+        others, sorted regardless of case."""
+        if not self.remote:
+            return self.members.sorted_names()  # kept sorted as members come and go
+        names = [m.name for m in self.members.values()]
+        names.extend(v for k, v in self.remote.items() if k not in self.members)
+        return tuple(sorted(names, key=str.lower))
+
+    def online(self) -> int:
+        """How many are online in the room, here and on the cluster's other processes."""
+        if not self.remote:
+            return len(self.members)
+        return len(self.members) + sum(1 for k in self.remote if k not in self.members)
+
+    def has(self, key: str) -> bool:
+        """True when the account (user key) is online in the room, here or elsewhere."""
+        return key in self.members or key in self.remote
 
     def ops_names(self) -> Tuple[str, ...]:
         return tuple(sorted(self.ops.values(), key=str.lower))

@@ -57,6 +57,11 @@ class ChatStore(ABC):
         """At most ``limit`` messages of ``room`` older than ``before_id``, oldest first."""
 
     @abstractmethod
+    def history_after(self, room: str, after_id: int, limit: int) -> List[Said]:
+        """The newest ``limit`` messages of ``room`` with an id above ``after_id``, oldest
+        first (a cluster's process catching up after missing some)."""
+
+    @abstractmethod
     def last_message_id(self) -> int:
         """The highest message id ever stored (ids keep growing across restarts)."""
 
@@ -73,11 +78,23 @@ class ChatStore(ABC):
         queued about it are durable (a store that writes at once has nothing to do)."""
 
     # -- writes (ordered; may be batched) -------------------------------------
+    # Several server processes may write the same items at once (a cluster): a room
+    # created twice keeps its earliest creation (and owner), a topic and a ban or mute
+    # the latest change by their stamps, whatever order the writes arrive in.
     @abstractmethod
-    def save_room(self, record: RoomRecord) -> None: ...
+    def save_room(self, record: RoomRecord) -> None:
+        """Create the room (an existing one keeps the earlier of the two creations)."""
 
     @abstractmethod
-    def delete_room(self, name: str) -> None: ...
+    def set_topic(self, room: str, topic: str, by: str, time: int) -> None:
+        """Set the topic unless a later one (by ``time``) is stored."""
+
+    @abstractmethod
+    def set_mode(self, room: str, private: bool) -> None: ...
+
+    @abstractmethod
+    def delete_room(self, name: str) -> None:
+        """Remove the room and its history, unless someone belongs to it (again)."""
 
     @abstractmethod
     def set_op(self, room: str, user: str, on: bool) -> None: ...
@@ -86,10 +103,9 @@ class ChatStore(ABC):
     def set_invite(self, room: str, user: str, on: bool) -> None: ...
 
     @abstractmethod
-    def put_restriction(self, item: Restriction) -> None: ...
-
-    @abstractmethod
-    def remove_restriction(self, room: str, kind: str, user: str) -> None: ...
+    def put_restriction(self, item: Restriction) -> None:
+        """Store a ban, mute or lifting (:meth:`Restriction.lifted`) unless a change of the
+        same (room, kind, user) with a later :attr:`~Restriction.stamp` is stored."""
 
     @abstractmethod
     def add_membership(self, user: str, room: str, time: int) -> None: ...
@@ -162,6 +178,10 @@ class MemoryChatStore(ChatStore):
         items = [s for s in self.data.history if s.room == room and s.id < before_id]
         return items[-limit:] if limit else []
 
+    def history_after(self, room: str, after_id: int, limit: int) -> List[Said]:
+        items = [s for s in self.data.history if s.room == room and s.id > after_id]
+        return items[-limit:] if limit else []
+
     def last_message_id(self) -> int:
         return max((s.id for s in self.data.history), default=0)
 
@@ -177,13 +197,25 @@ class MemoryChatStore(ChatStore):
         return self.data.accounts.get(user_key(name))
 
     def save_room(self, record: RoomRecord) -> None:
-        self.data.rooms[record.name] = replace(record, restrictions=[])
+        known = self.data.rooms.get(record.name)
+        if known is None or (record.created, record.owner) < (known.created, known.owner):
+            self.data.rooms[record.name] = replace(record, restrictions=[])
+
+    def set_topic(self, room: str, topic: str, by: str, time: int) -> None:
+        rec = self.data.rooms.get(room)
+        if rec is not None and (time, by, topic) > (rec.topic_time, rec.topic_by, rec.topic):
+            rec.topic, rec.topic_by, rec.topic_time = topic, by, time
+
+    def set_mode(self, room: str, private: bool) -> None:
+        rec = self.data.rooms.get(room)
+        if rec is not None:
+            rec.private = private
 
     def delete_room(self, name: str) -> None:
+        if any(room == name for (_, room) in self.data.members):
+            return
         self.data.rooms.pop(name, None)
         self.data.history = [s for s in self.data.history if s.room != name]
-        for key in [k for k in self.data.members if k[1] == name]:
-            del self.data.members[key]
         for key in [k for k in self.data.restrictions if k[0] == name]:
             del self.data.restrictions[key]
 
@@ -204,10 +236,11 @@ class MemoryChatStore(ChatStore):
                 rec.invited.pop(user_key(user), None)
 
     def put_restriction(self, item: Restriction) -> None:
-        self.data.restrictions[(item.room, item.kind, user_key(item.user))] = item
+        key = (item.room, item.kind, user_key(item.user))
+        known = self.data.restrictions.get(key)
+        if known is None or item.stamp > known.stamp:
+            self.data.restrictions[key] = item
 
-    def remove_restriction(self, room: str, kind: str, user: str) -> None:
-        self.data.restrictions.pop((room, kind, user_key(user)), None)
 
     def add_membership(self, user: str, room: str, time: int) -> None:
         key = (user_key(user), room)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any, Callable, Iterator, List, Optional
+from typing import Iterator, List, Optional
 
 from schat.client.reconnect import relogin
 from schat.client.tui import ChatTUI
@@ -18,46 +18,61 @@ from schat.errors import ConnectionFailed
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 
-def build_chat_screen(app, name: str, session, user: str, private_key,
-                      password: Optional[str], bell: bool = True,
-                      reopen: Optional[Callable[..., Any]] = None, **options) -> ChatTUI:
-    """The chat screen for a logged-in ``session`` on the server ``name``.
+class Ignores:
+    """The ``/ignore`` list of one server, kept in the client's per-server memory."""
 
-    ``app`` is the command's :class:`schat.commands.common.AppContext`;
-    ``reopen(app, name, accept_new, ask=False)`` opens a new pinned connection
-    (``schat.commands.connect.open_session``) for logging in again after a drop,
-    with the key or password kept in memory only. ``options`` go to
-    :class:`ChatTUI` (``input``, ``output``, ``colour``, backoff delays).
+    def __init__(self, memory, server: str, address: str):
+        self.memory = memory
+        self.server = server
+        self.address = address
+
+    def names(self) -> List[str]:
+        return list(self.memory.get(self.server, self.address).ignored)
+
+    def save(self, names: List[str]) -> None:
+        self.memory.set_ignored(self.server, self.address, names)
+
+
+def build_chat_screen(app, flow, session, bell: bool = True, **options) -> ChatTUI:
+    """The chat screen for a logged-in ``session`` on the server ``flow.name``.
+
+    ``app`` is the command's :class:`schat.commands.common.AppContext`; ``flow``
+    the :class:`schat.commands.login_flow.LoginFlow` that logged in: it opens
+    new pinned connections for logging in again after a drop (with the key or
+    password it keeps in memory only), registers the key when the user chose
+    to, and holds the per-server memory (the ``/ignore`` list). ``options`` go
+    to :class:`ChatTUI` (``input``, ``output``, ``colour``, backoff delays).
     """
     from schat.client.dm import DmClient
     from schat.client.history import ChatHistory, history_path
 
-    connect = None
-    if reopen is not None:
-        connect = relogin(lambda: reopen(app, name, False, ask=False), user,
-                          private_key, password)
+    key = flow.private if flow.method == "key" else None
+    connect = relogin(flow.reopen, flow.user, key, None if key is not None else flow.password)
+    retired = flow.retired_keys()
 
     def dm_factory(s):
-        return DmClient(s, app.home.root, private_key, lambda event: None)
+        return DmClient(s, app.home.root, flow.private, lambda event: None,
+                        retired_keys=retired)
 
-    return ChatTUI(session, connect, server=name,
-                   history=ChatHistory(history_path(app.home.root, name)), bell=bell,
-                   dm_factory=dm_factory, **options)
+    return ChatTUI(session, connect, server=flow.name,
+                   history=ChatHistory(history_path(app.home.root, flow.name)), bell=bell,
+                   dm_factory=dm_factory,
+                   after_login=flow.register_with if flow.register else None,
+                   ignores=Ignores(flow.memory, flow.name, flow.entry.address), **options)
 
 
-def run_chat_screen(app, name: str, session, user: str, private_key, password: Optional[str],
-                    bell: bool = True, reopen: Optional[Callable[..., Any]] = None) -> int:
+def run_chat_screen(app, flow, session, bell: bool = True) -> int:
     """Run the chat screen (see :func:`build_chat_screen`); return 0 when the session ended
     normally.
 
     Raises ConnectionFailed (exit status 1) when the user left while the server
     was gone and had not come back.
     """
-    tui = build_chat_screen(app, name, session, user, private_key, password, bell, reopen)
+    tui = build_chat_screen(app, flow, session, bell)
     with logs_on_screen(tui):
         code = tui.run()
     if code:
-        raise ConnectionFailed(f"disconnected from {name} ({tui.lost}); "
+        raise ConnectionFailed(f"disconnected from {flow.name} ({tui.lost}); "
                                "the connection did not come back")
     return code
 

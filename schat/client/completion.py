@@ -13,26 +13,40 @@ from typing import Callable, Dict, Iterable, List, Optional
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 
-from schat.client.commands import COMMANDS, ChatCommand
+from schat.client.commands import COMMANDS, MODERATION, ChatCommand, lookup
 
 
 # Where a member name is being typed: the word under the cursor, with an optional "@".
 _WORD = re.compile(r"@?[A-Za-z0-9_.\-]*$")
+# Where a room name is being typed: the word under the cursor, with an optional "#".
+_ROOM = re.compile(r"#?[A-Za-z0-9_\-]*$")
 
 
 def help_text(commands: Dict[str, ChatCommand] = COMMANDS) -> str:
     """Every command with its usage, aligned, plus the keys worth knowing."""
     width = max(len(c.usage) for c in commands.values())
-    lines = [f"{c.usage.ljust(width)}  {c.help}" for c in commands.values()]
+    lines = [f"{c.usage.ljust(width)}  {c.help}"
+             + (f" (also {', '.join('/' + a for a in c.aliases)})" if c.aliases else "")
+             for c in commands.values()]
     lines.append(f"{'//TEXT'.ljust(width)}  send a line that starts with /")
-    lines.append("keys: Tab completes commands and names, Up/Down browse history, "
-                 "Ctrl-C clears the line, Ctrl-D leaves")
+    lines.append("moderation (/help COMMAND for one): " + " ".join(
+        "/" + name for name in MODERATION))
+    lines.append("keys: Tab completes commands, names and #rooms, Up/Down browse history, "
+                 "Alt-1..9 and Ctrl-N/Ctrl-P switch rooms, Ctrl-C clears the line, "
+                 "Ctrl-D leaves, Ctrl-Z suspends")
     return "\n".join(lines)
 
 
-def suggest(name: str, commands: Iterable[str] = COMMANDS) -> Optional[str]:
-    """The known command closest to ``name`` (without the ``/``), or None if nothing is close."""
+def suggest(name: str, commands: Dict[str, ChatCommand] = COMMANDS) -> Optional[str]:
+    """The known command closest to ``name`` (without the ``/``) by meaning (``list`` →
+    ``who``) or by spelling (``hlep`` → ``help``), or None if nothing is close."""
     name = name.lower()
+    known = lookup(name, commands)
+    if known is not None:
+        return known.name
+    meant = [c.name for c in commands.values() if name in c.related]
+    if meant:
+        return meant[0]
     candidates = list(commands)
     prefixed = [c for c in candidates if c.startswith(name)] if name else []
     if len(prefixed) == 1:
@@ -42,20 +56,26 @@ def suggest(name: str, commands: Iterable[str] = COMMANDS) -> Optional[str]:
 
 
 def split_command(line: str):
-    """``"/msg ann hi"`` → ``("msg", "ann hi")``; a line that is not a command → None."""
+    """``"/msg ann hi"`` → ``("msg", "ann hi")`` (an alias gives its command's name);
+    a line that is not a command → None."""
     if not line.startswith("/") or line.startswith("//"):
         return None
     name, _, rest = line[1:].partition(" ")
-    return name.lower(), rest.strip()
+    command = lookup(name)
+    return (command.name if command is not None else name.lower()), rest.strip()
 
 
 class ChatCompleter(Completer):
-    """Completes ``/commands`` at the start of a line and member names anywhere else."""
+    """Completes ``/commands`` at the start of a line, room names (a word starting with
+    ``#`` anywhere, or the first argument of a command that takes a room) and member
+    names anywhere else."""
 
     def __init__(self, members: Callable[[], Iterable[str]], me: Callable[[], str],
+                 rooms: Optional[Callable[[bool], List[str]]] = None,
                  commands: Dict[str, ChatCommand] = COMMANDS):
         self._members = members
         self._me = me
+        self._rooms = rooms
         self._commands = commands
 
     def _names(self) -> List[str]:
@@ -71,13 +91,21 @@ class ChatCompleter(Completer):
                     yield Completion("/" + cmd.name + " ", start_position=-len(before),
                                      display="/" + cmd.name, display_meta=cmd.help)
             return
+        parts = before.split(" ")
+        command = lookup(parts[0][1:], self._commands) if parts[0].startswith("/") else None
+        first_argument = len(parts) == 2 and command is not None
+        room = _ROOM.search(before).group()
+        wants_room = first_argument and command.takes_room
+        if self._rooms is not None and (room.startswith("#") or (wants_room and room)
+                                        or (wants_room and not parts[1])):
+            yield from self._room_completions(room, first_argument and bool(wants_room),
+                                              command.takes_room == "joined"
+                                              if first_argument else False)
+            return
         word = _WORD.search(before).group()
         at = word.startswith("@")
         stem = word[1:] if at else word
-        parts = before.split(" ")
-        naming_cmd = (len(parts) == 2 and parts[0].startswith("/")
-                      and self._commands.get(parts[0][1:].lower(), None) is not None
-                      and self._commands[parts[0][1:].lower()].takes_name)
+        naming_cmd = first_argument and command.takes_name
         if not stem and not at and not naming_cmd:
             return
         at_line_start = len(word) == len(before)
@@ -90,3 +118,11 @@ class ChatCompleter(Completer):
                 else:
                     text = ("@" if at else "") + name
                 yield Completion(text, start_position=-len(word), display=name)
+
+    def _room_completions(self, typed: str, argument: bool, joined_only: bool):
+        stem = typed.lower().lstrip("#")
+        for room in self._rooms(joined_only):
+            if room[1:].startswith(stem):
+                # As an argument the room is followed by a space, ready for what comes next.
+                yield Completion(room + (" " if argument else ""), start_position=-len(typed),
+                                 display=room)

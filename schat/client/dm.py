@@ -51,8 +51,8 @@ def _date(ms: int) -> str:
 def no_key_help(user: str) -> str:
     """How a member without a key gets one (shown instead of sending in plaintext)."""
     return (f"direct messages are end-to-end encrypted and need your own key, and none is "
-            f"loaded: make one with `schat keys gen {user}` and connect again; your client "
-            f"registers it on the server when you log in")
+            f"loaded: make one with `schat keys gen {user}`, then register it with "
+            f"`schat login SERVER --register-key`")
 
 
 class SentDm(NamedTuple):
@@ -72,9 +72,11 @@ class DmClient:
 
     def __init__(self, session, home_root, private_key: Optional[RsaKey],
                  emit: Callable[[object], None], key_timeout: float = KEY_TIMEOUT,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, retired_keys=()):
         self.session = session
         self.private_key = private_key
+        # Keys this one replaced (`schat keys gen --force`): stored envelopes sealed to them open.
+        self.retired_keys = list(retired_keys)
         self.my_der = public_der(private_key) if private_key is not None else None
         self.emit = emit
         self.key_timeout = key_timeout
@@ -225,7 +227,7 @@ class DmClient:
                            f"this client still remembers, so it may be a replay")
                 return True
             try:
-                text = env_mod.open_(env, self.me, self.private_key)
+                text = env_mod.open_(env, self.me, self._key_for(env))
             except env_mod.EnvelopeError as err:
                 raise _Discard(str(err)) from None
             status = self._pin_status(sender, msg.sender_key)
@@ -239,6 +241,14 @@ class DmClient:
                                  text=text, verified=status != ct.CHANGED, warning=warning,
                                  version=env.version))
         return True
+
+    def _key_for(self, env) -> RsaKey:
+        """Our key the envelope was sealed to: the current one, or one it replaced."""
+        wrap = next((w for w in env.wraps if w.name.lower() == self.me.lower()), None)
+        for key in self.retired_keys:
+            if wrap is not None and env_mod.key_fp(key) == wrap.key_fp:
+                return key
+        return self.private_key
 
     def _pin_status(self, name: str, der: bytes) -> str:
         if name_key(name) == name_key(self.me) and self.my_der is not None:

@@ -59,15 +59,20 @@ class Reconnector:
     ``state(text)`` for the toolbar, ``warn(text)`` for a refused attempt,
     ``attach(session)`` once logged in and ``give_up(reason)`` when retrying
     cannot help (the server's key changed, the login was refused
-    :data:`MAX_AUTH_REFUSALS` times in a row).
+    :data:`MAX_AUTH_REFUSALS` times in a row). Setting ``wake`` ends the current
+    wait at once; ``now`` makes the first attempt without waiting (/reconnect).
     """
 
     def __init__(self, connect: Callable[[], Any], stop: threading.Event,
                  post: Callable[..., None], *, state: Callable[[str], None],
                  warn: Callable[[str], None], attach: Callable[[Any], None],
                  give_up: Callable[[str], None],
-                 backoff: Tuple[float, float] = (BACKOFF_START, BACKOFF_CAP)):
+                 backoff: Tuple[float, float] = (BACKOFF_START, BACKOFF_CAP),
+                 wake: Optional[threading.Event] = None, now: bool = False):
         self._connect = connect
+        # Set to try at once instead of waiting out the delay (/reconnect).
+        self._wake = wake or threading.Event()
+        self._now = now
         self._stop = stop
         self._post = post
         self._state = state
@@ -82,9 +87,12 @@ class Reconnector:
 
     def _run(self) -> None:
         refusals = 0
-        for delay in backoff_delays(*self._backoff):
-            self._post(self._state, f"reconnecting in {delay:g} s")
-            if self._stop.wait(delay):
+        for attempt, delay in enumerate(backoff_delays(*self._backoff)):
+            if not (attempt == 0 and self._now):
+                self._post(self._state, f"reconnecting in {delay:g} s")
+                self._wake.wait(delay)
+                self._wake.clear()
+            if self._stop.is_set():
                 return
             self._post(self._state, "reconnecting")
             try:

@@ -7,11 +7,13 @@ Lines stay readable without colour, because each kind has its own prefix:
     12:04 <ann> hello            a chat message (yours or another member's)
     12:04 * ann waves            an action (/me)
     12:04 <- ann: psst           a private message to you (end-to-end, signature checked)
-    12:04 <- ann [NOT VERIFIED]: psst   one signed by a key that is not the one you trusted
+    12:04 <- ann [UNVERIFIED: key changed]: psst   signed by a key you have not trusted
     12:04 -> ann: psst           a private message you sent
     12:04 -- ann joined          joins, leaves, connection state
     12:04 -!- text               a notice from the server
     12:04 ! text                 an error or warning (key changes: with the bell)
+    12:04 #dev <bob> hi          a line of a room other than the current one
+    12:04 <bob> earlier          a line from a room's history: the whole line dimmed
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from prompt_toolkit.utils import get_cwidth
 
 # A peer must not be able to move the cursor, ring the bell, rewrite the screen
 # or reorder what follows with what it sends: every network string goes through it.
-from schat.client.sanitize import clean
+from schat.client.sanitize import clean, one_line
 
 Fragments = List[Tuple[str, str]]
 
@@ -50,7 +52,13 @@ _STYLE_RULES = [
     ("toolbar", "reverse"),
     ("toolbar.online", "reverse ansigreen"),
     ("toolbar.offline", "reverse ansired bold"),
-] + [(f"nick.{i}", colour) for i, colour in enumerate(NICK_COLOURS)]
+    ("toolbar.current", "reverse bold"),
+    ("toolbar.unread", "reverse bold"),
+    ("toolbar.mention", "reverse ansiyellow bold"),
+] + [(f"nick.{i}", colour) for i, colour in enumerate(NICK_COLOURS)] + [
+    # Last, so that it wins over a name's or a mention's colour: history recedes.
+    ("history", "ansibrightblack dim"),
+]
 
 # Without colour, only attributes that every terminal shows remain.
 _MONO_RULES = [
@@ -62,7 +70,15 @@ _MONO_RULES = [
     ("toolbar", "reverse"),
     ("toolbar.online", "reverse"),
     ("toolbar.offline", "reverse bold"),
+    ("toolbar.current", "reverse bold"),
+    ("toolbar.unread", "reverse bold"),
+    ("toolbar.mention", "reverse bold"),
+    ("history", "dim"),
 ]
+
+# How a private message signed by a key other than the pinned one is marked,
+# in the chat screen and in line mode alike.
+UNVERIFIED_MARK = "[UNVERIFIED: key changed]"
 
 _NAME_CHARS = r"[A-Za-z0-9_.\-]"
 
@@ -76,6 +92,11 @@ def nick_class(name: str) -> str:
     """A stable style class for ``name``: the same colour in every session and on every host."""
     digest = zlib.crc32(name.lower().encode("utf-8"))
     return f"class:nick.{digest % len(NICK_COLOURS)}"
+
+
+def as_history(fragments: Fragments) -> Fragments:
+    """The whole line dimmed: a line from a room's history, not said just now."""
+    return [((style + " class:history").strip(), text) for style, text in fragments]
 
 
 def mentions(text: str, name: str) -> bool:
@@ -198,8 +219,18 @@ class Renderer:
         return wrap(fragments, width, indent) if width else fragments
 
     # -- building blocks ------------------------------------------------
-    def _stamp(self, ms: Optional[int]) -> Fragments:
-        return [("class:time", clock(ms)), ("", " ")]
+    def _stamp(self, ms: Optional[int], tag: str = "") -> Fragments:
+        """The time, and the room's tag for a line of a room other than the current one
+        (in the room's own colour; room names are plain ASCII, checked on the wire)."""
+        out = [("class:time", clock(ms)), ("", " ")]
+        if tag:
+            out += [(nick_class(tag), tag), ("", " ")]
+        return out
+
+    @staticmethod
+    def _lead(tag: str) -> int:
+        """Columns before a line's prefix: the time, and the room tag when there is one."""
+        return 6 + (len(tag) + 1 if tag else 0)
 
     def _name(self, name: str) -> str:
         if self.me and name.lower() == self.me.lower():
@@ -216,22 +247,25 @@ class Renderer:
             out.append((style, line))
         return out
 
-    def line(self, style: str, prefix: str, text: str, ms: Optional[int] = None) -> Fragments:
-        """A generic line: ``HH:MM PREFIX text`` in ``style``."""
-        head = self._stamp(ms) + [(style, prefix + " ")]
-        indent = 6 + len(prefix) + 1
+    def line(self, style: str, prefix: str, text: str, ms: Optional[int] = None,
+             tag: str = "") -> Fragments:
+        """A generic line: ``HH:MM PREFIX text`` in ``style`` (``HH:MM #room PREFIX text``
+        with a room ``tag``)."""
+        head = self._stamp(ms, tag) + [(style, prefix + " ")]
+        indent = self._lead(tag) + len(prefix) + 1
         return self._fit(head + self._body(style, text, indent), indent)
 
-    def info(self, text: str, ms: Optional[int] = None) -> Fragments:
+    def info(self, text: str, ms: Optional[int] = None, tag: str = "") -> Fragments:
         """A local status line (connection state and the like)."""
-        return self.line("class:info", "--", text, ms)
+        return self.line("class:info", "--", text, ms, tag)
 
     def warning(self, text: str, ms: Optional[int] = None) -> Fragments:
         """A local or server error."""
         return self.line("class:warning", "!", text, ms)
 
-    def chat(self, sender: str, text: str, ms: Optional[int], action: bool = False) -> Fragments:
-        """A chat line, ``<ann> hello`` or ``* ann waves``."""
+    def chat(self, sender: str, text: str, ms: Optional[int], action: bool = False,
+             tag: str = "") -> Fragments:
+        """A chat line, ``<ann> hello`` or ``* ann waves`` (after the room ``tag``, if any)."""
         sender = clean(sender)
         own = self.me and sender.lower() == self.me.lower()
         text_style = "class:mention" if (not own and mentions(text, self.me)) else ""
@@ -242,38 +276,41 @@ class Renderer:
         else:
             head = [("", "<"), (self._name(sender), sender), ("", "> ")]
             width = len(sender) + 3
-        return self._fit(self._stamp(ms) + head + self._body(text_style, text, 6 + width),
-                         6 + width)
+        lead = self._lead(tag) + width
+        return self._fit(self._stamp(ms, tag) + head + self._body(text_style, text, lead), lead)
 
     def private(self, peer: str, text: str, ms: Optional[int], outgoing: bool,
                 verified: bool = True, version: int = 2) -> Fragments:
         """A private message: ``<- ann: text`` received, ``-> ann: text`` sent.
 
         ``verified=False`` (signed by a key other than the one trusted for
-        ``peer``) marks the whole line as a warning: ``<- ann [NOT VERIFIED]: text``.
+        ``peer``) marks the whole line as a warning: ``<- ann [UNVERIFIED: key changed]: text``.
         ``version=1``: an envelope of format 1 (no key commitment), marked ``[format 1]``.
         """
         peer = clean(peer)
         arrow = "->" if outgoing else "<-"
         style = "class:dm" if verified else "class:warning"
-        mark = ("" if verified else " [NOT VERIFIED]") + (" [format 1]" if version == 1 else "")
+        mark = ("" if verified else " " + UNVERIFIED_MARK) + (" [format 1]" if version == 1 else "")
         head = [(style, arrow + " "), (self._name(peer) if verified else style, peer),
                 (style, mark + ": ")]
         indent = 6 + len(peer) + len(mark) + 5
         return self._fit(self._stamp(ms) + head + self._body(style, text, indent), indent)
 
     # -- events ---------------------------------------------------------
-    def event(self, event: Any) -> Optional[Fragments]:
-        """The line for one server event, or None for events that print nothing."""
+    def event(self, event: Any, tag: str = "") -> Optional[Fragments]:
+        """The line for one server event, or None for events that print nothing.
+
+        ``tag``: the room of a chat line, join or leave when it is not the current
+        room (the caller knows which is current); the text itself never names it.
+        A line from a room's history is dimmed as a whole.
+        """
         kind = event_type(event)
         get = lambda name, default=None: field(event, name, default)  # noqa: E731
         from schat.client import room_text
         if kind == "message":
             line = self.chat(get("sender", "?"), get("text", ""), get("time"),
-                             bool(get("action", False)))
-            tag = room_text.tag(event)
-            # Rooms other than #lobby and backlog lines are marked after the time stamp.
-            return line[:2] + [("class:info", clean(tag))] + line[2:] if tag else line
+                             bool(get("action", False)), tag)
+            return as_history(line) if get("history", False) else line
         rooms = room_text.describe(event)
         if rooms is not None:
             style = "class:notice" if kind in ("topic", "moderation") else "class:info"
@@ -303,20 +340,20 @@ class Renderer:
                 text += "\n" + motd
             return self.info(text, get("time"))
         if kind == "join":
-            where = f" {get('room')}" if get("room") else ""
-            return self.info(f"{get('user', '?')} joined{where}", get("time"))
+            return self.info(f"{get('user', '?')} joined", get("time"), tag)
         if kind == "leave":
-            reason = get("reason") or ""
+            # A reason is one line: a line break in it cannot start a forged line.
+            reason = one_line(get("reason") or "")
             if reason in ("left", "quit"):
                 reason = ""  # "ann left (left)" says nothing more
-            where = f" {get('room')}" if get("room") else ""
-            return self.info(f"{get('user', '?')} left{where}" + (f" ({reason})" if reason
-                                                                  else ""), get("time"))
+            return self.info(f"{get('user', '?')} left" + (f" ({reason})" if reason else ""),
+                             get("time"), tag)
         if kind == "users":
             users = get("users") or []
+            listed = room_text.names(event)
             if get("room"):
-                return self.info(f"{len(users)} in {get('room')}: {', '.join(users)}")
-            return self.info(f"{len(users)} online: {', '.join(users)}")
+                return self.info(f"{len(users)} in {get('room')}: {listed}")
+            return self.info(f"{len(users)} online: {listed}")
         if kind == "notice":
             return self.line("class:notice", "-!-", get("text", ""), get("time"))
         if kind == "error":

@@ -22,62 +22,32 @@ import threading
 import time
 from typing import Callable, Dict, Optional
 
+from schat.client.pacing import Pacer
 from schat.client.sanitize import clean
+from schat.client.trust import ServerKeyChanged, changed_key_warning
 from schat.crypto.keys import fingerprints_equal, normalize_fingerprint
 from schat.errors import (AuthenticationFailed, ConnectionFailed, ProtocolError,
                           RemoteProtocolError, TrustError)
-from schat.protocol import auth, dm_messages, events, messages, room_messages
-from schat.protocol.connection import ClientConnection
+from schat.protocol import auth, dm_messages, events, messages, registry, room_messages
+from schat.protocol.connection import ClientConnection, violation_text
+from schat.store.servers import format_address
 
 log = logging.getLogger("schat.client")
 
 CONNECT_TIMEOUT = 10.0
+# Seconds to wait for one address of a server that has several (a cluster's nodes)
+# before trying the next.
+ADDRESS_TIMEOUT = 5.0
 # Bound on how long a login reply may take (the server's scrypt runs first).
 REPLY_TIMEOUT = 30.0
 RECV_CHUNK = 1 << 16
-# The server's default message budget is 5 per second in bursts of 20; staying a
-# little under it leaves room for messages that arrive bunched up.
-PACE_RATE = 4.75
-PACE_BURST = 16
 # A request dropped as "throttled" is sent again at most this many times.
 MAX_RESENDS = 5
 # Messages the server does not count against the rate (schat.server.link.RATE_FREE).
 _UNCOUNTED = (messages.Pong, messages.Bye, dm_messages.DmAck)
-# What this client understands, announced at login: rooms (docs/PROTOCOL.md, "Rooms").
-FEATURES = ("rooms",)
-
-
-class Pacer:
-    """A client-side token bucket: ``wait()`` returns once one more message may go."""
-
-    def __init__(self, rate: float = PACE_RATE, burst: int = PACE_BURST,
-                 clock: Callable[[], float] = time.monotonic):
-        self.rate = rate
-        self.burst = float(burst)
-        self._clock = clock
-        self._tokens = float(burst)
-        self._stamp = clock()
-        self._lock = threading.Lock()
-
-    def wait(self, stop: threading.Event) -> bool:
-        """Take one token, waiting as long as needed; False when ``stop`` was set first."""
-        while True:
-            with self._lock:
-                now = self._clock()
-                self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-                self._stamp = now
-                if self._tokens >= 1.0:
-                    self._tokens -= 1.0
-                    return True
-                delay = (1.0 - self._tokens) / self.rate
-            if stop.wait(delay):
-                return False
-
-    def hold(self) -> None:
-        """The server refused a message for its rate: spend every token saved up."""
-        with self._lock:
-            self._tokens = 0.0
-            self._stamp = self._clock()
+# What this client understands, announced at login: rooms, and who is away in `users`
+# (docs/PROTOCOL.md §5a).
+FEATURES = ("rooms", "away")
 
 
 class Disconnected:
@@ -103,33 +73,10 @@ class LoginRefused(AuthenticationFailed):
         self.code = code
 
 
-class ServerKeyChanged(TrustError):
-    """The server's key differs from the pin; ``banner`` is the loud multi-line warning."""
-
-    def __init__(self, name: str, banner: str):
-        super().__init__(f"the key of server {name!r} has changed; the connection was "
-                         f"refused (see the warning above)")
-        self.banner = banner
-
-
-def changed_key_warning(name: str, old: str, new: str, configured: bool = False) -> str:
-    """The loud, SSH-style refusal shown when a pinned server key changed."""
-    bar = "@" * 59
-    if configured:
-        advice = ("The fingerprint comes from servers.json: check it with the operator and "
-                  "correct it there (`schat servers` manages the file).")
-    else:
-        advice = (f"Check the new fingerprint with the operator, then run\n"
-                  f"`schat servers forget {name}` and connect again.")
-    return (
-        f"{bar}\n@    WARNING: SERVER KEY HAS CHANGED!                     @\n{bar}\n"
-        f"The key of server {name!r} is not the one you accepted before.\n"
-        "Someone could be intercepting your connection (a man-in-the-middle attack),\n"
-        "or the operator replaced the server's key.\n"
-        f"  {'expected' if configured else 'pinned':<8} fingerprint: {old}\n"
-        f"  {'offered':<8} fingerprint: {new}\n"
-        f"The connection was refused. {advice}"
-    )
+class LoginDropped(ConnectionFailed):
+    """The server closed the connection, without a word, in answer to a login that listed
+    ``features``: what a server older than rooms does with a field it does not know
+    (docs/PROTOCOL.md §5a). Logging in again without them works there."""
 
 
 class ClientSession:
@@ -139,9 +86,14 @@ class ClientSession:
                  expected_fingerprint: Optional[str] = None,
                  confirm_new: Optional[Callable[[str], bool]] = None,
                  accept_new: bool = False, timeout: float = CONNECT_TIMEOUT,
-                 features=FEATURES):
+                 features=FEATURES, addresses=None):
+        # The server's first address names it (pins, remembered logins, contacts);
+        # ``addresses`` (the nodes of a cluster) are tried in order by connect().
         self.host = host
         self.port = port
+        self.addresses = tuple(addresses) if addresses else ((host, port),)
+        # The address connect() reached.
+        self.address: Optional[tuple] = None
         self.server_name = server_name
         self.known_servers = known_servers
         self.expected_fingerprint = expected_fingerprint
@@ -173,13 +125,23 @@ class ClientSession:
 
     # -- connecting -------------------------------------------------------
     def connect(self) -> str:
-        """Open the TCP connection and run the handshake; return the server fingerprint."""
-        try:
-            self._sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
-        except OSError as err:
-            raise ConnectionFailed(
-                f"cannot reach server {self.server_name!r} at {self.host}:{self.port}: "
-                f"{err.strerror or err}") from None
+        """Open the TCP connection (to the first of the server's addresses that accepts
+        it) and run the handshake; return the server fingerprint."""
+        failed = []
+        # With several addresses, one that does not answer must not hold up the others.
+        timeout = self.timeout if len(self.addresses) == 1 else min(self.timeout, ADDRESS_TIMEOUT)
+        for host, port in self.addresses:
+            try:
+                self._sock = socket.create_connection((host, port), timeout=timeout)
+            except OSError as err:
+                failed.append(f"{format_address(host, port)}: {err.strerror or err}")
+                log.debug("cannot reach %s: %s", format_address(host, port), err)
+                continue
+            self.address = (host, port)
+            break
+        else:
+            where = failed[0] if len(failed) == 1 else "; ".join(failed)
+            raise ConnectionFailed(f"cannot reach server {self.server_name!r} at {where}")
         self._sock.settimeout(self.timeout)
         ev = self._next_handshake_event()
         if not isinstance(ev, events.ServerKeyReceived):
@@ -191,7 +153,8 @@ class ClientSession:
         ev = self._next_handshake_event()
         if not isinstance(ev, events.HandshakeComplete):
             raise RemoteProtocolError("the server did not finish the handshake")
-        log.debug("handshake complete with %s:%s (%s)", self.host, self.port, self.fingerprint)
+        log.debug("handshake complete with %s (%s)", format_address(*self.address),
+                  self.fingerprint)
         return self.fingerprint
 
     def _check_pin(self, fp: str) -> None:
@@ -261,7 +224,13 @@ class ClientSession:
         self.send(request)
         self._sock.settimeout(REPLY_TIMEOUT)
         while True:
-            msg = self._next_message()
+            try:
+                msg = self._next_message()
+            except ConnectionFailed as err:
+                if getattr(request, "features", ()):
+                    raise LoginDropped(f"{err} at login (a server older than rooms closes "
+                                       f"the connection so)") from None
+                raise
             if isinstance(msg, messages.Welcome):
                 self.user = msg.user
                 self.welcome = msg
@@ -399,6 +368,25 @@ class ClientSession:
                                    f"{err.strerror or err}") from None
 
     def _next_event(self):
+        try:
+            return self._next_event_or_fail()
+        except RemoteProtocolError as err:
+            self._last_words(err)
+            raise
+
+    def _last_words(self, err: RemoteProtocolError) -> None:
+        """The server broke the protocol: tell it what (a ``bye`` with the reason, when
+        the channel was up), so its operator can see it; the caller then closes."""
+        with self._lock:
+            self._conn.close(f"protocol error: {violation_text(err)}")
+            data = self._conn.data_to_send()
+            if data and self._sock is not None:
+                try:
+                    self._sock.sendall(data)
+                except OSError:
+                    pass
+
+    def _next_event_or_fail(self):
         while True:
             with self._lock:
                 ev = self._conn.next_event()
@@ -446,6 +434,11 @@ class ClientSession:
                     self._callback(msg)
                 if isinstance(msg, messages.Bye):
                     reason, clean_end = clean(msg.reason), True
+                    if code in registry.PROTOCOL_ERROR_CODES:
+                        # This client sent something the server does not accept: a bug
+                        # to report, with what the server said it was.
+                        reason = (f"{self.server_name} closed the connection on a protocol "
+                                  f"error of this client ({code}): {reason}")
                     break
         except ConnectionFailed as err:
             reason = "closed" if self._closing else str(err)

@@ -21,9 +21,11 @@ from typing import List, Optional, TextIO
 from schat.client import room_text
 from schat.client.dm import LOCAL_HELP, DmClient
 from schat.client.local_events import LocalNotice, LocalWarning, PrivateMessage
+from schat.client.render import UNVERIFIED_MARK
 from schat.client.render import clock_seconds as clock
 from schat.client.sanitize import json_line, one_line
-from schat.client.session import ClientSession, Disconnected, Pacer
+from schat.client.pacing import Pacer
+from schat.client.session import ClientSession, Disconnected
 from schat.errors import ConnectionFailed, SchatError
 from schat.protocol import messages, room_messages
 from schat.protocol.schema import MAX_TEXT_BYTES
@@ -97,10 +99,13 @@ def _format_line(msg) -> Optional[str]:
             return f"[{clock(msg.time)}] {tag}* {msg.sender} {msg.text}"
         return f"[{clock(msg.time)}] {tag}<{msg.sender}> {msg.text}"
     if isinstance(msg, PrivateMessage):
-        mark = "" if msg.verified else "[UNVERIFIED: key changed] "
+        # As the chat screen shows it: <- from, -> to (a note to yourself).
+        mark = "" if msg.verified else " " + UNVERIFIED_MARK
         if msg.version == 1:
-            mark += "[format 1] "
-        return f"[{clock(msg.time)}] *{msg.sender}* {mark}{msg.text}"
+            mark += " [format 1]"
+        if msg.sender.lower() == msg.to.lower():
+            return f"[{clock(msg.time)}] -> {msg.to}{mark}: {msg.text}"
+        return f"[{clock(msg.time)}] <- {msg.sender}{mark}: {msg.text}"
     if isinstance(msg, LocalWarning):
         return f"[{clock(msg.time)}] !!! {msg.text}"
     if isinstance(msg, LocalNotice):
@@ -116,8 +121,8 @@ def _format_line(msg) -> Optional[str]:
         return f"[{clock(msg.time)}] -!- {msg.text}"
     if isinstance(msg, messages.Users):
         if msg.room:
-            return f"{msg.room} ({len(msg.users)}): {', '.join(msg.users)}"
-        return f"online ({len(msg.users)}): {', '.join(msg.users)}"
+            return f"{msg.room} ({len(msg.users)}): {room_text.names(msg)}"
+        return f"online ({len(msg.users)}): {room_text.names(msg)}"
     if isinstance(msg, (messages.Error, ClientError)):
         return f"error: {msg.text}"
     if isinstance(msg, messages.Bye):
@@ -156,6 +161,8 @@ def format_json(msg) -> Optional[str]:
         record.update(text=msg.text, code=msg.code)
     elif isinstance(msg, messages.Users):
         record["users"] = list(msg.users)
+        if msg.away:
+            record["away"] = {item["user"]: item["text"] for item in msg.away}
     elif isinstance(msg, messages.Welcome):
         record.update(text=msg.motd, users=list(msg.users), server=msg.server, user=msg.user)
     elif isinstance(msg, messages.Bye):

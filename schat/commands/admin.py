@@ -32,7 +32,10 @@ def admin():
 @pass_app
 @handle_errors
 def who_cmd(app: AppContext, as_json: bool):
-    """List the sessions online: name, address, since, rooms, client."""
+    """List the sessions online: name, address, since, rooms, client.
+
+    On a node of a cluster: every node's sessions, with the node holding each.
+    """
     sessions = call(app, "who")["sessions"]
     if as_json:
         render(sessions, [], True)
@@ -40,9 +43,11 @@ def who_cmd(app: AppContext, as_json: bool):
     rows = [{"name": s["name"], "address": s["address"],
              "since": datetime.fromtimestamp(s["since"] / 1000).strftime("%Y-%m-%d %H:%M"),
              "admin": s["admin"], "rooms": " ".join(s["rooms"]) or "-",
-             "client": s["client"]} for s in sessions]
-    render(rows, ["name", "address", "since", "admin", "rooms", "client"], False,
-           empty="Nobody is online.")
+             "client": s["client"], "node": s.get("node") or "-"} for s in sessions]
+    headers = ["name", "address", "since", "admin", "rooms", "client"]
+    if any(s.get("node") for s in sessions):  # a cluster: every node's sessions
+        headers.append("node")
+    render(rows, headers, False, empty="Nobody is online.")
 
 
 @admin.command("kick")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
@@ -40,8 +42,8 @@ PASSPHRASE_ENV = "SCHAT_KEY_PASSPHRASE"
 
 HOME_HELP = ("Data home for keys, pins and the server's files [default: $SCHAT_HOME, else "
              "the platform's user data dir, e.g. ~/.local/share/schat].")
-CONFIG_HELP = ("servers.json to use; it must exist, except for `servers add` "
-               "[default: ./servers.json, else the one in the home].")
+CONFIG_HELP = ("A servers.json to use instead of yours; it must exist, except for "
+               "`servers add` [default: HOME/servers.json, with ./servers.json read as well].")
 
 
 def _set_home(ctx: click.Context, _param, value: Optional[str]) -> None:
@@ -111,8 +113,30 @@ def setup_logging(level: int) -> None:
     logs.use_stderr()
 
 
+# Exit status of a command interrupted with Ctrl-C (128 + SIGINT), as in shells.
+EXIT_INTERRUPTED = 130
+_interrupted = threading.Event()
+
+
+def _on_sigint(signum, frame):
+    _interrupted.set()
+    raise KeyboardInterrupt
+
+
+def watch_interrupts() -> None:
+    """Note a Ctrl-C (SIGINT) before Python turns it into KeyboardInterrupt: a prompt
+    turns that into ``click.Abort``, which looks the same as end of input, and only
+    an interrupt exits 130."""
+    _interrupted.clear()
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) in (signal.default_int_handler, _on_sigint):
+        signal.signal(signal.SIGINT, _on_sigint)
+
+
 def handle_errors(func):
-    """Turn SchatError into a clean one-line ClickException (the one place this happens)."""
+    """Turn SchatError into a clean one-line ClickException (the one place this happens);
+    Ctrl-C anywhere in a command exits 130."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -125,7 +149,12 @@ def handle_errors(func):
             exc.exit_code = err.exit_code
             raise exc from None
         except KeyboardInterrupt:
-            raise click.Abort() from None
+            click.echo(err=True)  # the terminal's "^C" stays on its own line
+            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+        except click.Abort:
+            if _interrupted.is_set():
+                raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+            raise
 
     return wrapper
 

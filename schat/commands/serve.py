@@ -138,6 +138,25 @@ class MetricsAddress(click.ParamType):
                    "account; doubles per failure, 0 disables [default: 2].")
 @click.option("--penalty-max", type=click.FloatRange(min=0), metavar="SECONDS",
               help="Longest such wait; a record quiet this long is forgotten [default: 300].")
+@click.option("--account-ceiling", type=click.IntRange(min=1), metavar="N",
+              help="Password failures for one account, from all addresses, before only "
+                   "addresses with no failures may try its password [default: 100].")
+@click.option("--signups-per-hour", type=click.IntRange(min=0), metavar="N",
+              help="Accounts one address may create by sign-up in any hour, 0 for no "
+                   "limit [default: 5].")
+@click.option("--new-account-age", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="How long a signed-up account counts as new (its direct messages to "
+                   "an absent member share a small part of the mailbox) [default: 86400].")
+@click.option("--address-rate-limit", type=click.FloatRange(min=0), metavar="PER_SECOND",
+              help="Chat messages per second from one address, all its members together, "
+                   "0 for no limit [default: 100].")
+@click.option("--address-rate-burst", type=click.IntRange(min=1), metavar="N",
+              help="Messages one address may send at once before its rate applies "
+                   "[default: 400].")
+@click.option("--dm-check-share", type=click.FloatRange(min=0, max=1, min_open=True),
+              metavar="FRACTION",
+              help="Share of a crypto thread's time the direct-message signature checks of "
+                   "one address may use [default: 0.05].")
 @click.option("--mailbox-limit", type=click.IntRange(min=1), metavar="N",
               help="Direct messages stored per absent recipient; more are refused "
                    "[default: 500].")
@@ -185,6 +204,22 @@ class MetricsAddress(click.ParamType):
               help="Acknowledge a chat line only once it is stored, so a crash loses no "
                    "acknowledged line (costs more server CPU per message in rooms of a "
                    "few hundred; see bench/README.md) [default: False].")
+@click.option("--host-key", type=click.Path(dir_okay=False), metavar="FILE",
+              help="The server's host key [default: HOME/server/host_key.pem]. Every node of "
+                   "a cluster uses the same one (copy the file), so the fingerprint members "
+                   "pinned holds on all of them; with --init it is created there.")
+@click.option("--bus", metavar="URL", envvar="SCHAT_BUS", show_envvar=True,
+              help="Join a cluster: the Redis bus its nodes share, redis://[:PASSWORD@]HOST:"
+                   "PORT/N or rediss://... (TLS). Needs a PostgreSQL --store shared by every "
+                   "node and the schat[cluster] extra; implies --durable-acks "
+                   "(docs/CLUSTER.md).")
+@click.option("--presence-lease", type=click.FloatRange(1, 600), metavar="SECONDS",
+              help="A node silent on the bus this long counts as gone: its members leave "
+                   "presence and may log in elsewhere [default: 10].")
+@click.option("--workers", type=click.IntRange(1, 64), metavar="N",
+              help="Run N server processes sharing the port (SO_REUSEPORT), one per core, "
+                   "as nodes of one cluster: needs --bus and a PostgreSQL --store "
+                   "[default: 1].")
 @store_option
 @pass_app
 @handle_errors
@@ -217,6 +252,14 @@ def serve(app: AppContext, settings_path, print_settings, init, **values):
             return
         start_logging(plan)
         reloader = service.Reloader(plan, replan, settings_path or "(no settings file)")
+        if plan.workers > 1:
+            from schat.server.workers import run_workers
+
+            store.close()
+            code = run_workers(plan, host_key, replan, settings_path)
+            if code:
+                raise SystemExit(code)
+            return
         try:
             asyncio.run(service.run(plan, host_key, store, reloader))
         except OSError as err:
@@ -251,12 +294,14 @@ def start_logging(plan) -> None:
 # -- the plan: flags, the settings file and defaults, resolved -------------------
 
 # Options whose name is not the ServerSettings field of the same name.
-_NOT_FIELDS = {"server_name", "name", "host", "port", "motd", "ping_timeout"}
+_NOT_FIELDS = {"server_name", "name", "host", "port", "motd", "ping_timeout", "bus",
+               "presence_lease", "host_key", "workers"}
 
 
 def build_plan(app: AppContext, sources: Sources, file: Optional[SettingsFile],
                command: click.Command):
     """Resolve one run of `serve`; errors name the flag, or the file and line."""
+    from schat.cluster.settings import PRESENCE_LEASE
     from schat.server.limits import PING_TIMEOUT, ServerSettings
     from schat.server.service import Plan
 
@@ -291,6 +336,10 @@ def build_plan(app: AppContext, sources: Sources, file: Optional[SettingsFile],
         raise ConfigError(str(err)) from None
     chosen.update(host=host, port=port, server_name=values.get("name") or entry or "schat",
                   motd=motd)
+    if values.get("bus") and values.get("durable_acks") is None:
+        # A node may die at any moment; members catch up from the store, so what was
+        # acknowledged must be in it.
+        chosen["durable_acks"] = True
     try:
         settings = ServerSettings(**chosen)
     except ValueError as err:
@@ -307,7 +356,11 @@ def build_plan(app: AppContext, sources: Sources, file: Optional[SettingsFile],
                 log_file=Path(values["log_file"]) if values.get("log_file") else None,
                 log_rotate=values.get("log_rotate") or logs.parse_rotation(logs.DEFAULT_ROTATE),
                 log_keep=values.get("log_keep", logs.DEFAULT_KEEP),
-                metrics=values.get("metrics"))
+                metrics=values.get("metrics"), bus=values.get("bus") or None,
+                presence_lease=values.get("presence_lease") or PRESENCE_LEASE,
+                host_key=Path(values["host_key"]).expanduser() if values.get("host_key")
+                else None,
+                workers=values.get("workers") or 1)
     # --log-level, else -v/--debug before the command (flags both), else the file.
     level = values.get("log_level")
     if origin.get("log_level") != COMMAND_LINE and app.log_level is not None:
@@ -338,6 +391,10 @@ def _effective(name: str, values: Dict[str, Any], settings, plan, app: AppContex
         return str(plan.log_rotate)
     if name == "metrics":
         return "{}:{}".format(*plan.metrics) if plan.metrics else None
+    if name == "host_key":
+        return str(plan.host_key or app.home.host_key)
+    if name in ("bus", "presence_lease", "workers"):
+        return getattr(plan, name)
     if name not in ("server_name",) and hasattr(settings, name):
         return getattr(settings, name)
     if name not in values:  # a hidden option this module does not know: the file's value

@@ -149,16 +149,17 @@ class SecureChannel:
         """The payload of the next incoming record; RemoteProtocolError on any failure."""
         seq = self.recv_seq
         if seq >= MAX_RECORDS:
-            raise RemoteProtocolError("peer exceeded the record limit for one connection")
+            raise RemoteProtocolError("peer exceeded the record limit for one connection",
+                                      code="bad_record")
         if len(body) <= TAG_SIZE:
-            raise RemoteProtocolError("record too short")
+            raise RemoteProtocolError("record too short", code="bad_record")
         opener = self._open or self._opener(seq)
         try:
             payload = opener((self._recv_iv ^ seq).to_bytes(NONCE_SIZE, "big"), body, header)
         except CryptoError:
             raise RemoteProtocolError(
-                "record failed authentication (tampered, replayed, reordered or dropped)"
-            ) from None
+                "record failed authentication (tampered, replayed, reordered or dropped)",
+                code="bad_record") from None
         self.recv_seq = seq + 1
         return payload
 

@@ -9,7 +9,9 @@ Frames are processed lazily in :meth:`next_event`, so the client can stop at
 
 Any violation raises :class:`~schat.errors.RemoteProtocolError`; the
 connection is then dead (later calls raise the same error) and the caller
-closes the socket.
+closes the socket. When the channel was open, :meth:`close` may still say
+``bye`` first (the server puts an ``error`` naming the violation ahead of it):
+the peer broke its own direction of the channel, not ours.
 """
 
 from __future__ import annotations
@@ -39,6 +41,17 @@ _OPEN = "open"
 _CLOSED = "closed"
 
 _WAITING = frozenset({_AWAIT_ACCEPT, _AWAIT_COMPLETE})
+
+# Longest reason, in characters, given with a protocol error.
+REASON_CHARS = 200
+
+
+def violation_text(err: ProtocolError) -> str:
+    """The reason for a protocol error as the peer may read it (in an ``error`` text or a
+    ``bye`` reason): printable ASCII only, anything else shown as ``?`` (a reason may
+    quote what the peer sent), at most REASON_CHARS characters."""
+    text = "".join(ch if " " <= ch <= "~" else "?" for ch in str(err)) or "protocol error"
+    return text if len(text) <= REASON_CHARS else text[:REASON_CHARS - 3] + "..."
 
 
 @dataclass
@@ -71,6 +84,9 @@ class _Connection:
         self._error: Optional[ProtocolError] = None
         self._closed = False
         self._bye: Optional[messages.Bye] = None
+        # True after a protocol error while the channel was open: close() may still
+        # send one last record (the reason, then bye).
+        self._last_word = False
         self._eof_reported = False
         self._transcript_hash = b""
         # The message types the peer may send now (registry: direction and login state).
@@ -146,6 +162,7 @@ class _Connection:
         return events.ConnectionClosed(clean=clean, reason=reason)
 
     def _die(self, exc: ProtocolError) -> ProtocolError:
+        self._last_word = self._state == _OPEN and not self._closed
         self._error = exc
         # Nothing received before the error comes out after it.
         self._events.clear()
@@ -173,7 +190,8 @@ class _Connection:
         bye = self._bye
         for part in payload.split(b"\n"):
             if bye is not None:
-                raise RemoteProtocolError("peer sent data after saying bye")
+                raise RemoteProtocolError("peer sent data after saying bye",
+                                          code="unexpected_message")
             msg = decode(part, accepted)
             if type(msg) is messages.Bye:
                 bye = msg
@@ -265,17 +283,27 @@ class _Connection:
         self._messages_sent += count
         return records[0] if len(records) == 1 else b"".join(records)
 
-    def close(self, reason: str = "") -> None:
+    def close(self, reason: str = "", before: Iterable[messages.Message] = ()) -> None:
         """Say ``bye`` (when the channel is open) and refuse further sends.
-        The caller writes :meth:`data_to_send` and then closes the socket."""
-        if self._closed:
+
+        ``before``: messages that go in the same record ahead of the ``bye`` (the
+        server's ``error`` saying why it closes), so the peer gets both or neither.
+        After a protocol error of the peer this still works while the channel was
+        open, so the peer can learn what it did wrong. The caller writes
+        :meth:`data_to_send` and then closes the socket."""
+        last_word, self._last_word = self._last_word, False
+        if self._closed and not last_word:
             return
-        if self._channel is not None and self._state == _OPEN:
-            try:
-                self.send(messages.Bye(reason=reason[:256]))
-            except LocalProtocolError:
-                pass  # record limit reached: close without a bye
         self._closed = True
+        if self._channel is None or not (self._state == _OPEN or last_word):
+            return
+        try:
+            encoded = [messages.encode(m) for m in before]
+            encoded.append(messages.encode(messages.Bye(reason=reason[:256])))
+            self._out.append(self._channel.seal(b"\n".join(encoded)))
+            self._messages_sent += len(encoded)
+        except LocalProtocolError:
+            pass  # record limit reached, or an unsendable reason: close without a bye
 
     # --- state ----------------------------------------------------------------
 
@@ -315,7 +343,8 @@ class ServerConnection(_Connection):
 
     def _handle_handshake(self, header: bytes, body: bytes) -> None:
         if self._state != _EXPECT_KEX:
-            raise RemoteProtocolError(f"unexpected frame in state {self._state}")
+            raise RemoteProtocolError(f"unexpected frame in state {self._state}",
+                                      code="unexpected_message")
         self._handshake.receive_key_exchange(header, body)
         self._transcript_hash = self._handshake.transcript_hash
         self._state = _AWAIT_COMPLETE

@@ -45,7 +45,8 @@ class FrameDecoder:
         if self._eof:
             raise LocalProtocolError("data received after end of stream")
         if len(self._buf) > MAX_BUFFERED:
-            raise RemoteProtocolError("peer sent more data than it is allowed to have in flight")
+            raise RemoteProtocolError("peer sent more data than it is allowed to have in flight",
+                                      code="bad_frame")
         self._buf += data
 
     @property
@@ -67,15 +68,18 @@ class FrameDecoder:
         buf = self._buf
         if len(buf) < HEADER_SIZE:
             if self._eof and buf:
-                raise RemoteProtocolError("connection closed in the middle of a frame header")
+                raise RemoteProtocolError("connection closed in the middle of a frame header",
+                                          code="bad_frame")
             return None
         (length,) = _HEADER.unpack_from(buf)
         if length == 0 or length > MAX_FRAME:
-            raise RemoteProtocolError(f"invalid frame length {length} (allowed 1..{MAX_FRAME})")
+            raise RemoteProtocolError(f"invalid frame length {length} (allowed 1..{MAX_FRAME})",
+                                      code="bad_frame")
         end = HEADER_SIZE + length
         if len(buf) < end:
             if self._eof:
-                raise RemoteProtocolError("connection closed in the middle of a frame")
+                raise RemoteProtocolError("connection closed in the middle of a frame",
+                                          code="bad_frame")
             return None
         header = bytes(buf[:HEADER_SIZE])
         body = bytes(buf[HEADER_SIZE:end])

@@ -36,6 +36,9 @@ _SPECS: Dict[str, Tuple[Tuple[str, Kind, bool, Any, bool], ...]] = {}
 
 M = TypeVar("M", bound="Message")
 
+# Away members in a ``users`` message: {user, text}.
+AWAY_LIST = schema.record(user=schema.NAME, text=schema.SHORT_TEXT)
+
 
 class Message:
     """Base of every message; ``TYPE`` is the wire ``type``."""
@@ -170,6 +173,9 @@ class ChatMessage(Message):
     room: Any = spec(schema.ROOM, default=None)
     # True: sent from the room's history (backlog, /history), not live.
     history: bool = spec(schema.BOOL, default=False, omit=True)
+    # The cid of the request this answers (a /history or /join of a room-aware
+    # client); absent on every live line.
+    cid: Any = spec(schema.CID, default=None)
 
 
 @message("ack")
@@ -183,6 +189,9 @@ class Ack(Message):
 class Notice(Message):
     text: str = spec(schema.TEXT)
     time: int = spec(schema.TIME)
+    # The cid of the request this answers (the offline-recipient notice of a
+    # dm_send); absent when it answers none.
+    cid: Any = spec(schema.CID, default=None)
 
 
 @message("join")
@@ -206,6 +215,11 @@ class Users(Message):
     # True: the list continues in the next ``users`` message (lists over 1,024 names).
     more: bool = spec(schema.BOOL, default=False)
     room: Any = spec(schema.ROOM, default=None)
+    # Those of ``users`` who are away: objects {user, text} (the away message). Sent only
+    # to a client that said "away" in its login features; omitted when nobody is away.
+    away: Tuple[dict, ...] = spec(AWAY_LIST, default=(), omit=True)
+    # The cid of the request this answers (/who, /names, /join of a room-aware client).
+    cid: Any = spec(schema.CID, default=None)
 
 
 # Retired: no server sends it any more. It still decodes so that a client can
@@ -300,8 +314,10 @@ def decode(data: bytes, accepted: Mapping[str, Type[Message]] = REGISTRY) -> Mes
     cls = accepted.get(type_name)
     if cls is None:
         if type_name in REGISTRY:
-            raise RemoteProtocolError(f"message type {type_name!r} is not allowed here")
-        raise RemoteProtocolError(f"unknown message type {type_name[:40]!r}")
+            raise RemoteProtocolError(f"message type {type_name!r} is not allowed here",
+                                      code="unexpected_message")
+        raise RemoteProtocolError(f"unknown message type {type_name[:40]!r}",
+                                  code="unexpected_message")
     values = {}
     for name, kind, has_default, default, _omit in _SPECS[type_name]:
         if name in obj:

@@ -36,12 +36,16 @@ class RoomState(Message):
     owner: Any = spec(schema.NAME, default=None)
     # True: more names follow in ``users`` messages with this room.
     more: bool = spec(schema.BOOL, default=False, omit=True)
+    # The cid of the request this answers (/join); absent at login.
+    cid: Any = spec(schema.CID, default=None)
 
 
 @message("focus")
 class Focus(Message):
     """Your plain lines (``say`` without ``room``) now go to ``room``; absent: you are in no room."""
     room: Any = spec(schema.ROOM, default=None)
+    # The cid of the request this answers (/join, /switch, /part); absent otherwise.
+    cid: Any = spec(schema.CID, default=None)
 
 
 @message("topic")
@@ -70,3 +74,5 @@ class Rooms(Message):
     """The rooms you may join: objects {room, users (online), topic, private, member}."""
     rooms: Tuple[dict, ...] = spec(ROOM_LIST)
     more: bool = spec(schema.BOOL, default=False, omit=True)
+    # The cid of the /rooms request this answers.
+    cid: Any = spec(schema.CID, default=None)

@@ -12,23 +12,26 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import gc
+import functools
 import itertools
 import logging
 import sys
 import threading
 import time
 from collections import deque
-from typing import Callable, Deque, Optional, Set, Tuple
+from typing import Callable, Deque, Dict, Optional, Set, Tuple
 
 from schat.crypto.keys import RsaKey, fingerprint
 from schat.protocol import messages
 from schat.protocol.connection import ServerConnection
-from schat.server.dm_relay import DmRelay
-from schat.server.guard import Admission, PenaltyBox, TokenBucket
+from schat.server.dm_relay import DmRelay, SignatureLane
+from schat.server.guard import Admission, AddressRates, CryptoShare, TokenBucket
 from schat.server.hub import Hub
-from schat.server.limits import PENALTY_ENTRIES, ServerSettings, raise_nofile_limit
+from schat.server.limits import (DM_CHECK_BACKLOG, DM_CHECK_BURST, PENALTY_ENTRIES,
+                                 ServerSettings, raise_nofile_limit)
 from schat.server.control import ControlServer
 from schat.server.link import CHAT, CHECKED, ClientLink
+from schat.server.login import LoginGate
 from schat.server.mailbox import Mailbox
 from schat.server.metrics import Stats
 from schat.server.pool import CryptoPool
@@ -48,7 +51,7 @@ class Server:
     """A schat server bound to one address; drive it with start()/stop() on one loop."""
 
     def __init__(self, settings: ServerSettings, host_key: RsaKey, store, chat_store=None,
-                 control_socket=None):
+                 control_socket=None, cluster=None):
         self.settings = settings
         # The operator's control socket (`schat admin`); None: none is opened.
         self.control_socket = control_socket
@@ -58,12 +61,23 @@ class Server:
         self.fingerprint = fingerprint(host_key)
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.chat_store = chat_store if chat_store is not None else SqliteChatStore(
-            store, settings.history_limit, settings.history_days)
+            store, settings.history_limit, settings.history_days,
+            writer_key=f"chat:{cluster.node}" if cluster is not None else None)
         self.hub = Hub(settings.server_name, settings.motd, settings.outbound_cap,
                        wake=self._wake, store=self.chat_store, limits=settings.chat_limits(),
                        later=self._later, durable_acks=settings.durable_acks)
         self.control: Optional[ControlServer] = None
-        self.dm = DmRelay(self.hub, store, Mailbox(store, settings.mailbox_limit))
+        # One check at a time per address, within its share of the crypto threads.
+        lane = SignatureLane(self.run_check,
+                             CryptoShare(settings.dm_check_share, DM_CHECK_BURST, 1,
+                                         PENALTY_ENTRIES),
+                             settings.crypto_workers, settings.max_pending_logins,
+                             DM_CHECK_BACKLOG, self._now, self._later, self._room)
+        self.dm = DmRelay(self.hub, store, Mailbox(store, settings.mailbox_limit), lane,
+                          origin=lambda member: member.link.address if member.link else "?",
+                          hold=self._hold, new_account_age=settings.new_account_age)
+        # Address -> the connections not read while its signature checks are queued up.
+        self._held: Dict[str, Deque[ClientLink]] = {}
         self.pool = CryptoPool(settings.crypto_workers, settings.crypto_nice, self.stats,
                                initializer=self._open_store_here)
         # Where a login's work runs (docs/INTERNALS.md, "The login path"): the key
@@ -79,7 +93,8 @@ class Server:
         self._listener: Optional[asyncio.AbstractServer] = None
         self._flush_scheduled = False
         self._acks_wake_pending = False
-        # The handshake lane: pre-login work, run within a time budget per loop turn.
+        # The handshake lane: pre-login work (and the verdicts of members' signature
+        # checks), run within a time budget per loop turn.
         self._lane: Deque[Tuple[Callable, tuple]] = deque()
         self._lane_scheduled = False
         self._pending_crypto = 0
@@ -87,13 +102,20 @@ class Server:
         self._ping_numbers = itertools.count(1)
         self.admission = Admission(settings.max_unauthenticated,
                                    settings.max_unauthenticated_per_ip)
-        self.penalties = PenaltyBox(settings.penalty_base, settings.penalty_max,
-                                    settings.max_auth_attempts, PENALTY_ENTRIES)
+        self.gate = LoginGate(settings)
+        self.address_rates = AddressRates(settings.address_rate_limit,
+                                          settings.address_rate_burst, PENALTY_ENTRIES)
         self._set_throttled_reply()
         self.refused = 0
         self.accept_errors = 0
         self._last_refusal_log = float("-inf")
         self._last_accept_log = float("-inf")
+        # A node of a cluster (schat.cluster.node): the bus, presence, catching up.
+        self.cluster = None
+        if cluster is not None:
+            from schat.cluster.node import ClusterNode
+
+            self.cluster = ClusterNode(self, cluster)
 
     # -- life cycle ----------------------------------------------------------
     async def start(self) -> Tuple[str, int]:
@@ -119,8 +141,16 @@ class Server:
         # Load every lazily imported crypto module now: under a file-descriptor
         # shortage later, a first import would fail in the middle of a handshake.
         ServerConnection(self.host_key)
-        self._listener = await self.loop.create_server(
-            lambda: ClientLink(self), self.settings.host, self.settings.port)
+        if self.cluster is not None:
+            await self.cluster.start()  # members arrive once the node knows the others
+        try:
+            self._listener = await self.loop.create_server(
+                lambda: ClientLink(self), self.settings.host, self.settings.port,
+                reuse_port=self.cluster.settings.reuse_port if self.cluster else None)
+        except BaseException:
+            if self.cluster is not None:
+                await self.cluster.stop()
+            raise
         sockname = self._listener.sockets[0].getsockname()
         self.address = (sockname[0], sockname[1])
         if self.control_socket:
@@ -155,6 +185,9 @@ class Server:
         for link in list(self.links):
             link._drop(reason)
         await listener.wait_closed()
+        self.dm.lane.close()
+        if self.cluster is not None:
+            await self.cluster.stop()
         self.pool.shutdown(wait=True)
         # The chat's queued writes (history, read markers) are committed before the file closes.
         await self.loop.run_in_executor(None, self.chat_store.close)
@@ -181,6 +214,7 @@ class Server:
         if unknown:
             raise ValueError(f"cannot change without a restart: {', '.join(sorted(unknown))}")
         self.settings = dataclasses.replace(self.settings, **changes)
+        self.gate.settings = self.settings
         if "motd" in changes:
             # As `schat admin motd`: members online are shown the new one.
             self.hub.chat.set_motd(self.settings.motd)
@@ -259,6 +293,36 @@ class Server:
             self._lane_scheduled = False
 
     # -- crypto pool accounting ------------------------------------------------
+    def _now(self) -> float:
+        return self.loop.time()
+
+    def _hold(self, member) -> None:
+        """Stop reading ``member``'s connection: its address's signature checks are
+        queued up (SignatureLane); :meth:`_room` lets it go on."""
+        link = member.link
+        if link is None or link.state != CHAT:
+            return
+        held = self._held.setdefault(link.address, deque())
+        if link not in held:
+            link.hold()
+            held.append(link)
+
+    def _room(self, address: str, count: int) -> None:
+        held = self._held.get(address)
+        while held and count > 0:
+            # In the lane, after chat: a released connection decodes what it had read.
+            self.defer(held.popleft().release)
+            count -= 1
+        if held is not None and not held:
+            del self._held[address]
+
+    def run_check(self, job: Callable, done: Callable) -> None:
+        """Run ``job`` in the crypto pool for a logged-in member; ``done(future)`` runs in
+        the handshake lane, after chat. Not counted against the login queue: the
+        caller bounds these jobs itself (the DM relay's SignatureLane)."""
+        fut = self.loop.run_in_executor(self.pool, job)
+        fut.add_done_callback(lambda f: self.defer(done, f))
+
     def crypto_available(self) -> bool:
         """True while the pool's bounded queue has room for another job."""
         return self._pending_crypto < self.settings.crypto_workers + self.settings.max_pending_logins
@@ -280,8 +344,18 @@ class Server:
 
     def record_login(self, name: str) -> None:
         """Stamp the last login: committed with the chat's next group of writes (the
-        store's writer thread), so a login costs no transaction of its own."""
-        self.chat_store.record_login(name)
+        store's writer thread), so a login costs no transaction of its own. A chat store
+        without a writer (given to the server): a job in the crypto threads."""
+        record = getattr(self.chat_store, "record_login", None)
+        if record is not None:
+            record(name)
+        else:
+            self.pool.run(functools.partial(self.store.record_login, name), self._login_recorded)
+
+    @staticmethod
+    def _login_recorded(_result, error) -> None:
+        if error is not None:  # a failure only costs the stamp
+            log.warning("could not record a login: %s", error)
 
     def _store_committed(self, seq: int) -> None:
         # In the store's writer thread: wake the loop (once per commit, and only when
@@ -298,9 +372,10 @@ class Server:
         self.hub.release_acks()
 
     # -- output ------------------------------------------------------------------
-    def _later(self, delay: float, fn: Callable) -> None:
+    def _later(self, delay: float, fn: Callable) -> Optional[asyncio.TimerHandle]:
         if self.loop is not None and not self.loop.is_closed():
-            self.loop.call_later(delay, fn)
+            return self.loop.call_later(delay, fn)
+        return None
 
     def _wake(self) -> None:
         if not self._flush_scheduled and self.loop is not None:
@@ -324,8 +399,10 @@ class Server:
                     sent += link.flush(member, cap)
                 except Exception:  # noqa: BLE001 - one connection's bug must not stop the rest
                     log.exception("%s: internal error while sending; connection closed",
-                                  link.peer)
-                    link._drop("internal error")
+                                  getattr(link, "peer", member.name))
+                    drop = getattr(link, "_drop", None)
+                    if drop is not None:
+                        drop("internal error")
         self.stats.bytes_sent += sent
 
     # -- liveness ------------------------------------------------------------------
@@ -357,8 +434,8 @@ class ServerThread:
     """A server on its own event loop in a background thread (embedding, tests, benchmarks)."""
 
     def __init__(self, settings: ServerSettings, host_key: RsaKey, store, chat_store=None,
-                 control_socket=None):
-        self.server = Server(settings, host_key, store, chat_store, control_socket)
+                 control_socket=None, cluster=None):
+        self.server = Server(settings, host_key, store, chat_store, control_socket, cluster)
         self._thread = threading.Thread(target=self._run, name="schat-server", daemon=True)
         self._ready = threading.Event()
         self._loop: Optional[asyncio.AbstractEventLoop] = None

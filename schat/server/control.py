@@ -206,7 +206,12 @@ class ControlServer:
         chat = self.server.hub.chat
         log.info("control: %s%s", op, f" {f['name']}" if "name" in f else "")
         if op == "who":
-            return {"sessions": chat.who_online(), "server": chat.server_name}
+            sessions = chat.who_online()
+            cluster = self.server.cluster
+            if cluster is not None:  # a cluster's node: name this one too
+                for item in sessions:
+                    item["node"] = item["node"] or cluster.id
+            return {"sessions": sessions, "server": chat.server_name}
         if op == "kick":
             return {"rooms": chat.operator_kick(f["name"], f.get("room"), f.get("reason", ""))}
         if op in ("disconnect", "lock", "remove"):

@@ -1,13 +1,22 @@
-"""Admission and abuse control: unauthenticated caps, login penalties, message rate.
+"""Admission and abuse control: unauthenticated caps, login penalties, message rate,
+sign-ups and crypto work per address.
 
 Pure bookkeeping over a monotonic clock passed in by the caller (the event
 loop's ``time()``), so each rule is cheap, testable and free of I/O. The
-settings behind every rule are in :mod:`schat.server.limits`.
+settings behind every rule are in :mod:`schat.server.limits`; the rules are
+described for operators in docs/SECURITY.md.
+
+Every per-address table is bounded (``entries``): past it, the least recently
+used address is forgotten, so a flood from many addresses costs memory in
+proportion to the bound, never more.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from collections import deque
+from typing import Deque, Dict, Optional, Tuple
+
+from schat.names import name_key
 
 
 class TokenBucket:
@@ -97,6 +106,15 @@ class PenaltyBox:
             self._prune(now)
         return max(0.0, entry[1] - now)
 
+    def known(self, key: str, now: float) -> bool:
+        """True while ``key`` has a failure on record (it is not forgotten yet)."""
+        entry = self._keys.get(key)
+        return entry is not None and now < entry[1] + self.maximum
+
+    def forget(self, key: str) -> None:
+        """Drop the record of ``key`` (its owner proved who it is)."""
+        self._keys.pop(key, None)
+
     def __len__(self) -> int:
         return len(self._keys)
 
@@ -140,3 +158,210 @@ class Admission:
     def held(self, address: str) -> int:
         """Slots currently held by ``address``."""
         return self._by_address.get(address, 0)
+
+
+def _touch(table: dict, key, value, entries: int) -> None:
+    """Store ``value`` as the most recently used entry; forget the oldest past ``entries``."""
+    table.pop(key, None)
+    table[key] = value
+    while len(table) > entries:
+        del table[next(iter(table))]
+
+
+class LoginPenalties:
+    """Failed-login waits per source address and per (address, account) pair, and a
+    per-account ceiling (docs/SECURITY.md, "Failed logins").
+
+    * An address's own failures (any account, any kind of login) make that
+      address wait: what a guesser pays.
+    * A password failure also counts against the (address, account) pair, so
+      guesses at alice's password from one address hold back that address's
+      attempts at alice, never alice logging in from elsewhere. A correct
+      password clears the pair.
+    * Password failures for an account from all addresses together count
+      against a generous ceiling (``ceiling``, NIST 800-63B's 100). Past it the
+      account is guarded: a password attempt for it is only checked from a
+      *clean* address (no failure on record, no other attempt at this account
+      in flight), so a botnet gets one guess per address while the owner,
+      logging in from their usual address, still gets in.
+    * Key logins (``account=None``) answer only for the address's own failures:
+      nobody else's failures can hold a key back.
+    """
+
+    # Seconds an attempt at a guarded account counts as in flight at most (a
+    # connection that closes mid-check never reports back).
+    INFLIGHT_TTL = 60.0
+
+    def __init__(self, base: float, maximum: float, free: int, ceiling: int, entries: int):
+        self.box = PenaltyBox(base, maximum, free, entries)
+        self.accounts = PenaltyBox(base, maximum, ceiling, entries)
+        self.entries = entries
+        # (address, account key) -> time it stops counting: guarded attempts being checked.
+        self._inflight: Dict[Tuple[str, str], float] = {}
+
+    @staticmethod
+    def _pair(address: str, account: str) -> str:
+        return f"{address}|{account}"
+
+    def admit(self, address: str, user: Optional[str], now: float) -> float:
+        """Seconds ``address`` must wait before a login for ``user`` (None: a key login or a
+        sign-up); 0 admits the attempt, which the caller then settles with
+        :meth:`failed`, :meth:`succeeded` or :meth:`settled`."""
+        box = self.box
+        wait = box.wait(address, now)
+        if user is None or wait > 0:
+            return wait
+        account = "user:" + name_key(user)
+        wait = box.wait(self._pair(address, account), now)
+        if wait > 0:
+            return wait
+        guarded = self.accounts.wait(account, now)
+        if guarded <= 0:
+            return 0.0
+        key = (address, account)
+        busy = self._inflight.get(key, 0.0) > now
+        if busy or box.known(address, now):
+            return max(guarded, box.base, 1.0)
+        _touch(self._inflight, key, now + self.INFLIGHT_TTL, self.entries)
+        return 0.0
+
+    def failed(self, address: str, user: Optional[str], now: float) -> None:
+        """Wrong credentials: count against the address, and for a password login
+        (``user`` given) against the pair and the account's ceiling."""
+        self.box.failed(address, now)
+        if user is not None:
+            account = "user:" + name_key(user)
+            self._inflight.pop((address, account), None)
+            self.box.failed(self._pair(address, account), now)
+            self.accounts.failed(account, now)
+
+    def succeeded(self, address: str, user: str) -> None:
+        """The right password: this address's record for this account is cleared."""
+        account = "user:" + name_key(user)
+        self._inflight.pop((address, account), None)
+        self.box.forget(self._pair(address, account))
+
+    def settled(self, address: str, user: Optional[str]) -> None:
+        """An admitted attempt ended otherwise (locked, busy, gone)."""
+        if user is not None:
+            self._inflight.pop((address, "user:" + name_key(user)), None)
+
+
+class AddressRates:
+    """One message budget per address, shared by all its logged-in connections.
+
+    The per-member bucket bounds one account; this bounds the accounts of one
+    address together, so fifty throwaway accounts get one address's rate, not
+    fifty members' worth. A refusal adds no strike to the member (others
+    behind the same address may be the ones sending).
+    """
+
+    def __init__(self, rate: float, burst: int, entries: int):
+        self.rate = rate
+        self.burst = burst
+        self.entries = entries
+        self._buckets: Dict[str, TokenBucket] = {}
+
+    def take(self, address: str, now: float) -> bool:
+        """Spend one of ``address``'s tokens; False when the address is over its rate."""
+        if self.rate <= 0:
+            return True
+        bucket = self._buckets.get(address)
+        if bucket is None:
+            bucket = TokenBucket(self.rate, self.burst, now)
+            _touch(self._buckets, address, bucket, self.entries)
+        return bucket.take(now)
+
+
+class CryptoShare:
+    """Each address's share of the crypto threads' time for logged-in members' work.
+
+    An address may spend ``share`` seconds of crypto-thread time per second
+    (a balance refilled at that rate, up to ``burst`` seconds) and have at
+    most ``pending`` jobs running at once. A job is charged what it really
+    cost (thread CPU time, measured by the caller), so an RSA-8192 signature
+    costs its sender fifty times an RSA-2048 one.
+    """
+
+    def __init__(self, share: float, burst: float, pending: int, entries: int):
+        self.share = share
+        self.burst = burst
+        self.pending = pending
+        self.entries = entries
+        # address -> [balance (seconds), stamp, jobs pending]
+        self._addresses: Dict[str, list] = {}
+
+    def _entry(self, address: str, now: float) -> list:
+        entry = self._addresses.get(address)
+        if entry is None:
+            entry = [self.burst, now, 0]
+        else:
+            balance = entry[0] + (now - entry[1]) * self.share
+            entry[0] = balance if balance < self.burst else self.burst
+            entry[1] = now
+        _touch(self._addresses, address, entry, self.entries)
+        return entry
+
+    def available(self, address: str, now: float) -> bool:
+        """True when ``address`` could start a job now (its share left, a slot free)."""
+        entry = self._addresses.get(address)
+        return entry is None or (self.ready_in(address, now) == 0.0 and entry[2] < self.pending)
+
+    def ready_in(self, address: str, now: float) -> float:
+        """Seconds until ``address``'s balance is positive again (0.0: it is now)."""
+        entry = self._addresses.get(address)
+        if entry is None:
+            return 0.0
+        balance = entry[0] + (now - entry[1]) * self.share
+        return 0.0 if balance > 0 else -balance / self.share + 0.001
+
+    def admit(self, address: str, now: float) -> bool:
+        """Take a job slot for ``address``; False when its share is spent or its slots full."""
+        entry = self._entry(address, now)
+        if entry[0] <= 0 or entry[2] >= self.pending:
+            return False
+        entry[2] += 1
+        return True
+
+    def done(self, address: str, seconds: float, now: float) -> None:
+        """A job of ``address`` finished after ``seconds`` of crypto-thread time."""
+        entry = self._entry(address, now)
+        entry[0] -= seconds
+        if entry[2] > 0:
+            entry[2] -= 1
+
+
+class SignupLimit:
+    """Accounts created from one address in any window of ``window`` seconds (an hour).
+
+    A sign-up takes a slot before its password is hashed (so parallel
+    sign-ups cannot overrun the limit) and gives it back if it is refused.
+    ``per_window`` 0 means no limit.
+    """
+
+    def __init__(self, per_window: int, window: float, entries: int):
+        self.per_window = per_window
+        self.window = window
+        self.entries = entries
+        self._stamps: Dict[str, Deque[float]] = {}
+
+    def reserve(self, address: str, now: float) -> float:
+        """Take a slot (0.0), or the seconds until ``address`` gets one back."""
+        if self.per_window <= 0:
+            return 0.0
+        stamps = self._stamps.get(address)
+        if stamps is None:
+            stamps = deque()
+        while stamps and stamps[0] <= now - self.window:
+            stamps.popleft()
+        _touch(self._stamps, address, stamps, self.entries)
+        if len(stamps) >= self.per_window:
+            return stamps[0] + self.window - now
+        stamps.append(now)
+        return 0.0
+
+    def cancel(self, address: str) -> None:
+        """Give back the newest slot of ``address`` (its sign-up was refused)."""
+        stamps = self._stamps.get(address)
+        if stamps:
+            stamps.pop()

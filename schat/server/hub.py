@@ -44,11 +44,13 @@ from schat.server.limits import OUTBOUND_CAP
 Clock = Callable[[], float]
 _UNSET = object()
 
-# Login features this server understands.
+# Login features this server understands: rooms (docs/PROTOCOL.md §5a) and who is away
+# as a field of ``users`` (§5a, "Away").
 ROOMS = "rooms"
+AWAY = "away"
 # Seconds between checks for durable writes while acknowledgements wait, the server
 # is otherwise quiet (when busy, every flush checks) and the store sends no commit
-# notices (Hub.commit_notices: the SQLite store's writer does).
+# notices (Hub.commit_notices: the store's writer thread does).
 ACK_POLL = 0.002
 # Presence records a room may cost per second at most: held joins and leaves go
 # out after len(room) / PRESENCE_RATE seconds, within [PRESENCE_MIN, PRESENCE_MAX]
@@ -76,10 +78,13 @@ class _Held:
 class Session(Member):
     """One logged-in connection: a domain member with the I/O layer's outbox."""
 
-    __slots__ = ("outbox", "queued", "dirty", "closing", "overflowed", "link")
+    __slots__ = ("outbox", "queued", "dirty", "closing", "overflowed", "link", "reads_away")
 
-    def __init__(self, name: str, aware: bool = True, peer: str = "", since: int = 0):
+    def __init__(self, name: str, aware: bool = True, peer: str = "", since: int = 0,
+                 features=()):
         super().__init__(name, aware=aware, since=since, peer=peer)
+        # The client reads who is away in ``users`` (login feature "away").
+        self.reads_away = AWAY in features
         # Opaque handle of the I/O layer (its connection object); the hub never uses it.
         self.link = None
         self.outbox: List[bytes] = []
@@ -122,14 +127,20 @@ class Hub(Sink):
         self.commit_notices = False
         # Room -> its held presence changes (only with a timer: ``later``).
         self._held_presence: Dict[str, _Held] = {}
+        # name -> a stand-in session on another node of a cluster (schat.cluster.node).
+        self.elsewhere: Optional[Callable[[str], Optional[Session]]] = None
 
     # -- who is online (also used by the DM relay) ----------------------------------
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
 
     def member(self, name: str) -> Optional[Session]:
-        """The session logged in as ``name`` (any case), or None."""
-        return self.chat.members.get(name.lower())
+        """The session logged in as ``name`` (any case), or None. In a cluster, for an
+        account online on another node, a stand-in whose output goes there."""
+        found = self.chat.members.get(name.lower())
+        if found is None and self.elsewhere is not None:
+            return self.elsewhere(name)
+        return found
 
     def is_online(self, name: str) -> bool:
         return name.lower() in self.chat.members
@@ -150,9 +161,10 @@ class Hub(Sink):
         """Back into the session's other rooms, with what it missed there."""
         self.chat.rejoin(session)
 
-    def join(self, name: str, aware: bool = False, profile: Optional[Profile] = None) -> Session:
+    def join(self, name: str, aware: bool = False, profile: Optional[Profile] = None,
+             features=()) -> Session:
         """Log ``name`` in and rejoin its rooms at once (tests and embedding)."""
-        session = Session(name, aware=aware)
+        session = Session(name, aware=aware, features=features)
         self.login(session, profile or self.store.profile(name))
         self.rejoin(session)
         return session
@@ -243,7 +255,7 @@ class Hub(Sink):
                 self._push(member, legacy)
         self.deliveries += 1
 
-    def reply(self, member: Session, event) -> None:
+    def reply(self, member: Session, event, cid: Optional[str] = None) -> None:
         if self._held_presence:
             kind = type(event)
             # The room's member list as of now: of the held changes, this member needs
@@ -252,7 +264,7 @@ class Hub(Sink):
                 self._entered(LOBBY, member)
             elif kind is ev.RoomState:
                 self._entered(event.room, member)
-        items = wire.reply_bytes(event, member.aware, self.now_ms())
+        items = wire.reply_bytes(event, member.aware, self.now_ms(), member.reads_away, cid)
         if type(event) is ev.Done and self.durable_acks:
             ticket = self.store.ticket()
             if self._held:  # keep acknowledgements in order

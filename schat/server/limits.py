@@ -69,6 +69,36 @@ RATE_BURST = 20
 # never a permanent lockout. Key logins are never held back by an account penalty.
 PENALTY_BASE = 2.0
 PENALTY_MAX = 300.0
+# Password failures for one account, from all addresses together, before the
+# account is guarded: then only an address with no failure on record gets its
+# password checked (NIST 800-63B: at most 100 consecutive failed attempts on
+# one account). Generous on purpose: the per-address and per-(address,
+# account) penalties stop a guesser long before; this stops a botnet without
+# ever refusing the owner's right password from their usual, clean address.
+ACCOUNT_CEILING = 100
+# Accounts one address may create by sign-up in any hour (Discourse allows 3
+# new accounts per registration address; Mastodon throttles sign-ups per
+# address). A refused sign-up counts as a failed login for the address.
+SIGNUPS_PER_HOUR = 5
+# An account made by sign-up is "new" for this long (unless an established
+# member writes to it first): its direct messages to an offline member share a
+# small part of that member's mailbox with every other new account's.
+NEW_ACCOUNT_AGE = 86_400.0
+# Messages per second from one address, all its logged-in connections together
+# (an office behind one NAT is many members; fifty throwaway accounts are one
+# attacker). Excess messages are answered "throttled", like the member limit.
+ADDRESS_RATE_LIMIT = 100.0
+ADDRESS_RATE_BURST = 400
+# Share of one crypto thread's time that the direct-message signature checks of
+# one address may use (seconds per second). Checking an RSA-3072 signature
+# costs well under a millisecond: 5 % is hundreds of messages a second.
+DM_CHECK_SHARE = 0.05
+# The balance of that share an address may save up (seconds of crypto time).
+DM_CHECK_BURST = 0.05
+# Signature checks of one address waiting for their turn before the server
+# stops reading the connections that send them (they wait in their own socket
+# buffers, costing the server nothing); twice as many, and more are refused.
+DM_CHECK_BACKLOG = 16
 # Addresses and accounts remembered by the penalty box at most (memory bound).
 PENALTY_ENTRIES = 65_536
 
@@ -116,6 +146,14 @@ class ServerSettings:
     rate_burst: int = RATE_BURST
     penalty_base: float = PENALTY_BASE
     penalty_max: float = PENALTY_MAX
+    account_ceiling: int = ACCOUNT_CEILING
+    # Sign-ups per address per hour; 0 for no limit.
+    signups_per_hour: int = SIGNUPS_PER_HOUR
+    new_account_age: float = NEW_ACCOUNT_AGE
+    # Messages per second per address (all its members together); 0 disables.
+    address_rate_limit: float = ADDRESS_RATE_LIMIT
+    address_rate_burst: int = ADDRESS_RATE_BURST
+    dm_check_share: float = DM_CHECK_SHARE
     # Direct messages stored per recipient until acknowledged; a full mailbox
     # refuses more (the sender is told) so one absent member cannot fill the disk.
     mailbox_limit: int = 500
@@ -146,12 +184,16 @@ class ServerSettings:
                 raise ValueError(f"{name} must be positive")
         for name in ("max_auth_attempts", "outbound_cap", "crypto_workers",
                      "max_pending_logins", "mailbox_limit", "max_unauthenticated",
-                     "max_unauthenticated_per_ip", "rate_burst"):
+                     "max_unauthenticated_per_ip", "rate_burst", "account_ceiling",
+                     "address_rate_burst"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        for name in ("rate_limit", "penalty_base"):
+        for name in ("rate_limit", "penalty_base", "signups_per_hour", "new_account_age",
+                     "address_rate_limit"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
+        if not 0 < self.dm_check_share <= 1:
+            raise ValueError("dm_check_share must be above 0 and at most 1")
         if self.penalty_max < self.penalty_base:
             raise ValueError("penalty_max must be at least penalty_base")
         if not 0 <= self.crypto_nice <= 19:

@@ -12,13 +12,12 @@ import asyncio
 import dataclasses
 import functools
 import logging
-import math
 from os import write as os_write
 from typing import TYPE_CHECKING, List, Optional
 
-from schat.errors import ProtocolError, StoreError
-from schat.protocol import dm_messages, events, messages, room_messages
-from schat.protocol.connection import ServerConnection
+from schat.errors import ProtocolError, RemoteProtocolError, StoreError
+from schat.protocol import dm_messages, events, messages, registry, room_messages
+from schat.protocol.connection import ServerConnection, violation_text
 from schat.server import login
 from schat.server.guard import TokenBucket
 from schat.server.hub import ROOMS, Session
@@ -30,13 +29,15 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("schat.server")
 
 BUSY_TEXT = "the server is busy; try again in a moment"
+# Seconds a closing connection may take to deliver its last words (a bye) to a peer that
+# does not read them; then it is cut off, so it cannot hold its socket open for ever.
+CLOSE_GRACE = 10.0
 STORE_DOWN_TEXT = "store unavailable: the server cannot reach its account store; try again later"
 
 # Connection states. CHECKED: a login with "check" succeeded; only key requests are served.
 HANDSHAKE, AUTH, CHAT, CHECKED, CLOSED = "handshake", "auth", "chat", "checked", "closed"
 # What a checked connection may still ask (account-level, no chat session).
-CHECKED_ALLOWED = frozenset({dm_messages.GetKey, dm_messages.SetKey, messages.Ping,
-                             messages.Pong, messages.Bye})
+CHECKED_ALLOWED = frozenset(registry.CHECKED.values())
 
 # Messages outside the rate limit: answers to the server (pong, delivery
 # acknowledgements of a stored mailbox, which may be hundreds at login) and bye.
@@ -179,7 +180,7 @@ class ClientLink(asyncio.Protocol):
             conn.receive_data(data)
             self._process()
         except ProtocolError as err:
-            self._drop(f"protocol error: {err}")
+            self._violation(err)
         except Exception:  # noqa: BLE001 - a bug hit by one client must not stop the server
             log.exception("%s: internal error; connection closed", self.peer)
             self._drop("internal error")
@@ -196,10 +197,8 @@ class ClientLink(asyncio.Protocol):
                     self._checked_message(ev.message)
                 elif self.state == CHAT:
                     msg = ev.message
-                    bucket = self.bucket
-                    if (bucket is not None and type(msg) not in RATE_FREE
-                            and not bucket.take(self.server.loop.time())):
-                        self._throttled(bucket, getattr(msg, "cid", None))
+                    if type(msg) not in RATE_FREE and not self._within_rate():
+                        self._throttled(self.bucket, getattr(msg, "cid", None))
                         continue
                     if not self.server.dm.handle(self.member, msg):
                         hub.handle(self.member, msg)
@@ -219,6 +218,37 @@ class ClientLink(asyncio.Protocol):
                     self.reason = ev.reason or "connection closed"
                 self._close_transport()
                 return
+
+    # -- flow control (the signature lane of direct messages) ------------------
+    def hold(self) -> None:
+        """Stop reading and decoding (the address's signature checks are congested):
+        records already read stay undecoded until :meth:`release`."""
+        if self.state != CHAT or self.busy:
+            return
+        self.busy = True
+        self.transport.pause_reading()
+
+    def release(self) -> None:
+        """Go on after :meth:`hold`: decode what was read, then read again."""
+        if self.state != CHAT or not self.busy:
+            return
+        self.busy = False
+        self.transport.resume_reading()
+        backlog, self.backlog = self.backlog, []
+        try:
+            self._process()
+        except ProtocolError as err:
+            self._violation(err)
+            return
+        except Exception:  # noqa: BLE001 - a bug hit by one client must not stop the server
+            log.exception("%s: internal error; connection closed", self.peer)
+            self._drop("internal error")
+            return
+        if backlog and self.state != CLOSED:
+            if self.busy:  # held again: the newer bytes wait behind the older ones
+                self.backlog = backlog + self.backlog
+            else:
+                self._feed(b"".join(backlog))
 
     def _run_job(self, job, done) -> None:
         """Run blocking ``job`` in the pool; ``done(result)`` back on the loop, in the
@@ -262,7 +292,7 @@ class ClientLink(asyncio.Protocol):
                 raise error
             done(result)
         except ProtocolError as err:
-            self._drop(f"protocol error: {err}")
+            self._violation(err)
             return False
         except OSError as err:  # out of file descriptors or memory: this connection only
             self._drop(f"server resources exhausted ({err.strerror or err})")
@@ -285,7 +315,7 @@ class ClientLink(asyncio.Protocol):
             if backlog and self.state != CLOSED:
                 self._feed(b"".join(backlog))
         except ProtocolError as err:
-            self._drop(f"protocol error: {err}")
+            self._violation(err)
         except Exception:  # noqa: BLE001 - a bug hit by one client must not stop the server
             log.exception("%s: internal error; connection closed", self.peer)
             self._drop("internal error")
@@ -301,8 +331,13 @@ class ClientLink(asyncio.Protocol):
     def _auth_message(self, msg) -> None:
         store = self.server.store
         kind = type(msg)
-        if kind in (messages.Login, messages.LoginKey, messages.Signup) and self._penalised(msg):
-            return
+        if kind in (messages.Login, messages.LoginKey, messages.Signup):
+            if not self.server.crypto_available():
+                # Refused before the gate books an attempt that will not be made.
+                self._refuse("busy", BUSY_TEXT)
+                return
+            if self._penalised(msg):
+                return
         if kind is messages.Login:
             log.debug("%s: password login for %s%s", self.peer, msg.user,
                       " (check only)" if msg.check else "")
@@ -313,11 +348,6 @@ class ClientLink(asyncio.Protocol):
             job = functools.partial(login.check_key, store, msg.user, msg.signature,
                                     self.conn.transcript_hash, self.server.fingerprint)
         elif kind is messages.Signup:
-            if not self.server.settings.allow_signup:
-                self._failed(msg.user, login.LoginOutcome(
-                    code="signup_disabled", text="this server does not allow sign-up; "
-                                                 "ask the operator for an account"))
-                return
             log.debug("%s: signup for %s", self.peer, msg.user)
             job = functools.partial(login.signup, store, msg.user, msg.password, msg.public_key)
         elif kind is messages.Ping:
@@ -338,33 +368,21 @@ class ClientLink(asyncio.Protocol):
             self._run_job(job, functools.partial(self._auth_done, msg))
 
     def _penalised(self, msg) -> bool:
-        """Answer "penalty" without any hashing while the address or account must wait."""
-        server = self.server
-        now = server.loop.time()
-        wait = server.penalties.wait(self.address, now)
-        if type(msg) is messages.Login:
-            wait = max(wait, server.penalties.wait(account_key(msg.user), now))
-        if wait <= 0:
+        """Refuse without any hashing while this address must wait (login.LoginGate)."""
+        refusal = self.server.gate.admit(self.address, msg, self.server.loop.time())
+        if refusal is None:
             return False
-        self._failed(msg.user, login.LoginOutcome(
-            code="penalty", text=f"too many failed logins; try again in {math.ceil(wait)} s"))
+        self._failed(msg.user, refusal)
         return True
 
     def _auth_done(self, request, result) -> None:
         outcome, profile = result
-        user, kind = request.user, type(request)
+        server = self.server
+        server.gate.settle(self.address, request, outcome, server.loop.time())
+        user = request.user
         if not outcome.ok:
-            if outcome.code == "auth_failed":
-                server = self.server
-                now = server.loop.time()
-                server.penalties.failed(self.address, now)
-                # Password guesses count against the account too; a key cannot be
-                # guessed, so key logins are never held back by another's failures.
-                if kind is messages.Login:
-                    server.penalties.failed(account_key(user), now)
             self._failed(user, outcome)
             return
-        server = self.server
         if getattr(request, "check", False):
             self._checked(outcome)
             return
@@ -374,7 +392,8 @@ class ClientLink(asyncio.Protocol):
             log.info("login of %s from %s refused: %s", outcome.name, self.peer, refusal.code)
             self._refuse(refusal.code, str(refusal))
             return
-        member = Session(outcome.name, aware=aware, peer=self.peer)
+        member = Session(outcome.name, aware=aware, peer=self.peer,
+                         features=getattr(request, "features", ()))
         member.link = self
         self.member = member
         self.conn.logged_in()
@@ -436,7 +455,15 @@ class ClientLink(asyncio.Protocol):
             self.admitted = False
             self.server.admission.release(self.address)
 
-    def _throttled(self, bucket: TokenBucket, cid: Optional[str]) -> None:
+    def _within_rate(self) -> bool:
+        """The member's own rate, then its address's (all its members together)."""
+        now = self.server.loop.time()
+        bucket = self.bucket
+        if bucket is not None and not bucket.take(now):
+            return False
+        return self.server.address_rates.take(self.address, now)
+
+    def _throttled(self, bucket: Optional[TokenBucket], cid: Optional[str]) -> None:
         """Drop one message over the rate: say so, and disconnect a persistent flood."""
         server = self.server
         server.stats.refuse("rate")
@@ -446,7 +473,7 @@ class ClientLink(asyncio.Protocol):
             server.hub.queue_encoded(self.member, server.throttled_reply)
         else:
             server.hub.queue(self.member, dataclasses.replace(server.throttled_error, cid=cid))
-        if bucket.flooding:
+        if bucket is not None and bucket.flooding:
             log.warning("%s %s: message flood; disconnected", self.peer, self.member.name)
             self.reason = "flooding"
             self._close_transport(bye="too many messages; disconnected")
@@ -478,6 +505,23 @@ class ClientLink(asyncio.Protocol):
             self._refuse("too_many_attempts" if self.attempts else "invalid",
                          "login deadline passed")
 
+    def _violation(self, err: ProtocolError) -> None:
+        """The client broke the protocol (or, for a LocalProtocolError, this server did).
+
+        With the channel up, the client is told what it did wrong: ``error`` with the
+        violation's code and the reason, then ``bye`` with the same reason, in one
+        record; the connection is then closed. Before the channel is up there is no
+        way to say anything, and the connection is just closed."""
+        if self.state == CLOSED:
+            return
+        if not isinstance(err, RemoteProtocolError):
+            log.error("%s: %s; connection closed", self.peer, err)
+            self._drop("internal error")
+            return
+        text = violation_text(err)
+        self.reason = f"protocol error: {text}"
+        self._close_transport(bye=text, before=(messages.Error(code=err.code, text=text),))
+
     def _drop(self, reason: str) -> None:
         """Abort at once (protocol violation, slow consumer): nothing more is sent."""
         if self.state == CLOSED:
@@ -487,20 +531,25 @@ class ClientLink(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    def _close_transport(self, bye: Optional[str] = None) -> None:
+    def _close_transport(self, bye: Optional[str] = None, before=()) -> None:
+        """Close after sending what is queued; with ``bye``, say it last (``before``:
+        messages in the same record ahead of it)."""
         if self.state == CLOSED and self.transport is None:
             return
         conn = self.conn
-        if bye is not None and conn is not None and conn.handshake_complete and not conn.closed:
-            conn.close(bye)
+        if bye is not None and conn is not None:
+            conn.close(bye, before)  # says nothing when the channel is not (or no longer) up
             data = conn.data_to_send()
             if data and self.transport is not None:
                 self.server.stats.bytes_sent += len(data)
                 self.transport.write(data)
                 self.buffered = True  # flush() must not write past these bytes
         self.state = CLOSED
-        if self.transport is not None:
-            self.transport.close()
+        transport = self.transport
+        if transport is not None:
+            transport.close()
+            if transport.get_write_buffer_size():
+                self.server.loop.call_later(CLOSE_GRACE, transport.abort)
 
     def flush(self, member: Session, cap: int = OUTBOUND_CAP) -> int:
         """Send everything the hub queued for this member as one record (or a few);
@@ -563,8 +612,3 @@ def with_profile(job, chat_store, user: str):
     outcome = job()
     profile = chat_store.profile(outcome.name) if outcome.ok else None
     return outcome, profile
-
-
-def account_key(user: str) -> str:
-    """The penalty-box key of an account name (names are unique regardless of case)."""
-    return "user:" + user.lower()

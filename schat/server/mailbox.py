@@ -26,6 +26,11 @@ DEFAULT_MAILBOX_LIMIT = 500
 # One sender may fill at most this share of a recipient's mailbox, so a single
 # member cannot block everyone else's messages to an absent member.
 SENDER_SHARE = 4
+# New accounts (made by sign-up, young, never written to by an established
+# member) share this part of a recipient's mailbox among them all: sign-ups
+# cost an attacker little, so a hundred fresh accounts get one small share,
+# not a hundred quarters.
+NEW_SENDER_SHARE = 10
 
 
 class MailboxFull(AccountError):
@@ -53,31 +58,48 @@ class Mailbox:
         self.store = store
         self.limit = limit
         self.per_sender = max(1, limit // SENDER_SHARE)
+        self.new_senders = max(1, limit // NEW_SENDER_SHARE)
+
+    def _refusal(self, conn, recipient: str, sender: str, new_sender: bool) -> None:
+        waiting, mine, new = conn.execute(
+            "SELECT count(*), coalesce(sum(CASE WHEN sender = ? THEN 1 ELSE 0 END), 0), "
+            "coalesce(sum(new_sender), 0) FROM mailbox WHERE recipient = ?",
+            (sender, recipient)).fetchone()
+        if waiting >= self.limit:
+            raise MailboxFull(f"{recipient}'s mailbox is full ({self.limit} messages "
+                              f"waiting); try again after they have logged in")
+        if mine >= self.per_sender:
+            raise MailboxFull(f"you already have {mine} messages waiting for {recipient} "
+                              f"(at most {self.per_sender} from one sender); try again "
+                              f"after they have logged in")
+        if new_sender and new >= self.new_senders:
+            raise MailboxFull(f"{recipient} already has {new} messages waiting from new "
+                              f"accounts (at most {self.new_senders}); yours can be stored "
+                              f"once your account is older or an established member has "
+                              f"written to you")
+
+    def check(self, recipient: str, sender: str, new_sender: bool = False) -> None:
+        """Raise MailboxFull when :meth:`put` would refuse now (a cheap early answer)."""
+        with self.store.reading() as conn:
+            self._refusal(conn, recipient, sender, new_sender)
 
     def put(self, recipient: str, sender: str, time_ms: int, envelope: bytes,
-            sender_key: bytes) -> int:
+            sender_key: bytes, new_sender: bool = False) -> int:
         """Store an envelope for ``recipient``; return its delivery id.
 
         Raises MailboxFull when the recipient already has ``limit`` messages
-        waiting, or ``per_sender`` of them from ``sender``.
+        waiting, or ``per_sender`` of them from ``sender``, or (``new_sender``:
+        the sender is a new account) ``new_senders`` from new accounts.
         """
         # The transaction makes count-then-insert atomic: serialised with every other
         # put for this recipient (and, on SQLite, with every writer).
         with self.store.transaction(f"mailbox:{name_key(recipient)}") as conn:
-            waiting, mine = conn.execute(
-                "SELECT count(*), coalesce(sum(CASE WHEN sender = ? THEN 1 ELSE 0 END), 0) "
-                "FROM mailbox WHERE recipient = ?", (sender, recipient)).fetchone()
-            if waiting >= self.limit:
-                raise MailboxFull(f"{recipient}'s mailbox is full ({self.limit} messages "
-                                  f"waiting); try again after they have logged in")
-            if mine >= self.per_sender:
-                raise MailboxFull(f"you already have {mine} messages waiting for {recipient} "
-                                  f"(at most {self.per_sender} from one sender); try again "
-                                  f"after they have logged in")
+            self._refusal(conn, recipient, sender, new_sender)
             cur = conn.execute(
-                "INSERT INTO mailbox (recipient, sender, time, envelope, sender_key) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (recipient, sender, int(time_ms), bytes(envelope), bytes(sender_key)))
+                "INSERT INTO mailbox (recipient, sender, time, envelope, sender_key, "
+                "new_sender) VALUES (?, ?, ?, ?, ?, ?)",
+                (recipient, sender, int(time_ms), bytes(envelope), bytes(sender_key),
+                 int(new_sender)))
             return int(cur.lastrowid)
 
     def pending(self, recipient: str, after_id: int = 0) -> List[StoredDm]:

@@ -47,6 +47,12 @@ class Plan:
     metrics: Optional[Tuple[str, int]] = None
     # --store URL (a PostgreSQL store); None is the home's SQLite file.
     store_url: Optional[str] = None
+    # --bus URL: a node of a cluster (schat.cluster); None: a single server.
+    bus: Optional[str] = None
+    presence_lease: float = 10.0
+    # --host-key FILE; None: the data home's.
+    host_key: Optional[Path] = None
+    workers: int = 1
     # Settings key -> effective value, for --print-settings and reload diffs.
     effective: Dict[str, Any] = field(default_factory=dict)
     # Settings key -> where its value came from.
@@ -139,7 +145,14 @@ def prepare(plan: Plan, init: bool = False):
     from schat.store.accounts import AccountStore
 
     home = plan.home
-    host_key = load_host_key(home.host_key)
+    key_path = plan.host_key or home.host_key
+    host_key = load_host_key(key_path)
+    if host_key is None and plan.host_key is not None and not init:
+        raise KeyFileError(f"{key_path}: no host key there; copy the cluster's host key to this "
+                           f"node (every node uses the same one), or create one with "
+                           f"`schat serve --init --host-key {key_path}`")
+    if not init:
+        check_cluster(plan)
     store, engine = open_existing_store(plan.store_url, home)
     try:
         if not init:
@@ -149,13 +162,15 @@ def prepare(plan: Plan, init: bool = False):
                 metrics_http.import_client()
             check_listen(plan.settings.host, plan.settings.port)
             if plan.metrics is not None:
-                check_listen(*plan.metrics, what="--metrics: ")
+                host, port = plan.metrics
+                for i in range(plan.workers if port else 1):
+                    check_listen(host, port + i, what="--metrics: ")
             if plan.log_file is not None:
                 logs.check_writable(plan.log_file)
         created: List[Path] = []
         if host_key is None:
-            host_key = create_host_key(home.host_key)
-            created.append(home.host_key)
+            host_key = create_host_key(key_path)
+            created.append(key_path)
         if store is None:
             store = AccountStore(engine or home.users_db, owns_engine=True)
             created.append(store.where)
@@ -166,6 +181,27 @@ def prepare(plan: Plan, init: bool = False):
             engine.close()
         raise
     return host_key, store, created
+
+
+def check_cluster(plan: Plan) -> None:
+    """ConfigError (or BusError) now for a cluster that cannot work: --workers without a
+    bus, a bus without a shared PostgreSQL store, a bus that cannot be reached."""
+    if plan.workers > 1 and not plan.bus:
+        raise ConfigError("--workers: the workers are nodes of one cluster, so they need "
+                          "--bus redis://... and a PostgreSQL --store (docs/CLUSTER.md)")
+    if not plan.bus:
+        return
+    from schat.cluster.bus import check_bus_url, check_reachable
+    from schat.cluster.node import NEEDS_POSTGRES
+
+    check_bus_url(plan.bus)
+    if not plan.store_url:
+        raise ConfigError(NEEDS_POSTGRES)
+    if plan.workers > 1 and plan.log_file is not None and plan.log_rotate.kind != "never":
+        raise ConfigError("--workers with --log-file: every worker writes the same file, so "
+                          "only an outside rotation works: give --log-rotate never (and "
+                          "logrotate; each worker reopens the moved file)")
+    check_reachable(plan.bus)
 
 
 # -- reloading -----------------------------------------------------------------
@@ -238,13 +274,27 @@ class Reloader:
 
 # -- running -------------------------------------------------------------------
 
-async def run(plan: Plan, host_key, store, reloader: Optional[Reloader] = None) -> None:
-    """Serve until SIGINT or SIGTERM; SIGHUP calls ``reloader``."""
+def cluster_settings(plan: Plan, worker: Optional[int] = None):
+    """The ClusterSettings of this process (None: a single server)."""
+    if not plan.bus:
+        return None
+    from schat.cluster.settings import ClusterSettings
+
+    return ClusterSettings(plan.bus, plan.presence_lease, control=worker in (None, 0),
+                           reuse_port=plan.workers > 1)
+
+
+async def run(plan: Plan, host_key, store, reloader: Optional[Reloader] = None,
+              worker: Optional[int] = None) -> None:
+    """Serve until SIGINT or SIGTERM; SIGHUP calls ``reloader``. ``worker``: this
+    process's number among ``--workers`` (worker 0 serves the control socket)."""
     from schat.server.app import Server
     from schat.server.control import control_path
 
-    server = Server(plan.settings, host_key, store,
-                    control_socket=control_path(plan.home.server_dir))
+    cluster = cluster_settings(plan, worker)
+    control = control_path(plan.home.server_dir) if cluster is None or cluster.control \
+        else None
+    server = Server(plan.settings, host_key, store, control_socket=control, cluster=cluster)
     try:
         bound_host, bound_port = await server.start()
     except BaseException:
@@ -255,8 +305,11 @@ async def run(plan: Plan, host_key, store, reloader: Optional[Reloader] = None) 
     if plan.metrics is not None:
         from schat.server.metrics_http import MetricsEndpoint
 
+        host, port = plan.metrics
+        if worker and port:
+            port += worker  # one endpoint per worker: PORT, PORT+1, ...
         try:
-            endpoint = MetricsEndpoint(server, *plan.metrics)
+            endpoint = MetricsEndpoint(server, host, port)
         except BaseException:
             await server.stop()
             raise
@@ -273,11 +326,17 @@ async def run(plan: Plan, host_key, store, reloader: Optional[Reloader] = None) 
         except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix loops
             signal.signal(sig, lambda *_, h=handler: loop.call_soon_threadsafe(h))
     settings = plan.settings
-    click.echo(f"schat server {settings.server_name!r} listening on {bound_host}:{bound_port}")
-    click.echo(f"host key fingerprint: {server.fingerprint}")
+    who = f"worker {worker}: " if worker is not None else ""
+    click.echo(f"{who}schat server {settings.server_name!r} listening on "
+               f"{bound_host}:{bound_port}")
+    click.echo(f"{who}host key fingerprint: {server.fingerprint}")
+    if server.cluster is not None:
+        click.echo(f"{who}cluster node {server.cluster.id} (id slot {server.cluster.lease.slot}) "
+                   f"on bus {server.cluster.bus.where}, presence lease "
+                   f"{plan.presence_lease:g} s")
     if endpoint is not None:
         click.echo("metrics on http://{}:{}/metrics".format(*endpoint.address))
-    click.echo(f"sign-up is {'open' if settings.allow_signup else 'closed'}; "
+    click.echo(f"{who}sign-up is {'open' if settings.allow_signup else 'closed'}; "
                "stop with Ctrl-C", nl=True)
     try:
         await server.serve_until(stop)

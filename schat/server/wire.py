@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from schat.chat import events as ev
 from schat.chat.names import LOBBY
@@ -135,42 +135,102 @@ def _with_users(msg, names) -> Optional[bytes]:
     return data[:at] + array + data[at + 2:]
 
 
-def _users(names, room: Optional[str], first: int) -> List[bytes]:
-    out = []
-    for start in range(first, len(names), MAX_LIST_ITEMS):
-        chunk = names[start:start + MAX_LIST_ITEMS]
-        out.append(_with_users(m.Users(users=(), more=start + MAX_LIST_ITEMS < len(names),
-                                       room=room), chunk))
-    return out
+# Bytes of names and away messages in one ``users`` message: with its other fields it
+# stays well inside one record (65,519 bytes).
+USERS_BUDGET = 60_000
 
 
-def reply_bytes(event, aware: bool, now: int) -> List[bytes]:
-    """The encoded messages answering the requesting member (usually one)."""
+def _users(names, room: Optional[str], away: Optional[Dict[str, str]] = None,
+           cid: Optional[str] = None) -> List[bytes]:
+    """``users`` messages listing ``names`` (chained by ``more``); ``away`` (name -> away
+    message, for a client that reads it) rides along with the chunk holding each name;
+    each carries ``cid`` (the request it answers) when given."""
+    if not away:  # the common case, kept as cheap as slicing (big rooms at every login)
+        last = max(len(names) - 1, 0) // MAX_LIST_ITEMS * MAX_LIST_ITEMS
+        return [_with_users(m.Users(users=(), more=i < last, room=room, cid=cid),
+                            names[i:i + MAX_LIST_ITEMS])
+                for i in range(0, max(len(names), 1), MAX_LIST_ITEMS)]
+    chunks: List[Tuple[list, list]] = [([], [])]
+    size = 0
+    for name in names:
+        note = away.get(name) if away else None
+        cost = len(name) + 3
+        if note is not None:
+            cost += len(note.encode("utf-8")) * 2 + len(name) + 24  # JSON escapes at most double
+        names_now, _ = chunks[-1]
+        if names_now and (len(names_now) == MAX_LIST_ITEMS or size + cost > USERS_BUDGET):
+            chunks.append(([], []))
+            size = 0
+        chunks[-1][0].append(name)
+        if note is not None:
+            chunks[-1][1].append({"user": name, "text": note})
+        size += cost
+    last = len(chunks) - 1
+    return [_encode(m.Users(users=tuple(chunk), more=i < last, room=room, away=tuple(notes),
+                            cid=cid))
+            for i, (chunk, notes) in enumerate(chunks)]
+
+
+def away_text(away) -> str:
+    """``away: bob (lunch), cat (back at 3)`` within one notice; the rest is counted."""
+    text, shown = "away: ", 0
+    for name, note in away:
+        entry = f"{name} ({note})"
+        if len((text + entry).encode("utf-8")) > MAX_TEXT_BYTES - 32:
+            break
+        text += (", " if shown else "") + entry
+        shown += 1
+    if shown < len(away):
+        text += f" and {len(away) - shown} more"
+    return text
+
+
+def reply_bytes(event, aware: bool, now: int, reads_away: bool = False,
+                cid: Optional[str] = None) -> List[bytes]:
+    """The encoded messages answering the requesting member (usually one).
+
+    ``reads_away``: the client said "away" at login, so who is away rides in the
+    ``users`` messages; any other client gets it as a notice after them. ``cid``:
+    the request this answers; every message of the answer carries it, for a
+    room-aware client (a client that knows no rooms gets the shapes it always
+    read, without one; ``ack`` and ``error`` carry it for every client).
+    """
     kind = type(event)
+    if not aware:
+        cid = None
     if kind is ev.Done:
         out = [_encode(m.Ack(cid=event.cid, id=event.id, time=event.time))]
     elif kind is ev.Refused:
         out = [_encode(m.Error(code=event.code, text=fit(event.text, MAX_SHORT_BYTES),
                                cid=event.cid))]
     elif kind is ev.Info:
-        out = [_encode(m.Notice(text=fit(event.text, MAX_TEXT_BYTES), time=event.time))]
+        out = [_encode(m.Notice(text=fit(event.text, MAX_TEXT_BYTES), time=event.time,
+                                cid=cid))]
     elif kind is ev.Said:
-        out = [event_bytes(event, aware)]
+        if cid is None:
+            out = [event_bytes(event, aware)]
+        else:  # history sent in answer to a request (only room-aware clients get history)
+            out = [_encode(m.ChatMessage(id=event.id, time=event.time, sender=event.sender,
+                                         text=event.text, action=event.action,
+                                         room=_room(event.room), history=event.history,
+                                         cid=cid))]
     elif kind is ev.Welcome:
         users = event.users
         out = [_with_users(m.Welcome(user=event.user, server=fit(event.server, MAX_SHORT_BYTES),
                                      motd=fit(event.motd, MAX_TEXT_BYTES), users=(),
                                      time=event.time), users[:MAX_LIST_ITEMS])]
         if len(users) > MAX_LIST_ITEMS:  # the whole list again, in chunks
-            out += _users(users, None, 0)
+            out += _users(users, None)
     elif kind is ev.Names:
         if not aware and event.room != LOBBY:
             out = [_encode(m.Notice(text=fit(f"{len(event.users)} in {event.room}: "
                                              f"{', '.join(event.users)}", MAX_TEXT_BYTES),
                                     time=now))]
         else:
-            out = _users(event.users, _room(event.room), 0) or [
-                _encode(m.Users(users=(), room=_room(event.room)))]
+            out = _users(event.users, _room(event.room),
+                         dict(event.away) if reads_away else None, cid)
+        if event.away and not reads_away:
+            out.append(_encode(m.Notice(text=away_text(event.away), time=now, cid=cid)))
     elif not aware:
         if kind is ev.RoomList:
             lines = [f"{r.room} ({r.users} online){' private' if r.private else ''}"
@@ -184,17 +244,17 @@ def reply_bytes(event, aware: bool, now: int) -> List[bytes]:
         out = [_with_users(rm.RoomState(room=event.room, topic=fit(event.topic, MAX_SHORT_BYTES),
                                         private=event.private, ops=event.ops[:MAX_LIST_ITEMS],
                                         users=(), time=event.time, owner=event.owner or None,
-                                        more=len(users) > MAX_LIST_ITEMS),
+                                        more=len(users) > MAX_LIST_ITEMS, cid=cid),
                            users[:MAX_LIST_ITEMS])]
         if len(users) > MAX_LIST_ITEMS:
-            out += _users(users, event.room, 0)
+            out += _users(users, event.room, cid=cid)
     elif kind is ev.Focus:
-        out = [_encode(rm.Focus(room=event.room))]
+        out = [_encode(rm.Focus(room=event.room, cid=cid))]
     elif kind is ev.RoomList:
         items = [{"room": r.room, "users": r.users, "topic": fit(r.topic, MAX_SHORT_BYTES),
                   "private": r.private, "member": r.member} for r in event.rooms]
         out = [_encode(rm.Rooms(rooms=tuple(items[i:i + MAX_LIST_ITEMS]),
-                                more=i + MAX_LIST_ITEMS < len(items)))
+                                more=i + MAX_LIST_ITEMS < len(items), cid=cid))
                for i in range(0, max(1, len(items)), MAX_LIST_ITEMS)]
     else:
         data = event_bytes(event, aware)

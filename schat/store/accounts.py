@@ -23,7 +23,7 @@ from schat.store import legacy
 from schat.protocol.schema import name_key
 from schat.store.database import ConstraintError, Engine, Migration, PerEngine, Store
 from schat.store.legacy import ImportReport
-from schat.store.policy import check_password_policy, validate_username
+from schat.store.policy import check_password_policy, name_skeleton, validate_new_username
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +70,28 @@ MIGRATIONS: List[Migration] = [
     # 4: rooms, memberships, room roles, bans and mutes, server roles, history
     # (schat.store.chat).
     chat_tables.MIGRATION,
+    # 5: abuse limits (_add_abuse_columns).
+    lambda conn, prepared: _add_abuse_columns(conn),
 ]
 # The first schema that has the accounts table (before it, nothing to wrap).
 _ACCOUNTS_SINCE = 1
 
-_COLUMNS = "name, legacy, created, last_login, locked, public_key, key_fingerprint"
+_COLUMNS = ("name, legacy, created, last_login, locked, public_key, key_fingerprint, "
+            "established")
+
+
+def _add_abuse_columns(conn) -> None:
+    """Migration 5. An account made by sign-up starts not ``established`` (every existing
+    and admin-made account is); a stored DM remembers whether its sender was new; every
+    name gets its lookalike ``skeleton`` (:func:`schat.store.policy.name_skeleton`),
+    indexed, so a new name is compared with all of them at once. No name changes."""
+    conn.execute("ALTER TABLE accounts ADD COLUMN established INTEGER NOT NULL DEFAULT 1")
+    conn.execute("ALTER TABLE accounts ADD COLUMN skeleton TEXT")
+    conn.execute("ALTER TABLE mailbox ADD COLUMN new_sender INTEGER NOT NULL DEFAULT 0")
+    for (row_id, name) in conn.execute("SELECT id, name FROM accounts").fetchall():
+        conn.execute("UPDATE accounts SET skeleton = ? WHERE id = ?",
+                     (name_skeleton(name), row_id))
+    conn.execute("CREATE INDEX accounts_by_skeleton ON accounts (skeleton)")
 
 
 def _utc_text(moment: datetime) -> str:
@@ -84,6 +101,13 @@ def _utc_text(moment: datetime) -> str:
 def _parse_utc(text: Optional[str]) -> Optional[datetime]:
     if not text:
         return None
+    if text.endswith("Z"):
+        # The format _utc_text writes; fromisoformat is many times faster than
+        # strptime, and the server reads an account for every direct message.
+        try:
+            return datetime.fromisoformat(text[:-1]).replace(tzinfo=timezone.utc)
+        except ValueError:
+            pass
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
 
 
@@ -98,6 +122,9 @@ class Account:
     legacy: bool
     public_key_der: Optional[bytes]
     key_fingerprint: Optional[str]
+    # False for an account made by sign-up until an established member writes to
+    # it (the server's limits on new accounts; docs/SECURITY.md).
+    established: bool = True
 
     def to_json(self) -> dict:
         """Plain JSON-ready dict; times in UTC ISO 8601."""
@@ -133,6 +160,7 @@ def _row_to_account(row) -> Account:
         locked=bool(row[4]),
         public_key_der=bytes(row[5]) if row[5] is not None else None,
         key_fingerprint=row[6],
+        established=bool(row[7]),
     )
 
 
@@ -183,24 +211,36 @@ class AccountStore(Store):
     # -- changes -------------------------------------------------------------
 
     def ensure_new(self, name: str) -> None:
-        """Raise AccountError naming the stored spelling if ``name`` is taken (any case)."""
-        existing = self.get(name)
-        if existing is not None:
-            raise _exists(existing.name)
+        """Raise AccountError if an account may not be created as ``name``: the name is
+        taken (any case, the error names the stored spelling) or is a lookalike of an
+        existing name (the same :func:`~schat.store.policy.name_skeleton`); PolicyError
+        if no account may have that name (:func:`~schat.store.policy.validate_new_username`)."""
+        validate_new_username(name)
+        with self._read() as conn:
+            _check_free(conn, name)
 
-    def add(self, name: str, password: str, public_key_der: Optional[bytes] = None) -> Account:
-        """Create an account; the name and password must meet the policy."""
-        validate_username(name)
+    def add(self, name: str, password: str, public_key_der: Optional[bytes] = None,
+            established: bool = True) -> Account:
+        """Create an account; the name and password must meet the policy.
+
+        ``established=False`` marks an account made by sign-up (see
+        :meth:`mark_established`). The password is hashed before the name is
+        compared with the stored ones, so a taken name costs a caller as much
+        as a new one: probing for names is as slow as signing up.
+        """
+        validate_new_username(name)
         check_password_policy(password, name)
         der, fp = _check_public_key(public_key_der)
-        self.ensure_new(name)
         encoded = passwords.hash_password(password, self.hash_params)
         try:
+            # Serialised with every other write (both engines), so the check holds.
             with self._write() as conn:
+                _check_free(conn, name)
                 conn.execute(
                     "INSERT INTO accounts (name, password_hash, legacy, created, public_key,"
-                    " key_fingerprint) VALUES (?, ?, 0, ?, ?, ?)",
-                    (name, encoded, _utc_text(self._clock()), der, fp))
+                    " key_fingerprint, established, skeleton) VALUES (?, ?, 0, ?, ?, ?, ?, ?)",
+                    (name, encoded, _utc_text(self._clock()), der, fp, int(established),
+                     name_skeleton(name)))
         except ConstraintError:
             self.ensure_new(name)
             raise
@@ -237,6 +277,14 @@ class AccountStore(Store):
         der, fp = _check_public_key(public_key_der)
         self._update(name, "UPDATE accounts SET public_key = ?, key_fingerprint = ? WHERE name = ?",
                      (der, fp))
+
+    def mark_established(self, name: str) -> bool:
+        """An established member wrote to ``name``: it is no longer a new account.
+        True when this changed anything."""
+        with self._write() as conn:
+            cur = conn.execute("UPDATE accounts SET established = 1 WHERE name = ? "
+                               "AND established = 0", (name,))
+            return cur.rowcount > 0
 
     def record_login(self, name: str) -> None:
         """Stamp the last successful login (UTC now)."""
@@ -316,11 +364,26 @@ class AccountStore(Store):
                     continue
                 encoded = wrapped.get(entry.line) or passwords.wrap_sha256(
                     entry.hexdigest, self.hash_params)
+                # Imported names are existing accounts: no lookalike check, but
+                # their skeleton is kept so that later names are compared with them.
                 conn.execute(
-                    "INSERT INTO accounts (name, password_hash, legacy, created)"
-                    " VALUES (?, ?, 1, ?)", (entry.name, encoded, created))
+                    "INSERT INTO accounts (name, password_hash, legacy, created, skeleton)"
+                    " VALUES (?, ?, 1, ?, ?)",
+                    (entry.name, encoded, created, name_skeleton(entry.name)))
                 report.imported.append(entry.name)
         return report
+
+
+def _check_free(conn, name: str) -> None:
+    row = conn.execute("SELECT name FROM accounts WHERE name = ?", (name,)).fetchone()
+    if row:
+        raise _exists(row[0])
+    row = conn.execute("SELECT name FROM accounts WHERE skeleton = ? LIMIT 1",
+                       (name_skeleton(name),)).fetchone()
+    if row:
+        raise AccountError(f"user name {name!r} is too like the existing {row[0]!r} "
+                           "(names may not differ only in case or in punctuation at either "
+                           "end); choose another")
 
 
 def _exists(stored_name: str) -> AccountError:

@@ -10,7 +10,9 @@ account removes its memberships, roles, bans and mutes (a trigger).
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 from datetime import datetime, timezone
 from typing import Callable, Dict, List, Optional
 
@@ -97,8 +99,30 @@ MIGRATION = (
     ),
 )
 
+# Longest /history waits for queued writes before reading (it runs on the event loop).
+HISTORY_WAIT = 0.5
+
 _SAID = "SELECT room, id, time, sender, text, action FROM history"
 _HISTORY = "INSERT INTO history (id, room, time, sender, text, action) VALUES "
+_HISTORY_COLUMNS = ("id", "room", "time", "sender", "text", "action")
+
+
+class _Copy:
+    """Chat lines that reach PostgreSQL in one COPY: lines are added until the writer
+    thread runs it (``taken``); a retried group writes the same lines again."""
+
+    __slots__ = ("rows", "taken", "lock")
+
+    def __init__(self, lock: threading.Lock):
+        self.rows: List[tuple] = []
+        self.taken = False
+        self.lock = lock
+
+    def __call__(self, conn) -> None:
+        with self.lock:  # append() adds to this batch only while it is not taken
+            self.taken = True
+            rows = list(self.rows)
+        conn.copy_rows("history", _HISTORY_COLUMNS, rows)
 
 
 def _said(row) -> Said:
@@ -129,20 +153,36 @@ def roles(accounts) -> Dict[str, str]:
 
 
 class SqliteChatStore(ChatStore):
-    """:class:`~schat.chat.store.ChatStore` on the account store's SQLite file."""
+    """:class:`~schat.chat.store.ChatStore` on the account store's engine: its SQLite
+    file, or the cluster's PostgreSQL database.
+
+    ``writer_key`` keys the writer's transactions (:meth:`Engine.transaction`): on
+    PostgreSQL the writers of several server processes then commit side by side
+    instead of one after another (their writes never read-modify-write across
+    processes: the conditional upserts below settle concurrent changes)."""
 
     def __init__(self, accounts, history_limit: int = 1000, history_days: int = 0,
-                 clock: Callable[[], float] = None, queue_limit: int = QUEUE_LIMIT):
+                 clock: Callable[[], float] = None, queue_limit: int = QUEUE_LIMIT,
+                 writer_key: Optional[str] = None):
         import time
         self.accounts = accounts
         self.history_limit = history_limit
         self.history_days = history_days
         self._clock = clock or time.time
-        self.writer = GroupWriter(accounts.transaction, limit=queue_limit,
+        # Text compared by code point on both engines (PostgreSQL's default collation
+        # follows the database's locale), as Python compares the same stamps.
+        self._c = ' COLLATE "C"' if accounts.db.name == "postgresql" else ""
+        transaction = accounts.transaction if writer_key is None else \
+            functools.partial(accounts.transaction, writer_key)
+        self.writer = GroupWriter(transaction, limit=queue_limit,
                                   prepare=self._open_connection)
         # Account (lower case) -> sequence number of its last queued write (settle()).
         self._pending: Dict[str, int] = {}
         self._prune_at = PENDING_USERS
+        # On PostgreSQL, chat lines go in with COPY, a batch per writer turn (_Copy).
+        self._copying = accounts.db.name == "postgresql"
+        self._batch_lock = threading.Lock()
+        self._batch: Optional[_Copy] = None
         self._since_prune: Dict[str, int] = {}
         self._prune_every = max(20, history_limit // 10)
         self._prune_all_at_start()
@@ -182,11 +222,19 @@ class SqliteChatStore(ChatStore):
 
     def history_before(self, room: str, before_id: int, limit: int) -> List[Said]:
         # Everything queued before this request is committed first: a page never misses
-        # a line the member was already sent.
-        self.writer.wait(5.0)
+        # a line the member was already sent. Bounded: this runs on the event loop, and
+        # a store that is down fails the read below at once.
+        if self.writer.pending():
+            self.writer.wait(HISTORY_WAIT)
         with self.accounts.reading() as conn:
             rows = conn.execute(f"{_SAID} WHERE room = ? AND id < ? ORDER BY id DESC LIMIT ?",
                                 (room, before_id, limit)).fetchall()
+        return [_said(r) for r in reversed(rows)]
+
+    def history_after(self, room: str, after_id: int, limit: int) -> List[Said]:
+        with self.accounts.reading() as conn:
+            rows = conn.execute(f"{_SAID} WHERE room = ? AND id > ? ORDER BY id DESC LIMIT ?",
+                                (room, after_id, limit)).fetchall()
         return [_said(r) for r in reversed(rows)]
 
     def last_message_id(self) -> int:
@@ -194,6 +242,9 @@ class SqliteChatStore(ChatStore):
             return conn.execute("SELECT coalesce(max(id), 0) FROM history").fetchone()[0]
 
     def profile(self, name: str) -> Optional[Profile]:
+        # The memberships of a session that just ended here are committed first (the
+        # login path calls settle(name) before this), so logging in again at once finds
+        # every room; other accounts' queued writes are not waited for.
         info = self.user(name)
         if info is None:
             return None
@@ -237,20 +288,48 @@ class SqliteChatStore(ChatStore):
                 self._prune_at = max(PENDING_USERS, 2 * len(pending))
 
     def save_room(self, record: RoomRecord) -> None:
+        c = self._c
         self._submit(
             "INSERT INTO rooms (name, topic, topic_by, topic_time, private, owner, created) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET topic = "
-            "excluded.topic, topic_by = excluded.topic_by, topic_time = excluded.topic_time, "
-            "private = excluded.private, owner = excluded.owner",
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+            "owner = excluded.owner, created = excluded.created "
+            f"WHERE (excluded.created, excluded.owner{c}) < (rooms.created, rooms.owner{c})",
             (record.name, record.topic, record.topic_by, record.topic_time, int(record.private),
              record.owner, record.created))
 
+    def set_topic(self, room: str, topic: str, by: str, time: int) -> None:
+        c = self._c
+        self._submit("UPDATE rooms SET topic = ?, topic_by = ?, topic_time = ? WHERE name = ? "
+                     f"AND (topic_time, topic_by{c}, topic{c}) < (?, ?{c}, ?{c})",
+                     (topic, by, time, room, time, by, topic))
+
+    def set_mode(self, room: str, private: bool) -> None:
+        self._submit("UPDATE rooms SET private = ? WHERE name = ?", (int(private), room))
+
     def delete_room(self, name: str) -> None:
         def write(conn):
-            for table in ("rooms WHERE name", "room_members WHERE room", "room_roles WHERE room",
+            # Only a room nobody belongs to any more (another server process may
+            # have let someone join it meanwhile).
+            if conn.execute("SELECT 1 FROM room_members WHERE room = ? LIMIT 1",
+                            (name,)).fetchone():
+                return
+            for table in ("rooms WHERE name", "room_roles WHERE room",
                           "restrictions WHERE room", "history WHERE room"):
                 conn.execute(f"DELETE FROM {table} = ?", (name,))
         self.writer.submit(write)
+
+    def delete_room_now(self, name: str) -> bool:
+        """Remove the room now if nobody belongs to it; True when it was removed (a
+        cluster's node tells the others then). Blocks: not on the event loop."""
+        with self.accounts.transaction(f"room:{name}") as conn:
+            if conn.execute("SELECT 1 FROM room_members WHERE room = ? LIMIT 1",
+                            (name,)).fetchone():
+                return False
+            deleted = conn.execute("DELETE FROM rooms WHERE name = ?", (name,)).rowcount
+            for table in ("room_roles WHERE room", "restrictions WHERE room",
+                          "history WHERE room"):
+                conn.execute(f"DELETE FROM {table} = ?", (name,))
+        return deleted > 0
 
     def _role(self, room: str, user: str, role: str, on: bool) -> None:
         if on:
@@ -268,16 +347,18 @@ class SqliteChatStore(ChatStore):
         self._role(room, user, "invited", on)
 
     def put_restriction(self, item: Restriction) -> None:
+        c = self._c
         self._submit("INSERT INTO restrictions (room, kind, member, actor, reason, until, "
                      "created) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (room, kind, member) "
                      "DO UPDATE SET actor = excluded.actor, reason = excluded.reason, "
-                     "until = excluded.until, created = excluded.created",
+                     "until = excluded.until, created = excluded.created WHERE "
+                     f"(excluded.created, coalesce(excluded.actor, ''){c}, excluded.reason{c}, "
+                     "coalesce(excluded.until, -1)) > "
+                     f"(restrictions.created, coalesce(restrictions.actor, ''){c}, "
+                     f"restrictions.reason{c}, coalesce(restrictions.until, -1))",
                      (item.room, item.kind, item.user, item.actor, item.reason, item.until,
                       item.created))
 
-    def remove_restriction(self, room: str, kind: str, user: str) -> None:
-        self._submit("DELETE FROM restrictions WHERE room = ? AND kind = ? AND member = ?",
-                     (room, kind, user))
 
     def add_membership(self, user: str, room: str, time: int) -> None:
         self._submit("INSERT INTO room_members (room, member, joined) VALUES (?, ?, ?) "
@@ -295,8 +376,18 @@ class SqliteChatStore(ChatStore):
     def append(self, said: Said) -> None:
         # Urgent: a chat line is committed within the writer's LINGER even when nobody
         # waits for it (fast acks), so a crash loses milliseconds of history, not LAZY_LINGER.
-        self.writer.submit(Row(_HISTORY, (said.id, said.room, said.time, said.sender, said.text,
-                                          int(said.action))), urgent=True)
+        values = (said.id, said.room, said.time, said.sender, said.text, int(said.action))
+        if self._copying:
+            with self._batch_lock:
+                batch = self._batch
+                if batch is None or batch.taken:
+                    batch = self._batch = _Copy(self._batch_lock)
+                    batch.rows.append(values)
+                    self.writer.submit(batch, urgent=True)
+                else:
+                    batch.rows.append(values)
+        else:
+            self.writer.submit(Row(_HISTORY, values), urgent=True)
         count = self._since_prune.get(said.room, 0) + 1
         if count >= self._prune_every:
             count = 0
@@ -328,13 +419,16 @@ class SqliteChatStore(ChatStore):
     def _prune_all_at_start(self) -> None:
         with self.accounts.reading() as conn:
             names = [r[0] for r in conn.execute("SELECT DISTINCT room FROM history").fetchall()]
+        # Bans and mutes that ended (lifted ones included) a day ago settle nothing any more.
+        ended = int(self._clock() * 1000) - 86_400_000
 
         def write(conn):
             for room in names:
                 self._prune(conn, room)
-        if names:
-            self.writer.submit(write)
-            self.writer.wait(30.0)
+            conn.execute("DELETE FROM restrictions WHERE until IS NOT NULL AND until < ?",
+                         (ended,))
+        self.writer.submit(write)
+        self.writer.wait(30.0)
 
     # -- durability -------------------------------------------------------------------------
     def ticket(self) -> int:

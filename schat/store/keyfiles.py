@@ -1,12 +1,15 @@
 """A user's RSA key pairs on disk: HOME/keys/NAME.pem (private) and NAME.pub.pem.
 
 The private key is PKCS#8, encrypted with a passphrase unless the user chose
-otherwise, written atomically with mode 0600 in a 0700 directory.
+otherwise, written atomically with mode 0600 in a 0700 directory. A pair that
+`schat keys gen --force` replaces is kept in HOME/keys/retired/ as
+NAME.<UTC time>.pem (and .pub.pem): direct messages sealed to it stay readable.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Union
@@ -19,6 +22,7 @@ from schat.store.policy import USERNAME_RULE, validate_username
 
 PRIVATE_SUFFIX = ".pem"
 PUBLIC_SUFFIX = ".pub.pem"
+RETIRED_DIR = "retired"
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,45 @@ class KeyFiles:
         for path in (self.private_path(name), self.public_path(name)):
             if path.exists():
                 raise KeyFileError(f"{path} already exists; use --force to replace it")
+
+    @property
+    def retired_directory(self) -> Path:
+        return self.directory / RETIRED_DIR
+
+    def retire(self, name: str, key: Optional[keys.RsaKey] = None,
+               passphrase: Optional[str] = None, when: Optional[float] = None) -> Path:
+        """Keep a copy of NAME's current pair in keys/retired/ before it is replaced.
+
+        With ``key`` (the old private key, loaded) it is written encrypted with
+        ``passphrase`` (the new key's), so one passphrase opens both; without, the
+        file is copied byte for byte. Returns the retired private key's path.
+        """
+        private, public = self.private_path(name), self.public_path(name)
+        data = keys.export_private_pem(key, passphrase) if key is not None else _read(private)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(when))
+        make_private_dirs(self.retired_directory)
+        os.chmod(self.directory, 0o700)
+        base, number = f"{name}.{stamp}", 1
+        while (self.retired_directory / (base + PRIVATE_SUFFIX)).exists():
+            number += 1
+            base = f"{name}.{stamp}-{number}"
+        target = self.retired_directory / (base + PRIVATE_SUFFIX)
+        atomic_write(target, data, mode=0o600)
+        if public.exists():
+            atomic_write(self.retired_directory / (base + PUBLIC_SUFFIX), _read(public),
+                         mode=0o644)
+        return target
+
+    def retired(self, name: str) -> List[Path]:
+        """NAME's retired private keys, newest first."""
+        directory = self.retired_directory
+        if not directory.is_dir():
+            return []
+        prefix = self._check_name(name) + "."
+        found = [p for p in directory.glob(prefix + "*" + PRIVATE_SUFFIX)
+                 if not p.name.endswith(PUBLIC_SUFFIX)
+                 and "." not in p.name[len(prefix):-len(PRIVATE_SUFFIX)]]
+        return sorted(found, reverse=True)
 
     def resolve_private(self, name_or_path: str) -> Path:
         if _looks_like_path(name_or_path):

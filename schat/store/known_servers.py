@@ -17,7 +17,8 @@ from typing import List, Optional
 from schat.crypto.keys import fingerprints_equal, normalize_fingerprint
 from schat.errors import ConfigError
 from schat.store.files import atomic_write_text
-from schat.store.servers import check_host, check_port, check_server_name, format_address
+from schat.store.servers import (check_host, check_port, check_server_name, format_address,
+                                 parse_address)
 
 PINNED = "pinned"
 UNKNOWN = "unknown"
@@ -37,16 +38,6 @@ class Pin:
 
     def line(self) -> str:
         return f"{self.name} {self.address} {self.fingerprint}"
-
-
-def parse_address(text: str):
-    """``host:port`` or ``[v6]:port`` -> (host, port); ValueError when malformed."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError("expected HOST:PORT")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return check_host(host), check_port(int(port))
 
 
 def _same_host(a: str, b: str) -> bool:

@@ -29,10 +29,12 @@ BATCH = 1000
 
 @dataclass(frozen=True)
 class Table:
-    """A table that is copied, with its integer key (copy order and id sequence)."""
+    """A table that is copied, with its integer key (copy order and id sequence), or
+    ``key=None`` for a table keyed otherwise (read whole, compared in a canonical order:
+    the engines sort text differently)."""
 
     name: str
-    key: str = "id"
+    key: Optional[str] = "id"
 
 
 #: Every store table, parents before the tables that refer to them. A store
@@ -40,6 +42,14 @@ class Table:
 TABLES: List[Table] = [
     Table("accounts"),
     Table("mailbox"),
+    # The chat (schat.store.chat): rooms, who belongs to them (with read marks), room
+    # roles and invitations, bans and mutes, server roles, history.
+    Table("rooms", key=None),
+    Table("room_members", key=None),
+    Table("room_roles", key=None),
+    Table("restrictions", key=None),
+    Table("server_roles", key=None),
+    Table("history"),
 ]
 
 
@@ -59,16 +69,26 @@ def _columns(conn, table: Table) -> List[str]:
     return [d[0] for d in cur.description]
 
 
+def _plain(row) -> tuple:
+    return tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)
+
+
 def _batches(conn, table: Table, columns: List[str]) -> Iterator[List[tuple]]:
-    """Rows in key order, a batch at a time (a history table may not fit in memory)."""
+    """Rows in key order, a batch at a time (a history table may not fit in memory);
+    a table without an integer key in one batch, in the order of its rows' ``repr``."""
+    if table.key is None:
+        rows = sorted((_plain(r) for r in conn.execute(
+            f"SELECT {', '.join(columns)} FROM {table.name}").fetchall()), key=repr)
+        if rows:
+            yield rows
+        return
     sql = (f"SELECT {', '.join(columns)} FROM {table.name} WHERE {table.key} > ? "
            f"ORDER BY {table.key} LIMIT {BATCH}")
     after = None
     key_at = columns.index(table.key)
     while True:
-        rows = [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r)
-                for r in conn.execute(sql, (after if after is not None else -2 ** 62,)
-                                      ).fetchall()]
+        rows = [_plain(r) for r in conn.execute(sql, (after if after is not None else -2 ** 62,)
+                                                 ).fetchall()]
         if not rows:
             return
         yield rows
@@ -125,8 +145,9 @@ def copy_store(source: Engine, target: Engine, replace: bool = False,
             for rows in _batches(src, table, columns):
                 dst.executemany(insert, rows)
                 expected.add(rows)
-            target.raise_ids(dst, table.name, table.key,
-                             source.id_position(src, table.name, table.key))
+            if table.key is not None:
+                target.raise_ids(dst, table.name, table.key,
+                                 source.id_position(src, table.name, table.key))
             if _digest(dst, table, columns) != expected.result():
                 raise StoreError(f"{target.where}: the copy of {table.name} does not match "
                                  "the source; nothing was copied")

@@ -4,7 +4,17 @@ Format (the original script's, plus an optional pinned fingerprint)::
 
     {"TestServer": {"ip": "127.0.0.1", "port": 5555, "fingerprint": "SHA256:..."}}
 
-Lookup order: ``--config``, then ``./servers.json``, then HOME/servers.json.
+A server run as several nodes (a cluster, docs/CLUSTER.md) may list them all;
+connecting and reconnecting try them in order (``ip``/``port``, when given,
+come first)::
+
+    {"Team": {"addresses": ["10.0.0.1:5555", "10.0.0.2:5555", "[2001:db8::3]:5555"]}}
+
+Your own list is HOME/servers.json, where `schat servers add/remove` write.
+A ``servers.json`` in the current directory (the sample this project ships,
+as the original script had) is read as well; its entries are marked as coming
+from that file, and a name in your own list wins. ``--config FILE`` replaces
+both: that file alone is read and written.
 Rewrites are atomic and keep every key and field this module does not know.
 Top-level keys starting with ``_`` or ``$`` (comments, ``$schema``) are not servers.
 """
@@ -18,7 +28,7 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from schat.crypto.keys import normalize_fingerprint
 from schat.errors import ConfigError
@@ -39,10 +49,41 @@ class ServerEntry:
     host: str
     port: int
     fingerprint: Optional[str] = None
+    # The file the entry comes from (set when looked up through ServerLists).
+    source: Optional[Path] = None
+    # Every address of the server, in the order to try them (the first is host:port);
+    # empty for a server with one address.
+    addresses: Tuple[Tuple[str, int], ...] = ()
 
     @property
     def address(self) -> str:
+        """The first address: the one that names the server (pins, remembered logins)."""
         return format_address(self.host, self.port)
+
+    @property
+    def all_addresses(self) -> Tuple[Tuple[str, int], ...]:
+        return self.addresses or ((self.host, self.port),)
+
+    @property
+    def address_list(self) -> str:
+        """Every address, as shown: ``10.0.0.1:5555, 10.0.0.2:5555``."""
+        return ", ".join(format_address(h, p) for h, p in self.all_addresses)
+
+
+# Addresses one servers.json entry may list.
+MAX_ADDRESSES = 16
+
+
+def parse_address(text) -> Tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` -> (host, port); ValueError when malformed."""
+    if not isinstance(text, str):
+        raise ValueError("an address must be a string \"HOST:PORT\"")
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"not HOST:PORT: {text[:60]!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return check_host(host), check_port(int(port))
 
 
 def format_address(host: str, port: int) -> str:
@@ -122,12 +163,27 @@ class ServerList:
             raise ConfigError(f"{self.path}: {err}") from None
         if not isinstance(value, dict):
             raise ConfigError(f"{where} must be an object with 'ip' and 'port'")
+        listed = "addresses" in value
         for field in ("ip", "port"):
-            if field not in value:
+            if field not in value and not listed:
                 raise ConfigError(f"{where} has no '{field}'")
+        if ("ip" in value) != ("port" in value):
+            raise ConfigError(f"{where} has no '{'port' if 'ip' in value else 'ip'}'")
         try:
-            host = check_host(value["ip"])
-            port = check_port(value["port"])
+            addresses: List[Tuple[str, int]] = []
+            if "ip" in value:
+                addresses.append((check_host(value["ip"]), check_port(value["port"])))
+            if listed:
+                items = value["addresses"]
+                if not isinstance(items, list) or not items:
+                    raise ValueError("'addresses' must be a list of \"HOST:PORT\" strings")
+                if len(items) > MAX_ADDRESSES:
+                    raise ValueError(f"'addresses' lists more than {MAX_ADDRESSES}")
+                for item in items:
+                    address = parse_address(item)
+                    if address not in addresses:
+                        addresses.append(address)
+            (host, port) = addresses[0]
             fp = value.get("fingerprint")
             if fp is not None:
                 if not isinstance(fp, str):
@@ -138,7 +194,8 @@ class ServerList:
                     raise ValueError(f"bad 'fingerprint': {err}") from None
         except ValueError as err:
             raise ConfigError(f"{where}: {err}") from None
-        return ServerEntry(name, host, port, fp)
+        return ServerEntry(name, host, port, fp,
+                           addresses=tuple(addresses) if len(addresses) > 1 else ())
 
     def entries(self) -> List[ServerEntry]:
         return list(self._entries.values())
@@ -158,8 +215,9 @@ class ServerList:
         return self._entries.get(name)
 
     def add(self, name: str, host: str, port: int, fingerprint: Optional[str] = None,
-            replace: bool = False) -> ServerEntry:
-        """Add (or with ``replace``, update) a server; other fields of an entry are kept."""
+            replace: bool = False, more: Tuple[str, ...] = ()) -> ServerEntry:
+        """Add (or with ``replace``, update) a server; other fields of an entry are kept.
+        ``more``: further addresses (``HOST:PORT``) to try after ``host:port``."""
         check_server_name(name)
         if name in self._entries and not replace:
             raise ConfigError(f"{self.path}: server {name!r} already exists; use --force to replace it")
@@ -167,18 +225,31 @@ class ServerList:
             host = check_host(host)
             port = check_port(port)
             fingerprint = normalize_fingerprint(fingerprint) if fingerprint else None
+            addresses = [(host, port)]
+            for text in more:
+                address = parse_address(text)
+                if address not in addresses:
+                    addresses.append(address)
+            if len(addresses) > MAX_ADDRESSES:
+                raise ValueError(f"at most {MAX_ADDRESSES} addresses")
         except ValueError as err:
             raise ConfigError(str(err).replace("'ip'", "the address")) from None
         old = self.data.get(name)
         value = OrderedDict(old) if isinstance(old, dict) else OrderedDict()
         value["ip"] = host
         value["port"] = port
+        if len(addresses) > 1:
+            value["addresses"] = [format_address(h, p) for h, p in addresses[1:]]
+        else:
+            value.pop("addresses", None)
         if fingerprint:
             value["fingerprint"] = fingerprint
         else:
             value.pop("fingerprint", None)
         self.data[name] = value
-        self._entries[name] = ServerEntry(name, host, port, fingerprint)
+        self._entries[name] = ServerEntry(name, host, port, fingerprint,
+                                          addresses=tuple(addresses) if len(addresses) > 1
+                                          else ())
         return self._entries[name]
 
     def remove(self, name: str) -> ServerEntry:
@@ -199,29 +270,109 @@ class ServerList:
             raise ConfigError(f"{self.path}: cannot write ({err.strerror})") from None
 
 
+LOCAL_NAME = "servers.json"
+# How `servers list` and error messages name the file in the current directory.
+LOCAL_LABEL = "./servers.json"
+
+
 def find_servers_json(config: Optional[os.PathLike | str], home: Home,
                       creating: bool = False) -> Path:
-    """Which servers.json to use: ``config``, else ./servers.json, else HOME/servers.json.
+    """The list `servers add` and `servers remove` change: ``config``, else HOME/servers.json.
 
     A ``config`` path must exist (a typo is an error, not an empty list) unless
-    ``creating``, as `servers add` is. Otherwise the result may not exist yet:
-    then it is the home's, where `servers add` creates it.
+    ``creating``, as `servers add` is. The home's file may not exist yet: then
+    `servers add` creates it.
     """
     if config:
         path = Path(config)
         if not creating and not path.exists():
             raise ConfigError(f"{path}: no such file (given with --config)")
         return path
-    local = Path("servers.json")
-    if local.is_file():
-        return local
     return home.servers_json
 
 
+def local_servers_json(home: Home) -> Optional[Path]:
+    """./servers.json when there is one and it is not the home's own file."""
+    local = Path.cwd() / LOCAL_NAME
+    if not local.is_file():
+        return None
+    try:
+        if local.resolve() == home.servers_json.resolve():
+            return None
+    except OSError:
+        return None
+    return local
+
+
+class ServerLists:
+    """Every server a client can name: your own list and, without ``--config``,
+    ./servers.json. An entry of your own hides one of the same name in ./servers.json."""
+
+    def __init__(self, own: ServerList, local: Optional[ServerList] = None,
+                 explicit: bool = False):
+        self.own = own
+        self.local = local
+        self.explicit = explicit
+
+    @classmethod
+    def load(cls, config: Optional[os.PathLike | str], home: Home) -> "ServerLists":
+        """Read the lists that apply (any problem is a one-line ConfigError naming the file)."""
+        own = ServerList.load(find_servers_json(config, home), missing_ok=not config)
+        if config:
+            return cls(own, explicit=True)
+        local = local_servers_json(home)
+        return cls(own, ServerList.load(local) if local is not None else None)
+
+    def label(self, path: Path) -> str:
+        """How a file is named to the user: ``home``, ``./servers.json`` or its path."""
+        if self.local is not None and path == self.local.path:
+            return LOCAL_LABEL
+        return str(path) if self.explicit else "home"
+
+    def entries(self) -> List[ServerEntry]:
+        """Every usable entry, yours first, each with its ``source``."""
+        result = [_sourced(e, self.own.path) for e in self.own.entries()]
+        if self.local is not None:
+            result += [_sourced(e, self.local.path) for e in self.local.entries()
+                       if self.own.find(e.name) is None]
+        return result
+
+    def hidden(self) -> List[ServerEntry]:
+        """Entries of ./servers.json hidden by one of yours with the same name."""
+        if self.local is None:
+            return []
+        return [_sourced(e, self.local.path) for e in self.local.entries()
+                if self.own.find(e.name) is not None]
+
+    def find(self, name: str) -> Optional[ServerEntry]:
+        return next((e for e in self.entries() if e.name == name), None)
+
+    def get(self, name: str) -> ServerEntry:
+        """The server called ``name``; an unknown name is a ConfigError that lists the known."""
+        entry = self.find(name)
+        if entry is not None:
+            return entry
+        shown = name[:64]
+        known = [e.name + ("" if e.source == self.own.path else f" ({self.label(e.source)})")
+                 for e in self.entries()]
+        where = f"{self.own.path}: " if self.explicit else ""
+        if not known:
+            raise ConfigError(f"{where}no server named {shown!r}: you have no servers yet; add "
+                              f"it with `schat servers add {_arg(shown)} --ip ADDRESS --port PORT`")
+        raise ConfigError(f"{where}no server named {shown!r} (known: {', '.join(known)}); add it "
+                          f"with `schat servers add {_arg(shown)} --ip ADDRESS --port PORT`")
+
+
+def _sourced(entry: ServerEntry, path: Path) -> ServerEntry:
+    return ServerEntry(entry.name, entry.host, entry.port, entry.fingerprint, path,
+                       entry.addresses)
+
+
+def _arg(name: str) -> str:
+    # Shown inside a suggested command: only a valid server name is echoed as it is.
+    return name if SERVER_NAME_RE.fullmatch(name) else "NAME"
+
+
 def resolve_server(config: Optional[os.PathLike | str], home: Home, name: str) -> ServerEntry:
-    """Look ``name`` up in the servers.json that applies."""
-    path = find_servers_json(config, home)
-    if not path.exists():
-        raise ConfigError(f"no servers.json found (looked for --config, ./servers.json and "
-                          f"{home.servers_json}); add one with `schat servers add`")
-    return ServerList.load(path).get(name)
+    """Look ``name`` up in the lists that apply (yours, then ./servers.json)."""
+    return ServerLists.load(config, home).get(name)

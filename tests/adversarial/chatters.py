@@ -1,8 +1,9 @@
 """Members chatting from one single-threaded asyncio process, with a latency probe.
 
-Usage: python chatters.py HOST PORT COUNT
+Usage: python chatters.py HOST PORT COUNT [PROBE_INTERVAL]
 Logs in member0..member{COUNT-1} (password "<name>-pass-1"), then prints "ready".
-member0 sends a probe line every 10 ms, member1 receives the probes, the
+member0 sends a probe line every PROBE_INTERVAL seconds (default 2 ms),
+member1 receives the probes, the
 others say a line every 200 ms. At end of stdin (or after MAX_RUN seconds)
 sending stops, the probes and acks still in flight are awaited, and one JSON
 object is printed: {"samples": [[sent, latency], ...], "lost": n,
@@ -132,7 +133,7 @@ async def paced(interval: float, offset: float, stop: asyncio.Event, action) -> 
         i += 1
 
 
-async def main(host: str, port: int, count: int) -> Dict:
+async def main(host: str, port: int, count: int, probe_interval: float = PROBE_INTERVAL) -> Dict:
     members: List[Member] = [await connect(host, port, f"member{i}") for i in range(count)]
     probe, watcher, talkers = members[0], members[1], members[2:]
     sent: Dict[str, float] = {}
@@ -161,7 +162,7 @@ async def main(host: str, port: int, count: int) -> Dict:
                for m in members]
     print("ready", flush=True)
     stop = asyncio.Event()
-    senders = [asyncio.ensure_future(paced(PROBE_INTERVAL, 0.0, stop, send_probe))]
+    senders = [asyncio.ensure_future(paced(probe_interval, 0.0, stop, send_probe))]
     for n, member in enumerate(talkers):
         senders.append(asyncio.ensure_future(paced(
             TALK_INTERVAL, TALK_INTERVAL * n / len(talkers), stop,
@@ -185,5 +186,6 @@ async def main(host: str, port: int, count: int) -> Dict:
 
 
 if __name__ == "__main__":
-    result = asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
+    interval = float(sys.argv[4]) if len(sys.argv) > 4 else PROBE_INTERVAL
+    result = asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), interval))
     print(json.dumps(result), flush=True)

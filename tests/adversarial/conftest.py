@@ -1,4 +1,5 @@
 import logging
+import os
 
 import pytest
 
@@ -10,3 +11,14 @@ def server_log(caplog):
     """The server's log records (INFO and up) for the test."""
     caplog.set_level(logging.INFO, logger="schat")
     return caplog
+
+
+@pytest.fixture
+def server_cpu():
+    """Run this test's in-process server (its loop and worker threads) on one core."""
+    from latency import split_cpus
+
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, split_cpus()[0])
+    yield
+    os.sched_setaffinity(0, before)

@@ -45,10 +45,13 @@ def reset(sock: socket.socket) -> None:
 class RawPeer:
     """One TCP connection whose every byte the test controls."""
 
-    def __init__(self, srv: RunningServer, source: Optional[str] = None):
+    def __init__(self, srv: RunningServer, source: Optional[str] = None,
+                 rcvbuf: Optional[int] = None):
         self.srv = srv
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.settimeout(SOCK_TIMEOUT)
+        if rcvbuf is not None:  # a small receive window: the server's output backs up soon
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         if source is not None:
             self.sock.bind((source, 0))
         self.sock.connect((srv.host, srv.port))

@@ -139,7 +139,8 @@ def test_sigkill_during_signup_burst_keeps_every_confirmed_account(tmp_path, run
     make_store(home).close()
     # One crypto thread: the sign-ups queue up, so many are in flight at the kill.
     srv = ServeProcess(home, "--crypto-workers", "1", "--max-pending-logins", "256",
-                       "--max-unauthenticated-per-ip", "256", "--penalty-base", "0")
+                       "--max-unauthenticated-per-ip", "256", "--penalty-base", "0",
+                       "--signups-per-hour", "0")
     names = [f"burst{i:02d}" for i in range(SIGNUPS)]
     peers: List[RawPeer] = []
     confirmed: List[str] = []
@@ -322,8 +323,9 @@ def test_truncated_servers_json(runner, home, content):
 
 
 @pytest.mark.parametrize("cut", range(3), ids=["begin-line-only", "half", "no-end-line"])
-def test_truncated_private_key(runner, home, cut):
-    write_servers_json(home, 1)  # never reached: the key is read before connecting
+def test_truncated_private_key(runner, home, served, cut):
+    # As ssh: the server is reached (and its key checked) first, then the key file is read.
+    write_servers_json(home, served)
     keydir = home / "keys"
     keydir.mkdir(mode=0o700)
     shutil.copyfile(KEY_DIR / "alice.pub.pem", keydir / "alice.pub.pem")
@@ -331,9 +333,9 @@ def test_truncated_private_key(runner, home, cut):
     path.write_bytes(cuts((KEY_DIR / "alice.pem").read_bytes())[cut])
     path.chmod(0o600)
     before = path.read_bytes()
-    for args in (["login", "local", "--user", "alice"],
-                 ["connect", "local", "--user", "alice"],
-                 ["login", "local", "--user", "bob", "--key", str(path)]):
+    for args in (["login", "local", "--user", "alice", "--accept-new"],
+                 ["connect", "local", "--user", "alice", "--accept-new"],
+                 ["login", "local", "--user", "bob", "--key", str(path), "--accept-new"]):
         res = invoke(runner, *args, env=ALICE)
         assert_refused(res, path, says="not a valid RSA private key (corrupt or truncated PEM)")
         assert path.read_bytes() == before, args
@@ -343,14 +345,14 @@ def test_truncated_private_key(runner, home, cut):
     assert path.read_bytes() == before
 
 
-def test_truncated_encrypted_private_key(runner, home, user_keys):
-    write_servers_json(home, 1)
+def test_truncated_encrypted_private_key(runner, home, served, user_keys):
+    write_servers_json(home, served)
     path = home / "keys" / "alice.pem"
     path.parent.mkdir(mode=0o700)
     data = keys.export_private_pem(user_keys["alice"], "lime-tree-41")
     path.write_bytes(data[:len(data) // 2])
     before = path.read_bytes()
-    res = invoke(runner, "login", "local", "--user", "alice",
+    res = invoke(runner, "login", "local", "--user", "alice", "--accept-new",
                  env=dict(ALICE, SCHAT_KEY_PASSPHRASE="lime-tree-41"))
     assert_refused(res, path, says="wrong passphrase, or the private key file is corrupt")
     assert path.read_bytes() == before

@@ -37,7 +37,7 @@ def test_unauthenticated_caps_refuse_the_extras(server_factory, server_log):
 
 
 def test_only_the_stalled_reader_is_dropped(server_factory, server_log):
-    srv = server_factory(outbound_cap=64 * 1024, rate_limit=0)
+    srv = server_factory(outbound_cap=64 * 1024, rate_limit=0, address_rate_limit=0)
     carol_watch = srv.login("carol")
     chat = Chatter(srv)
     stalled = RawPeer(srv)

@@ -21,8 +21,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
 from hostile import disconnect_reasons, rss_bytes
+from latency import on_client_cpu, p99, quiet_p99
 
 MEMBERS = 20
 FLOOD = 200
@@ -36,24 +36,6 @@ HERE = Path(__file__).parent
 ROOT = HERE.resolve().parents[1]
 
 
-def _p99(samples, start: float, end: float) -> float:
-    """p99 latency of the probes sent within [start, end)."""
-    window = [lat for sent, lat in samples if start <= sent < end]
-    assert len(window) >= 10, f"only {len(window)} probes in a {end - start:.2f} s window"
-    return statistics.quantiles(window, n=100, method="inclusive")[98]
-
-
-def _quiet_p99(samples, start: float, end: float, width: float) -> float:
-    """Median p99 over the quiet period cut into windows as long as a flood round.
-
-    Equal windows hold about as many probes as a flood round, so both figures
-    are the same estimate from the same number of samples.
-    """
-    count = max(1, int((end - start) // width))
-    return statistics.median(_p99(samples, start + k * width, start + (k + 1) * width)
-                             for k in range(count))
-
-
 def _peak_rss() -> int:
     """This process's peak resident set size (VmHWM), in bytes."""
     with open("/proc/self/status") as f:
@@ -63,25 +45,12 @@ def _peak_rss() -> int:
     raise AssertionError("no VmHWM in /proc/self/status")
 
 
-def _split_cpus():
-    """(server CPUs, client CPUs): the server gets a core of its own when there are two,
-    as on a real host whose members and attackers are elsewhere (like the benchmark)."""
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        return set(cpus), set(cpus)
-    return {cpus[0]}, set(cpus[1:])
-
-
-def _on_client_cpu():
-    os.sched_setaffinity(0, _split_cpus()[1])
-
-
 def _flood(srv, env):
     """One flood round from its own process; (its JSON report, peak pending crypto jobs)."""
     proc = subprocess.Popen(
         [sys.executable, str(HERE / "flood_logins.py"), srv.host, str(srv.port), str(FLOOD),
          str(FLOOD_PARALLEL)], stdout=subprocess.PIPE, env=env, text=True,
-        preexec_fn=_on_client_cpu)
+        preexec_fn=on_client_cpu)
     peak = 0
     deadline = time.monotonic() + 30
     try:
@@ -97,17 +66,9 @@ def _flood(srv, env):
         proc.stdout.close()
 
 
-@pytest.fixture
-def server_cpu():
-    """Run this test's in-process server (its loop and worker threads) on one core."""
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, _split_cpus()[0])
-    yield
-    os.sched_setaffinity(0, before)
-
-
 def test_login_flood_keeps_chat_latency(server_cpu, server_factory, server_log):
-    srv = server_factory(crypto_workers=1, max_pending_logins=8, rate_limit=0, penalty_base=0,
+    srv = server_factory(crypto_workers=1, max_pending_logins=8, rate_limit=0,
+                         address_rate_limit=0, penalty_base=0,
                          max_unauthenticated=1000, max_unauthenticated_per_ip=1000)
     for i in range(MEMBERS):
         srv.store.add(f"member{i}", f"member{i}-pass-1")
@@ -115,7 +76,7 @@ def test_login_flood_keeps_chat_latency(server_cpu, server_factory, server_log):
     chatters = subprocess.Popen(
         [sys.executable, str(HERE / "chatters.py"), srv.host, str(srv.port), str(MEMBERS)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True,
-        preexec_fn=_on_client_cpu)
+        preexec_fn=on_client_cpu)
     try:
         assert chatters.stdout.readline().strip() == "ready"
         quiet_start = time.monotonic()
@@ -131,14 +92,14 @@ def test_login_flood_keeps_chat_latency(server_cpu, server_factory, server_log):
     chat = json.loads(out)
     assert chat["errors"] == [] and chat["lost"] == 0 and chat["unacked"] == 0, chat
     samples = chat["samples"]
-    flood_p99 = statistics.median(_p99(samples, r["start"], r["end"]) for r, _ in rounds)
+    flood_p99 = statistics.median(p99(samples, r["start"], r["end"]) for r, _ in rounds)
     width = statistics.median(r["end"] - r["start"] for r, _ in rounds)
-    quiet_p99 = _quiet_p99(samples, quiet_start, quiet_end, width)
+    quiet = quiet_p99(samples, quiet_start, quiet_end, width)
     answers = Counter()
     for report, _ in rounds:
         answers.update(report["answers"])
     peak_pending = max(peak for _, peak in rounds)
-    print(f"\nchat latency p99: quiet {quiet_p99 * 1000:.2f} ms, under a {FLOOD}-login flood "
+    print(f"\nchat latency p99: quiet {quiet * 1000:.2f} ms, under a {FLOOD}-login flood "
           f"{flood_p99 * 1000:.2f} ms (median of {ROUNDS} rounds of {width:.2f} s); "
           f"answers {dict(answers)}; peak pending crypto jobs {peak_pending}; "
           f"RSS growth {rss_growth >> 10} KiB, peak RSS {_peak_rss() >> 20} MiB")
@@ -152,5 +113,5 @@ def test_login_flood_keeps_chat_latency(server_cpu, server_factory, server_log):
     assert busy_closes == answers["busy"] + answers["closed"]
     assert peak_pending <= 1 + 8
     assert rss_growth < 64 << 20
-    assert flood_p99 <= 2 * quiet_p99, (
-        f"chat p99 {flood_p99 * 1000:.1f} ms under the flood vs {quiet_p99 * 1000:.1f} ms quiet")
+    assert flood_p99 <= 2 * quiet, (
+        f"chat p99 {flood_p99 * 1000:.1f} ms under the flood vs {quiet * 1000:.1f} ms quiet")

@@ -21,7 +21,8 @@ import pytest
 from chatkit import PASSWORDS, WAIT, make_store
 from schat.client.dm import DmClient
 from schat.client.local_events import LocalWarning, PrivateMessage
-from schat.client.session import ClientSession, ServerKeyChanged
+from schat.client.session import ClientSession
+from schat.client.trust import ServerKeyChanged
 from schat.crypto import envelope as ev
 from schat.crypto.keys import fingerprint, public_der
 from schat.paths import Home

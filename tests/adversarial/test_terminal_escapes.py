@@ -140,9 +140,7 @@ def test_the_chat_screen_prints_no_payload_raw(evil_home, host_key):
     home = evil_home(login, host_key)
     child = spawn(home, ["connect", "evil", "--user", "alice", "--accept-new", "--no-bell"])
     try:
-        child.expect(b"Log in or sign up")
-        child.sendline("")
-        child.expect(b"Generate one now")
+        child.expect(b"Generate one and register it")
         child.sendline("n")
         child.expect(b"PWNED-TITLE")
         child.expect(b" end")

@@ -28,6 +28,7 @@ class Recorder(Sink):
     def __init__(self):
         self.got: Dict[str, List] = {}
         self.closed: Dict[str, tuple] = {}
+        self.answer_cids: Dict[str, List[tuple]] = {}
         self.deliveries = 0
 
     def deliver(self, event, members, exclude=None):
@@ -36,8 +37,10 @@ class Recorder(Sink):
                 self.got.setdefault(m.name, []).append(event)
                 self.deliveries += 1
 
-    def reply(self, member, event):
+    def reply(self, member, event, cid=None):
         self.got.setdefault(member.name, []).append(event)
+        # The request each answer was given for (by event identity: events may be shared).
+        self.answer_cids.setdefault(member.name, []).append((event, cid))
 
     def close(self, member, code, reason):
         self.closed[member.name] = (code, reason)

@@ -314,4 +314,32 @@ def test_state_reloads_from_the_store():
     assert room.topic == "the topic" and room.owner == "ann"
     assert room.restrictions.get("ban", "bob", again.chat.now_ms()).reason == "rude"
     assert [s.text for s in room.history.unseen(0, 10)] == ["kept"]
-    assert again.chat._next_id > w.chat._next_id - 1
+    assert again.chat.ids.next() > w.chat.ids.next() - 1
+
+
+def test_away_is_member_state_shown_in_who_and_names_per_room():
+    w = World(ChatLimits(away_chars=20))
+    ann, bob, cat = w.login("ann"), w.login("bob"), w.login("cat")
+    w.cmd(bob, "/join #dev")
+    w.cmd(ann, "/join #dev")
+    w.clear()
+    assert w.cmd(bob, "/away  at   lunch\t") is None
+    assert bob.away == "at lunch"
+    assert w.sink.got.get("ann", []) == [] and w.sink.got.get("cat", []) == []  # not announced
+    w.cmd(cat, "/who")                                  # #lobby: everyone is in it
+    (names,) = w.sink.take("cat", ev.Names)
+    assert names.room == "#lobby" and names.away == (("bob", "at lunch"),)
+    w.cmd(ann, "/names #dev")
+    (names,) = w.sink.take("ann", ev.Names)
+    assert names.users == ("ann", "bob") and names.away == (("bob", "at lunch"),)
+    refused = w.cmd(bob, "/away " + "x" * 21)
+    assert refused.code == "limit" and "at most 20 characters" in refused.text
+    refused = w.cmd(bob, "/away \x07bell")
+    assert refused.code == "invalid" and "an away message" in refused.text
+    assert bob.away == "at lunch"                       # a refusal changes nothing
+    w.cmd(bob, "/away")
+    w.cmd(cat, "/who")
+    assert w.sink.take("cat", ev.Names)[0].away == ()
+    w.cmd(bob, "/away gone")
+    again = w.login("bob")                              # a new login starts present
+    assert again.away is None

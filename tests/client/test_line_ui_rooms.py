@@ -104,3 +104,13 @@ def test_a_line_after_a_refused_join_is_refused_not_misdirected(chat_server, tmp
     assert until(carol, messages.ChatMessage).text == "sync"   # nothing else reached the lobby
     for c in (bob, carol):
         c.close()
+
+
+def test_away_members_in_line_and_json_modes():
+    users = messages.Users(users=("ann", "bob"), room="#dev",
+                           away=({"user": "bob", "text": "lunch\n\x1b[2Jback at 2"},))
+    assert format_text(users) == "#dev (2): ann, bob (away: lunch⏎^[[2Jback at 2)"
+    record = json.loads(format_json(users))
+    assert record["away"] == {"bob": "lunch\n\x1b[2Jback at 2"} and record["room"] == "#dev"
+    assert "\x1b" not in format_json(users)            # escaped in the JSON text itself
+    assert "away" not in json.loads(format_json(messages.Users(users=("ann",))))

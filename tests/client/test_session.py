@@ -7,7 +7,9 @@ import hashlib
 import pytest
 
 from chatkit import PASSWORDS, Client
-from schat.client.session import ClientSession, Disconnected, Pacer, ServerKeyChanged
+from schat.client.pacing import Pacer
+from schat.client.session import ClientSession, Disconnected
+from schat.client.trust import ServerKeyChanged
 from schat.crypto.keys import fingerprint, public_der
 from schat.errors import AuthenticationFailed, ConnectionFailed, TrustError
 from schat.protocol import messages

@@ -10,7 +10,7 @@ import pytest
 from prompt_toolkit.data_structures import Size
 from prompt_toolkit.layout.menus import CompletionsMenuControl
 
-from chatkit import PASSWORDS, WAIT
+from chatkit import PASSWORDS, WAIT, Client
 from schat.client.completion import COMMANDS
 from schat.client.history import ChatHistory, history_path
 from schat.protocol import messages
@@ -29,8 +29,9 @@ def test_half_typed_line_survives_incoming_messages(server_factory, screens):
     assert screen.tui.buffer.text == "half-typed wo"
     assert screen.tui.buffer.cursor_position == cursor
     # Redrawn after the burst, below the printed lines: the prompt and the text again.
-    redrawn = lambda: "alice> \x1b[0mhalf-typed wo" in screen.out.getvalue().rsplit(  # noqa: E731
-        "burst 39", 1)[1]
+    redrawn = lambda: re.search(  # noqa: E731
+        r"alice\S* \S*#lobby\S*> \x1b\[0mhalf-typed wo",
+        screen.out.getvalue().rsplit("burst 39", 1)[1])
     screen.wait(redrawn, "the input line redrawn below the burst")
     screen.type("rd\r")
     got = bob.next(messages.ChatMessage)
@@ -108,7 +109,14 @@ def test_paste_is_one_message_and_oversized_paste_is_refused(chat_server, screen
     screen.type_and_wait(PASTE_START + big + PASTE_END, big)
     screen.type("\r")
     screen.wait_printed("over the 4096-byte limit")
-    assert screen.tui.buffer.text == big
+    # The refused text leaves the input line, so the warning stays in sight (a
+    # 5,000-character input area would fill the terminal) and what is typed next
+    # does not land behind it; Up brings it back.
+    assert "(Up brings the line back)" in " ".join(screen.tui.printed[-1].split())
+    screen.wait(lambda: screen.tui.buffer.text == ""
+                and screen.tui.app.renderer.last_rendered_screen is not None
+                and len(screen.rows()[0]) <= 3, "the input area back to one row")
+    screen.type_and_wait("\x1b[A", big)
     screen.type_and_wait("\x03", "")
     bob.session.who()
     assert isinstance(bob.next(), messages.Users)  # nothing from alice came in between
@@ -119,8 +127,10 @@ def test_commands_help_unknown_me_and_private(chat_server, screens):
     screen = screens(logged_in(chat_server, "alice"))
     screen.type("/help\r")
     screen.wait_printed("/msg NAME TEXT")
-    screen.type_and_wait("/hlep\r", "/hlep")  # kept so it can be fixed
+    screen.type("/hlep\r")
     screen.wait_printed("unknown command /hlep; did you mean /help?")
+    assert screen.tui.buffer.text == ""  # what is typed next does not land behind it
+    screen.type_and_wait("\x1b[A", "/hlep")  # Up brings it back to fix
     screen.type_and_wait("\x03/me waves\r", "")
     assert bob.next(messages.ChatMessage).action is True
     screen.wait_printed("* alice waves")
@@ -172,7 +182,8 @@ def test_reconnects_after_server_restart_keeping_the_typed_text(server_factory, 
 
 
 def test_schat_connect_in_a_terminal_uses_the_chat_screen(chat_server, tmp_path):
-    """The real CLI under a pseudo-terminal: prompts, the chat screen, a message each way."""
+    """The real CLI under a pseudo-terminal: the first connect asks only about a key (once),
+    the second is `schat connect lab` alone and asks only for the password."""
     pexpect = pytest.importorskip("pexpect")
     import json
     import sys
@@ -187,16 +198,20 @@ def test_schat_connect_in_a_terminal_uses_the_chat_screen(chat_server, tmp_path)
                TERM="xterm", NO_COLOR="1",
                PYTHONPATH=os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])))
     bob = chat_server.login("bob")
-    child = pexpect.spawn(sys.executable, ["-m", "schat", "connect", "lab", "--user", "alice",
-                                           "--accept-new", "--no-bell"],
-                          env=env, cwd=str(tmp_path), encoding="utf-8", timeout=WAIT,
-                          dimensions=(24, 80))
+
+    def spawn(*args, environ=env):
+        return pexpect.spawn(sys.executable, ["-m", "schat", "connect", "lab", *args],
+                             env=environ, cwd=str(tmp_path), encoding="utf-8", timeout=WAIT,
+                             dimensions=(24, 80))
+
+    child = spawn("--user", "alice", "--accept-new", "--no-bell")
     try:
-        child.expect("Log in or sign up")
-        child.sendline("")
-        child.expect("Generate one now")  # no key pair yet: chat with the password alone
-        child.sendline("n")
-        child.expect("lab · alice · 2 online · connected")
+        # No "log in or sign up?" question: connect logs in.
+        child.expect(r"Generate one and register it on lab\? This sends your password")
+        child.sendline("n")  # no key pair yet: chat with the password alone
+        child.expect("Not asked again for lab")
+        # Your name for the server, and the name it announces.
+        child.expect(r"lab \(testsrv\) · alice · \S*\[1:#lobby\]\S* · 2 here · connected")
         bob.session.say("hello alice")
         child.expect(r"bob\S{0,20}> \S{0,20}hello alice")
         child.send("hi bob\r")
@@ -207,9 +222,25 @@ def test_schat_connect_in_a_terminal_uses_the_chat_screen(chat_server, tmp_path)
     finally:
         child.close(force=True)
     assert child.exitstatus == 0
+    assert "Log in or sign up" not in child.before
     history = home / "history" / "lab"
     assert history.read_text() == "hi bob\n"
     assert stat.S_IMODE(os.stat(history).st_mode) == 0o600
+
+    # The second time: the name alone; the user is remembered, the key offer is not
+    # repeated, and the one question is the password.
+    quiet = {k: v for k, v in env.items() if k != "SCHAT_PASSWORD"}
+    child = spawn(environ=quiet)
+    try:
+        child.expect_exact("Password for alice on lab: ")
+        child.sendline(PASSWORDS["alice"])
+        child.expect(r"lab \(testsrv\) · alice · \S*\[1:#lobby\]\S* · 2 here · connected")
+        child.send("\x04")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
+    assert "Generate" not in child.before and "User name" not in child.before
 
 
 def test_long_lines_follow_a_terminal_resize(chat_server, screens):
@@ -250,7 +281,7 @@ def test_completion_menu_has_room_on_a_full_screen(server_factory, screens):
     assert menu.height == len(COMMANDS)
     drawn = "\n".join(rows[menu.ypos:menu.ypos + menu.height])
     assert all(f"/{name}" in drawn for name in COMMANDS)
-    assert "alice · 2 online · connected" in rows[-1]  # the toolbar, not covered
+    assert "alice · [1:#lobby] · 2 here · connected" in rows[-1]  # the toolbar, not covered
     assert menu.ypos + menu.height <= len(rows) - 1
 
 
@@ -277,3 +308,148 @@ def test_leaving_after_the_server_went_away_exits_1(server_factory, screens):
     assert screen.tui.state == "offline" and "online" not in screen.toolbar()
     assert screen.leave() == 1
     assert screen.tui.lost
+
+
+def test_type_ahead_sends_every_enter(server_factory, screens):
+    """Lines typed faster than the screen reads them (several in one read): each its own
+    message, in order, nothing merged."""
+    chat_server = server_factory(rate_limit=0)
+    bob = chat_server.login("bob")
+    screen = screens(logged_in(chat_server, "alice"))
+    screen.type("".join(f"m{i}\r" for i in range(1, 13)))  # one read: type-ahead
+    for i in range(13, 25):                                 # and one write each, at once
+        screen.type(f"m{i}\r")
+    got = [bob.next(messages.ChatMessage).text for _ in range(24)]
+    assert got == [f"m{i}" for i in range(1, 25)]
+    screen.wait_printed("<alice> m24")
+    assert screen.tui.buffer.text == ""
+
+
+def test_paste_without_brackets_over_several_reads_keeps_every_line_break(chat_server,
+                                                                          screens):
+    bob = chat_server.login("bob")
+    screen = screens(logged_in(chat_server, "alice"))
+    lines = [f"line {i:03d} " + "x" * 47 for i in range(60)]
+    lines[30] = ""  # an empty line inside the paste is kept too
+    text = "\r".join(lines) + "\r"  # as a terminal sends a paste: CR for each line break
+    assert len(text) > 3 * 1024  # more than three reads of the terminal
+    screen.type_and_wait(text, "\n".join(lines))
+    screen.type("\r")
+    assert bob.next(messages.ChatMessage).text == "\n".join(lines)
+    # And it was one message: the next thing bob gets is his own /who answer.
+    bob.session.who()
+    assert isinstance(bob.next(), messages.Users)
+    # A paste sent in pieces with a pause shorter than a person types stays one paste.
+    screen.wait(lambda: screen.tui.buffer.text == "", "the input line emptied")
+    first, second = text[:1500], text[1500:]
+    screen.type(first)
+    screen.type(second)
+    screen.wait(lambda: screen.tui.buffer.text == "\n".join(lines) and not screen.tui.paste.pasting,
+                "the paste in the input line")
+    screen.type("\r")
+    assert bob.next(messages.ChatMessage).text == "\n".join(lines)
+
+
+def test_welcome_and_toolbar_show_your_name_for_the_server_and_its_own(chat_server,
+                                                                       screens):
+    screen = screens(logged_in(chat_server, "alice"), server="lab")
+    assert "connected to lab (testsrv) as alice" in screen.tui.printed[0]
+    screen.wait(lambda: screen.tui.rooms.known, "the rooms")
+    assert screen.toolbar() == " lab (testsrv) · alice · [1:#lobby] · 1 here · connected "
+    same = screens(logged_in(chat_server, "bob"), server="TestSrv")
+    assert "connected to TestSrv as bob" in same.tui.printed[0]  # one name, shown once
+
+
+def test_narrow_toolbar_keeps_the_connection_state(server_factory, screens):
+    server = server_factory()
+    screen = screens(logged_in(server, "alice"), server="lab", columns=24)
+    bar = screen.toolbar()
+    assert bar.rstrip().endswith("connected") and len(bar) <= 24, bar
+    server.thread.stop()
+    screen.wait(lambda: "offline" in screen.toolbar(), "the toolbar offline")
+    assert len(screen.toolbar()) <= 24
+    screen.size = Size(rows=24, columns=80)
+    # Still in your rooms: the current one is where your lines go once back.
+    assert screen.toolbar() == " lab (testsrv) · alice · [1:#lobby] · offline "
+
+
+def test_irc_habits_names_exit_and_did_you_mean_by_meaning(chat_server, screens):
+    chat_server.login("bob")
+    screen = screens(logged_in(chat_server, "alice"))
+    screen.type("/names\r")
+    screen.wait_printed("2 online: alice, bob")
+    screen.type("/list\r")                    # IRC's /list: the rooms
+    screen.wait_printed("rooms (1):")
+    screen.type("/users\r")
+    screen.wait_printed("unknown command /users; did you mean /who?")
+    screen.type("\x03")  # Ctrl-C on an empty line says how to leave, and stays
+    screen.wait_printed("Ctrl-D or /quit to leave")
+    screen.type("/exit\r")
+    screen.thread.join(WAIT)
+    assert not screen.thread.is_alive() and screen.result == 0
+
+
+def test_away_is_shown_in_who_and_in_your_toolbar(chat_server, screens):
+    bob = chat_server.login("bob")
+    screen = screens(logged_in(chat_server, "alice"))
+    screen.type("/away at lunch\r")
+    screen.wait_printed("you are away: at lunch")
+    assert "· away ·" in screen.toolbar()
+    bob.session.command("/who")
+    assert bob.next(messages.Users).away == ({"user": "alice", "text": "at lunch"},)
+    screen.type("/names\r")
+    screen.wait_printed("2 online: alice (away: at lunch), bob")
+    old = chat_server.session(features=())     # a client that knows no rooms nor away
+    old.login_password("carol", PASSWORDS["carol"])
+    carol = Client(old)
+    carol.session.command("/who")
+    assert carol.next(messages.Users).away == ()
+    assert carol.next(messages.Notice).text == "away: alice (at lunch)"
+    carol.close()
+    screen.type("/away\r")
+    screen.wait_printed("you are back")
+    assert "away" not in screen.toolbar()
+
+
+def test_ignore_hides_a_member_and_is_kept_for_the_next_session(chat_server, screens,
+                                                                 tmp_path):
+    from schat.client.chat_screen import Ignores
+    from schat.store.server_memory import ServerMemory
+
+    store = Ignores(ServerMemory(tmp_path / "server_memory.json"), "lab", "127.0.0.1:1")
+    bob, carol = chat_server.login("bob"), chat_server.login("carol")
+    screen = screens(logged_in(chat_server, "alice"), ignores=store)
+    screen.type("/ignore bob\r")
+    screen.wait_printed("ignoring bob")
+    bob.session.say("buy my stuff, alice")
+    carol.session.say("hello alice")
+    screen.wait_printed("<carol> hello alice")
+    assert not any("buy my stuff" in line for line in screen.tui.printed)
+    assert screen.bells() == 1  # carol's mention only
+    screen.type("/ignore\r")
+    screen.wait_printed("ignoring: bob")
+    screen.leave()
+
+    again = screens(logged_in(chat_server, "alice"), ignores=store)
+    bob.session.say("still here")
+    carol.session.say("me too")
+    again.wait_printed("<carol> me too")
+    assert not any("still here" in line for line in again.tui.printed)
+    again.type("/unignore bob\r")
+    again.wait_printed("no longer ignoring bob")
+    bob.session.say("finally")
+    again.wait_printed("<bob> finally")
+    assert store.names() == []
+
+
+def test_reconnect_command_logs_in_again_at_once(chat_server, screens):
+    def reconnect():
+        return logged_in(chat_server, "alice")
+
+    # A long backoff: only /reconnect can make it come back quickly.
+    screen = screens(logged_in(chat_server, "alice"), reconnect, backoff_start=30,
+                     backoff_cap=30)
+    screen.type("/reconnect\r")
+    screen.wait_printed("disconnected: you asked to reconnect; reconnecting")
+    screen.wait_printed("back online")
+    assert screen.tui.state == "connected"

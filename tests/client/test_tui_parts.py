@@ -127,6 +127,23 @@ def test_history_is_trimmed_to_its_cap(tmp_path):
     assert stat.S_IMODE(os.stat(tmp_path / "h").st_mode) == 0o600
 
 
+def test_private_lines_stay_out_of_the_history_file(tmp_path):
+    path = history_path(tmp_path, "lab")
+    # A file from an earlier version, with a private message in it.
+    path.parent.mkdir()
+    path.write_text("hello\n/msg bob the code is 0451\n/Query carol psst\n/query carol\n")
+    h = ChatHistory(path)
+    assert list(h.load_history_strings()) == ["/query carol", "hello"]
+    assert "0451" not in path.read_text() and "psst" not in path.read_text()
+    h.append_string("/msg bob again 0452")
+    h.append_string("to the query peer", persist=False)
+    h.append_string("/who")
+    # Up still brings them back in this session...
+    assert h.get_strings()[-3:] == ["/msg bob again 0452", "to the query peer", "/who"]
+    # ...but the file never saw them.
+    assert path.read_text() == "hello\n/query carol\n/who\n"
+
+
 def test_history_path_is_a_safe_file_name(tmp_path):
     assert history_path(tmp_path, "../../etc/passwd").parent == tmp_path / "history"
     assert history_path(tmp_path, "Team Server").name == "Team_Server"
@@ -160,6 +177,25 @@ def test_unknown_command_suggests_the_closest():
     assert suggest("xyzzy") is None
 
 
+def test_unknown_command_suggests_by_meaning():
+    # IRC and other chat habits: what the word means here, not the nearest spelling.
+    assert suggest("list") == "rooms"
+    assert suggest("users") == "who"
+    assert suggest("leave") == "part"
+    assert suggest("logout") == "quit"
+    assert suggest("channels") == "rooms"
+    assert suggest("window") == "switch"
+    assert suggest("tell") == "msg"
+    assert suggest("afk") == "away"
+    assert suggest("block") == "ignore"
+
+
+def test_aliases_run_their_command():
+    assert split_command("/names") == ("who", "")
+    assert split_command("/EXIT") == ("quit", "")
+    assert "(also /names)" in help_text() and "(also /exit)" in help_text()
+
+
 def test_help_lists_every_command_with_its_usage():
     text = help_text()
     for cmd in COMMANDS.values():
@@ -181,3 +217,121 @@ def test_no_color_is_respected():
     assert colour_wanted({}) is True
     assert colour_wanted({"NO_COLOR": "1"}) is False
     assert colour_wanted({"NO_COLOR": ""}) is True
+
+
+# -- rooms ----------------------------------------------------------------------
+def rooms_with(*names, me="ann"):
+    from schat.client.tui_rooms import Rooms
+    from schat.protocol import room_messages as rm
+
+    rooms = Rooms(me)
+    for name in names:
+        rooms.apply(rm.RoomState(room=name, topic="", private=False, ops=(), users=(me, "bob"),
+                                 time=0))
+    rooms.apply(rm.Focus(room=names[0]))
+    return rooms
+
+
+def test_the_server_focus_is_followed_only_when_it_should_be():
+    from schat.protocol import room_messages as rm
+
+    rooms = rooms_with("#lobby", "#dev", "#ops")
+    assert rooms.current == "#lobby" and rooms.order() == ["#lobby", "#dev", "#ops"]
+    rooms.switch("#dev")
+    rooms.apply(rm.Focus(room="#ops"))            # the server's idea, not ours: ignored
+    assert rooms.current == "#dev"
+    # Kicked from a room that is not the current one: the current one stays.
+    rooms.apply(rm.Moderation(room="#ops", action="kick", time=0, actor="bob", target="ANN"))
+    assert rooms.current == "#dev" and rooms.order() == ["#lobby", "#dev"]
+    rooms.apply(rm.Focus(room="#lobby"))
+    assert rooms.current == "#dev"
+    # Leaving the current one: the room joined last, as the server does.
+    rooms.apply(messages.Leave(user="ann", time=0, room="#dev"))
+    assert rooms.current == "#lobby" and "#dev" in rooms.heard
+    # A /join you asked for becomes current when its state arrives.
+    rooms.joining.add("#new")
+    rooms.apply(rm.RoomState(room="#new", topic="", private=False, ops=(), users=("ann",),
+                             time=0))
+    assert rooms.current == "#new"
+    rooms.apply(rm.Focus(room=None))             # the server says: in no room
+    assert rooms.current == "#new"               # ...but ours is still there
+
+
+def test_unread_counts_and_reconnect_keep_what_you_have_not_read():
+    from schat.protocol import room_messages as rm
+
+    rooms = rooms_with("#lobby", "#dev")
+    say = lambda room, sender, text: rooms.apply(messages.ChatMessage(  # noqa: E731
+        id=1, time=0, sender=sender, text=text, room=room))
+    say("#dev", "bob", "one")
+    say("#dev", "ANN", "my own line elsewhere")      # yours: never unread
+    say(None, "bob", "in the current room")
+    assert (rooms.views["#dev"].unread, rooms.views["#lobby"].unread) == (1, 0)
+    say("#dev", "bob", "@ann look")
+    assert rooms.views["#dev"].mentioned
+    rooms.switch("#dev")
+    rooms.switch("#lobby")
+    say("#dev", "bob", "two")
+    rooms.reset()                                    # a new session
+    assert not rooms.known and rooms.current == "#lobby"
+    for name in ("#lobby", "#dev"):
+        rooms.apply(rm.RoomState(room=name, topic="", private=False, ops=(), users=("ann",),
+                                 time=0))
+    rooms.apply(rm.Focus(room="#dev"))               # the server's default: ignored
+    assert rooms.current == "#lobby" and rooms.views["#dev"].unread == 1
+
+
+def test_member_lists_in_several_messages_and_joins_leaves():
+    from schat.protocol import room_messages as rm
+
+    rooms = rooms_with("#lobby")
+    rooms.apply(rm.RoomState(room="#big", topic="", private=False, ops=(), users=("a", "b"),
+                             time=0, more=True))
+    rooms.apply(messages.Users(users=("a", "b"), more=True, room="#big"))
+    rooms.apply(messages.Users(users=("c",), room="#big"))
+    assert sorted(rooms.views["#big"].users.values()) == ["a", "b", "c"]
+    rooms.apply(messages.Join(user="Dan", time=0, room="#big"))
+    rooms.apply(messages.Leave(user="a", time=0, room="#big"))
+    rooms.apply(rm.Moderation(room="#big", action="ban", time=0, actor="x", target="b"))
+    assert sorted(rooms.views["#big"].users.values()) == ["Dan", "c"]
+
+
+def test_toolbar_with_many_rooms_on_a_narrow_terminal_keeps_what_matters():
+    from types import SimpleNamespace
+
+    from schat.client import tui_status as status
+
+    rooms = rooms_with(*[f"#room{i}" for i in range(1, 9)])
+    rooms.switch("#room5")
+    rooms.views["#room2"].unread = 4
+    rooms.views["#room7"].unread, rooms.views["#room7"].mentioned = 1, True
+    tui = SimpleNamespace(server="team", announced="", me="ann", query=None, away=None,
+                          state="connected", rooms=rooms, members={})
+    wide = plain(status.render_toolbar(status.toolbar_parts(tui), 200))
+    assert wide == (" team · ann · 1:#room1 2:#room2(4) 3:#room3 4:#room4 [5:#room5] 6:#room6 "
+                    "7:#room7(1!) 8:#room8 · 2 here · connected ")
+    # Quiet rooms go first, then rooms with unread lines; mentions and the current stay.
+    narrow = plain(status.render_toolbar(status.toolbar_parts(tui), 72))
+    assert narrow == " team · ann · 2:#room2(4) [5:#room5] 7:#room7(1!) · 2 here · connected "
+    narrower = plain(status.render_toolbar(status.toolbar_parts(tui), 60))
+    assert narrower == " team · ann · [5:#room5] 7:#room7(1!) · 2 here · connected "
+    tight = plain(status.render_toolbar(status.toolbar_parts(tui), 40))
+    assert tight.endswith(" · connected ") and len(tight) <= 40, tight
+    # The prompt says where plain lines go.
+    assert plain(status.prompt_parts(tui)) == "ann #room5"
+    tui.query = "bob"
+    assert plain(status.prompt_parts(tui)) == "ann -> bob"
+
+
+def test_room_lines_carry_their_room_and_history_is_dimmed():
+    r = Renderer("ann", width=40)
+    line = r.event(messages.ChatMessage(id=1, time=0, sender="bob", room="#dev",
+                                        text="a long line that wraps under its own text"),
+                   tag="#dev")
+    assert plain(line)[6:].startswith("#dev <bob> a long line")
+    assert plain(line).split("\n")[1].startswith(" " * 17)   # under the text, past the tag
+    old = r.event(messages.ChatMessage(id=1, time=0, sender="bob", text="earlier",
+                                       history=True))
+    assert all("class:history" in style for style, _ in old)
+    assert plain(r.event(messages.Join(user="bob", time=0, room="#dev"), tag="#dev"))[6:] == \
+        "#dev -- bob joined"

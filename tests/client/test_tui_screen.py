@@ -16,7 +16,7 @@ from schat.client.chat_screen import build_chat_screen, logs_on_screen
 from schat.client.dm import DmClient
 from schat.client.local_events import PrivateMessage
 from schat.commands.common import AppContext, setup_logging
-from schat.commands.connect import open_session
+from schat.commands.login_flow import LoginFlow
 from schat.crypto.keys import public_der
 from schat.protocol import messages
 from tuikit import Screen, logged_in, screens  # noqa: F401  (fixture)
@@ -52,17 +52,21 @@ def lab(server_factory, user_keys, tmp_path):
     return server, AppContext(home=str(home), config=str(config))
 
 
-def chat_screen(screens_opened, app, key=None, password=None, **options):
+def login_flow(app, key=None, password=None):
+    """Alice's login to "lab", as ``schat connect`` makes it (key or password set)."""
+    flow = LoginFlow(app, "lab", accept_new=True)
+    flow.user, flow.private, flow.password = "alice", key, password
+    flow.method = "key" if key is not None else "password"
+    return flow
+
+
+def chat_screen(screens_opened, app, key=None, password=None, flow=None, **options):
     """Alice's chat screen, built the way ``schat connect`` builds it."""
-    session = open_session(app, "lab", accept_new=True)
-    if key is not None:
-        session.login_key("alice", key)
-    else:
-        session.login_password("alice", password)
+    flow = flow or login_flow(app, key, password)
+    session = flow.authenticate(flow.connect())
 
     def build(input, output):
-        return build_chat_screen(app, "lab", session, "alice", key, password,
-                                 reopen=open_session, input=input, output=output, **options)
+        return build_chat_screen(app, flow, session, input=input, output=output, **options)
     screen = Screen(build=build)
     screens_opened.append(screen)
     return screen
@@ -89,7 +93,7 @@ def test_private_messages_both_ways_verified_with_the_bell(lab, opened, user_key
     screen.wait_printed("<- bob: psst, alice")
     line = screen.line_with("psst, alice")
     assert "class:warning" not in styles(line) and "class:dm" in styles(line)
-    assert "NOT VERIFIED" not in "".join(text for _, text in line)
+    assert "UNVERIFIED" not in "".join(text for _, text in line)
     screen.wait(lambda: screen.bells() == 1, "the bell")
 
     screen.type("/msg bob hello bob\r")
@@ -100,12 +104,16 @@ def test_private_messages_both_ways_verified_with_the_bell(lab, opened, user_key
     assert screen.bells() == 1  # your own messages are silent
 
 
-def test_refused_private_message_keeps_the_line(lab, opened, user_keys):
+def test_refused_private_message_is_recalled_with_up(lab, opened, user_keys):
     server, app = lab
     screen = chat_screen(opened, app, key=user_keys["alice"])
     screen.type("/msg nobody hello there\r")
     screen.wait_printed("no such user: nobody")
-    assert screen.tui.buffer.text == "/msg nobody hello there"
+    assert "(Up brings the line back)" in " ".join(screen.tui.printed[-1].split())
+    # Typed while the refusal was on its way, and after it: never glued to the old line.
+    screen.type_and_wait("/quit", "/quit")
+    screen.type_and_wait("\x03", "")
+    screen.type_and_wait("\x1b[A", "/msg nobody hello there")
     screen.type_and_wait("\x03", "")
 
 
@@ -123,7 +131,7 @@ def test_changed_key_is_a_loud_warning_and_blocks_sending(lab, opened, user_keys
     server.store.set_public_key("bob", public_der(user_keys["carol"]))
     other = Peer(server, "bob", user_keys["carol"], tmp_path / "bob_other_home")
     other.dm.send("alice", "it is really me")
-    screen.wait_printed("<- bob [NOT VERIFIED]: it is really me")
+    screen.wait_printed("<- bob [UNVERIFIED: key changed]: it is really me")
     warning = next(line for line in screen.batches
                    if "key has CHANGED" in "".join(text for _, text in line))
     assert "".join(text for _, text in warning).split(" ", 2)[1] == "!"
@@ -135,7 +143,8 @@ def test_changed_key_is_a_loud_warning_and_blocks_sending(lab, opened, user_keys
     screen.type("/msg bob are you?\r")
     screen.wait(lambda: any("/verify bob" in line for line in screen.tui.printed[shown:]),
                 "the refusal")  # refused until the new key is checked
-    assert screen.tui.buffer.text == "/msg bob are you?"
+    assert screen.tui.buffer.text == ""
+    screen.type_and_wait("\x1b[A", "/msg bob are you?")
 
 
 @pytest.mark.parametrize("login", ["password", "key"])
@@ -161,12 +170,13 @@ def test_logs_in_again_after_a_server_restart(lab, opened, user_keys, server_fac
     assert screen.leave() == 0
 
 
-def test_no_key_refuses_a_private_message_and_keeps_the_line(lab, opened):
+def test_no_key_refuses_a_private_message(lab, opened):
     server, app = lab
     screen = chat_screen(opened, app, password=PASSWORDS["alice"])
     screen.type("/msg bob hi\r")
     screen.wait_printed("need your own key")
-    assert screen.tui.buffer.text == "/msg bob hi"
+    assert screen.tui.buffer.text == ""
+    screen.type_and_wait("\x1b[A", "/msg bob hi")
 
 
 def test_log_records_print_above_the_input_line(chat_server, screens):
@@ -231,16 +241,15 @@ def test_cli_debug_logs_above_the_line_and_server_gone_exits_1(server_factory, t
                                            "--user", "alice", "--accept-new", "--no-bell"],
                           env=env, cwd=str(tmp_path), encoding="utf-8", timeout=WAIT,
                           dimensions=(24, 100))
+    bob = None
     try:
-        child.expect("Log in or sign up")
-        child.sendline("")
-        child.expect("Generate one now")
+        child.expect("Generate one and register it")
         child.sendline("n")
-        child.expect("lab · alice · 1 online · connected")
+        child.expect(r"lab \(testsrv\) · alice · \S*\[1:#lobby\]\S* · 1 here · connected")
         child.send("typing")
         bob = server.login("bob")
         child.expect(r"log DEBUG schat\S*: record in")
-        child.expect(r"alice> \S{0,20}typing")  # the input line drawn again below the log lines
+        child.expect(r"alice\S* \S*#lobby\S*> \S{0,20}typing")  # the input line drawn again below the log lines
         server.thread.stop()
         child.expect("disconnected")
         child.send("\x03\x04")
@@ -249,5 +258,48 @@ def test_cli_debug_logs_above_the_line_and_server_gone_exits_1(server_factory, t
         assert "asyncio" not in child.before
     finally:
         child.close(force=True)
-        bob.close()
+        if bob is not None:
+            bob.close()
     assert child.exitstatus == 1
+
+
+def test_query_sends_plain_lines_privately_and_keeps_them_out_of_the_history_file(
+        lab, opened, user_keys, tmp_path):
+    server, app = lab
+    screen = chat_screen(opened, app, key=user_keys["alice"])
+    bob = Peer(server, "bob", user_keys["bob"], tmp_path / "bob_home")
+    screen.wait_printed("bob joined")
+    screen.type("/query bob\r")
+    screen.wait_printed("your lines go to bob alone")
+    screen.wait(lambda: "".join(t for _, t in screen.tui.prompt()) == "alice -> bob> ",
+                "the prompt naming the peer")
+    assert "-> bob" in screen.toolbar()
+    screen.type("the code is 0451\r")
+    got = bob.next(PrivateMessage)
+    assert (got.sender, got.text, got.verified) == ("alice", "the code is 0451", True)
+    screen.wait_printed("-> bob: the code is 0451")
+    screen.type("/query\r")
+    screen.wait_printed("your lines go to #lobby again (no more to bob alone)")
+    assert "".join(t for _, t in screen.tui.prompt()) == "alice #lobby> "
+    screen.type("for everyone\r")
+    assert bob.next(messages.ChatMessage).text == "for everyone"
+    screen.type("/msg bob and 0452\r")
+    assert bob.next(PrivateMessage).text == "and 0452"
+    screen.wait_printed("-> bob: and 0452")
+    history = (app.home.root / "history" / "lab").read_text()
+    assert "0451" not in history and "0452" not in history
+    assert "for everyone" in history and "/query bob" in history
+    screen.type_and_wait("\x1b[A", "/msg bob and 0452")  # in memory for this session
+
+
+def test_yourself_one_line_for_a_note_and_no_safety_code(lab, opened, user_keys):
+    server, app = lab
+    screen = chat_screen(opened, app, key=user_keys["alice"])
+    screen.type("/msg alice remember the milk\r")
+    screen.wait_printed("-> alice: remember the milk")
+    screen.type("/who\r")  # a later line: by then a second copy would have been printed
+    screen.wait_printed("1 online: alice")
+    assert sum("remember the milk" in line for line in screen.tui.printed) == 1
+    screen.type("/verify alice\r")
+    screen.wait_printed("/verify compares your key with another member's")
+    assert not any("safety code" in line for line in screen.tui.printed)

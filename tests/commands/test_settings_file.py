@@ -37,7 +37,7 @@ def test_every_serve_flag_is_a_key(runner, home):
     printed = settings_of(print_settings(runner))
     # Every key is printed, with its effective value (or commented out when unset).
     unset = {key for key in keys if key not in printed}
-    assert unset == {"server", "log-file", "metrics", "config", "store"}
+    assert unset == {"server", "log-file", "metrics", "config", "store", "bus"}
     assert printed["rate-limit"] == 5.0 and printed["login-deadline"] == 30.0
     assert printed["host"] == "127.0.0.1" and printed["port"] == 5555
     assert printed["home"] == str(home)
@@ -91,24 +91,24 @@ def test_home_from_the_file_unless_a_flag_gives_one(runner, home, tmp_path):
 
 
 def test_a_flag_added_later_is_a_key_without_any_change(runner, home, tmp_path):
-    # As a later change would add --bus: a copy of serve with one more option.
+    # As a later change would add --relay: a copy of serve with one more option.
     command = copy.copy(with_global_options(serve))
     command.params = command.params + [click.Option(
-        ["--bus"], metavar="URL", help="Where live traffic goes.")]
+        ["--relay"], metavar="URL", help="Where live traffic goes.")]
     path = tmp_path / "schat.toml"
-    path.write_text('bus = "redis://:s3cret-pw@cache.example:6379/0"\n'
-                    'bus-password = "x"\n')
+    path.write_text('relay = "redis://:s3cret-pw@cache.example:6379/0"\n'
+                    'relay-password = "x"\n')
     res = runner.invoke(command, ["--settings", str(path), "--print-settings"])
-    assert res.exit_code == 1 and "unknown setting 'bus-password'" in res.stderr
-    path.write_text('bus = "redis://:s3cret-pw@cache.example:6379/0"\n')
+    assert res.exit_code == 1 and "unknown setting 'relay-password'" in res.stderr
+    path.write_text('relay = "redis://:s3cret-pw@cache.example:6379/0"\n')
     res = runner.invoke(command, ["--settings", str(path), "--print-settings"])
     assert res.exit_code == 0, res.output
     # Printed with its password masked.
-    assert f'bus = "redis://:***@cache.example:6379/0"  # from {path}, line 1\n' in res.stdout
+    assert f'relay = "redis://:***@cache.example:6379/0"  # from {path}, line 1\n' in res.stdout
     assert "s3cret-pw" not in res.output
-    res = runner.invoke(command, ["--settings", str(path), "--bus", "redis://localhost/1",
+    res = runner.invoke(command, ["--settings", str(path), "--relay", "redis://localhost/1",
                                   "--print-settings"])
-    assert 'bus = "redis://localhost/1"  # from the command line' in res.stdout
+    assert 'relay = "redis://localhost/1"  # from the command line' in res.stdout
 
 
 def test_the_store_url_from_the_file_is_used_and_masked(runner, home, tmp_path, monkeypatch):
@@ -171,7 +171,7 @@ ERRORS = [
                                              "No such file or directory"),
     ('motd = "' + "x" * 5000 + '"\n', 1, "motd: the message of the day is longer than 4096 "
                                          "bytes"),
-    ('server = "nowhere"\n', 1, "server: no servers.json found"),
+    ('server = "nowhere"\n', 1, "server: no server named 'nowhere': you have no servers yet"),
     # TOML syntax.
     ("rate-limit = \n", 1, "not valid TOML: Invalid value (column 14)"),
     ("port = 1\nport = 2\n", 2, "not valid TOML: Cannot overwrite a value (column 9)"),

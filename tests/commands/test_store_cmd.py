@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psycopg
@@ -15,7 +16,11 @@ from schat.cli import cli
 from schat.crypto import keys
 from schat.crypto.passwords import ScryptParams
 from schat.paths import Home
+from schat.chat.events import Said
+from schat.chat.moderation import Restriction
+from schat.chat.rooms import RoomRecord
 from schat.server.mailbox import Mailbox
+from schat.store.chat import SqliteChatStore, set_role
 from schat.store.accounts import AccountStore
 from schat.store.postgres import PostgresEngine
 from services import APP_PASSWORD, free_port
@@ -134,8 +139,37 @@ def sqlite_home(home, user_keys):
     ids = [box.put("Alice", "bob", 1_700_000_000_000 + i, b"sealed\x00%d" % i, b"key")
            for i in range(4)]
     box.ack("alice", ids[-1])  # the highest id handed out is no longer a row
+    chat = SqliteChatStore(store)
+    chat.save_room(RoomRecord("#dev", topic="ship it", topic_by="Alice", topic_time=5,
+                              private=True, owner="Alice", created=1))
+    for name in ("Alice", "bob"):
+        chat.add_membership(name, "#dev", 2)
+        chat.add_membership(name, "#lobby", 1)
+    chat.mark_read("bob", "#dev", 2)
+    chat.set_op("#dev", "bob", True)
+    chat.set_invite("#dev", "carol", True)
+    chat.put_restriction(Restriction("#dev", "mute", "carol", "Alice", "noise", None, 3))
+    chat.put_restriction(Restriction.lifted("#lobby", "ban", "bob", None,
+                                            int(time.time() * 1000)))
+    for i in range(1, 4):
+        chat.append(Said("#dev", i, 10 + i, "Alice" if i % 2 else "bob", f"line {i} \u00e9"))
+    chat.close()
+    set_role(store, "bob", "admin")
     store.close()
     return home
+
+
+CHAT_TABLES = ["rooms", "room_members", "room_roles", "restrictions", "server_roles",
+               "history"]
+
+
+def _chat_contents(store: AccountStore):
+    out = {}
+    with store.reading() as conn:
+        for table in CHAT_TABLES:
+            rows = conn.execute(f"SELECT * FROM {table}").fetchall()
+            out[table] = sorted((tuple(r) for r in rows), key=repr)
+    return out
 
 
 def _contents(store: AccountStore):
@@ -153,12 +187,27 @@ def test_migrate_copies_verifies_and_refuses_to_copy_twice(sqlite_home, runner, 
     assert res.exit_code == 0, res.output
     lines = res.output.splitlines()
     assert lines[0] == f"Copied to {pg_url.split(':app')[0]}:***@{pg_url.split('@')[1]}:"
-    assert [line.split() for line in lines[3:5]] == [["accounts", "3"], ["mailbox", "3"]]
+    assert [line.split() for line in lines[3:11]] == [
+        ["accounts", "3"], ["mailbox", "3"], ["rooms", "1"], ["room_members", "4"],
+        ["room_roles", "2"], ["restrictions", "2"], ["server_roles", "1"], ["history", "3"]]
     assert lines[-1] == "Verified: every table's rows and count match the source."
     assert no_secret(res.output)
     with AccountStore(Home(sqlite_home).users_db, hash_params=LIGHT) as source, \
             pg_store(pg_url) as target:
         assert _contents(target) == _contents(source)
+        assert _chat_contents(target) == _chat_contents(source)
+        # The chat reads the copy as it read the original.
+        copied, original = SqliteChatStore(target), SqliteChatStore(source)
+        try:
+            assert copied.load_rooms() == original.load_rooms()
+            assert copied.profile("BOB") == original.profile("bob")
+            assert copied.profile("bob").admin and copied.profile("bob").rooms == (
+                ("#lobby", 0), ("#dev", 2))
+            assert copied.recent("#dev", 10) == original.recent("#dev", 10)
+            assert copied.last_message_id() == 3
+        finally:
+            copied.close()
+            original.close()
         assert target.check_password("ALICE", "tangerine42").ok
         assert target.get("carol").locked and target.get("carol").legacy
         # A new stored message never reuses an id the source handed out.
@@ -168,11 +217,14 @@ def test_migrate_copies_verifies_and_refuses_to_copy_twice(sqlite_home, runner, 
 
     again = invoke(runner, "store", "migrate", "--to", pg_url)
     assert again.exit_code == 1
-    assert again.output.endswith(": already holds 4 accounts, 4 mailbox; nothing was copied "
-                                 "(--replace empties it and copies again)\n")
+    assert again.output.endswith(": already holds 4 accounts, 4 mailbox, 1 rooms, 4 room_members, "
+                                 "2 room_roles, 2 restrictions, 1 server_roles, 3 history; "
+                                 "nothing was copied (--replace empties it and copies again)\n")
     res = invoke(runner, "store", "migrate", "--to", pg_url, "--replace", "--json")
     assert res.exit_code == 0, res.output
-    assert json.loads(res.output)[0]["tables"] == {"accounts": 3, "mailbox": 4}
+    assert json.loads(res.output)[0]["tables"] == {
+        "accounts": 3, "mailbox": 4, "rooms": 1, "room_members": 4, "room_roles": 2,
+        "restrictions": 2, "server_roles": 1, "history": 3}
     with pg_store(pg_url) as target:
         assert target.get("dave") is None
 

@@ -13,6 +13,7 @@ from schat.crypto.keys import public_der
 from schat.paths import Home
 from schat.store.accounts import AccountStore
 from schat.store.keyfiles import KeyFiles
+from chatkit import PASSWORDS
 from test_cli_processes import chat, served  # noqa: F401  (fixture)
 
 PASSPHRASE = "a long passphrase 9"
@@ -27,17 +28,33 @@ def install_key(home, name, passphrase=None):
     KeyFiles(Home(home)).save(name, load_test_key(name), passphrase)
 
 
-def test_dms_between_two_piped_clients_register_keys_at_first_login(served, tmp_path):
+def test_dms_between_two_piped_clients_after_registering_keys(served, tmp_path):
     srv, client, port, fp = served
     home = tmp_path / "client_home"
     install_key(home, "alice")
     install_key(home, "bob")
-    # No key is registered yet: key login is refused, the password logs in, the key is uploaded.
+    # No key is registered yet: the key login is refused, and that is the end of it:
+    # no password follows, even with $SCHAT_PASSWORD at hand.
+    refused = chat(client, "bob", "--key", "bob", "--json")
+    assert refused.finish() == 1
+    assert "refused key login for bob" in refused.stderr
+    assert "`schat login local --register-key` (this sends your password to local)" in \
+        refused.stderr
+    assert "key login for bob" in srv.stderr and "password login for bob" not in srv.stderr
+
+    # Registering is the explicit step: the password once, then the key is uploaded.
+    for user in ("bob", "alice"):
+        reg = client("login", "local", "--user", user, "--register-key",
+                     env={"SCHAT_PASSWORD": PASSWORDS[user]}, stdin=subprocess.DEVNULL)
+        assert reg.finish() == 0, reg.stderr
+        assert reg.line("Logged in").startswith(f"Logged in to local as {user} with your password")
+        assert reg.line("Registered").startswith("Registered your key SHA256:")
+    assert "password login for bob" in srv.stderr
+
     bob = chat(client, "bob", "--key", "bob", "--json")
-    assert "registered your public key" in json.loads(bob.line("registered"))["text"]
-    assert "Key login refused" in bob.stderr
+    bob.line('"welcome"')
     alice = chat(client, "alice")  # HOME/keys/alice.pem is found without --key
-    alice.line("registered your public key")
+    alice.line("connected to")
     alice.send("/msg bob the vault code is 0451")
     got = json.loads(bob.line('"dm"'))
     assert (got["sender"], got["text"], got["verified"]) == ("alice", "the vault code is 0451",
@@ -50,8 +67,9 @@ def test_dms_between_two_piped_clients_register_keys_at_first_login(served, tmp_
     store = AccountStore(Home(tmp_path / "server_home").users_db)
     assert bytes(store.get("alice").public_key_der) == public_der(load_test_key("alice"))
     store.close()
-    # Now the key logs in by itself, without a password.
-    again = client("login", "local", "--user", "alice", stdin=subprocess.DEVNULL)
+    # Now the key logs in by itself, without a password, and without --user: the
+    # client remembers who alice is on this server and how she logs in.
+    again = client("login", "local", stdin=subprocess.DEVNULL)
     assert again.finish() == 0, again.stderr
     assert again.line("Logged in").startswith("Logged in to local as alice with your key")
 
@@ -74,7 +92,7 @@ def test_cli_key_login_passphrase_and_refusals(served, tmp_path):
     assert wrong.finish() == 1
     assert "passphrase" in wrong.stderr and "Traceback" not in wrong.stderr
     no_pass = login("--key", "carol")
-    assert no_pass.finish() == 2 and "SCHAT_KEY_PASSPHRASE" in no_pass.stderr
+    assert no_pass.finish() == 1 and "SCHAT_KEY_PASSPHRASE" in no_pass.stderr
     missing = login("--key", "nobody", env={"SCHAT_KEY_PASSPHRASE": PASSPHRASE})
     assert missing.finish() == 1
     assert "nobody.pem" in missing.stderr and "Traceback" not in missing.stderr

@@ -29,32 +29,31 @@ def test_first_contact_asks_then_pins(chat_server, tmp_path):
     (home / "servers.json").write_text(
         json.dumps({"local": {"ip": "127.0.0.1", "port": chat_server.port}}))
 
-    # The password is asked before connecting: the server's login deadline
-    # must not run while the person types it.
+    # As ssh: the server's key first (nothing is typed for a server not trusted yet),
+    # then the password.
     child = spawn(home, "login", "local", "--user", "alice")
-    child.expect_exact("Password: ")
-    child.sendline(PASSWORDS["alice"])
     child.expect_exact(f"Its key fingerprint is {chat_server.fingerprint}.")
     child.expect_exact("Trust this key and connect? [y/N]: ")
     child.sendline("n")
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 1 and "not accepted" in child.before
+    assert "Password" not in child.before
     assert KnownServers(home / "known_servers").entries() == []
 
     child = spawn(home, "login", "local", "--user", "alice")
-    child.expect_exact("Password: ")
-    child.sendline(PASSWORDS["alice"])
     child.expect_exact("Trust this key and connect? [y/N]: ")
     child.sendline("y")
+    child.expect_exact("Password for alice on local: ")
+    child.sendline(PASSWORDS["alice"])
     child.expect_exact("Logged in to local as alice")
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
     assert PASSWORDS["alice"] not in child.before  # the password was not echoed
 
-    child = spawn(home, "login", "local", "--user", "alice")  # pinned: no question
-    child.expect_exact("Password: ")
+    child = spawn(home, "login", "local")  # pinned, and alice is remembered: one question
+    child.expect_exact("Password for alice on local: ")
     child.sendline(PASSWORDS["alice"])
     child.expect(pexpect.EOF)
     child.close()
@@ -69,13 +68,11 @@ def test_changed_key_offers_no_way_on(chat_server, tmp_path, other_host_key):
     KnownServers(home / "known_servers").pin("local", "127.0.0.1", chat_server.port,
                                              fingerprint(other_host_key))
     child = spawn(home, "login", "local", "--user", "alice", "--accept-new")
-    child.expect_exact("Password: ")
-    child.sendline(PASSWORDS["alice"])
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 1
     assert "WARNING: SERVER KEY HAS CHANGED" in child.before
-    assert "Trust this key" not in child.before
+    assert "Trust this key" not in child.before and "Password" not in child.before
     # The banner stands on its own lines; the error after it is one line.
     lines = child.before.replace("\r", "").splitlines()
     banner = [line for line in lines if line.startswith("@")]
@@ -94,6 +91,6 @@ def test_unknown_server_name_fails_before_any_question(tmp_path):
         child.close()
         assert child.exitstatus == 1, args
         assert "no server named 'nope'" in child.before, child.before
-        # Neither the login mode, a key, a passphrase nor a password was asked for.
-        for question in ("Log in or sign up", "Generate one now", "assphrase", "Password"):
+        # Neither a user name, a key, a passphrase nor a password was asked for.
+        for question in ("User name", "Generate one", "assphrase", "Password", "password"):
             assert question not in child.before, (args, child.before)

@@ -65,7 +65,7 @@ def test_serve_bad_inputs_are_clean_errors(home, runner):
     result = runner.invoke(cli, ["--home", str(home), "serve", "--motd", "x" * 5000])
     assert result.exit_code == 2 and "longer than 4096 bytes" in result.output
     result = runner.invoke(cli, ["--home", str(home), "serve", "--server", "Nope"])
-    assert result.exit_code == 1 and "no servers.json" in result.output
+    assert result.exit_code == 1 and "no server named 'Nope': you have no servers yet" in result.output
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -33,8 +33,8 @@ def test_plaintext_dm_from_the_server_is_discarded_with_a_warning(keyed, peers):
     assert "plaintext" in warning.text and "alice" in warning.text
     assert "pay mallory" not in warning.text
     assert bob.events.empty()
-    # Rendered, it is a warning line, never a "*alice*" private-message line.
-    assert "*alice*" not in format_text(warning)
+    # Rendered, it is a warning line, never a "<- alice:" private-message line.
+    assert "<- alice" not in format_text(warning)
     assert json.loads(format_json(warning))["type"] == "warning"
 
 
@@ -149,7 +149,8 @@ def test_private_message_rendering(verified):
     msg = PrivateMessage(id=3, time=1_700_000_000_000, sender="alice", to="bob", text="hi",
                          verified=verified, warning="" if verified else "key changed")
     line = format_text(msg)
-    assert line.endswith("*alice* hi" if verified else "*alice* [UNVERIFIED: key changed] hi")
+    # The same rendering and the same words as the chat screen.
+    assert line.endswith("<- alice: hi" if verified else "<- alice [UNVERIFIED: key changed]: hi")
     rec = json.loads(format_json(msg))
     assert (rec["type"], rec["verified"], rec["sender"], rec["to"]) == \
         ("dm", verified, "alice", "bob")

@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from chatkit import PASSWORDS, Client
-from schat.client.session import Disconnected
+from schat.client.session import Disconnected, LoginRefused
 from schat.errors import AuthenticationFailed, ConnectionFailed
 from schat.protocol import messages
 
@@ -108,7 +108,7 @@ def test_garbage_before_handshake_closes_only_that_connection(chat_server):
 
 
 def test_slow_consumer_dropped_alone(server_factory):
-    srv = server_factory(outbound_cap=64 * 1024, rate_limit=0)
+    srv = server_factory(outbound_cap=64 * 1024, rate_limit=0, address_rate_limit=0)
     alice = srv.login("alice")
     carol = srv.login("carol")
     slow = srv.session()
@@ -138,8 +138,13 @@ def test_slow_consumer_dropped_alone(server_factory):
 
 def test_messages_before_login_close_the_connection(chat_server):
     s = chat_server.session()
-    with pytest.raises(ConnectionFailed, match="closed the connection"):
+    # The channel is up, so the server says what was wrong before it closes.
+    with pytest.raises(LoginRefused, match="'say' is not allowed here") as refused:
         s._authenticate("alice", messages.Say(text="sneaky", cid="c1"))
+    assert refused.value.code == "unexpected_message"
+    assert s._next_message() == messages.Bye(reason=str(refused.value).split(": ", 1)[1])
+    with pytest.raises(ConnectionFailed, match="closed the connection"):
+        s._next_message()
     s.close()
     s = chat_server.session()
     assert s.login_password("alice", PASSWORDS["alice"]).user == "alice"

@@ -164,3 +164,77 @@ def test_large_member_list_is_chunked():
     users = [m for m in out if isinstance(m, messages.Users)]
     assert [u.more for u in users] == [True, False]
     assert sum(len(u.users) for u in users) == 1031
+
+
+def test_away_is_shown_in_who_and_cleared(hub):
+    ann, bob = hub.join("ann"), hub.join("bob")
+    for m in (ann, bob):
+        drain(m)
+    hub.handle(bob, messages.Command(line="/away  gone   to lunch ", cid="a"))
+    assert drain(bob) == [messages.Ack(cid="a", id=0, time=int(T0 * 1000))]
+    assert drain(ann) == []  # not announced: seen by who asks
+    hub.handle(ann, messages.Command(line="/who", cid="w"))
+    users, notice, ack = drain(ann)
+    assert users.users == ("ann", "bob") and ack.cid == "w"
+    assert notice.text == "away: bob (gone to lunch)"
+    hub.handle(bob, messages.Command(line="/away", cid="b"))
+    drain(bob)
+    hub.handle(ann, messages.Who())
+    assert drain(ann) == [messages.Users(users=("ann", "bob"))]
+    hub.handle(bob, messages.Command(line="/away " + "x" * 201, cid="c"))
+    (err,) = drain(bob)
+    assert err.code == "limit" and "at most 200 characters" in err.text
+
+
+def test_away_rides_in_users_for_a_client_that_reads_it(hub):
+    ann = hub.join("ann", aware=True, features=("rooms", "away"))
+    old = hub.join("old", aware=True, features=("rooms",))  # a rooms client without "away"
+    bob = hub.join("bob", aware=True)
+    for m in (ann, old, bob):
+        drain(m)
+    hub.handle(bob, messages.Command(line="/away lunch,\n back at 2", cid="a"))
+    assert [type(m) for m in drain(bob)] == [messages.Ack]
+    hub.handle(ann, messages.Command(line="/names", cid="w"))
+    users, ack = drain(ann)
+    assert users == messages.Users(users=("ann", "bob", "old"),
+                                   away=({"user": "bob", "text": "lunch, back at 2"},), cid="w")
+    hub.handle(old, messages.Who())
+    users, notice = drain(old)
+    assert users == messages.Users(users=("ann", "bob", "old"))
+    assert notice.text == "away: bob (lunch, back at 2)"
+    # An escape is refused, as in a topic; the away state stays as it was.
+    hub.handle(bob, messages.Command(line="/away \x1b[2Jgone", cid="b"))
+    (err,) = drain(bob)
+    assert err.code == "invalid" and "control characters" in err.text
+    assert hub.member("bob").away == "lunch, back at 2"
+
+
+def test_many_long_away_messages_split_users_to_fit_records(hub):
+    from schat.protocol.channel import MAX_PAYLOAD
+
+    reader = hub.join("reader", aware=True, features=("rooms", "away"))
+    members = [hub.join(f"m{i:04d}", aware=True) for i in range(400)]
+    note = "\u00e9\u4e2d\U0001f600\"" * 50  # 200 characters, 4 to 5 bytes each in JSON
+    for m in members:
+        hub.handle(m, messages.Command(line="/away " + note, cid="a"))
+    drain(reader)
+    hub.handle(reader, messages.Who())
+    encoded = list(reader.outbox)
+    out = drain(reader)
+    assert len(out) > 1 and all(len(b) <= MAX_PAYLOAD for b in encoded)
+    assert [u.more for u in out] == [True] * (len(out) - 1) + [False]
+    assert sum(len(u.users) for u in out) == 401
+    away = [a for u in out for a in u.away]
+    assert len(away) == 400 and {a["text"] for a in away} == {note}
+    for u in out:  # each away entry rides with the chunk that lists its name
+        assert {a["user"] for a in u.away} <= set(u.users)
+
+
+def test_many_away_members_fit_one_notice(hub):
+    members = [hub.join(f"member{i:04d}") for i in range(60)]
+    for m in members:
+        hub.handle(m, messages.Command(line="/away " + "z" * 200, cid="a"))
+    drain(members[0])
+    hub.handle(members[0], messages.Who())
+    notice = [m for m in drain(members[0]) if isinstance(m, messages.Notice)][0]
+    assert len(notice.text.encode()) <= 4096 and notice.text.endswith("more")

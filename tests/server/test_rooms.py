@@ -1,14 +1,29 @@
-"""Rooms, history and moderation through a real server with real clients."""
+"""Rooms, history and moderation through a real server with real clients, on either
+store (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
 import pytest
 
-from chatkit import PASSWORDS, WAIT, Client, answer, drained, until
+from chatkit import PASSWORDS, WAIT, Client, answer, drained, factory, until
 from schat.client.session import Disconnected
 from schat.store.chat import set_role
 from schat.protocol import messages
 from schat.protocol import room_messages as rm
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def server_factory(request, chat_home, host_key):
+    """Every test here runs on both stores: the home's SQLite file and PostgreSQL."""
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+    start, stop_all = factory(chat_home, host_key, url)
+    yield start
+    stop_all()
+
+
+@pytest.fixture
+def chat_server(server_factory):
+    return server_factory(motd="welcome to the test server")
 
 
 def test_backlog_after_reconnect_and_history_paging(chat_server):

@@ -20,6 +20,7 @@ from schat.crypto.passwords import ScryptParams
 from schat.errors import AccountError, PolicyError, StoreError
 from schat.store import accounts as accounts_mod
 from schat.store.accounts import MIGRATIONS, AccountStore
+from schat.store.database import SqliteFile
 
 LIGHT = ScryptParams(log2_n=10)
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -364,6 +365,40 @@ def test_closed_store(store):
     store.close()
     with pytest.raises(StoreError):
         store.list()
+
+
+def test_a_store_from_before_the_abuse_limits_opens_with_its_names(tmp_path):
+    # Schema 3 (before the lookalike and new-account rules), with names those rules
+    # now refuse for new accounts: they stay, and log in as before.
+    path = tmp_path / "users.db"
+    conn = sqlite3.connect(path)
+    for statement in (*MIGRATIONS[0], *MIGRATIONS[1]):
+        conn.execute(SqliteFile.render(statement))
+    from schat.crypto.passwords import hash_password
+    for name in ("alice", "alice.", "."):
+        conn.execute("INSERT INTO accounts (name, password_hash, created) VALUES (?, ?, ?)",
+                     (name, hash_password(f"{name}-pass-1x", LIGHT), "2024-01-01T00:00:00Z"))
+    conn.execute("INSERT INTO mailbox (recipient, sender, time, envelope, sender_key) "
+                 "VALUES ('alice', 'alice.', 1, x'00', x'00')")
+    conn.execute("PRAGMA user_version = 3")
+    conn.commit()
+    conn.close()
+    store = AccountStore(path, hash_params=LIGHT)
+    assert store.schema_version == len(MIGRATIONS)
+    for name in ("alice", "alice.", "."):
+        account = store.get(name)
+        assert account.name == name and account.established
+        assert store.check_password(name, f"{name}-pass-1x").ok
+    with pytest.raises(AccountError, match="too like the existing"):
+        store.ensure_new("ALICE_")
+    with pytest.raises(PolicyError, match="at least one letter or digit"):
+        store.add("..", "fresh-pass-123")
+    newcomer = store.add("bob", "fresh-pass-123", established=False)
+    assert not newcomer.established
+    assert store.mark_established("bob") and not store.mark_established("bob")
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT new_sender FROM mailbox").fetchall() == [(0,)]
+    store.close()
 
 
 def test_postgres_newer_schema_refused(pg_url):

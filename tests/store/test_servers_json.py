@@ -94,10 +94,16 @@ def test_lookup_order(tmp_path, monkeypatch):
     assert find_servers_json(None, home) == home.servers_json
     with pytest.raises(ConfigError) as err:
         resolve_server(None, home, "X")
-    assert "no servers.json found" in str(err.value)
+    assert "you have no servers yet" in str(err.value)
     write(work / "servers.json", {"X": {"ip": "1.2.3.4", "port": 9}})
-    assert find_servers_json(None, home).resolve() == (work / "servers.json").resolve()
-    assert resolve_server(None, home, "X").port == 9
+    # ./servers.json is read, but the list that add/remove change stays the home's.
+    assert find_servers_json(None, home) == home.servers_json
+    entry = resolve_server(None, home, "X")
+    assert (entry.port, entry.source.resolve()) == (9, (work / "servers.json").resolve())
+    # A name in your own list wins over ./servers.json.
+    home.root.mkdir()
+    write(home.servers_json, {"X": {"ip": "1.2.3.4", "port": 10}})
+    assert resolve_server(None, home, "X").port == 10
     explicit = tmp_path / "explicit.json"
     # A --config path must exist, except when it is about to be created.
     with pytest.raises(ConfigError) as err:

@@ -1,0 +1,299 @@
+"""What a node reads from the store when the bus cannot tell it.
+
+The bus carries what happens while a node listens; the store holds everything
+that was acknowledged. A node reads from the store (in a thread, never on the
+event loop) when:
+
+- a room gets its first member here (:meth:`Catchup.entered`): the node was not
+  subscribed to its chat lines, so its recent history here is stale. It
+  subscribes, and once Redis confirms, reads the room's recent messages; the
+  backlogs of members who entered meanwhile wait for them. Lines that arrive
+  live meanwhile are delivered live and left out of those backlogs.
+- the bus was away, or a node's sequence on a channel skipped (:meth:`gap`):
+  the messages of each room since a little before the loss that are not here
+  are delivered to the room's members here as they would have been live. A
+  second pass a moment later picks up lines other nodes acknowledged just
+  before and stored just after the first.
+- an event names a room this node does not know, or control messages were
+  lost (:meth:`refresh_rooms`): rooms' bans, ops, invitations and topics are
+  read again.
+- a membership ended and nobody is online in the room (:meth:`emptied`): the
+  store removes the room if nobody belongs to it, and the others are told.
+- a member logs in, or another node could not hand a direct message over
+  (:meth:`mail`): stored direct messages from the last minute that its session
+  may have missed while its login was on its way to the other nodes are sent
+  (a client ignores one it has already shown).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from typing import TYPE_CHECKING, Dict, List, Optional
+
+from schat.chat.names import user_key
+from schat.chat.rooms import RoomRecord
+from schat.cluster.ids import SLOTS, Hybrid
+
+SLOT_MASK = SLOTS - 1
+
+if TYPE_CHECKING:  # pragma: no cover
+    from schat.cluster.node import ClusterNode
+
+log = logging.getLogger("schat.cluster")
+
+# How far before a loss the catch-up looks (lines stored by other nodes carry their
+# clocks' time: a little skew must not hide one), and when it looks a second time.
+MARGIN = 5.0
+AGAIN = 2.0
+# A room's recent history is read at most this long after subscribing, confirmed or not.
+SUBSCRIBE_WAIT = 1.0
+# Stored direct messages newer than this (seconds before the login) are looked at again.
+MAIL_WINDOW = 60.0
+MAIL_AFTER_LOGIN = 1.0
+# Longest a read waits for this node's own queued writes.
+WRITER_WAIT = 5.0
+# Lines of one room caught up at most after a loss (the newest; older ones stay in
+# /history): a bound on what one catch-up costs.
+CATCHUP_LIMIT = 1000
+
+
+class _Warm:
+    """A room with members here: its subscription, and its history until it is known."""
+
+    __slots__ = ("started", "ready", "loading", "waiting", "live")
+
+    def __init__(self, started: float):
+        self.started = started
+        self.ready = False
+        self.loading = False
+        # (member, last read id, backlog budget) of members who entered meanwhile.
+        self.waiting: List[tuple] = []
+        # Ids delivered live meanwhile (not to be sent again as backlog).
+        self.live: set = set()
+
+
+class Catchup:
+    """Reads from the store for one node (see the module docstring)."""
+
+    def __init__(self, node: "ClusterNode"):
+        self.node = node
+        self.chat = node.chat
+        self.rooms: Dict[str, _Warm] = {}
+        # Room -> id slot -> the last line of that slot (node) delivered here. Every node
+        # makes its ids in order and the bus keeps each node's order, so a line from the
+        # store with an id at or below its slot's mark was delivered already.
+        self.marks: Dict[str, Dict[int, int]] = {}
+        self._closed = False
+
+    def close(self) -> None:
+        self._closed = True
+
+    # -- running reads off the loop -------------------------------------------------
+    def _read(self, job, done) -> None:
+        loop = self.node.loop
+
+        def finished(fut):
+            if self._closed:
+                return
+            try:
+                result = fut.result()
+            except Exception as err:  # noqa: BLE001 - the store is down: say so, go on
+                log.warning("cluster catch-up read failed: %s", err)
+                return
+            try:
+                done(result)
+            except Exception:  # noqa: BLE001
+                log.exception("cluster catch-up failed")
+        loop.run_in_executor(None, job).add_done_callback(
+            lambda fut: loop.call_soon_threadsafe(finished, fut))
+
+    def _later(self, seconds: float, fn, *args) -> None:
+        self.node.loop.call_later(seconds, lambda: None if self._closed else fn(*args))
+
+    def _drained(self, job):
+        """``job`` after this node's queued writes are stored."""
+        store = self.chat.store
+
+        def run():
+            writer = getattr(store, "writer", None)
+            if writer is not None and writer.pending():
+                writer.wait(WRITER_WAIT)
+            return job()
+        return run
+
+    # -- rooms with members here ------------------------------------------------------
+    def subscribed_rooms(self) -> List[str]:
+        return list(self.rooms)
+
+    def entered(self, room) -> None:
+        warm = self.rooms.get(room.name)
+        if warm is not None:
+            return  # still subscribed: its history here is current
+        warm = self.rooms[room.name] = _Warm(time.time())
+        bus = self.node.bus
+        bus.subscribe(self.node.room_channel(room.name))
+        if bus.up:
+            self._later(SUBSCRIBE_WAIT, self.subscribed, room.name)
+        else:
+            self._load(room.name, warm)
+
+    def subscribed(self, name: str) -> None:
+        warm = self.rooms.get(name)
+        if warm is not None and not warm.ready and not warm.loading:
+            self._load(name, warm)
+
+    def left(self, name: str) -> None:
+        """Nobody here is in the room any more: stop listening to its lines."""
+        self.rooms.pop(name, None)
+        self.marks.pop(name, None)
+        self.node.bus.unsubscribe(self.node.room_channel(name))
+
+    def _load(self, name: str, warm: _Warm) -> None:
+        warm.loading = True
+        window = self.chat._window
+        self._read(self._drained(functools.partial(self.chat.store.recent, name, window)),
+                   functools.partial(self._loaded, name, warm))
+
+    def _loaded(self, name: str, warm: _Warm, items) -> None:
+        chat = self.chat
+        room = chat.rooms.get(name)
+        if self.rooms.get(name) is not warm or room is None:
+            return
+        marks = self.marks.setdefault(name, {})
+        for said in items:
+            room.history.insert(said)
+            slot = said.id & SLOT_MASK
+            if said.id > marks.get(slot, 0):   # known here now: sent as backlog, not live
+                marks[slot] = said.id
+        warm.ready = True
+        waiting, warm.waiting = warm.waiting, []
+        for member, last_read, budget in waiting:
+            if chat.members.get(member.key) is member and name in member.rooms:
+                backlog = [s for s in room.history.unseen(last_read, chat.limits.backlog)
+                           if s.id not in warm.live]
+                chat.send_backlog(member, room, backlog, budget)
+        warm.live = set()
+        # Lines stored by other nodes just before we subscribed, committed just after.
+        self._later(AGAIN, self.gap, name, warm.started - MARGIN)
+
+    def backlog_later(self, member, room, last_read: int, budget: List[int]) -> bool:
+        warm = self.rooms.get(room.name)
+        if warm is None or warm.ready:
+            return False
+        warm.waiting.append((member, last_read, budget))
+        return True
+
+    def seen_live(self, said) -> None:
+        """A line delivered here as it was said (here, or on another node)."""
+        marks = self.marks.get(said.room)
+        if marks is None:
+            marks = self.marks[said.room] = {}
+        slot = said.id & SLOT_MASK
+        if said.id > marks.get(slot, 0):
+            marks[slot] = said.id
+        warm = self.rooms.get(said.room)
+        if warm is not None and not warm.ready:
+            warm.live.add(said.id)
+
+    # -- after losses ---------------------------------------------------------------------
+    def gap(self, name: str, since: float) -> None:
+        """Deliver the lines of ``name`` since ``since`` (Unix seconds) that are not here."""
+        if name not in self.rooms:
+            return
+        floor = Hybrid.floor(int(since * 1000))
+        self._read(self._drained(functools.partial(self.chat.store.history_after, name, floor,
+                                                   CATCHUP_LIMIT)),
+                   functools.partial(self._filled, name))
+
+    def _filled(self, name: str, items) -> None:
+        chat = self.chat
+        room = chat.rooms.get(name)
+        if room is None or name not in self.rooms:
+            return
+        marks = self.marks.setdefault(name, {})
+        count = 0
+        for said in items:
+            chat.ids.observe(said.id)
+            slot = said.id & SLOT_MASK
+            if said.id <= marks.get(slot, 0):
+                continue  # delivered already
+            marks[slot] = said.id
+            room.history.insert(said)
+            chat.local.publish(name, said)
+            count += 1
+        if count:
+            log.warning("caught up %d message(s) of %s from the store", count, name)
+
+    def after_outage(self, since: float) -> None:
+        """The bus is back after being away since ``since`` (Unix seconds)."""
+        for name, warm in self.rooms.items():
+            if warm.ready:
+                self.gap(name, since - MARGIN)
+                self._later(AGAIN, self.gap, name, since - MARGIN)
+        self.refresh_rooms()
+
+    # -- rooms' state ---------------------------------------------------------------------
+    def refresh_rooms(self, names: Optional[List[str]] = None) -> None:
+        """Read rooms' state again (``names``, or all) and settle it with what is here."""
+        self._read(self._drained(self.chat.store.load_rooms),
+                   functools.partial(self._refreshed, names))
+
+    def _refreshed(self, names: Optional[List[str]], records: List[RoomRecord]) -> None:
+        chat, replica = self.chat, self.node.replica
+        stored = {r.name: r for r in records}
+        for record in records:
+            if names is not None and record.name not in names:
+                continue
+            if record.name not in chat.rooms:
+                replica.room(record.name, [record.owner, record.created, int(record.private),
+                                           record.topic, record.topic_by, record.topic_time])
+            replica.replace_room(record)
+        replica.unknown = [n for n in replica.unknown if n not in stored]
+        if names is None:
+            for name in [n for n, room in chat.rooms.items()
+                         if n not in stored and not room.members and not room.remote
+                         and not room.lobby]:
+                del chat.rooms[name]
+
+    def unknown_rooms(self) -> None:
+        names, self.node.replica.unknown = self.node.replica.unknown, []
+        self.refresh_rooms(names)
+
+    def emptied(self, room) -> None:
+        name = room.name
+        store = self.chat.store
+
+        def done(deleted: bool) -> None:
+            if deleted:
+                log.info("room %s removed: nobody belongs to it any more", name)
+                self.node.room_gone(name)
+        self._read(self._drained(functools.partial(store.delete_room_now, name)), done)
+
+    # -- stored direct messages -----------------------------------------------------------
+    def after_login(self, member) -> None:
+        since = time.time() - MAIL_WINDOW
+        self._later(MAIL_AFTER_LOGIN, self.mail, member.name, since)
+
+    def mail(self, name: str, since: Optional[float] = None) -> None:
+        """Send ``name``'s session here the stored direct messages newer than ``since``."""
+        member = self.chat.members.get(user_key(name))
+        if member is None:
+            return
+        since = time.time() - MAIL_WINDOW if since is None else since
+        mailbox = self.node.server.dm.mailbox
+        self._read(functools.partial(mailbox.pending, member.name),
+                   functools.partial(self._mailed, member, int(since * 1000)))
+
+    def _mailed(self, member, since_ms: int, items) -> None:
+        from schat.protocol import dm_messages as dmm
+
+        if self.chat.members.get(member.key) is not member:
+            return
+        hub = self.node.hub
+        for item in items:
+            if item.time >= since_ms:
+                hub.queue(member, dmm.DmEnvelope(id=item.id, time=item.time,
+                                                 sender=item.sender, envelope=item.envelope,
+                                                 sender_key=item.sender_key))

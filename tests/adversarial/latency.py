@@ -1,0 +1,44 @@
+"""Latency windows and CPU placement shared by the flood tests.
+
+The server under test runs in the test process, pinned to one core; the
+members being measured and the attackers run in subprocesses on the other
+cores, as on a real host whose members and attackers are elsewhere (like the
+benchmark). Every process stamps its events with time.monotonic(), one clock
+system-wide, so a window observed by one process cuts the samples of another.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+
+
+def p99(samples, start: float, end: float) -> float:
+    """p99 latency of the probes sent within [start, end)."""
+    window = [lat for sent, lat in samples if start <= sent < end]
+    assert len(window) >= 10, f"only {len(window)} probes in a {end - start:.2f} s window"
+    return statistics.quantiles(window, n=100, method="inclusive")[98]
+
+
+def quiet_p99(samples, start: float, end: float, width: float) -> float:
+    """Median p99 over the quiet period cut into windows as long as a flood round.
+
+    Equal windows hold about as many probes as a flood round, so both figures
+    are the same estimate from the same number of samples.
+    """
+    count = max(1, int((end - start) // width))
+    return statistics.median(p99(samples, start + k * width, start + (k + 1) * width)
+                             for k in range(count))
+
+
+def split_cpus():
+    """(server CPUs, client CPUs): the server gets a core of its own when there are two."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return set(cpus), set(cpus)
+    return {cpus[0]}, set(cpus[1:])
+
+
+def on_client_cpu():
+    """preexec_fn of the client subprocesses: run on the cores the server does not use."""
+    os.sched_setaffinity(0, split_cpus()[1])

@@ -1,0 +1,1 @@
+from clusterkit import cluster, proc_nodes  # noqa: F401  (fixtures)
