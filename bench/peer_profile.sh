@@ -61,7 +61,7 @@ mkdir -p "$OUTDIR"
 rm -rf "$WORK/home"
 cp -a "$SROOT/template" "$WORK/home"
 taskset -c 0 "$PY" -m schat --home "$WORK/home" serve --host 127.0.0.1 --port "${PORT:-17011}" \
-	--no-signup --rate-limit 0 --max-unauthenticated 20000 --max-unauthenticated-per-ip 20000 \
+	--no-signup --rate-limit 0 --address-rate-limit 0 --max-unauthenticated 20000 --max-unauthenticated-per-ip 20000 \
 	${SERVE_ARGS:-} >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 1 150); do
