@@ -1,9 +1,13 @@
-"""A login flood from its own process: N connections, each a full handshake and a bogus login.
+"""A login flood from its own process: rounds of N connections, each a full handshake and a
+bogus login.
 
 Usage: python flood_logins.py HOST PORT COUNT PARALLEL
-Prints one JSON object: how the server answered ({"answers": {"auth_failed": n,
-"busy": n, ...}}) and when the flood ran ("start", "end": time.monotonic(), one
-clock across processes).
+Prints "ready", then runs one round for each line read on stdin and prints one
+JSON line per round: how the server answered ({"answers": {"auth_failed": n,
+"busy": n, ...}}) and when the round ran ("start", "end": time.monotonic(), one
+clock across processes). Ends at the end of stdin. Between rounds it only
+waits on stdin, so the caller can measure quiet windows between flood windows
+with this process alive and idle.
 Its own process, so the flood's client-side crypto does not share the server's interpreter.
 """
 
@@ -48,11 +52,8 @@ def one_login(host: str, port: int, i: int) -> str:
         return type(err).__name__
 
 
-def main() -> int:
-    # The flood stands in for machines elsewhere: its own client-side crypto
-    # yields the shared cores to the server and the members being measured.
-    os.nice(19)
-    host, port, count, parallel = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+def flood(host: str, port: int, count: int, parallel: int) -> dict:
+    """One round: ``count`` bogus logins from ``parallel`` threads."""
     results: Counter = Counter()
     lock = threading.Lock()
     numbers = iter(range(count))
@@ -72,7 +73,17 @@ def main() -> int:
         t.start()
     for t in threads:
         t.join()
-    print(json.dumps({"answers": dict(results), "start": start, "end": time.monotonic()}))
+    return {"answers": dict(results), "start": start, "end": time.monotonic()}
+
+
+def main() -> int:
+    # The flood stands in for machines elsewhere: its own client-side crypto
+    # yields the shared cores to the server and the members being measured.
+    os.nice(19)
+    host, port, count, parallel = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    print("ready", flush=True)
+    for _ in sys.stdin:
+        print(json.dumps(flood(host, port, count, parallel)), flush=True)
     return 0
 
 
