@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Set, Tuple
 
@@ -31,6 +32,67 @@ class RoomRecord:
     members: int = 0   # stored memberships (who rejoins at login)
 
 
+class MemberMap(dict):
+    """user key -> session (a dict: the fan-out iterates its values in join order), that
+    also keeps the members' names sorted as they come and go, for :meth:`Room.names`:
+    a login into a room of thousands then costs a copy of the list, not a sort."""
+
+    __slots__ = ("_keys", "_names", "_sorted")
+
+    def __init__(self):
+        super().__init__()
+        self._keys: List[str] = []     # names in lower case, sorted
+        self._names: List[str] = []    # the names, in the same order
+        self._sorted: Optional[Tuple[str, ...]] = ()
+
+    def __setitem__(self, key: str, member: Member) -> None:
+        old = dict.get(self, key)
+        if old is not None:
+            self._forget(old.name)
+        dict.__setitem__(self, key, member)
+        lower = member.name.lower()
+        i = bisect_left(self._keys, lower)
+        self._keys.insert(i, lower)
+        self._names.insert(i, member.name)
+        self._sorted = None
+
+    def __delitem__(self, key: str) -> None:
+        self._forget(dict.pop(self, key).name)
+
+    def pop(self, key: str, *default):
+        if key in self:
+            member = dict.pop(self, key)
+            self._forget(member.name)
+            return member
+        if default:
+            return default[0]
+        raise KeyError(key)
+
+    def clear(self) -> None:
+        dict.clear(self)
+        self._keys.clear()
+        self._names.clear()
+        self._sorted = ()
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("MemberMap changes one member at a time")
+
+    popitem = setdefault = update = __ior__ = _refuse
+
+    def _forget(self, name: str) -> None:
+        lower = name.lower()
+        i = bisect_left(self._keys, lower)
+        if i < len(self._keys) and self._keys[i] == lower:
+            del self._keys[i]
+            del self._names[i]
+            self._sorted = None
+
+    def sorted_names(self) -> Tuple[str, ...]:
+        if self._sorted is None:
+            self._sorted = tuple(self._names)
+        return self._sorted
+
+
 class Room:
     """One room in memory. ``members`` are the sessions in it on this server process."""
 
@@ -51,7 +113,7 @@ class Room:
         self.restrictions = Restrictions(record.restrictions)
         self.history = window
         # user key -> session; dict order is join order, the fan-out iterates it.
-        self.members: Dict[str, Member] = {}
+        self.members: Dict[str, Member] = MemberMap()
         self.stored_members = record.members
         # user key -> spelling: members online on other server processes of a cluster.
         self.remote: Dict[str, str] = {}
@@ -72,10 +134,12 @@ class Room:
         return MEMBER
 
     def names(self) -> Tuple[str, ...]:
-        """Everyone online in the room, on this server process and (a cluster) the others."""
+        """Everyone online in the room, on this server process and (a cluster) the
+        others, sorted regardless of case."""
+        if not self.remote:
+            return self.members.sorted_names()  # kept sorted as members come and go
         names = [m.name for m in self.members.values()]
-        if self.remote:
-            names.extend(v for k, v in self.remote.items() if k not in self.members)
+        names.extend(v for k, v in self.remote.items() if k not in self.members)
         return tuple(sorted(names, key=str.lower))
 
     def online(self) -> int:

@@ -73,6 +73,10 @@ class ChatStore(ABC):
     def user(self, name: str) -> Optional[UserInfo]:
         """The account called ``name`` (any case), or None."""
 
+    def settle(self, name: str) -> None:
+        """Before a login reads ``name``'s account and profile: wait until the writes
+        queued about it are durable (a store that writes at once has nothing to do)."""
+
     # -- writes (ordered; may be batched) -------------------------------------
     # Several server processes may write the same items at once (a cluster): a room
     # created twice keeps its earliest creation (and owner), a topic and a ban or mute

@@ -357,9 +357,12 @@ class _Forward:
         self.node = node
         self.target = target
 
-    def flush(self, member) -> None:
+    def flush(self, member, cap: int = 0) -> int:
+        """As ClientLink.flush (``cap`` is the receiving node's business); returns the
+        bytes sent on this node's sockets: none."""
         outbox, member.outbox = member.outbox, []
         member.queued = 0
         channel = self.node.node_channel(self.target)
         for data in outbox:
             self.node._send(channel, codec.FORWARD, member.name, data.decode("utf-8"))
+        return 0

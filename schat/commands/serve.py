@@ -202,7 +202,8 @@ class MetricsAddress(click.ParamType):
               help="Unseen messages per room sent on /join and at login [default: 50].")
 @click.option("--durable-acks/--fast-acks", default=None,
               help="Acknowledge a chat line only once it is stored, so a crash loses no "
-                   "acknowledged line (slower under heavy load) [default: False].")
+                   "acknowledged line (costs more server CPU per message in rooms of a "
+                   "few hundred; see bench/README.md) [default: False].")
 @click.option("--host-key", type=click.Path(dir_okay=False), metavar="FILE",
               help="The server's host key [default: HOME/server/host_key.pem]. Every node of "
                    "a cluster uses the same one (copy the file), so the fingerprint members "

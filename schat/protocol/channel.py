@@ -5,10 +5,14 @@ Nonce: the direction's 12-byte IV XOR the 64-bit sequence number (big-endian,
 right-aligned); the sequence number is never sent, so a replayed, reordered or
 dropped record fails its tag. Associated data: the 4-byte frame header.
 
-This is the server's hot path (one record per recipient per flush): the
-sending OCB key object is made once, with the channel, and reused; a record
-costs one C call for the cipher and a few operations around it. The receiving
-key object is kept once the peer has sent a few records. Debug
+This is the server's hot path (one record per recipient per flush): a busy
+channel keeps its OCB key objects and reuses them, so a record costs one C call
+for the cipher and a few operations around it. An OpenSSL key object holds
+about 2.6 KiB and most of a server's members are idle: the sending one is kept
+once the channel has sealed LAZY_SEAL_RECORDS records within SEAL_WINDOW
+seconds, the receiving one once the peer has sent LAZY_OPEN_RECORDS records;
+before that each record gets a one-shot key object (about 2 µs more), and
+:meth:`SecureChannel.trim` drops them again from a channel that fell idle. Debug
 logging of records is decided once, when the channel is made: with debug on,
 the channel is a :class:`LoggingChannel`, so a record never asks the logger.
 """
@@ -16,6 +20,7 @@ the channel is a :class:`LoggingChannel`, so a record never asks the logger.
 from __future__ import annotations
 
 import logging
+from time import monotonic
 
 from schat.crypto import aead
 from schat.crypto import backend as crypto_backend
@@ -29,6 +34,10 @@ MAX_PAYLOAD = MAX_FRAME - TAG_SIZE
 MAX_RECORDS = 2 ** 24
 # Records a peer sends before its channel keeps a receiving key object.
 LAZY_OPEN_RECORDS = 8
+# Records sealed within SEAL_WINDOW seconds before the channel keeps a sending key object.
+LAZY_SEAL_RECORDS = 8
+SEAL_WINDOW = 1.0
+_NEVER = float("-inf")
 
 logger = logging.getLogger("schat.protocol")
 
@@ -44,7 +53,8 @@ class SecureChannel:
     """
 
     __slots__ = ("_send_key", "_send_iv", "_recv_key", "_recv_iv", "send_seq", "recv_seq",
-                 "_backend", "_seal", "_open")
+                 "_backend", "_seal", "_open", "_seal_mark", "_seal_since", "_open_mark",
+                 "_trim_sent", "_trim_received")
 
     def __new__(cls, *args, **kwargs):
         if cls is SecureChannel and logger.isEnabledFor(logging.DEBUG):
@@ -63,14 +73,17 @@ class SecureChannel:
         self._recv_iv = int.from_bytes(recv_iv, "big")
         self.send_seq = send_seq
         self.recv_seq = recv_seq
-        self._backend = backend = crypto_backend.get(backend).NAME
-        # The sending key object lives as long as the channel: OpenSSL's key
-        # schedule is set up here, not per record. The receiving one is made
-        # when the peer has sent LAZY_OPEN_RECORDS records (OpenSSL's object
-        # holds ~2.6 KiB; a server's typical member only listens, and its few
-        # records (login, pongs) each get a one-shot key object instead).
-        self._seal = aead.key(self._send_key, backend).seal
+        self._backend = crypto_backend.get(backend).NAME
+        # The kept key objects' methods (None: one-shot key objects for now), and the
+        # sequence numbers (and time) their counts start from.
+        self._seal = None
         self._open = None
+        self._seal_mark = send_seq
+        self._seal_since = _NEVER
+        self._open_mark = recv_seq
+        # send_seq and recv_seq at the last trim().
+        self._trim_sent = send_seq
+        self._trim_received = recv_seq
 
     def __deepcopy__(self, memo) -> "SecureChannel":
         # Key objects of a C library do not copy: a copy makes its own.
@@ -92,14 +105,39 @@ class SecureChannel:
             raise self._refusal(seq, len(payload))
         header = pack_header(size)
         self.send_seq = seq + 1
-        return header + self._seal((self._send_iv ^ seq).to_bytes(12, "big"), payload, header)
+        sealer = self._seal or self._sealer(seq)
+        return header + sealer((self._send_iv ^ seq).to_bytes(12, "big"), payload, header)
+
+    def _sealer(self, seq: int):
+        """The sending key object's ``seal``: one-shot, or kept once the channel is busy
+        (LAZY_SEAL_RECORDS records within SEAL_WINDOW seconds)."""
+        sealer = aead.key(self._send_key, self._backend).seal
+        now = monotonic()
+        if now - self._seal_since > SEAL_WINDOW:
+            self._seal_since, self._seal_mark = now, seq
+        elif seq - self._seal_mark >= LAZY_SEAL_RECORDS:
+            self._seal = sealer
+        return sealer
 
     def _opener(self, seq: int):
         """The receiving key object's ``open``: one-shot for the first records, then kept."""
         opener = aead.key(self._recv_key, self._backend).open
-        if seq >= LAZY_OPEN_RECORDS:
+        if seq - self._open_mark >= LAZY_OPEN_RECORDS:
             self._open = opener
         return opener
+
+    def trim(self) -> None:
+        """Drop the kept key objects of a direction that carried no record since the last
+        call (a server calls it for every connection now and then): an idle member
+        costs no key object; a busy one makes it again after a few records."""
+        if self.send_seq == self._trim_sent and self._seal is not None:
+            self._seal = None
+            self._seal_since = _NEVER
+        if self.recv_seq == self._trim_received and self._open is not None:
+            self._open = None
+            self._open_mark = self.recv_seq
+        self._trim_sent = self.send_seq
+        self._trim_received = self.recv_seq
 
     @staticmethod
     def _refusal(seq: int, size: int) -> LocalProtocolError:

@@ -17,9 +17,8 @@ the peer broke its own direction of the channel, not ours.
 from __future__ import annotations
 
 import logging
-from collections import deque
 from dataclasses import dataclass
-from typing import Deque, Iterable, List, Mapping, Optional, Type
+from typing import Iterable, List, Mapping, Optional, Type
 
 from schat.crypto import backend as crypto_backend
 from schat.crypto.kdf import constant_time_equal
@@ -76,7 +75,10 @@ class _Connection:
         self._backend = crypto_backend.get(backend).NAME
         self._decoder = FrameDecoder()
         self._out: List[bytes] = []
-        self._events: Deque[events.Event] = deque()
+        # Events not returned yet: _events[_taken:] (a list and an index, not a deque: an
+        # empty deque holds a 64-slot block, ~0.7 KiB per connection for a server of many).
+        self._events: List[events.Event] = []
+        self._taken = 0
         self._channel: Optional[SecureChannel] = None
         self._state = _EXPECT_HELLO
         self._error: Optional[ProtocolError] = None
@@ -121,7 +123,7 @@ class _Connection:
     def next_event(self) -> Optional[events.Event]:
         """The next event, or None when more data (or an application step) is needed."""
         if self._events:
-            return self._events.popleft()
+            return self._take()
         if self._error is not None:
             raise self._error
         try:
@@ -133,10 +135,21 @@ class _Connection:
                     return None
                 self._handle_frame(*got)
                 if self._events:
-                    return self._events.popleft()
+                    return self._take()
         except RemoteProtocolError as exc:
             raise self._die(exc)
         return None
+
+    def _take(self) -> events.Event:
+        pending = self._events
+        taken = self._taken
+        event = pending[taken]
+        taken += 1
+        if taken == len(pending):
+            pending.clear()
+            taken = 0
+        self._taken = taken
+        return event
 
     def _end_of_stream(self) -> events.Event:
         self._eof_reported = True
@@ -153,6 +166,7 @@ class _Connection:
         self._error = exc
         # Nothing received before the error comes out after it.
         self._events.clear()
+        self._taken = 0
         self._closed = True
         self._state = _CLOSED
         logger.debug("protocol error: %s", exc)
@@ -187,6 +201,12 @@ class _Connection:
         self._events.extend(received)
 
     # --- output ---------------------------------------------------------------
+
+    def trim(self) -> None:
+        """Let an idle channel drop its cipher key objects (:meth:`SecureChannel.trim`);
+        a server calls it for every connection now and then."""
+        if self._channel is not None:
+            self._channel.trim()
 
     def data_to_send(self) -> bytes:
         """Everything queued for the peer since the last call (may be b"")."""

@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import gc
+import functools
 import itertools
 import logging
 import sys
 import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Deque, Dict, Optional, Set, Tuple
 
 from schat.crypto.keys import RsaKey, fingerprint
@@ -28,12 +28,13 @@ from schat.server.dm_relay import DmRelay, SignatureLane
 from schat.server.guard import Admission, AddressRates, CryptoShare, TokenBucket
 from schat.server.hub import Hub
 from schat.server.limits import (DM_CHECK_BACKLOG, DM_CHECK_BURST, PENALTY_ENTRIES,
-                                 ServerSettings, lower_thread_priority, raise_nofile_limit)
+                                 ServerSettings, raise_nofile_limit)
 from schat.server.control import ControlServer
 from schat.server.link import CHAT, CHECKED, ClientLink
 from schat.server.login import LoginGate
 from schat.server.mailbox import Mailbox
 from schat.server.metrics import Stats
+from schat.server.pool import CryptoPool
 from schat.store.chat import SqliteChatStore
 
 log = logging.getLogger("schat.server")
@@ -77,14 +78,21 @@ class Server:
                           hold=self._hold, new_account_age=settings.new_account_age)
         # Address -> the connections not read while its signature checks are queued up.
         self._held: Dict[str, Deque[ClientLink]] = {}
-        self.pool = ThreadPoolExecutor(settings.crypto_workers,
-                                       thread_name_prefix="schat-crypto",
-                                       initializer=lower_thread_priority,
-                                       initargs=(settings.crypto_nice,))
+        self.pool = CryptoPool(settings.crypto_workers, settings.crypto_nice, self.stats,
+                               initializer=self._open_store_here)
+        # Where a login's work runs (docs/INTERNALS.md, "The login path"): the key
+        # exchange's RSA-OAEP in a crypto thread (OpenSSL lets go of the interpreter
+        # lock meanwhile, so the chat loop runs on, even on one CPU: the threads run at
+        # lower priority); a key login's check on the loop when the account store is a
+        # local SQLite file (a signature check and three indexed reads cost less than
+        # the hand-over to a thread and back), else in the threads (PostgreSQL: network
+        # round trips); password hashing always in the threads.
+        self.inline_key_login = store.path is not None
         self.links: Set[ClientLink] = set()
         self.address: Optional[Tuple[str, int]] = None
         self._listener: Optional[asyncio.AbstractServer] = None
         self._flush_scheduled = False
+        self._acks_wake_pending = False
         # The handshake lane: pre-login work (and the verdicts of members' signature
         # checks), run within a time budget per loop turn.
         self._lane: Deque[Tuple[Callable, tuple]] = deque()
@@ -113,6 +121,14 @@ class Server:
     async def start(self) -> Tuple[str, int]:
         """Bind and start accepting; return the real (host, port)."""
         self.loop = asyncio.get_running_loop()
+        self.pool.bind(self.loop)
+        writer = getattr(self.chat_store, "writer", None)
+        if writer is not None:
+            # The chat's store writes come from this loop: its timer waits for a group,
+            # and each commit wakes the loop only while acknowledgements wait for one.
+            writer.use_timer(self._later)
+            writer.on_commit = self._store_committed
+            self.hub.commit_notices = True
         raise_nofile_limit()
         # Process-wide: this process is a server, and chat latency comes first.
         sys.setswitchinterval(self.settings.gil_switch_interval)
@@ -321,12 +337,39 @@ class Server:
     def release_crypto(self) -> None:
         self._pending_crypto -= 1
 
+    def _open_store_here(self) -> None:
+        """A crypto thread's first act: its store connection (SQLite has one per thread)."""
+        with self.store.reading():
+            pass
+
     def record_login(self, name: str) -> None:
-        """Stamp the last login (runs in the pool; a failure only costs the stamp)."""
-        try:
-            self.store.record_login(name)
-        except Exception as err:  # noqa: BLE001
-            log.warning("could not record the login of %s: %s", name, err)
+        """Stamp the last login: committed with the chat's next group of writes (the
+        store's writer thread), so a login costs no transaction of its own. A chat store
+        without a writer (given to the server): a job in the crypto threads."""
+        record = getattr(self.chat_store, "record_login", None)
+        if record is not None:
+            record(name)
+        else:
+            self.pool.run(functools.partial(self.store.record_login, name), self._login_recorded)
+
+    @staticmethod
+    def _login_recorded(_result, error) -> None:
+        if error is not None:  # a failure only costs the stamp
+            log.warning("could not record a login: %s", error)
+
+    def _store_committed(self, seq: int) -> None:
+        # In the store's writer thread: wake the loop (once per commit, and only when
+        # acknowledgements wait) to release what is now durable.
+        if self.hub.acks_waiting and not self._acks_wake_pending:
+            self._acks_wake_pending = True
+            try:
+                self.loop.call_soon_threadsafe(self._release_acks)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
+
+    def _release_acks(self) -> None:
+        self._acks_wake_pending = False
+        self.hub.release_acks()
 
     # -- output ------------------------------------------------------------------
     def _later(self, delay: float, fn: Callable) -> Optional[asyncio.TimerHandle]:
@@ -344,10 +387,23 @@ class Server:
         # so they schedule no second flush).
         self.hub.release_acks()
         self._flush_scheduled = False
-        for member in self.hub.take_dirty():
+        dirty = self.hub.take_dirty()
+        if not dirty:
+            return
+        cap = self.settings.outbound_cap
+        sent = 0
+        for member in dirty:
             link = member.link
             if link is not None:
-                link.flush(member)
+                try:
+                    sent += link.flush(member, cap)
+                except Exception:  # noqa: BLE001 - one connection's bug must not stop the rest
+                    log.exception("%s: internal error while sending; connection closed",
+                                  getattr(link, "peer", member.name))
+                    drop = getattr(link, "_drop", None)
+                    if drop is not None:
+                        drop("internal error")
+        self.stats.bytes_sent += sent
 
     # -- liveness ------------------------------------------------------------------
     def _schedule_ping_check(self) -> None:
@@ -362,6 +418,9 @@ class Server:
         for link in list(self.links):
             if link.state not in (CHAT, CHECKED):
                 continue
+            # A member with no record either way since the last tick gives back its
+            # cipher key objects (~2.6 KiB each with OpenSSL; made again when needed).
+            link.conn.trim()
             idle = now - link.last_rx
             if idle >= limit:
                 link.reason = "ping timeout"

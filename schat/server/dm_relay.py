@@ -254,8 +254,10 @@ class DmRelay:
     def on_login(self, member) -> None:
         """Right after the welcome: announce the stored envelopes and deliver them,
         oldest first."""
-        self.hub.queue(member, dmm.Mailbox(count=self.mailbox.count(member.name)))
-        self._deliver(member, after_id=0)
+        count = self.mailbox.count(member.name)
+        self.hub.queue(member, dmm.Mailbox(count=count))
+        if count:  # most logins find the mailbox empty: one query, not two
+            self._deliver(member, after_id=0)
 
     def _deliver(self, member, after_id: int) -> None:
         # A full mailbox can hold more than a member's outbound cap: send it in

@@ -13,17 +13,29 @@ and only when their shape differs). This loop is the server's hot path.
 With ``durable_acks``, an acknowledgement waits until every store write made
 before it is durable (:meth:`ChatStore.ticket`), so a member never sees a
 message confirmed that a crash could still lose.
+
+Presence is coalesced: the joins and leaves of sessions in a room are held and
+sent together, at the latest after a delay that grows with the room (so that a
+room's presence costs each member at most one record per delay, however many
+come and go: a login storm into a room of thousands costs records per second,
+not records per login), and at once before anything else is delivered to the
+room (so every member still sees a join before the newcomer's first line). A
+member that entered the room while changes were held gets only those after its
+entry (its own list already counts the others); a session that joins and leaves
+within one delay is shown to nobody who could not have seen it.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import deque
-from typing import Callable, Deque, List, Optional, Tuple
+from typing import Callable, Deque, Dict, List, Optional, Tuple
 
 from schat.chat import Chat, ChatLimits, ChatStore, Member, MemoryChatStore
 from schat.chat import events as ev
 from schat.chat.fanout import Sink
+from schat.chat.names import LOBBY
 from schat.chat.store import Profile
 from schat.protocol import messages
 from schat.server import wire
@@ -36,9 +48,31 @@ _UNSET = object()
 # as a field of ``users`` (§5a, "Away").
 ROOMS = "rooms"
 AWAY = "away"
-# Seconds between checks for durable writes while acknowledgements wait and the
-# server is otherwise quiet (when busy, every flush checks).
+# Seconds between checks for durable writes while acknowledgements wait, the server
+# is otherwise quiet (when busy, every flush checks) and the store sends no commit
+# notices (Hub.commit_notices: the store's writer thread does).
 ACK_POLL = 0.002
+# Presence records a room may cost per second at most: held joins and leaves go
+# out after len(room) / PRESENCE_RATE seconds, within [PRESENCE_MIN, PRESENCE_MAX]
+# (a room of up to 800: 0.2 s; of 2,000: 0.5 s). The floor keeps presence alone below
+# the record rate at which a member's channel keeps a cipher key object (5 records a
+# second against schat.protocol.channel.LAZY_SEAL_RECORDS in SEAL_WINDOW: 8 in 1 s).
+PRESENCE_RATE = 4000.0
+PRESENCE_MIN = 0.2
+PRESENCE_MAX = 1.0
+# Bytes of held presence per outbox item (an item must fit one record).
+PRESENCE_CHUNK = 32 * 1024
+
+
+class _Held:
+    """A room's presence changes not sent yet."""
+
+    __slots__ = ("items", "joined", "entered")
+
+    def __init__(self):
+        self.items: List[Optional[bytes]] = []     # encoded join/leave; None: cancelled
+        self.joined: Dict[str, int] = {}            # user key -> index of its held join
+        self.entered: Dict["Session", int] = {}     # entered meanwhile -> first item it needs
 
 
 class Session(Member):
@@ -81,12 +115,18 @@ class Hub(Sink):
         self.chat = Chat(self.store, self, limits, clock, server_name, motd)
         # Acknowledgements waiting for the store: (ticket, session, encoded ack). They
         # are released at the next flush after their writes are durable (a flush runs
-        # at every busy loop turn), or by a poll every ACK_POLL seconds when all is quiet.
+        # at every busy loop turn), and when all is quiet by the store's commit notice
+        # (commit_notices) or else by a poll every ACK_POLL seconds.
         self._held: Deque[Tuple[int, Session, bytes]] = deque()
         self._committed = 0
         self._later = later
         self._polling = False
         self.durable_acks = durable_acks
+        # True when the store's writer tells the I/O layer of each commit (the server
+        # then calls release_acks), so that held acks need no polling.
+        self.commit_notices = False
+        # Room -> its held presence changes (only with a timer: ``later``).
+        self._held_presence: Dict[str, _Held] = {}
         # name -> a stand-in session on another node of a cluster (schat.cluster.node).
         self.elsewhere: Optional[Callable[[str], Optional[Session]]] = None
 
@@ -165,6 +205,13 @@ class Hub(Sink):
 
     # -- output: the Sink ----------------------------------------------------------------
     def deliver(self, event, members, exclude=None) -> None:
+        kind = type(event)
+        if (kind is ev.Joined or kind is ev.Parted) and self._hold(event):
+            return
+        if self._held_presence:
+            room = getattr(event, "room", None)
+            if room is not None and room in self._held_presence:
+                self._release(room)  # what came and went first, then this
         data = wire.event_bytes(event, True)
         if data is None:
             return
@@ -209,6 +256,14 @@ class Hub(Sink):
         self.deliveries += 1
 
     def reply(self, member: Session, event, cid: Optional[str] = None) -> None:
+        if self._held_presence:
+            kind = type(event)
+            # The room's member list as of now: of the held changes, this member needs
+            # only those still to come.
+            if kind is ev.Welcome:
+                self._entered(LOBBY, member)
+            elif kind is ev.RoomState:
+                self._entered(event.room, member)
         items = wire.reply_bytes(event, member.aware, self.now_ms(), member.reads_away, cid)
         if type(event) is ev.Done and self.durable_acks:
             ticket = self.store.ticket()
@@ -217,7 +272,13 @@ class Hub(Sink):
             if ticket > self._committed:
                 for data in items:
                     self._held.append((ticket, member, data))
-                if not self._polling and self._later is not None:
+                if self.commit_notices:
+                    # The commit may have come between ticket() and the append, its
+                    # notice then finding nothing held: look once more (the writer sets
+                    # what is durable before it looks at what is held).
+                    if self.store.durable() >= ticket:
+                        self.release_acks()
+                elif not self._polling and self._later is not None:
                     self._polling = True
                     self._later(ACK_POLL, self._poll)
                 return
@@ -231,9 +292,15 @@ class Hub(Sink):
         member.closing = reason or "closed"
         self._mark(member)
 
+    @property
+    def acks_waiting(self) -> bool:
+        """True while acknowledgements wait for the store (read from any thread)."""
+        return bool(self._held)
+
     def release_acks(self) -> None:
         """Release the acknowledgements whose writes the store made durable (called by
-        the I/O layer before each flush, so they ride along with what it sends anyway)."""
+        the I/O layer before each flush, so they ride along with what it sends anyway,
+        and when the store reports a commit)."""
         held = self._held
         if not held:
             return
@@ -251,6 +318,75 @@ class Hub(Sink):
         if self._held and self._later is not None:
             self._polling = True
             self._later(ACK_POLL, self._poll)
+
+    # -- presence, coalesced ----------------------------------------------------------------
+    def _hold(self, event) -> bool:
+        """Hold a join or a leave of ``event.room`` (True), or leave it to be sent now."""
+        if self._later is None:
+            return False
+        name = event.room
+        room = self.chat.rooms.get(name)
+        if room is None:
+            return False
+        key = event.user.lower()
+        kind = type(event)
+        if kind is ev.Parted and key in self.chat.members:
+            # The member is still online (/part, moved elsewhere): it gets the event
+            # itself, now, after what was held.
+            return False
+        held = self._held_presence.get(name)
+        if held is None:
+            held = self._held_presence[name] = _Held()
+            delay = min(PRESENCE_MAX, max(PRESENCE_MIN, len(room.members) / PRESENCE_RATE))
+            self._later(delay, functools.partial(self._presence_due, name, held))
+        if kind is ev.Parted:
+            index = held.joined.pop(key, None)
+            if index is not None and not any(start > index for start in held.entered.values()):
+                # Joined and left within one delay, and nobody entered meanwhile (who
+                # would have seen it in the room's list): neither is news to anyone.
+                held.items[index] = None
+                return True
+        data = wire.event_bytes(event, True)
+        if data is not None:
+            if kind is ev.Joined:
+                held.joined[key] = len(held.items)
+            held.items.append(data)
+        return True
+
+    def _entered(self, room: str, member: Session) -> None:
+        held = self._held_presence.get(room)
+        if held is not None:
+            held.entered[member] = len(held.items)
+
+    def _presence_due(self, room: str, held: _Held) -> None:
+        if self._held_presence.get(room) is held:
+            self._release(room)
+
+    def _release(self, name: str) -> None:
+        """Send a room's held presence changes to its members (one shared item each)."""
+        held = self._held_presence.pop(name)
+        room = self.chat.rooms.get(name)
+        items = held.items
+        if room is None or not any(items):
+            return
+        shared = _joined(items)
+        everything = len(items) - items.count(None)
+        entered = held.entered
+        count = 0
+        for member in room.members.values():
+            if member.overflowed:
+                continue
+            start = entered.get(member, 0) if entered else 0
+            if start:
+                rest = items[start:]
+                parts = _joined(rest)
+                count += len(rest) - rest.count(None)
+            else:
+                parts = shared
+                count += everything
+            for data in parts:
+                self._push(member, data)
+        self.deliveries += count
 
     # -- output: plumbing -------------------------------------------------------------------
     def queue(self, member: Session, msg) -> None:
@@ -292,3 +428,22 @@ class Hub(Sink):
         member.closing = "too slow: output buffer full"
         member.outbox.clear()
         member.queued = 0
+
+
+def _joined(items: List[Optional[bytes]]) -> List[bytes]:
+    """Encoded messages as outbox items of at most PRESENCE_CHUNK bytes (one message per
+    line, as a record holds them)."""
+    out: List[bytes] = []
+    batch: List[bytes] = []
+    size = 0
+    for data in items:
+        if data is None:
+            continue
+        if batch and size + len(data) + 1 > PRESENCE_CHUNK:
+            out.append(b"\n".join(batch))
+            batch, size = [], 0
+        batch.append(data)
+        size += len(data) + 1
+    if batch:
+        out.append(b"\n".join(batch))
+    return out

@@ -96,6 +96,17 @@ class Stats:
         self.crypto_submitted += 1
         return functools.partial(self._run_timed, job)
 
+    def job_started(self) -> None:
+        """A crypto thread took a job (called in that thread)."""
+        with self._lock:
+            self.crypto_started += 1
+
+    def job_finished(self, seconds: float) -> None:
+        """A crypto thread finished a job that ran ``seconds`` (called in that thread)."""
+        with self._lock:
+            self.crypto_finished += 1
+            self.crypto_seconds += seconds
+
     def _run_timed(self, job: Callable):
         with self._lock:
             self.crypto_started += 1

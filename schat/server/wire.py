@@ -9,6 +9,7 @@ in exactly their old shape (an absent ``room`` means #lobby), and a
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Dict, List, Optional, Tuple
 
@@ -17,7 +18,9 @@ from schat.chat.names import LOBBY
 from schat.errors import LocalProtocolError
 from schat.protocol import messages as m
 from schat.protocol import room_messages as rm
-from schat.protocol.schema import MAX_LIST_ITEMS, MAX_SHORT_BYTES, MAX_TEXT_BYTES
+from schat.protocol.schema import MAX_LIST_ITEMS, MAX_SHORT_BYTES, MAX_TEXT_BYTES, _NAME_RE
+
+_NAME_OK = _NAME_RE.match
 
 log = logging.getLogger("schat.server")
 
@@ -94,6 +97,44 @@ def event_bytes(event, aware: bool) -> Optional[bytes]:
     return None
 
 
+# Names are encoded once each and kept (a room's list goes to every member who enters
+# it: a login into a room of thousands must not validate and encode thousands of names).
+_NAME_JSON: Dict[str, bytes] = {}
+NAME_CACHE = 65_536
+_USERS_KEY = b'"users":[]'
+
+
+def _names_json(names) -> Optional[bytes]:
+    """The JSON array of ``names``; None when one is not a valid name."""
+    cache = _NAME_JSON
+    try:
+        return b"[" + b",".join(map(cache.__getitem__, names)) + b"]"
+    except KeyError:
+        pass
+    for name in names:
+        if name not in cache:
+            if type(name) is not str or not _NAME_OK(name):
+                return None
+            if len(cache) >= NAME_CACHE:
+                cache.clear()
+            cache[name] = b'"' + name.encode("ascii") + b'"'
+    return b"[" + b",".join(map(cache.__getitem__, names)) + b"]"
+
+
+def _with_users(msg, names) -> Optional[bytes]:
+    """``msg`` (built with ``users=()``) encoded, with ``names`` (at most MAX_LIST_ITEMS)
+    as its ``users``: the same bytes as ``messages.encode`` with the names in place.
+    A JSON string holds no unescaped quote, so the first ``"users":[]`` is the field."""
+    array = _names_json(names) if len(names) <= MAX_LIST_ITEMS else None
+    if array is None:  # not names after all: the validating encoder says why
+        return _encode(dataclasses.replace(msg, users=tuple(names)))
+    data = _encode(msg)
+    if data is None:
+        return None
+    at = data.find(_USERS_KEY) + len(_USERS_KEY) - 2
+    return data[:at] + array + data[at + 2:]
+
+
 # Bytes of names and away messages in one ``users`` message: with its other fields it
 # stays well inside one record (65,519 bytes).
 USERS_BUDGET = 60_000
@@ -106,8 +147,8 @@ def _users(names, room: Optional[str], away: Optional[Dict[str, str]] = None,
     each carries ``cid`` (the request it answers) when given."""
     if not away:  # the common case, kept as cheap as slicing (big rooms at every login)
         last = max(len(names) - 1, 0) // MAX_LIST_ITEMS * MAX_LIST_ITEMS
-        return [_encode(m.Users(users=tuple(names[i:i + MAX_LIST_ITEMS]), more=i < last,
-                                room=room, cid=cid))
+        return [_with_users(m.Users(users=(), more=i < last, room=room, cid=cid),
+                            names[i:i + MAX_LIST_ITEMS])
                 for i in range(0, max(len(names), 1), MAX_LIST_ITEMS)]
     chunks: List[Tuple[list, list]] = [([], [])]
     size = 0
@@ -175,9 +216,9 @@ def reply_bytes(event, aware: bool, now: int, reads_away: bool = False,
                                          cid=cid))]
     elif kind is ev.Welcome:
         users = event.users
-        out = [_encode(m.Welcome(user=event.user, server=fit(event.server, MAX_SHORT_BYTES),
-                                 motd=fit(event.motd, MAX_TEXT_BYTES),
-                                 users=users[:MAX_LIST_ITEMS], time=event.time))]
+        out = [_with_users(m.Welcome(user=event.user, server=fit(event.server, MAX_SHORT_BYTES),
+                                     motd=fit(event.motd, MAX_TEXT_BYTES), users=(),
+                                     time=event.time), users[:MAX_LIST_ITEMS])]
         if len(users) > MAX_LIST_ITEMS:  # the whole list again, in chunks
             out += _users(users, None)
     elif kind is ev.Names:
@@ -200,11 +241,11 @@ def reply_bytes(event, aware: bool, now: int, reads_away: bool = False,
             out = []  # RoomState, Focus: a client without rooms has no use for them
     elif kind is ev.RoomState:
         users = event.users
-        out = [_encode(rm.RoomState(room=event.room, topic=fit(event.topic, MAX_SHORT_BYTES),
-                                    private=event.private, ops=event.ops[:MAX_LIST_ITEMS],
-                                    users=users[:MAX_LIST_ITEMS], time=event.time,
-                                    owner=event.owner or None,
-                                    more=len(users) > MAX_LIST_ITEMS, cid=cid))]
+        out = [_with_users(rm.RoomState(room=event.room, topic=fit(event.topic, MAX_SHORT_BYTES),
+                                        private=event.private, ops=event.ops[:MAX_LIST_ITEMS],
+                                        users=(), time=event.time, owner=event.owner or None,
+                                        more=len(users) > MAX_LIST_ITEMS, cid=cid),
+                           users[:MAX_LIST_ITEMS])]
         if len(users) > MAX_LIST_ITEMS:
             out += _users(users, event.room, cid=cid)
     elif kind is ev.Focus:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+from datetime import datetime, timezone
 from typing import Callable, Dict, List, Optional
 
 from schat.chat.events import Said
@@ -26,6 +27,8 @@ from schat.store.writer import QUEUE_LIMIT, GroupWriter, Row
 log = logging.getLogger("schat.store")
 
 ROLES = ("admin", "member")
+# Accounts with queued writes remembered for settle(); beyond this the committed ones go.
+PENDING_USERS = 256
 
 MIGRATION = (
     """CREATE TABLE rooms (
@@ -98,8 +101,6 @@ MIGRATION = (
 
 # Longest /history waits for queued writes before reading (it runs on the event loop).
 HISTORY_WAIT = 0.5
-# Longest a login's profile read waits for this process's queued writes (in a thread).
-PROFILE_WAIT = 5.0
 
 _SAID = "SELECT room, id, time, sender, text, action FROM history"
 _HISTORY = "INSERT INTO history (id, room, time, sender, text, action) VALUES "
@@ -173,7 +174,11 @@ class SqliteChatStore(ChatStore):
         self._c = ' COLLATE "C"' if accounts.db.name == "postgresql" else ""
         transaction = accounts.transaction if writer_key is None else \
             functools.partial(accounts.transaction, writer_key)
-        self.writer = GroupWriter(transaction, limit=queue_limit)
+        self.writer = GroupWriter(transaction, limit=queue_limit,
+                                  prepare=self._open_connection)
+        # Account (lower case) -> sequence number of its last queued write (settle()).
+        self._pending: Dict[str, int] = {}
+        self._prune_at = PENDING_USERS
         # On PostgreSQL, chat lines go in with COPY, a batch per writer turn (_Copy).
         self._copying = accounts.db.name == "postgresql"
         self._batch_lock = threading.Lock()
@@ -181,6 +186,10 @@ class SqliteChatStore(ChatStore):
         self._since_prune: Dict[str, int] = {}
         self._prune_every = max(20, history_limit // 10)
         self._prune_all_at_start()
+
+    def _open_connection(self) -> None:
+        with self.accounts.reading():
+            pass
 
     # -- reads -------------------------------------------------------------------------
     def load_rooms(self) -> List[RoomRecord]:
@@ -233,10 +242,9 @@ class SqliteChatStore(ChatStore):
             return conn.execute("SELECT coalesce(max(id), 0) FROM history").fetchone()[0]
 
     def profile(self, name: str) -> Optional[Profile]:
-        # Read in the login's thread: the memberships of a session that just ended here
-        # are committed first, so logging in again at once finds every room.
-        if self.writer.pending():
-            self.writer.wait(PROFILE_WAIT)
+        # The memberships of a session that just ended here are committed first (the
+        # login path calls settle(name) before this), so logging in again at once finds
+        # every room; other accounts' queued writes are not waited for.
         info = self.user(name)
         if info is None:
             return None
@@ -252,9 +260,32 @@ class SqliteChatStore(ChatStore):
                 "ON r.member = a.name WHERE a.name = ?", (name,)).fetchone()
         return UserInfo(row[0], row[2] == "admin", bool(row[1])) if row else None
 
+    def settle(self, name: str, timeout: float = 5.0) -> None:
+        """Wait until the writes queued about account ``name`` (its memberships, read
+        markers, a lock) are committed: a login reads them next. Most logins find none
+        queued and do not wait."""
+        key = name.lower()
+        seq = self._pending.get(key)
+        if seq is None:
+            return
+        if seq > self.writer.committed:
+            self.writer.wait_for(seq, timeout)
+        if seq <= self.writer.committed and self._pending.get(key) == seq:
+            del self._pending[key]
+
     # -- writes --------------------------------------------------------------------------
-    def _submit(self, sql: str, params: tuple) -> None:
-        self.writer.submit(lambda conn: conn.execute(sql, params))
+    def _submit(self, sql: str, params: tuple, user: Optional[str] = None,
+                urgent: bool = False) -> None:
+        seq = self.writer.submit((sql, params), urgent)
+        if user is not None:
+            pending = self._pending
+            pending[user.lower()] = seq
+            if len(pending) > self._prune_at:
+                committed = self.writer.committed
+                for key in [k for k, v in pending.items() if v <= committed]:
+                    del pending[key]
+                # Still many queued (a mass disconnect): look again only once it doubles.
+                self._prune_at = max(PENDING_USERS, 2 * len(pending))
 
     def save_room(self, record: RoomRecord) -> None:
         c = self._c
@@ -331,17 +362,20 @@ class SqliteChatStore(ChatStore):
 
     def add_membership(self, user: str, room: str, time: int) -> None:
         self._submit("INSERT INTO room_members (room, member, joined) VALUES (?, ?, ?) "
-                     "ON CONFLICT (room, member) DO NOTHING", (room, user, time))
+                     "ON CONFLICT (room, member) DO NOTHING", (room, user, time), user)
 
     def remove_membership(self, user: str, room: str) -> None:
-        self._submit("DELETE FROM room_members WHERE room = ? AND member = ?", (room, user))
+        self._submit("DELETE FROM room_members WHERE room = ? AND member = ?", (room, user),
+                     user)
 
     def mark_read(self, user: str, room: str, last_id: int) -> None:
         self._submit("UPDATE room_members SET last_read = ? "
                      "WHERE room = ? AND member = ? AND last_read < ?",
-                     (last_id, room, user, last_id))
+                     (last_id, room, user, last_id), user)
 
     def append(self, said: Said) -> None:
+        # Urgent: a chat line is committed within the writer's LINGER even when nobody
+        # waits for it (fast acks), so a crash loses milliseconds of history, not LAZY_LINGER.
         values = (said.id, said.room, said.time, said.sender, said.text, int(said.action))
         if self._copying:
             with self._batch_lock:
@@ -349,11 +383,11 @@ class SqliteChatStore(ChatStore):
                 if batch is None or batch.taken:
                     batch = self._batch = _Copy(self._batch_lock)
                     batch.rows.append(values)
-                    self.writer.submit(batch)
+                    self.writer.submit(batch, urgent=True)
                 else:
                     batch.rows.append(values)
         else:
-            self.writer.submit(Row(_HISTORY, values))
+            self.writer.submit(Row(_HISTORY, values), urgent=True)
         count = self._since_prune.get(said.room, 0) + 1
         if count >= self._prune_every:
             count = 0
@@ -361,7 +395,15 @@ class SqliteChatStore(ChatStore):
         self._since_prune[said.room] = count
 
     def lock_account(self, name: str) -> None:
-        self._submit("UPDATE accounts SET locked = 1 WHERE name = ?", (name,))
+        self._submit("UPDATE accounts SET locked = 1 WHERE name = ?", (name,), name,
+                     urgent=True)
+
+    def record_login(self, name: str) -> None:
+        """Stamp the account's last login (UTC now) with the next group of writes: a
+        login costs no transaction of its own (the server's login path)."""
+        from schat.store.accounts import _utc_text  # accounts imports this module
+        self._submit("UPDATE accounts SET last_login = ? WHERE name = ?",
+                     (_utc_text(datetime.fromtimestamp(self._clock(), timezone.utc)), name))
 
     # -- bounds ---------------------------------------------------------------------------
     def _prune(self, conn, room: str) -> None:

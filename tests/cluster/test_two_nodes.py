@@ -215,6 +215,9 @@ def test_a_node_started_later_learns_who_is_where(cluster):
     state = joined(bob, "#dev")
     assert set(state.users) == {"alice", "bob"} and state.owner == "alice"
     assert set(bob.session.welcome.users) >= {"alice", "bob"}
+    # Joins are held a moment and sent together (a join and a leave within that moment
+    # are shown to nobody): alice sees bob's first, then his leave.
+    until(alice, messages.Join, lambda m: m.room == "#dev" and m.user == "bob")
     b.thread.stop()                                         # a clean stop: bob leaves at once
     left = until(alice, messages.Leave, lambda m: m.room == "#dev")
     assert left.user == "bob"

@@ -25,9 +25,15 @@ def client(srv, user: str, rooms: bool = True) -> Client:
 
 
 def settle(*clients: Client) -> None:
-    """Read everything sent so far (the login sequence, joins of the others)."""
-    for c in clients:
-        exchange(c, c.session.command("/away"))
+    """Read everything sent so far (the login sequence, joins of the others). ``clients``
+    in the order they logged in: each waits for the joins of those after it, which the
+    server holds a moment and sends together (docs/INTERNALS.md, presence coalesced)."""
+    answered = [exchange(c, c.session.command("/away")) for c in clients]
+    for i, c in enumerate(clients):
+        waiting = {o.session.user for o in clients[i + 1:]}
+        waiting -= {m.user for m in answered[i] if isinstance(m, messages.Join)}
+        while waiting:
+            waiting.discard(c.next(messages.Join).user)
 
 
 def exchange(c: Client, cid: str):
