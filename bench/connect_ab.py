@@ -18,19 +18,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from bench import run as bench_run
 from bench import scenarios
-from bench.server_proc import ServerProcess, pinned
+from bench.procstat import CLK_TCK
+from bench.server_proc import ServerProcess
 
 HERE = Path(__file__).resolve().parent.parent
 WARM = 50
+
+
+def kernel_seconds(pid: int) -> float:
+    """stime of ``pid``: the part of its CPU time spent in the kernel (sockets, epoll,
+    futexes)."""
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        raw = fh.read().decode()
+    return int(raw[raw.rindex(")") + 2:].split()[12]) / CLK_TCK
 
 
 def one(checkout: Path, home: Path, user_key, first: int, count: int) -> dict:
@@ -39,7 +46,10 @@ def one(checkout: Path, home: Path, user_key, first: int, count: int) -> dict:
     port = server.start()
     try:
         asyncio.run(scenarios.connect_phase(port, server.pid, 0, WARM, user_key))
-        return asyncio.run(scenarios.connect_phase(port, server.pid, first, count, user_key))
+        k0 = kernel_seconds(server.pid)
+        result = asyncio.run(scenarios.connect_phase(port, server.pid, first, count, user_key))
+        result["kernel_ms_per_connect"] = (kernel_seconds(server.pid) - k0) * 1e3 / count
+        return result
     finally:
         server.stop()
 
@@ -65,6 +75,7 @@ def main(argv=None) -> int:
             r["ratio"] = r["server_cpu_ms_per_handshake"] / crypto_ms
             print(json.dumps({"round": rnd + 1, "checkout": str(checkout),
                               "server_cpu_ms_per_connect": round(r["server_cpu_ms_per_handshake"], 3),
+                              "kernel_ms_per_connect": round(r["kernel_ms_per_connect"], 3),
                               "primitives_ms": round(crypto_ms, 3), "ratio": round(r["ratio"], 2),
                               "connects_per_s": round(r["handshakes_per_s"], 1)}), flush=True)
     for checkout, rows in results.items():
