@@ -283,6 +283,7 @@ def report_init(home: Home, host_key, created) -> None:
 
 
 def start_logging(plan) -> None:
+    logs.lean_records()
     logs.set_level(plan.log_level)
     if plan.log_file is not None:
         logs.install(logs.file_handler(plan.log_file, plan.log_rotate, plan.log_keep,

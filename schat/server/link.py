@@ -137,7 +137,13 @@ class ClientLink(asyncio.Protocol):
         # Before the login (or while a worker thread owns the connection object,
         # or older input still waits) input queues, in order, behind the chat.
         self.backlog.append(data)
-        if not self.busy and not self.queued:
+        if self.busy and self.conn is not None:
+            # A pool job owns the connection: stop reading until it is done (one
+            # read's worth of backlog at most). Paused here, not when the job starts:
+            # a client waits for the job's answer, so reading rarely needs pausing,
+            # and a pause and a resume cost two epoll_ctl calls per job.
+            self.transport.pause_reading()
+        elif not self.busy and not self.queued:
             self.queued = True
             self.server.defer(self._drain)
 
@@ -257,8 +263,7 @@ class ClientLink(asyncio.Protocol):
         if not server.reserve_crypto():
             self._refuse("busy", BUSY_TEXT)
             return
-        self.busy = True
-        self.transport.pause_reading()
+        self.busy = True  # input now waits in the backlog (data_received pauses reading)
         server.pool.run(job, functools.partial(self._job_done, done))
 
     def _job_done(self, done, result, error) -> None:

@@ -36,6 +36,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
@@ -141,6 +142,26 @@ class Engine:
         self.close()
 
 
+def _into_wal(conn: sqlite3.Connection) -> None:
+    """Put the file in WAL mode, waiting out other connections doing the same.
+
+    Switching a new file to WAL needs an exclusive lock, and SQLite answers a
+    connection that finds another one mid-switch with SQLITE_BUSY at once,
+    without its busy handler: several processes opening a fresh store together
+    (``serve --workers``, an admin command beside a starting server) would fail.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as err:
+            text = str(err)
+            if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
 class SqliteFile(Engine):
     """Connections, transactions and migrations for one SQLite file."""
 
@@ -186,7 +207,7 @@ class SqliteFile(Engine):
                 conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S,
                                        isolation_level=None, check_same_thread=False)
                 conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-                conn.execute("PRAGMA journal_mode = WAL")
+                _into_wal(conn)
                 conn.execute("PRAGMA synchronous = NORMAL")
             except sqlite3.DatabaseError as err:
                 raise self._error(err) from None

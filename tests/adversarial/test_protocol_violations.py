@@ -198,3 +198,20 @@ def test_the_line_client_hears_the_reason(chat_server):
     assert gone.clean and gone.code == "unexpected_message"
     assert gone.reason.startswith("test closed the connection on a protocol error of this "
                                   "client (unexpected_message): message type 'welcome'")
+
+
+def test_records_sent_while_the_key_exchange_runs_are_answered_in_order(chat_server):
+    """Input that arrives while the server's crypto thread completes the key exchange
+    waits (reading pauses once it arrives) and is answered, in order, once the keys
+    exist; the connection then logs in as usual."""
+    peer = RawPeer(chat_server)
+    peer.hello()
+    peer.send(peer.conn.data_to_send())  # the ClientKeyExchange: the server's job starts
+    count = 300
+    for n in range(1, count + 1):  # one write each: most land while the job runs
+        peer.send(seal_raw(peer, messages.encode(messages.Ping(n=n))))
+    peer.next_of(events.HandshakeComplete)
+    assert [peer.next_of(messages.Pong).n for _ in range(count)] == list(range(1, count + 1))
+    peer.send(peer.record(messages.Login(user="carol", password=PASSWORDS["carol"])))
+    assert isinstance(peer.reply(), messages.Welcome)
+    peer.close()

@@ -169,3 +169,33 @@ def test_closed_engine(db):
     with pytest.raises(StoreError, match="closed"):
         with db.reading() as conn:
             conn.execute("SELECT 1")
+
+
+def test_a_fresh_sqlite_file_opened_by_several_at_once(tmp_path):
+    """Connections that find another one switching a new file to WAL wait for it
+    (SQLite answers them SQLITE_BUSY at once, without its busy handler): three
+    threads opening a fresh file together, a hundred times over, all get in."""
+    from schat.store.database import SqliteFile
+
+    failures = []
+    for attempt in range(100):
+        path = tmp_path / f"fresh{attempt}.db"
+        start = threading.Barrier(3, timeout=WAIT)
+
+        def run():
+            engine = SqliteFile(path)
+            try:
+                start.wait()
+                with engine.reading() as conn:
+                    conn.execute("PRAGMA user_version").fetchone()
+            except StoreError as exc:
+                failures.append(str(exc))
+            finally:
+                engine.close()
+
+        threads = [threading.Thread(target=run) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(WAIT)
+    assert failures == []
