@@ -2,6 +2,7 @@
 
     python -m bench.cluster                  # 2 rounds, ~3 minutes
     python -m bench.cluster --rounds 1 --members 300 --duration 4
+    python -m bench.cluster --rounds 1 --profile DIR   # py-spy on each node, flat out
 
 Everything runs on this machine: a throwaway PostgreSQL and Redis (the test
 suite's runners, tests/services.py), and `schat serve --bus ... --store ...`
@@ -38,6 +39,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -385,9 +387,12 @@ async def measure(root, nodes_count, args, url, key, engines, emit, round_) -> D
         for c in members.samplers:
             c.count_only()
         for rep in range(args.repeat):
+            spies = profile(args, nodes, f"round{round_}-{nodes_count}nodes-{rep + 1}")
             a, t0 = meter.sample(), time.monotonic()
             flat = await members.flat_out(args.duration)
             used = meter.delta(a, meter.sample(), time.monotonic() - t0)
+            for spy in spies:
+                spy.wait(timeout=60)
             row = {"nodes": nodes_count, "members": args.members, "mode": "flat-out",
                    **flat, **used}
             emit(round_, row)
@@ -397,6 +402,25 @@ async def measure(root, nodes_count, args, url, key, engines, emit, round_) -> D
         for n in nodes:
             n.stop()
     return result
+
+
+PY_SPY = Path(sys.executable).parent / "py-spy"
+
+
+def profile(args, nodes: List[ServerProcess], label: str) -> List[subprocess.Popen]:
+    """With --profile: py-spy attached to each node for the flat-out phase (its sending
+    part), writing DIR/LABEL-nodeI.speedscope.json for bench/profile_summary.py."""
+    if args.profile is None:
+        return []
+    args.profile.mkdir(parents=True, exist_ok=True)
+    spies = []
+    for i, node in enumerate(nodes):
+        out = args.profile / f"{label}-node{i}.speedscope.json"
+        spies.append(subprocess.Popen(
+            [str(PY_SPY), "record", "-p", str(node.pid), "-d", str(int(args.duration)),
+             "-r", "200", "-f", "speedscope", "-o", str(out), "--nonblocking"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return spies
 
 
 async def memory(root, args, url, key, engines, emit, round_) -> Dict:
@@ -486,6 +510,10 @@ def main(argv=None) -> int:
     parser.add_argument("--rate", type=float, default=10000.0)
     parser.add_argument("--idle", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                        help="record each node with py-spy during every flat-out phase "
+                             "(its CPU then shares the machine: figures of such a run are "
+                             "for the profile, not the table)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     rows: List[Dict] = []

@@ -12,7 +12,7 @@ what arrives from it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, List, Optional
 
 from schat.chat import events as ev
 from schat.chat.members import Member
@@ -33,6 +33,15 @@ class Sink(ABC):
     @abstractmethod
     def deliver(self, event, members: Iterable[Member], exclude: Optional[Member] = None) -> None:
         """Deliver ``event`` to every one of ``members`` but ``exclude`` (encode it once)."""
+
+    def deliver_run(self, events: List, members: Iterable[Member],
+                    exclude: Optional[Member] = None) -> None:
+        """Deliver chat lines of one room, in order, to every one of ``members`` but
+        ``exclude``: as :meth:`deliver` for each (a connection layer may share the
+        work among them: they go to the same members)."""
+        members = list(members)
+        for event in events:
+            self.deliver(event, members, exclude)
 
     @abstractmethod
     def reply(self, member: Member, event, cid: Optional[str] = None) -> None:
@@ -100,3 +109,18 @@ class InProcessFanout(Fanout):
 
     def publish(self, channel: str, event) -> None:
         self.sink.deliver(event, self.recipients(channel, event), self.excluded(self.chat, event))
+
+    def publish_run(self, room: str, lines: List[ev.Said]) -> None:
+        """Deliver chat lines of ``room`` in order, as :meth:`publish` for each: a run of
+        lines with the same local sender to exclude (usually none: they were said on
+        another node) goes to the sink at once."""
+        chat = self.chat
+        start = 0
+        while start < len(lines):
+            exclude = self.excluded(chat, lines[start])
+            end = start + 1
+            while end < len(lines) and self.excluded(chat, lines[end]) is exclude:
+                end += 1
+            self.sink.deliver_run(lines[start:end], self.recipients(room, lines[start]),
+                                  exclude)
+            start = end

@@ -94,13 +94,21 @@ class Replica:
     def said(self, said: ev.Said) -> None:
         """A line said on another process (the bus brings each process's lines once and
         in order): kept in the room's window where it fits, delivered in any case."""
+        self.said_run([said])
+
+    def said_run(self, lines: List[ev.Said]) -> None:
+        """Lines said in one room on other processes, in order: each as :meth:`said`,
+        delivered here together (:meth:`InProcessFanout.publish_run`)."""
         chat = self.chat
-        chat.ids.observe(said.id)
-        room = chat.rooms.get(said.room)
+        for said in lines:
+            chat.ids.observe(said.id)
+        room = chat.rooms.get(lines[0].room)
         if room is None:
             return  # a room this process has no member in (and never heard of)
-        room.history.insert(said)
-        chat.local.publish(said.room, said)
+        insert = room.history.insert
+        for said in lines:
+            insert(said)
+        chat.local.publish_run(room.name, lines)
 
     def joined(self, event: ev.Joined, meta: Optional[list]) -> None:
         chat = self.chat

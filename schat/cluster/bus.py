@@ -2,7 +2,9 @@
 
 Two connections to Redis (redis-py's asyncio client with the hiredis parser,
 imported only when a ``redis://`` or ``rediss://`` URL is used): one publishes,
-one is subscribed. :meth:`Bus.publish` only queues; a publisher task sends what
+one is subscribed. Each line of a Redis message goes to ``on_message``, then
+``on_read`` says the message is over (what was held back to apply together is
+applied before the next is read). :meth:`Bus.publish` only queues; a publisher task sends what
 queued meanwhile in one pipeline, consecutive messages to the same channel
 joined into one Redis message (newline-separated: JSON never holds a raw
 newline), so a busy room costs a few Redis messages per loop turn, not one per
@@ -72,7 +74,8 @@ class Bus:
 
     def __init__(self, url: str, on_message: Callable[[bytes, bytes], None],
                  on_state: Callable[[bool], None],
-                 on_subscribed: Callable[[bytes], None] = lambda channel: None):
+                 on_subscribed: Callable[[bytes], None] = lambda channel: None,
+                 on_read: Callable[[], None] = lambda: None):
         check_bus_url(url)
         self.url = url
         self.where = redact(url)
@@ -80,6 +83,7 @@ class Bus:
         self.on_message = on_message
         self.on_state = on_state
         self.on_subscribed = on_subscribed
+        self.on_read = on_read
         self.up = False
         self.dropped = 0
         self.published = 0
@@ -236,6 +240,11 @@ class Bus:
                             except Exception:  # noqa: BLE001 - one bad message, not the bus
                                 log.exception("bus message on %r could not be applied",
                                               item["channel"])
+                        try:
+                            self.on_read()
+                        except Exception:  # noqa: BLE001 - one bad message, not the bus
+                            log.exception("bus messages on %r could not be applied",
+                                          item["channel"])
                     elif kind == "subscribe":
                         self.on_subscribed(item["channel"])
                     if self._reset:

@@ -75,7 +75,8 @@ class ClusterNode(Presence, Fanout, Peers):
         self._prefix = prefix
         self.control = prefix + b"c"
         self.inbox = self.node_channel(self.id)
-        self.bus = Bus(settings.bus, self._on_message, self._on_state, self._on_subscribed)
+        self.bus = Bus(settings.bus, self._on_message, self._on_state, self._on_subscribed,
+                       self._apply_lines)
         self.replica = Replica(self.chat)
         self.catchup = Catchup(self)
         self.lease = None
@@ -84,6 +85,9 @@ class ClusterNode(Presence, Fanout, Peers):
         # Outgoing sequence per channel, and the last one seen per (node, channel).
         self._seq: Dict[bytes, int] = {}
         self._seen: Dict[Tuple[str, bytes], int] = {}
+        # Chat lines of one room from the bus message being read, applied together when
+        # it ends or before anything else (_apply_lines): one delivery per run.
+        self._lines: List[ev.Said] = []
         # Node -> (monotonic time of its last beat, sessions it said it has).
         self.nodes: Dict[str, Tuple[float, int]] = {}
         self._own_beat = 0.0
@@ -241,6 +245,9 @@ class ClusterNode(Presence, Fanout, Peers):
             if kind == codec.BEAT:
                 self._own_beat = time.monotonic()
             return
+        lines = self._lines
+        if lines and (kind != codec.SAID or not fields or fields[0] != lines[0].room):
+            self._apply_lines()  # what came first is applied first
         key = (node, channel)
         last = self._seen.get(key)
         self._seen[key] = seq
@@ -259,9 +266,9 @@ class ClusterNode(Presence, Fanout, Peers):
         if kind in codec.DOMAIN_KINDS:
             event, meta = codec.decode_event(kind, f)
             if kind == codec.SAID:
-                replica.said(event)
-                self.catchup.seen_live(event)
-            elif kind == codec.JOINED:
+                self._lines.append(event)  # applied with the rest of its run
+                return
+            if kind == codec.JOINED:
                 replica.joined(event, meta)
             elif kind == codec.PARTED:
                 replica.parted(event)
@@ -312,7 +319,22 @@ class ClusterNode(Presence, Fanout, Peers):
         else:
             raise codec.BadMessage(f"unknown kind {kind[:8]!r}")
 
+    def _apply_lines(self) -> None:
+        """Apply the run of chat lines read so far (one room's, in order): kept in the
+        room's window and delivered to this node's members together."""
+        lines = self._lines
+        if not lines:
+            return
+        self._lines = []
+        self.replica.said_run(lines)
+        seen_live = self.catchup.seen_live
+        for said in lines:
+            seen_live(said)
+        if self.replica.unknown:
+            self.catchup.unknown_rooms()
+
     def _missed(self, node: str, channel: bytes, count: int) -> None:
+        self._apply_lines()  # the catch-up starts from what is here
         log.warning("bus: %d message(s) of node %s on %r were lost; catching up", count,
                     node[:16], channel[:80])
         if channel == self.control:

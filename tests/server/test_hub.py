@@ -238,3 +238,53 @@ def test_many_away_members_fit_one_notice(hub):
     hub.handle(members[0], messages.Who())
     notice = [m for m in drain(members[0]) if isinstance(m, messages.Notice)][0]
     assert len(notice.text.encode()) <= 4096 and notice.text.endswith("more")
+
+
+def test_a_run_of_lines_from_another_node_is_shared_and_keeps_order(hub):
+    """Lines of one room that arrive together (from another node of a cluster) reach
+    each member in order, as the same messages one by one would, in outbox items
+    that each fit a record; a local session of a line's sender does not get its own."""
+    from schat.chat import events as ev
+    from schat.protocol.channel import MAX_PAYLOAD
+    from schat.server.hub import PRESENCE_CHUNK
+
+    ann, bob, cat = hub.join("ann"), hub.join("bob"), hub.join("cat")
+    for m in (ann, bob, cat):
+        drain(m)
+    hub.take_dirty()
+    before = hub.deliveries
+    lines = [ev.Said("#lobby", 100 + i, 5, "dan", f"{i} " + "x" * 1500, False)
+             for i in range(60)]
+    lines[30] = ev.Said("#lobby", 130, 5, "cat", "from cat's other login", False)
+    hub.chat.local.publish_run("#lobby", lines)
+
+    def lines_of(member):
+        assert all(len(item) <= min(PRESENCE_CHUNK, MAX_PAYLOAD) for item in member.outbox)
+        got = [messages.decode(line) for item in member.outbox for line in item.split(b"\n")]
+        member.outbox.clear()
+        return got
+
+    expected = [messages.ChatMessage(id=s.id, time=5, sender=s.sender, text=s.text)
+                for s in lines]
+    assert len(ann.outbox) < len(lines)          # shared items, not one per line
+    assert ann.outbox[0] is bob.outbox[0]        # encoded once for everyone
+    assert lines_of(ann) == expected and lines_of(bob) == expected
+    assert lines_of(cat) == expected[:30] + expected[31:]
+    assert hub.deliveries - before == 3 * 60 - 1
+    assert set(hub.take_dirty()) == {ann, bob, cat}
+
+
+def test_a_run_of_lines_overflows_a_slow_member_alone():
+    from schat.chat import events as ev
+
+    hub = Hub(outbound_cap=20_000, clock=Clock())
+    ann, slow = hub.join("ann"), hub.join("slow")
+    hub.take_dirty()
+    for rnd in range(3):
+        ann.outbox.clear()
+        ann.queued = 0
+        hub.chat.local.publish_run("#lobby", [ev.Said("#lobby", 10 * rnd + i, 5, "dan", "y" * 900)
+                                              for i in range(10)])
+    assert not ann.overflowed and len(ann.outbox) == 1
+    assert slow.overflowed and slow.closing.startswith("too slow")
+    assert slow.outbox == [] and slow.queued == 0
