@@ -58,8 +58,9 @@ class ChatStore(ABC):
 
     @abstractmethod
     def history_after(self, room: str, after_id: int, limit: int) -> List[Said]:
-        """The newest ``limit`` messages of ``room`` with an id above ``after_id``, oldest
-        first (a cluster's process catching up after missing some)."""
+        """The oldest ``limit`` messages of ``room`` with an id above ``after_id``, oldest
+        first: a page of what a cluster's process missed (the next page starts after the
+        last id of this one)."""
 
     @abstractmethod
     def last_message_id(self) -> int:
@@ -180,7 +181,7 @@ class MemoryChatStore(ChatStore):
 
     def history_after(self, room: str, after_id: int, limit: int) -> List[Said]:
         items = [s for s in self.data.history if s.room == room and s.id > after_id]
-        return items[-limit:] if limit else []
+        return items[:limit]
 
     def last_message_id(self) -> int:
         return max((s.id for s in self.data.history), default=0)

@@ -11,8 +11,15 @@ event loop) when:
   live meanwhile are delivered live and left out of those backlogs.
 - the bus was away, or a node's sequence on a channel skipped (:meth:`gap`):
   the messages of each room since a little before the loss that are not here
-  are delivered to the room's members here as they would have been live. A
-  second pass a moment later picks up lines other nodes acknowledged just
+  are delivered to the room's members here as they would have been live, read
+  page by page, oldest first, however many there are. "The loss" is when the
+  node last heard the bus, not when it noticed: Redis cuts off a subscriber
+  that reads too slowly and drops what it held for it, which may be many
+  seconds of lines (the node's :meth:`~schat.cluster.node.ClusterNode.heard`).
+  While a room is being filled, the lines that arrive live for it are held
+  back and delivered after what the store gave (:meth:`hold`): a live line
+  delivered first would count every older line of its sender as delivered.
+  A second pass a moment later picks up lines other nodes acknowledged just
   before and stored just after the first.
 - an event names a room this node does not know, or control messages were
   lost (:meth:`refresh_rooms`): rooms' bans, ops, invitations and topics are
@@ -54,9 +61,8 @@ MAIL_WINDOW = 60.0
 MAIL_AFTER_LOGIN = 1.0
 # Longest a read waits for this node's own queued writes.
 WRITER_WAIT = 5.0
-# Lines of one room caught up at most after a loss (the newest; older ones stay in
-# /history): a bound on what one catch-up costs.
-CATCHUP_LIMIT = 1000
+# Lines of one room read from the store at once when catching up (then the next page).
+CATCHUP_PAGE = 1000
 
 
 class _Warm:
@@ -85,13 +91,15 @@ class Catchup:
         # makes its ids in order and the bus keeps each node's order, so a line from the
         # store with an id at or below its slot's mark was delivered already.
         self.marks: Dict[str, Dict[int, int]] = {}
+        # Room -> [catch-ups under way, live lines held back until they are done].
+        self.filling: Dict[str, list] = {}
         self._closed = False
 
     def close(self) -> None:
         self._closed = True
 
     # -- running reads off the loop -------------------------------------------------
-    def _read(self, job, done) -> None:
+    def _read(self, job, done, failed=lambda: None) -> None:
         loop = self.node.loop
 
         def finished(fut):
@@ -101,6 +109,7 @@ class Catchup:
                 result = fut.result()
             except Exception as err:  # noqa: BLE001 - the store is down: say so, go on
                 log.warning("cluster catch-up read failed: %s", err)
+                failed()
                 return
             try:
                 done(result)
@@ -148,6 +157,7 @@ class Catchup:
         """Nobody here is in the room any more: stop listening to its lines."""
         self.rooms.pop(name, None)
         self.marks.pop(name, None)
+        self.filling.pop(name, None)
         self.node.bus.unsubscribe(self.node.room_channel(name))
 
     def _load(self, name: str, warm: _Warm) -> None:
@@ -202,15 +212,43 @@ class Catchup:
         """Deliver the lines of ``name`` since ``since`` (Unix seconds) that are not here."""
         if name not in self.rooms:
             return
-        floor = Hybrid.floor(int(since * 1000))
-        self._read(self._drained(functools.partial(self.chat.store.history_after, name, floor,
-                                                   CATCHUP_LIMIT)),
-                   functools.partial(self._filled, name))
+        self.filling.setdefault(name, [0, []])[0] += 1
+        self._page(name, Hybrid.floor(int(since * 1000)))
 
-    def _filled(self, name: str, items) -> None:
+    def _page(self, name: str, after: int) -> None:
+        filling = self.filling[name]
+        self._read(self._drained(functools.partial(self.chat.store.history_after, name, after,
+                                                   CATCHUP_PAGE)),
+                   functools.partial(self._filled, name, filling),
+                   functools.partial(self._done, name, filling))
+
+    def hold(self, lines) -> bool:
+        """Keep back ``lines`` (a run of one room's, live from the bus) while the room is
+        being filled from the store: True when held."""
+        filling = self.filling.get(lines[0].room)
+        if filling is None:
+            return False
+        filling[1].extend(lines)
+        return True
+
+    def _done(self, name: str, filling: list) -> None:
+        """One catch-up of ``name`` ended: after the last, the held lines not caught up."""
+        filling[0] -= 1
+        if filling[0] > 0 or self.filling.get(name) is not filling:
+            return
+        del self.filling[name]
+        marks = self.marks.setdefault(name, {})
+        fresh = [s for s in filling[1] if s.id > marks.get(s.id & SLOT_MASK, 0)]
+        if fresh:
+            self.node.replica.said_run(fresh)
+            for said in fresh:
+                self.seen_live(said)
+
+    def _filled(self, name: str, filling: list, items) -> None:
         chat = self.chat
         room = chat.rooms.get(name)
-        if room is None or name not in self.rooms:
+        if room is None or name not in self.rooms or self.filling.get(name) is not filling:
+            self._done(name, filling)
             return
         marks = self.marks.setdefault(name, {})
         count = 0
@@ -225,6 +263,10 @@ class Catchup:
             count += 1
         if count:
             log.warning("caught up %d message(s) of %s from the store", count, name)
+        if len(items) >= CATCHUP_PAGE:
+            self._page(name, items[-1].id)
+        else:
+            self._done(name, filling)
 
     def after_outage(self, since: float) -> None:
         """The bus is back after being away since ``since`` (Unix seconds)."""

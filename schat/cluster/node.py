@@ -40,7 +40,7 @@ from schat.chat.peers import Peers
 from schat.chat.replica import Replica, room_meta
 from schat.cluster import codec
 from schat.cluster.bus import Bus, bus_prefix
-from schat.cluster.catchup import Catchup
+from schat.cluster.catchup import MARGIN, Catchup
 from schat.cluster.ids import SLOTS, Hybrid
 from schat.cluster.presence import Presence
 from schat.cluster.settings import ClusterSettings
@@ -93,6 +93,10 @@ class ClusterNode(Presence, Fanout, Peers):
         self._own_beat = 0.0
         self._timers: List[asyncio.TimerHandle] = []
         self._down_since: Optional[float] = None
+        # When the newest message read from the bus was sent (Unix seconds, the sender's
+        # clock), and when this node sent each of its own heartbeats not yet read back.
+        self._heard: Optional[float] = None
+        self._beats: Dict[int, float] = {}
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         chat = self.chat
         chat.fanout = self
@@ -244,6 +248,11 @@ class ClusterNode(Presence, Fanout, Peers):
         if node == self.id:
             if kind == codec.BEAT:
                 self._own_beat = time.monotonic()
+                sent = self._beats.pop(seq, None)
+                if sent is not None:
+                    self._hear(sent)
+                    for old in [s for s in self._beats if s < seq]:
+                        del self._beats[old]
             return
         lines = self._lines
         if lines and (kind != codec.SAID or not fields or fields[0] != lines[0].room):
@@ -326,12 +335,28 @@ class ClusterNode(Presence, Fanout, Peers):
         if not lines:
             return
         self._lines = []
+        self._hear(Hybrid.time_of(max(said.id for said in lines)) / 1000)
+        if self.catchup.hold(lines):
+            return
         self.replica.said_run(lines)
         seen_live = self.catchup.seen_live
         for said in lines:
             seen_live(said)
         if self.replica.unknown:
             self.catchup.unknown_rooms()
+
+    def _hear(self, sent: float) -> None:
+        if self._heard is None or sent > self._heard:
+            self._heard = sent
+
+    def heard(self, now: Optional[float] = None) -> float:
+        """Since when this node may have missed messages on the bus: when the newest it
+        read was sent (Redis delivers one connection's messages in the order they were
+        published, so everything published before that was read), or ``now`` if later.
+        A subscriber that reads slowly is many seconds behind: what Redis drops when it
+        cuts it off was published long before the loss is noticed."""
+        now = time.time() if now is None else now
+        return now if self._heard is None else min(now, self._heard)
 
     def _missed(self, node: str, channel: bytes, count: int) -> None:
         self._apply_lines()  # the catch-up starts from what is here
@@ -341,7 +366,7 @@ class ClusterNode(Presence, Fanout, Peers):
             self._send(self.node_channel(node), codec.HELLO)
             self.catchup.refresh_rooms()
         elif channel.startswith(self._prefix + b"r:"):
-            self.catchup.gap(channel[len(self._prefix) + 2:].decode(), time.time() - 5)
+            self.catchup.gap(channel[len(self._prefix) + 2:].decode(), self.heard() - MARGIN)
 
     def _on_subscribed(self, channel: bytes) -> None:
         if channel.startswith(self._prefix + b"r:"):

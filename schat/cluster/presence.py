@@ -95,6 +95,7 @@ class Presence:
             return
         now = time.monotonic()
         self._send(self.control, codec.BEAT, len(self.tokens))
+        self._beats[self._seq[self.control]] = time.time()
         lease = self.settings.lease
         if self._own_beat and now - self._own_beat > lease:
             log.warning("bus: this node's own heartbeats stopped coming back; reconnecting")
@@ -136,7 +137,7 @@ class Presence:
             return
         if self._down_since is None:
             return  # the first connection: start() greets
-        since, self._down_since = self._down_since, None
+        since, self._down_since = self.heard(self._down_since), None
         now = time.monotonic()
         # Nobody could beat while the bus was away: everyone gets a new lease.
         self.nodes = {node: (now, count) for node, (_, count) in self.nodes.items()}

@@ -233,9 +233,9 @@ class SqliteChatStore(ChatStore):
 
     def history_after(self, room: str, after_id: int, limit: int) -> List[Said]:
         with self.accounts.reading() as conn:
-            rows = conn.execute(f"{_SAID} WHERE room = ? AND id > ? ORDER BY id DESC LIMIT ?",
+            rows = conn.execute(f"{_SAID} WHERE room = ? AND id > ? ORDER BY id LIMIT ?",
                                 (room, after_id, limit)).fetchall()
-        return [_said(r) for r in reversed(rows)]
+        return [_said(r) for r in rows]
 
     def last_message_id(self) -> int:
         with self.accounts.reading() as conn:
