@@ -12,6 +12,7 @@ from schat.protocol import messages
 
 LINES = 1500           # more than one catch-up page
 STALL = 7.0            # longer than the catch-up's margin before the loss is noticed
+TAIL = 300             # lines said while the node catches up
 PAD = "x" * 800        # each line's share of Redis's output buffer
 
 
@@ -62,8 +63,15 @@ def test_a_slow_subscriber_cut_off_by_redis_misses_no_acknowledged_line(cluster,
         for text in sent:
             alice.session.say(text, room="#dev")
         assert alice.session.wait_acked(WAIT * 2)
+        # Lines keep coming while node b reconnects and catches up.
         staller.join(WAIT * 2)
-        settle(b, lambda chat: bus_b.up and chat.peers._down_since is None)
+        while not b.thread.call(lambda: bus_b.up and b.server.cluster._down_since is None):
+            sent.append(f"tail {len(sent)}")
+            alice.session.say(sent[-1], room="#dev")
+        for _ in range(TAIL):
+            sent.append(f"tail {len(sent)}")
+            alice.session.say(sent[-1], room="#dev")
+        assert alice.session.wait_acked(WAIT * 2)
     finally:
         with redis_service.client() as client:
             client.config_set("client-output-buffer-limit", kept)
@@ -71,9 +79,10 @@ def test_a_slow_subscriber_cut_off_by_redis_misses_no_acknowledged_line(cluster,
     assert any("lost" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
     # Every acknowledged line, once each and in the order alice said them, on both nodes.
     for c in (bob, carol, dave):
-        got = texts(c, LINES)
+        got = texts(c, len(sent))
         first = next((i for i, (x, y) in enumerate(zip(got, sent)) if x != y), None)
-        assert got == sent, (c.session.user, len(got), first, got[first][:12] if first is not None else None)
+        assert got == sent, (c.session.user, len(got), first,
+                             got[first][:12] if first is not None else None)
     alice.session.say("after", room="#dev")
     for c in (bob, carol, dave):
         assert texts(c, 1) == ["after"]
