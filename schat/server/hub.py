@@ -219,25 +219,7 @@ class Hub(Sink):
             self._deliver_mixed(event, data, members, exclude)
             return
         # The hot path: one bytes object shared by every outbox.
-        size = len(data)
-        cap = self.outbound_cap
-        dirty = self._dirty
-        was_clean = not dirty
-        count = 0
-        for member in members:
-            if member is exclude or member.overflowed:
-                continue
-            member.outbox.append(data)
-            member.queued += size
-            count += 1
-            if member.queued > cap:
-                self._overflow(member)
-            if not member.dirty:
-                member.dirty = True
-                dirty.append(member)
-        self.deliveries += count
-        if was_clean and dirty and self._wake is not None:
-            self._wake()
+        self.deliveries += self._fan_out((data,), len(data), members, exclude)
 
     def deliver_run(self, events, members, exclude=None) -> None:
         """Chat lines of one room, in order, to the same members (lines from another
@@ -254,9 +236,13 @@ class Hub(Sink):
                    if data is not None]
         if not encoded:
             return
-        lines = len(encoded)
         size = sum(len(data) for data in encoded)
-        items = _joined(encoded)
+        count = self._fan_out(_joined(encoded), size, members, exclude)
+        self.deliveries += count * len(encoded)
+
+    def _fan_out(self, items, size: int, members, exclude) -> int:
+        """Queue ``items`` (``size`` bytes in all, shared by every outbox) for each of
+        ``members`` but ``exclude`` and the overflowed; how many got them."""
         cap = self.outbound_cap
         dirty = self._dirty
         was_clean = not dirty
@@ -272,9 +258,9 @@ class Hub(Sink):
             if not member.dirty:
                 member.dirty = True
                 dirty.append(member)
-        self.deliveries += count * lines
         if was_clean and dirty and self._wake is not None:
             self._wake()
+        return count
 
     def _deliver_mixed(self, event, data: bytes, members, exclude) -> None:
         # A #lobby event that clients without rooms get in another form (a topic, a
