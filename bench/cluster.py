@@ -549,6 +549,8 @@ def main(argv=None) -> int:
     parser.add_argument("--code", type=Path, action="append", default=None, metavar="DIR",
                         help="run the nodes from the schat checkout DIR (default: this one); "
                              "given twice or more, every round runs each in turn (A/B)")
+    parser.add_argument("--keep", type=Path, default=None, metavar="DIR",
+                        help="keep the nodes' homes (their logs) in DIR")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
                         help="record each node with py-spy during every flat-out phase "
@@ -565,6 +567,9 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory(prefix="schat-cluster-bench-") as tmp, \
                 open(jsonl, "a") as out:
             root = Path(tmp)
+            if args.keep is not None:
+                root = args.keep
+                root.mkdir(parents=True, exist_ok=True)
             print("preparing accounts ...", file=sys.stderr)
             global FIRST_IDLE
             FIRST_IDLE = args.members

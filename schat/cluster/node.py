@@ -98,6 +98,9 @@ class ClusterNode(Presence, Fanout, Peers):
         # Node -> (monotonic time of its last beat, sessions it said it has).
         self.nodes: Dict[str, Tuple[float, int]] = {}
         self._own_beat = 0.0
+        # When the last Redis message was read (monotonic): a subscription that reads
+        # is behind, not silent, when the node's own beats are late.
+        self._last_read = 0.0
         self._timers: List[asyncio.TimerHandle] = []
         self._down_since: Optional[float] = None
         # When the newest message read from the bus was sent (Unix seconds, the sender's
@@ -383,6 +386,7 @@ class ClusterNode(Presence, Fanout, Peers):
     def _read_done(self) -> None:
         """A Redis message is read: its lines wait for the flush this schedules (a turn's
         reads usually bring several messages of the same room: one run for all)."""
+        self._last_read = time.monotonic()
         if self._lines:
             self.server._wake()
 
