@@ -3,6 +3,8 @@
     python -m bench.cluster                  # 2 rounds, ~3 minutes
     python -m bench.cluster --rounds 1 --members 300 --duration 4
     python -m bench.cluster --rounds 1 --profile DIR   # py-spy on each node, flat out
+    python -m bench.cluster --code ../before --code .  # A/B: nodes of two checkouts
+    python -m bench.cluster --burst 10                 # flat out as a trickle
 
 Everything runs on this machine: a throwaway PostgreSQL and Redis (the test
 suite's runners, tests/services.py), and `schat serve --bus ... --store ...`

@@ -232,10 +232,13 @@ class ClusterNode(Presence, Fanout, Peers):
         """Deliver what is held back for the end of the loop turn (lines said here, lines
         read from the bus): called before each flush (``Hub.held_back``), by the
         catch-up before it reads or delivers, and before the node's timers."""
-        if self._said_here:
-            self._deliver_said()
-        if self._lines:
-            self._apply_lines()
+        try:
+            if self._said_here:
+                self._deliver_said()
+            if self._lines:
+                self._apply_lines()
+        except Exception:  # noqa: BLE001 - the flush that called this must still run
+            log.exception("cluster: chat lines held for the flush could not be delivered")
 
     # -- Peers: what the domain asks of the cluster ---------------------------------
     def login(self, member: Member, replaced: Optional[Remote]) -> None:
