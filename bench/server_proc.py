@@ -30,7 +30,9 @@ class ServerProcess:
     def __init__(self, home: Path, cpu: Optional[int] = 0, extra_args: Optional[List[str]] = None,
                  env: Optional[dict] = None, cwd: Optional[Path] = None):
         self.home = home
-        self.cwd = cwd  # where ``python -m schat`` finds the package (None: here)
+        # `python -m schat` imports schat from its working directory first, ahead of
+        # PYTHONPATH: a server of another checkout must start in that checkout.
+        self.cwd = cwd
         self.cpu = cpu
         self.extra_args = list(extra_args or [])
         self.env = dict(os.environ, **(env or {}))
