@@ -3,6 +3,8 @@
     python -m bench.cluster                  # 2 rounds, ~3 minutes
     python -m bench.cluster --rounds 1 --members 300 --duration 4
     python -m bench.cluster --rounds 1 --profile DIR   # py-spy on each node, flat out
+    python -m bench.cluster --code ../before --code .  # A/B: nodes of two checkouts
+    python -m bench.cluster --burst 10                 # flat out as a trickle
 
 Everything runs on this machine: a throwaway PostgreSQL and Redis (the test
 suite's runners, tests/services.py), and `schat serve --bus ... --store ...`
@@ -193,11 +195,17 @@ class Members:
     def refused(self) -> int:
         return sum(c._channel.refused for c in self.senders)
 
-    async def flat_out(self, duration: float) -> Dict:
+    async def flat_out(self, duration: float, burst_cap: int = 0) -> Dict:
+        """Keep WINDOW lines in flight for ``duration`` seconds: at each turn of the
+        generator's loop, as many new lines as were delivered (or refused) since, spread
+        over the senders round robin, each sender's lines written at once (a record per
+        line). ``burst_cap`` > 0 sends at most that many per turn: the window then fills
+        only if the generator turns fast enough (a trickle of lines, few per node loop turn)."""
         receivers = self.count - 1
+        senders = self.senders
         start, sent, refused = self.delivered, 0, self.refused()
-        for c in self.samplers:
-            c.record_latency = False
+        for c in self.samplers + senders:
+            c.record_latency = False  # only the lines' count matters here
         t0 = time.monotonic()
         end = t0 + duration
         while time.monotonic() < end:
@@ -209,11 +217,15 @@ class Members:
                 except asyncio.TimeoutError:
                     pass
                 continue
-            burst = min(WINDOW - in_flight, len(self.senders))
-            stamp = time.monotonic_ns()
-            for k in range(burst):
-                self.senders[(sent + k) % len(self.senders)].say(bench_text(stamp),
-                                                                 f"f{next(self._cid)}")
+            burst = WINDOW - in_flight
+            if burst_cap:
+                burst = min(burst, burst_cap)
+            text = bench_text(time.monotonic_ns())
+            cid = self._cid
+            for k, sender in enumerate(senders):
+                count = (burst - k + len(senders) - 1) // len(senders)
+                if count:
+                    sender.say_many(text, [f"f{next(cid)}" for _ in range(count)])
             sent += burst
             await asyncio.sleep(0)
         send_end = time.monotonic()
@@ -352,14 +364,17 @@ def prepare(engines: Engines, root: Path, users: int):
     return url, key
 
 
-def start_nodes(root: Path, count: int, url: str, key: Path, bus: str) -> List[ServerProcess]:
+def start_nodes(root: Path, count: int, url: str, key: Path, bus: str,
+                code: Path = ROOT) -> List[ServerProcess]:
+    """``count`` nodes running the schat package of the checkout ``code``."""
     nodes = []
     for i in range(count):
         home = root / f"node{i}-{time.monotonic_ns()}"
         home.mkdir()
         node = ServerProcess(home, cpu=i, extra_args=["--host-key", str(key), *NODE_ARGS],
                              env={"SCHAT_STORE": url, "SCHAT_BUS": bus,
-                                  "SCHAT_SCRYPT_N": "1024", "PYTHONPATH": str(ROOT)})
+                                  "SCHAT_SCRYPT_N": "1024", "PYTHONPATH": str(code)},
+                             cwd=code)
         node.start(timeout=60)
         nodes.append(node)
     return nodes
@@ -367,9 +382,11 @@ def start_nodes(root: Path, count: int, url: str, key: Path, bus: str) -> List[S
 
 # -- one configuration ------------------------------------------------------------------
 
-async def measure(root, nodes_count, args, url, key, engines, emit, round_) -> Dict:
-    nodes = start_nodes(root, nodes_count, url, key, engines.redis.url())
+async def measure(root, nodes_count, args, url, key, engines, emit, round_,
+                  code: Path = ROOT) -> Dict:
+    nodes = start_nodes(root, nodes_count, url, key, engines.redis.url(), code)
     meter = Meter(nodes, engines)
+    label = code_label(code)
     result: Dict = {}
     try:
         members = Members([n.port for n in nodes], args.members)
@@ -378,8 +395,8 @@ async def measure(root, nodes_count, args, url, key, engines, emit, round_) -> D
             a, t0 = meter.sample(), time.monotonic()
             fixed = await members.fixed_rate(args.rate, args.duration)
             used = meter.delta(a, meter.sample(), time.monotonic() - t0)
-            row = {"nodes": 2, "members": args.members, "mode": "rate", "rate": args.rate,
-                   **fixed, **used}
+            row = {"nodes": 2, "code": label, "members": args.members, "mode": "rate",
+                   "rate": args.rate, **fixed, **used}
             emit(round_, row)
             result["rate"] = row
         # Flat out, only the senders open their records (the generator must not be what
@@ -389,12 +406,14 @@ async def measure(root, nodes_count, args, url, key, engines, emit, round_) -> D
         for rep in range(args.repeat):
             spies = profile(args, nodes, f"round{round_}-{nodes_count}nodes-{rep + 1}")
             a, t0 = meter.sample(), time.monotonic()
-            flat = await members.flat_out(args.duration)
+            flat = await members.flat_out(args.duration, args.burst)
             used = meter.delta(a, meter.sample(), time.monotonic() - t0)
             for spy in spies:
                 spy.wait(timeout=60)
-            row = {"nodes": nodes_count, "members": args.members, "mode": "flat-out",
-                   **flat, **used}
+            row = {"nodes": nodes_count, "code": label, "members": args.members,
+                   "mode": "flat-out", "burst": args.burst, **flat, **used}
+            cpu = sum(used.get(f"cpu_node{i}", 0.0) for i in range(nodes_count))
+            row["per_node_cpu_s"] = flat["deliveries_per_s"] / cpu if cpu else None
             emit(round_, row)
             result.setdefault("flat", []).append(row)
         members.close()
@@ -405,6 +424,18 @@ async def measure(root, nodes_count, args, url, key, engines, emit, round_) -> D
 
 
 PY_SPY = Path(sys.executable).parent / "py-spy"
+
+
+def code_label(code: Path) -> str:
+    """A checkout's name in the results: its commit (and ``+`` when it has changes)."""
+    try:
+        head = subprocess.run(["git", "-C", str(code), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(code), "status", "--porcelain", "schat"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return code.name
+    return (head or code.name) + ("+" if dirty else "")
 
 
 def profile(args, nodes: List[ServerProcess], label: str) -> List[subprocess.Popen]:
@@ -461,14 +492,16 @@ async def _memory(nodes, idle: int, emit, round_) -> Dict:
 
 def report(rows: List[Dict]) -> str:
     flat = [r for r in rows if r.get("mode") == "flat-out"]
-    rounds = sorted({r["round"] for r in flat})
-    lines = ["| round | nodes | deliveries/s (median) | ratio 2/1 | CPU node0 | CPU node1 | "
-             "CPU loadgen | CPU postgres | CPU redis | CPU others | lost |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for rnd in rounds:
+    keys = sorted({(r["round"], r.get("code", "")) for r in flat})
+    lines = ["| round | code | nodes | deliveries/s (median) | ratio 2/1 | per node-CPU-s | "
+             "lines sent | CPU node0 | CPU node1 | CPU loadgen | CPU postgres | CPU redis | "
+             "CPU others | lost |",
+             "|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for rnd, code in keys:
         med = {}
         for n in (1, 2):
-            items = [r for r in flat if r["round"] == rnd and r["nodes"] == n]
+            items = [r for r in flat
+                     if r["round"] == rnd and r.get("code", "") == code and r["nodes"] == n]
             if not items:
                 continue
             med[n] = statistics.median(r["deliveries_per_s"] for r in items)
@@ -477,10 +510,13 @@ def report(rows: List[Dict]) -> str:
                 vals = [r.get(key) for r in items if r.get(key) is not None]
                 return f"{statistics.median(vals):.2f}" if vals else "-"
             ratio = f"**{med[2] / med[1]:.2f}**" if n == 2 and 1 in med else ""
-            lines.append(f"| {rnd} | {n} | {med[n]:,.0f} | {ratio} | {avg('cpu_node0')} | "
-                         f"{avg('cpu_node1')} | {avg('cpu_loadgen')} | {avg('cpu_postgres')} | "
-                         f"{avg('cpu_redis')} | {avg('cpu_others')} | "
-                         f"{max(r['lost'] for r in items)} |")
+            per_cpu = ", ".join(f"{r['per_node_cpu_s'] / 1e6:.2f} M" for r in items
+                                if r.get("per_node_cpu_s"))
+            sent = ", ".join(f"{r['sent']:,}" for r in items)
+            lines.append(f"| {rnd} | {code} | {n} | {med[n]:,.0f} | {ratio} | {per_cpu} | "
+                         f"{sent} | {avg('cpu_node0')} | {avg('cpu_node1')} | "
+                         f"{avg('cpu_loadgen')} | {avg('cpu_postgres')} | {avg('cpu_redis')} | "
+                         f"{avg('cpu_others')} | {max(r['lost'] for r in items)} |")
     rate = [r for r in rows if r.get("mode") == "rate"]
     if rate:
         lines += ["", "| round | deliveries/s | same-node p50 / p99 ms | cross-node p50 / p99 ms "
@@ -509,12 +545,21 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--rate", type=float, default=10000.0)
     parser.add_argument("--idle", type=int, default=2000)
+    parser.add_argument("--burst", type=int, default=0, metavar="N",
+                        help="flat out, send at most N lines per turn of the generator's loop "
+                             "(default: refill the window at once)")
+    parser.add_argument("--code", type=Path, action="append", default=None, metavar="DIR",
+                        help="run the nodes from the schat checkout DIR (default: this one); "
+                             "given twice or more, every round runs each in turn (A/B)")
+    parser.add_argument("--keep", type=Path, default=None, metavar="DIR",
+                        help="keep the nodes' homes (their logs) in DIR")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
                         help="record each node with py-spy during every flat-out phase "
                              "(its CPU then shares the machine: figures of such a run are "
                              "for the profile, not the table)")
     args = parser.parse_args(argv)
+    args.code = args.code or [ROOT]
     args.out.mkdir(parents=True, exist_ok=True)
     rows: List[Dict] = []
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -524,6 +569,9 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory(prefix="schat-cluster-bench-") as tmp, \
                 open(jsonl, "a") as out:
             root = Path(tmp)
+            if args.keep is not None:
+                root = args.keep
+                root.mkdir(parents=True, exist_ok=True)
             print("preparing accounts ...", file=sys.stderr)
             global FIRST_IDLE
             FIRST_IDLE = args.members
@@ -537,9 +585,12 @@ def main(argv=None) -> int:
                 print(json.dumps(row), file=sys.stderr)
 
             for rnd in range(1, args.rounds + 1):
-                for nodes_count in (1, 2):
-                    asyncio.run(measure(root, nodes_count, args, url, key, engines, emit, rnd))
-                asyncio.run(memory(root, args, url, key, engines, emit, rnd))
+                for code in args.code:
+                    for nodes_count in (1, 2):
+                        asyncio.run(measure(root, nodes_count, args, url, key, engines, emit,
+                                            rnd, code.resolve()))
+                if args.idle:
+                    asyncio.run(memory(root, args, url, key, engines, emit, rnd))
     finally:
         engines.close()
     text = (f"Run {stamp} on {platform.machine()}, {os.cpu_count()} cores, Python "

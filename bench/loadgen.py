@@ -160,6 +160,13 @@ class BenchClient(asyncio.Protocol):
         data = messages.encode(messages.Say(text=text, cid=cid, action=False))
         self.transport.write(self._channel.seal(data))
 
+    def say_many(self, text: str, cids: List[str]) -> None:
+        """Send one chat message per id in ``cids`` (a record each), in one write."""
+        seal = self._channel.seal
+        self.transport.write(b"".join(
+            seal(messages.encode(messages.Say(text=text, cid=cid, action=False)))
+            for cid in cids))
+
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()

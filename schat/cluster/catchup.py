@@ -105,6 +105,7 @@ class Catchup:
         def finished(fut):
             if self._closed:
                 return
+            self.node.settle()  # what was read or said before this answer, first
             try:
                 result = fut.result()
             except Exception as err:  # noqa: BLE001 - the store is down: say so, go on
@@ -119,7 +120,11 @@ class Catchup:
             lambda fut: loop.call_soon_threadsafe(finished, fut))
 
     def _later(self, seconds: float, fn, *args) -> None:
-        self.node.loop.call_later(seconds, lambda: None if self._closed else fn(*args))
+        def due():
+            if not self._closed:
+                self.node.settle()
+                fn(*args)
+        self.node.loop.call_later(seconds, due)
 
     def _drained(self, job):
         """``job`` after this node's queued writes are stored."""

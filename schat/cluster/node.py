@@ -75,8 +75,9 @@ class ClusterNode(Presence, Fanout, Peers):
         self._prefix = prefix
         self.control = prefix + b"c"
         self.inbox = self.node_channel(self.id)
+        self._own_said = codec.pack(codec.SAID, self.id, 0)[:-2]  # b'["s","ID",'
         self.bus = Bus(settings.bus, self._on_message, self._on_state, self._on_subscribed,
-                       self._apply_lines)
+                       self._read_done)
         self.replica = Replica(self.chat)
         self.catchup = Catchup(self)
         self.lease = None
@@ -85,12 +86,21 @@ class ClusterNode(Presence, Fanout, Peers):
         # Outgoing sequence per channel, and the last one seen per (node, channel).
         self._seq: Dict[bytes, int] = {}
         self._seen: Dict[Tuple[str, bytes], int] = {}
-        # Chat lines of one room from the bus message being read, applied together when
-        # it ends or before anything else (_apply_lines): one delivery per run.
+        # Chat lines of one room read from the bus, applied together (_apply_lines) before
+        # the loop turn's flush, or before anything else from the bus: one delivery per run,
+        # however many Redis messages the turn's reads brought.
         self._lines: List[ev.Said] = []
+        # Chat lines said here this loop turn, delivered here before the flush (settle) or
+        # before any other event: [(room, its members then, the sender's session, lines)].
+        # The members are taken when the line is said, so who joins or leaves meanwhile
+        # gets exactly what an immediate delivery would have given it.
+        self._said_here: List[Tuple[str, tuple, Optional[Member], List[ev.Said]]] = []
         # Node -> (monotonic time of its last beat, sessions it said it has).
         self.nodes: Dict[str, Tuple[float, int]] = {}
         self._own_beat = 0.0
+        # When the last Redis message was read (monotonic): a subscription that reads
+        # is behind, not silent, when the node's own beats are late.
+        self._last_read = 0.0
         self._timers: List[asyncio.TimerHandle] = []
         self._down_since: Optional[float] = None
         # When the newest message read from the bus was sent (Unix seconds, the sender's
@@ -102,6 +112,7 @@ class ClusterNode(Presence, Fanout, Peers):
         chat.fanout = self
         chat.peers = self
         self.hub.elsewhere = self.session_elsewhere
+        self.hub.held_back = self.settle
 
     # -- channels ------------------------------------------------------------------
     def room_channel(self, room: str) -> bytes:
@@ -151,6 +162,7 @@ class ClusterNode(Presence, Fanout, Peers):
     def _every(self, seconds: float, fn) -> None:
         def tick():
             try:
+                self.settle()  # what was read or said before, first
                 fn()
             except Exception:  # noqa: BLE001 - a timer must keep running
                 log.exception("cluster timer failed")
@@ -175,9 +187,13 @@ class ClusterNode(Presence, Fanout, Peers):
         kind = type(event)
         if kind is ev.Said:
             self.catchup.seen_live(event)
-            bus_channel = self.room_channel(event.room)
-        else:
-            bus_channel = self.control
+            name, fields = codec.event_fields(event, None)
+            self._send(self.room_channel(event.room), name, *fields)
+            self._hold(event)
+            return
+        if self._said_here:
+            self._deliver_said()  # lines said before this event, first
+        bus_channel = self.control
         meta = None
         if kind is ev.Joined:
             room = self.chat.rooms.get(event.room)
@@ -185,6 +201,44 @@ class ClusterNode(Presence, Fanout, Peers):
         name, fields = codec.event_fields(event, meta)
         self._send(bus_channel, name, *fields)
         self.chat.local.publish(channel, event)
+
+    def _hold(self, said: ev.Said) -> None:
+        """Keep a line said here for the end of the loop turn: the turn's lines of a room
+        from one sender to the same members are delivered as one run (one step per
+        member, one outbox item), not one by one."""
+        if self._lines:
+            self._apply_lines()  # lines read from the bus before this one, first
+        chat = self.chat
+        room = chat.rooms.get(said.room)
+        members = tuple(room.members.values()) if room is not None else ()
+        sender = chat.members.get(said.sender.lower())
+        held = self._said_here
+        if held:
+            last = held[-1]
+            if last[2] is sender and last[0] == said.room and last[1] == members:
+                last[3].append(said)
+                return
+        else:
+            self.server._wake()  # a flush this turn, which delivers them first
+        held.append((said.room, members, sender, [said]))
+
+    def _deliver_said(self) -> None:
+        held, self._said_here = self._said_here, []
+        deliver = self.hub.deliver_run
+        for _, members, sender, lines in held:
+            deliver(lines, members, sender)
+
+    def settle(self) -> None:
+        """Deliver what is held back for the end of the loop turn (lines said here, lines
+        read from the bus): called before each flush (``Hub.held_back``), by the
+        catch-up before it reads or delivers, and before the node's timers."""
+        try:
+            if self._said_here:
+                self._deliver_said()
+            if self._lines:
+                self._apply_lines()
+        except Exception:  # noqa: BLE001 - the flush that called this must still run
+            log.exception("cluster: chat lines held for the flush could not be delivered")
 
     # -- Peers: what the domain asks of the cluster ---------------------------------
     def login(self, member: Member, replaced: Optional[Remote]) -> None:
@@ -240,6 +294,8 @@ class ClusterNode(Presence, Fanout, Peers):
 
     # -- what arrives ----------------------------------------------------------------
     def _on_message(self, channel: bytes, data: bytes) -> None:
+        if data.startswith(self._own_said):
+            return  # a line of this node's, back from its room's channel
         try:
             kind, node, seq, fields = codec.unpack(data)
         except codec.BadMessage as err:
@@ -254,6 +310,8 @@ class ClusterNode(Presence, Fanout, Peers):
                     for old in [s for s in self._beats if s < seq]:
                         del self._beats[old]
             return
+        if self._said_here:
+            self._deliver_said()  # what was said here before this was read, first
         lines = self._lines
         if lines and (kind != codec.SAID or not fields or fields[0] != lines[0].room):
             self._apply_lines()  # what came first is applied first
@@ -327,6 +385,13 @@ class ClusterNode(Presence, Fanout, Peers):
             self._node_gone(node, "left")
         else:
             raise codec.BadMessage(f"unknown kind {kind[:8]!r}")
+
+    def _read_done(self) -> None:
+        """A Redis message is read: its lines wait for the flush this schedules (a turn's
+        reads usually bring several messages of the same room: one run for all)."""
+        self._last_read = time.monotonic()
+        if self._lines:
+            self.server._wake()
 
     def _apply_lines(self) -> None:
         """Apply the run of chat lines read so far (one room's, in order): kept in the

@@ -98,9 +98,13 @@ class Presence:
         self._beats[self._seq[self.control]] = time.time()
         lease = self.settings.lease
         if self._own_beat and now - self._own_beat > lease:
-            log.warning("bus: this node's own heartbeats stopped coming back; reconnecting")
-            self._own_beat = now
-            self.bus.reset()
+            if now - self._last_read > lease:
+                log.warning("bus: this node's own heartbeats stopped coming back; reconnecting")
+                self._own_beat = now
+                self.bus.reset()
+            # Else the subscription is not silent but behind (this node reads more slowly
+            # than the cluster sends: a busy or starved process): its own beats and the
+            # others' come back late alike, so nobody is counted gone for it.
             return
         for node, (seen, _) in list(self.nodes.items()):
             if now - seen > lease:

@@ -129,6 +129,9 @@ class Hub(Sink):
         self._held_presence: Dict[str, _Held] = {}
         # name -> a stand-in session on another node of a cluster (schat.cluster.node).
         self.elsewhere: Optional[Callable[[str], Optional[Session]]] = None
+        # Delivers what a cluster node holds back for the end of the loop turn (its lines
+        # of the turn, as runs): called by take_dirty, before the flush.
+        self.held_back: Optional[Callable[[], None]] = None
 
     # -- who is online (also used by the DM relay) ----------------------------------
     def now_ms(self) -> int:
@@ -422,6 +425,12 @@ class Hub(Sink):
 
     def take_dirty(self) -> List[Session]:
         """Sessions with something to send (or to close) since the last call."""
+        if self.held_back is not None:
+            wake, self._wake = self._wake, None  # what it queues goes in this flush
+            try:
+                self.held_back()
+            finally:
+                self._wake = wake
         dirty = self._dirty
         if dirty:
             self._dirty = []
