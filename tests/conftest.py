@@ -2,7 +2,8 @@
 
 Slow-by-design costs are made cheap through the same settings an operator has:
 pre-generated RSA keys (loaded from tests/data/keys) and lighter scrypt
-parameters via ``SCHAT_SCRYPT_N``.
+parameters via ``SCHAT_SCRYPT_N`` (password hashes) and ``SCHAT_KEY_SCRYPT_N``
+(passphrase-protected key files).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from schat.crypto import keys
 
 KEY_DIR = Path(__file__).parent / "data" / "keys"
 
-# Lighter password hashing for the suite: an operator setting, not a test-only path.
+# Lighter password hashing and key-file protection for the suite: operator settings,
+# not test-only paths (tests/store/test_keyfiles.py checks the default cost).
 os.environ.setdefault("SCHAT_SCRYPT_N", "1024")
+os.environ.setdefault("SCHAT_KEY_SCRYPT_N", "1024")
 
 
 def load_test_key(name: str) -> keys.RsaKey:
@@ -56,6 +59,21 @@ def other_host_key() -> keys.RsaKey:
 @pytest.fixture(scope="session")
 def user_keys() -> dict:
     return {name: load_test_key(name) for name in ("alice", "bob", "carol")}
+
+
+@pytest.fixture
+def spare_keys(monkeypatch):
+    """``spare_keys(*names)``: from then on, key generation (seconds of CPU for each
+    RSA-3072 key) hands out these pre-generated keys in turn, as a random source would
+    hand out fresh ones; one more generation than names given fails the test."""
+    def use(*names: str) -> None:
+        spare = [load_test_key(name) for name in reversed(names)]
+
+        def generate(*args, **kwargs):
+            assert spare, "more keys were generated than the test gave"
+            return spare.pop()
+        monkeypatch.setattr(keys, "generate_rsa_key", generate)
+    return use
 
 
 # Real PostgreSQL and Redis, started on first use, one of each per run (tests/services.py).

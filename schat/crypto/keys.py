@@ -14,6 +14,7 @@ from typing import Callable, Optional, Union
 from Crypto.Hash import SHA256
 from Crypto.PublicKey import RSA
 
+from schat.crypto.passwords import scrypt_n_setting
 from schat.errors import KeyFileError
 
 RSA_BITS = 3072
@@ -24,6 +25,8 @@ MAX_RSA_BITS = 8192
 RSA_EXPONENT = 65537
 # PKCS#8 protection of private keys at rest: a memory-hard KDF plus AES-256.
 PKCS8_PROTECTION = "scryptAndAES256-CBC"
+# scrypt's cost N for new key files: pycryptodome's default (2^17, 128 MiB) unless set.
+KEY_SCRYPT_N_ENV = "SCHAT_KEY_SCRYPT_N"
 
 RsaKey = RSA.RsaKey
 RandFunc = Optional[Callable[[int], bytes]]
@@ -70,11 +73,17 @@ def fingerprints_equal(a: str, b: str) -> bool:
 
 
 def export_private_pem(key: RsaKey, passphrase: Optional[str]) -> bytes:
-    """PKCS#8 PEM of ``key``; encrypted with ``passphrase`` unless it is None."""
+    """PKCS#8 PEM of ``key``; encrypted with ``passphrase`` unless it is None.
+
+    Raises ConfigError when ``$SCHAT_KEY_SCRYPT_N`` is set but not a power of two
+    in 1024..2^20 (the file's own parameters are read back when it is opened).
+    """
     if passphrase is None:
         return key.export_key(format="PEM", pkcs=8)
+    n = scrypt_n_setting(KEY_SCRYPT_N_ENV)
     return key.export_key(
-        format="PEM", pkcs=8, passphrase=passphrase, protection=PKCS8_PROTECTION
+        format="PEM", pkcs=8, passphrase=passphrase, protection=PKCS8_PROTECTION,
+        prot_params=None if n is None else {"iteration_count": n},
     )
 
 

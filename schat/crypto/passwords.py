@@ -83,19 +83,28 @@ def current_params() -> ScryptParams:
 
     Raises ConfigError when the setting is not a power of two in 1024..2^20.
     """
-    raw = os.environ.get(SCRYPT_N_ENV, "").strip()
+    n = scrypt_n_setting(SCRYPT_N_ENV)
+    return ScryptParams() if n is None else ScryptParams(log2_n=n.bit_length() - 1)
+
+
+def scrypt_n_setting(env: str) -> Optional[int]:
+    """The scrypt cost N set by the environment variable ``env``; None when it is unset.
+
+    Raises ConfigError when the setting is not a power of two in 1024..2^20.
+    """
+    raw = os.environ.get(env, "").strip()
     if not raw:
-        return ScryptParams()
+        return None
     try:
         n = int(raw)
     except ValueError:
         n = 0
     if n < (1 << MIN_LOG2_N) or n > (1 << MAX_LOG2_N) or n & (n - 1):
         raise ConfigError(
-            f"{SCRYPT_N_ENV} must be a power of two from {1 << MIN_LOG2_N} to "
+            f"{env} must be a power of two from {1 << MIN_LOG2_N} to "
             f"{1 << MAX_LOG2_N}, not {raw[:40]!r}"
         )
-    return ScryptParams(log2_n=n.bit_length() - 1)
+    return n
 
 
 def normalize_password(password: str) -> str:

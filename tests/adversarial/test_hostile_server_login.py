@@ -97,8 +97,9 @@ def test_at_a_terminal_a_refused_key_never_leads_to_a_password_prompt(phisher, h
     ServerMemory(Home(home).server_memory).key_registered(
         "lab", f"127.0.0.1:{phisher.port}", "alice",
         fingerprint(KeyFiles(Home(home)).load_public("alice")))
+    # A terminal that answers no cursor-position request, and says so (test_tui_pty.py).
     env = dict(os.environ, SCHAT_HOME=str(home), PYTHONPATH=str(REPO), TERM="xterm",
-               NO_COLOR="1")
+               NO_COLOR="1", PROMPT_TOOLKIT_NO_CPR="1")
     env.pop("SCHAT_PASSWORD", None)
     child = pexpect.spawn(sys.executable, ["-m", "schat", "connect", "lab", "--accept-new"],
                           env=env, cwd=str(home), encoding="utf-8", timeout=WAIT,

@@ -28,19 +28,20 @@ from pathlib import Path
 import pytest
 
 from hostile import disconnect_reasons, rss_bytes
-from latency import describe, interleaved, median_ratio, on_attacker_cpu, on_client_cpu
+from latency import describe, interleaved, median_ratio, on_client_cpu
 
 MEMBERS = 20
 FLOOD = 200
 FLOOD_PARALLEL = 50
-# Three flood rounds, each between two quiet windows (quiet, flood, quiet, ...,
-# quiet), as in the benchmark: the quiet windows also let each round's
-# connections close before the next, and the latency printed compares each
-# round with the quiet periods next to it in time. Each quiet window lasts as
-# long as the round before it, and the first is cut to the end part as long as
-# the first round.
-ROUNDS = 3
-FIRST_QUIET = 3.0
+# One flood round between two quiet windows (quiet, flood, quiet), as in the
+# benchmark, which runs more rounds to measure: the test only prints the latency,
+# and one round of 200 already overflows the bounded queue (50 at once against 8
+# places) many times over. The quiet window after the round also waits until the
+# round's connections are all closed. Each quiet window is as long as the round,
+# at most QUIET seconds (the printed p99 then rests on ~1,500 probes, not on a
+# longer wait on a loaded machine, where a round lasted 10-14 s).
+ROUNDS = 1
+QUIET = 3.0
 POLL = 0.02
 # The test's own bound, and so the members' longest run: they stop at the end of
 # their stdin, and on their own only if the test died. (With the members' default
@@ -97,7 +98,7 @@ def _round(srv, flood):
     return json.loads(line[0]), peak
 
 
-# About 25 s on a quiet 2-core machine; rounds last longer on a busy one.
+# About 10 s on a quiet 2-core machine; the round lasts longer on a busy one.
 @pytest.mark.timeout(TIMEOUT)
 def test_login_flood_stays_bounded_and_chat_goes_on(server_cpu, server_factory, server_log):
     srv = server_factory(crypto_workers=1, max_pending_logins=8, rate_limit=0,
@@ -114,21 +115,23 @@ def test_login_flood_stays_bounded_and_chat_goes_on(server_cpu, server_factory, 
     flood = None
     try:
         # The flood's process is started (and idle) before the first quiet window:
-        # quiet and flood windows differ only by the flood itself.
+        # quiet and flood windows differ only by the flood itself. It lowers its own
+        # priority to nice 19 once its imports are done (flood_logins.main): started
+        # at nice 19, a loaded machine starved its start-up for over a minute.
         flood = subprocess.Popen(
             [sys.executable, str(HERE / "flood_logins.py"), srv.host, str(srv.port), str(FLOOD),
              str(FLOOD_PARALLEL)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
-            text=True, preexec_fn=on_attacker_cpu)
+            text=True, preexec_fn=on_client_cpu)
         assert chatters.stdout.readline().strip() == "ready"
         assert flood.stdout.readline().strip() == "ready"
         rss_before = rss_bytes()
-        quiet = [_quiet(srv, FIRST_QUIET)]
+        quiet = [_quiet(srv, QUIET)]
         rounds = []
         for _ in range(ROUNDS):
             rounds.append(_round(srv, flood))
-            quiet.append(_quiet(srv, rounds[-1][0]["end"] - rounds[-1][0]["start"]))
+            quiet.append(_quiet(srv, min(QUIET, rounds[-1][0]["end"] - rounds[-1][0]["start"])))
         rss_growth = rss_bytes() - rss_before
-        first_round = rounds[0][0]["end"] - rounds[0][0]["start"]
+        first_round = min(QUIET, rounds[0][0]["end"] - rounds[0][0]["start"])
         quiet[0] = (max(quiet[0][0], quiet[0][1] - first_round), quiet[0][1])
         # The flood ends at the end of its stdin; at nice 19 on a loaded machine its
         # exit took over 10 s, so the members are collected first.

@@ -65,8 +65,9 @@ def evil_home(tmp_path):
 
 def spawn(home: Path, args, stdin: str = None):
     """`schat ARGS` under a pty; with ``stdin``, standard input comes from that FIFO."""
+    # A terminal that answers no cursor-position request, and says so (test_tui_pty.py).
     env = dict(os.environ, SCHAT_HOME=str(home), SCHAT_PASSWORD="alice-pass-1", TERM="xterm",
-               NO_COLOR="1", PYTHONPATH=os.pathsep.join(
+               NO_COLOR="1", PROMPT_TOOLKIT_NO_CPR="1", PYTHONPATH=os.pathsep.join(
                    filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     if stdin is None:
         child = pexpect.spawn(sys.executable, ["-m", "schat", *args], env=env, cwd=str(home),

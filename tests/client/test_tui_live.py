@@ -194,8 +194,9 @@ def test_schat_connect_in_a_terminal_uses_the_chat_screen(chat_server, tmp_path)
         {"lab": {"ip": chat_server.host, "port": chat_server.port}}))
     import schat
     repo = os.path.dirname(os.path.dirname(schat.__file__))
+    # A terminal that answers no cursor-position request, and says so (test_tui_pty.py).
     env = dict(os.environ, SCHAT_HOME=str(home), SCHAT_PASSWORD=PASSWORDS["alice"],
-               TERM="xterm", NO_COLOR="1",
+               TERM="xterm", NO_COLOR="1", PROMPT_TOOLKIT_NO_CPR="1",
                PYTHONPATH=os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])))
     bob = chat_server.login("bob")
 

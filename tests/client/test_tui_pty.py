@@ -36,8 +36,12 @@ def member(chat_server, tmp_path):
     memory.decline_key_offer("lab", address)
     KnownServers(Home(home).known_servers).pin("lab", chat_server.host, chat_server.port,
                                                chat_server.fingerprint)
+    # The test's pty answers no cursor-position request (CPR): PROMPT_TOOLKIT_NO_CPR
+    # says so up front, as for such a terminal, instead of prompt_toolkit finding out by
+    # waiting (up to 1 s at a print or at the exit, until it gives up 2 s after its first
+    # request: seconds per test). test_tui_screen.py's --debug test keeps that case.
     env = dict(os.environ, SCHAT_HOME=str(home), SCHAT_PASSWORD=PASSWORDS["alice"],
-               TERM="xterm", NO_COLOR="1",
+               TERM="xterm", NO_COLOR="1", PROMPT_TOOLKIT_NO_CPR="1",
                PYTHONPATH=os.pathsep.join(filter(None, [str(REPO),
                                                         os.environ.get("PYTHONPATH")])))
     return home, env

@@ -234,6 +234,8 @@ def test_cli_debug_logs_above_the_line_and_server_gone_exits_1(server_factory, t
     (home / "servers.json").write_text(json.dumps(
         {"lab": {"ip": server.host, "port": server.port}}))
     repo = os.path.dirname(os.path.dirname(schat.__file__))
+    # The pty answers no cursor-position request and, unlike the other terminal tests
+    # (test_tui_pty.py), does not say so: prompt_toolkit waits for answers, then gives up.
     env = dict(os.environ, SCHAT_HOME=str(home), SCHAT_PASSWORD=PASSWORDS["alice"],
                TERM="xterm", NO_COLOR="1",
                PYTHONPATH=os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])))

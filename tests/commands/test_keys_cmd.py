@@ -28,7 +28,7 @@ def run(runner, *args, input=None):
     return runner.invoke(cli, list(args), input=input)
 
 
-def test_gen_with_prompted_passphrase(runner, home):
+def test_gen_with_prompted_passphrase(runner, home, spare_keys):
     res = run(runner, "keys", "gen", "alice", input="pass-phrase-9\npass-phrase-9\n")
     assert res.exit_code == 0, res.output
     priv, pub = home / "keys" / "alice.pem", home / "keys" / "alice.pub.pem"
@@ -43,13 +43,16 @@ def test_gen_with_prompted_passphrase(runner, home):
     assert keys.fingerprint(keys.import_public_key(pub.read_bytes())) == fp
     res = run(runner, "keys", "gen", "alice", "--no-passphrase")
     assert (res.exit_code, res.stderr) == (1, f"Error: {priv} already exists; use --force to replace it\n")
+    # The first key was really generated; the replacement is a pre-generated one.
+    spare_keys("other_host")
     res = run(runner, "keys", "gen", "alice", "--no-passphrase", "--force")
     assert res.exit_code == 0
     assert "Warning: the private key will be stored unencrypted" in res.stderr
     assert keys.fingerprint(KeyFiles(Home(home)).load_private("alice", None)) != fp
 
 
-def test_gen_passphrase_sources(runner, home, monkeypatch):
+def test_gen_passphrase_sources(runner, home, monkeypatch, spare_keys):
+    spare_keys("carol", "other_host")
     res = run(runner, "keys", "gen", "bob", "--passphrase-stdin", input="from-stdin-1\n")
     assert res.exit_code == 0
     KeyFiles(Home(home)).load_private("bob", "from-stdin-1")

@@ -73,7 +73,8 @@ def test_printed_settings_are_a_settings_file(runner, home, tmp_path):
     assert settings_of(second) == settings_of(first)
 
 
-def test_home_from_the_file_unless_a_flag_gives_one(runner, home, tmp_path):
+def test_home_from_the_file_unless_a_flag_gives_one(runner, home, tmp_path, spare_keys):
+    spare_keys("other_host")  # the host key that `serve --init` makes
     elsewhere = tmp_path / "service-home"
     path = tmp_path / "schat.toml"
     path.write_text(f'home = "{elsewhere}"\n')

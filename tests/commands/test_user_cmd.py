@@ -229,7 +229,7 @@ def test_set_key_and_clear(runner, home, user_keys):
     assert json.loads(run(runner, "user", "list", "--json").stdout)[0]["key_fingerprint"] is None
 
 
-def test_set_key_bad_input(runner, home, tmp_path):
+def test_set_key_bad_input(runner, home, tmp_path, spare_keys):
     assert add(runner, "alice").exit_code == 0
     for args in ((), (str(KEYS / "bob.pub.pem"), "--clear")):
         res = run(runner, "user", "set-key", "alice", *args)
@@ -241,6 +241,7 @@ def test_set_key_bad_input(runner, home, tmp_path):
     res = run(runner, "user", "set-key", "alice", str(bad))
     assert (res.exit_code, errors(res)) == (1, f"Error: {bad}: not a valid RSA public key (corrupt or truncated)\n")
     # An encrypted private key is not a public key file.
+    spare_keys("carol")
     res = run(runner, "keys", "gen", "mine", "--passphrase-stdin", input="pass-phrase-9\n")
     assert res.exit_code == 0
     res = run(runner, "user", "set-key", "alice", str(home / "keys" / "mine.pem"))

@@ -39,8 +39,9 @@ def remembered(home, srv):
 
 
 def spawn(home, *args, env=None):
+    # A terminal that answers no cursor-position request, and says so (test_tui_pty.py).
     full = dict(os.environ, SCHAT_HOME=str(home), PYTHONPATH=str(REPO), TERM="xterm",
-                NO_COLOR="1")
+                NO_COLOR="1", PROMPT_TOOLKIT_NO_CPR="1")
     full.pop("SCHAT_PASSWORD", None)
     full.update(env or {})
     return pexpect.spawn(sys.executable, ["-m", "schat", *args], env=full, cwd=str(home),

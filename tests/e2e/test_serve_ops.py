@@ -472,7 +472,8 @@ def test_a_server_moved_with_its_backup_is_the_same_server_to_members(served_hom
 
 
 def test_a_serve_on_a_postgres_store_checks_before_creating(runner, tmp_path, pg_service,
-                                                            pg_url):
+                                                            pg_url, spare_keys):
+    spare_keys("other_host")  # the host key that `serve --init` makes
     from schat.store.postgres import PostgresEngine
     from services import free_port
 

@@ -8,7 +8,7 @@ import stat
 import pytest
 
 from schat.crypto import keys
-from schat.errors import KeyFileError
+from schat.errors import ConfigError, KeyFileError
 from schat.paths import Home
 from schat.store.keyfiles import KeyFiles
 
@@ -28,6 +28,36 @@ def test_save_permissions_and_fingerprint_stable(files, user_keys):
     assert keys.fingerprint(files.load_public("alice")) == info.fingerprint
     assert files.is_encrypted("alice")
     assert b"ENCRYPTED" in info.path.read_bytes()
+
+
+def _key_file_scrypt_n(pem: bytes) -> int:
+    """scrypt's N in a PKCS#8 EncryptedPrivateKeyInfo (PBES2 with scrypt, RFC 7914)."""
+    from Crypto.IO import PEM
+    from Crypto.Util.asn1 import DerSequence
+
+    der, _, _ = PEM.decode(pem.decode("ascii"))
+    algorithm = DerSequence().decode(DerSequence().decode(der)[0])
+    pbes2 = DerSequence().decode(algorithm[1])
+    kdf = DerSequence().decode(pbes2[0])
+    return DerSequence().decode(kdf[1])[1]  # scrypt-params: salt, N, r, p
+
+
+def test_key_files_take_the_scrypt_cost_of_the_setting(files, user_keys, monkeypatch):
+    # The suite sets a low cost (tests/conftest.py); unset, a file gets pycryptodome's own.
+    monkeypatch.setenv("SCHAT_KEY_SCRYPT_N", "2048")
+    info = files.save("alice", user_keys["alice"], "pass phrase 1")
+    assert _key_file_scrypt_n(info.path.read_bytes()) == 2048
+    monkeypatch.delenv("SCHAT_KEY_SCRYPT_N")
+    pem = keys.export_private_pem(user_keys["alice"], "pass phrase 1")
+    assert _key_file_scrypt_n(pem) >= 2 ** 14  # pycryptodome's default: 2^17 in 4.5
+    # Either file opens whatever the setting says now: its parameters are in it.
+    assert keys.fingerprint(keys.import_private_pem(pem, "pass phrase 1")) == info.fingerprint
+    monkeypatch.setenv("SCHAT_KEY_SCRYPT_N", "3000")
+    with pytest.raises(ConfigError, match="^SCHAT_KEY_SCRYPT_N must be a power of two from "
+                                          "1024 to 1048576, not '3000'$"):
+        files.save("bob", user_keys["bob"], "pass phrase 2")
+    assert not files.private_path("bob").exists()
+    assert keys.fingerprint(files.load_private("alice", "pass phrase 1")) == info.fingerprint
 
 
 def test_generate_is_3072_bits(files):
