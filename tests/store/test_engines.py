@@ -199,3 +199,26 @@ def test_a_fresh_sqlite_file_opened_by_several_at_once(tmp_path):
         for t in threads:
             t.join(WAIT)
     assert failures == []
+
+
+def test_every_thread_s_connection_keeps_a_small_page_cache(tmp_path):
+    """Each thread has its own SQLite connection; each one's page cache is capped
+    (the kernel caches the file already), not SQLite's 2 MB default per connection."""
+    from schat.store.database import CACHE_KIB, SqliteFile
+
+    engine = SqliteFile(tmp_path / "cache.db")
+    sizes = []
+
+    def read():
+        with engine.reading() as conn:
+            sizes.append(conn.execute("PRAGMA cache_size").fetchone()[0])
+
+    try:
+        read()
+        other = threading.Thread(target=read)
+        other.start()
+        other.join(WAIT)
+    finally:
+        engine.close()
+    assert sizes == [-CACHE_KIB, -CACHE_KIB]
+    assert CACHE_KIB < 2000
