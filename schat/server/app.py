@@ -30,7 +30,7 @@ from schat.server.hub import Hub
 from schat.server.limits import (DM_CHECK_BACKLOG, DM_CHECK_BURST, PENALTY_ENTRIES,
                                  ServerSettings, raise_nofile_limit)
 from schat.server.control import ControlServer
-from schat.server.link import CHAT, CHECKED, ClientLink, flush_all
+from schat.server.link import CHAT, CHECKED, ClientLink
 from schat.server.login import LoginGate
 from schat.server.mailbox import Mailbox
 from schat.server.metrics import Stats
@@ -390,7 +390,20 @@ class Server:
         dirty = self.hub.take_dirty()
         if not dirty:
             return
-        self.stats.bytes_sent += flush_all(dirty, self.settings.outbound_cap)
+        cap = self.settings.outbound_cap
+        sent = 0
+        for member in dirty:
+            link = member.link
+            if link is not None:
+                try:
+                    sent += link.flush(member, cap)
+                except Exception:  # noqa: BLE001 - one connection's bug must not stop the rest
+                    log.exception("%s: internal error while sending; connection closed",
+                                  getattr(link, "peer", member.name))
+                    drop = getattr(link, "_drop", None)
+                    if drop is not None:
+                        drop("internal error")
+        self.stats.bytes_sent += sent
 
     # -- liveness ------------------------------------------------------------------
     def _schedule_ping_check(self) -> None:

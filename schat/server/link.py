@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import logging
 from os import write as os_write
-from typing import TYPE_CHECKING, Iterable, List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 from schat.errors import ProtocolError, RemoteProtocolError, StoreError
 from schat.protocol import dm_messages, events, messages, registry, room_messages
@@ -556,74 +556,57 @@ class ClientLink(asyncio.Protocol):
             if transport.get_write_buffer_size():
                 self.server.loop.call_later(CLOSE_GRACE, transport.abort)
 
+    def flush(self, member: Session, cap: int = OUTBOUND_CAP) -> int:
+        """Send everything the hub queued for this member as one record (or a few);
+        returns the bytes sent (or handed to the transport).
+
+        The server's hot path: once per member per loop turn with something to send.
+        While the transport holds nothing, the record goes straight to the socket
+        (``os.write``: one C call, where ``transport.write`` is a dozen Python steps
+        before the same ``send``); anything the kernel does not take, and everything
+        after it until the transport has drained, goes through the transport, so the
+        byte order is the transport's and its flow control and errors apply.
+        """
+        if self.state is CLOSED:
+            return 0
+        if member.overflowed:
+            self._drop(member.closing or "too slow")
+            return 0
+        outbox = member.outbox
+        sent = 0
+        if outbox:
+            data = self.conn.seal_encoded(outbox)
+            outbox.clear()
+            member.queued = 0
+            sent = len(data)
+            transport = self.transport
+            if self.buffered and not transport.get_write_buffer_size():
+                self.buffered = False
+            if self.buffered or self.fd < 0:
+                written = 0
+            else:
+                try:
+                    written = os_write(self.fd, data)
+                except (BlockingIOError, InterruptedError):
+                    written = 0
+                except OSError:
+                    # The transport's own send meets the error and ends the connection.
+                    written = 0
+            if written < sent:
+                transport.write(data[written:] if written else data)
+                self.buffered = True
+                if transport.get_write_buffer_size() > cap:
+                    self._drop("too slow: output buffer full")
+                    return sent
+        if member.closing is not None:
+            self.reason = member.closing
+            self._close_transport()
+        return sent
+
     def ping(self, n: int) -> None:
         """Ask an idle member for a sign of life."""
         self.pinged = True
         self.server.hub.queue(self.member, messages.Ping(n=n))
-
-
-def flush_all(members: Iterable[Session], cap: int = OUTBOUND_CAP) -> int:
-    """Send everything the hub queued for each of ``members`` as one record (or a few)
-    per connection; returns the bytes sent (or handed to the transports).
-
-    The server's hot path: once per loop turn with something to send, one step per
-    member, written out here rather than as a method call per member (at 200 members
-    and 50 lines a second that call and its look-ups were a tenth of the server's
-    Python). While a transport holds nothing, the record goes straight to the socket
-    (``os.write``: one C call, where ``transport.write`` is a dozen Python steps
-    before the same ``send``); anything the kernel does not take, and everything
-    after it until the transport has drained, goes through the transport, so the
-    byte order is the transport's and its flow control and errors apply. A member
-    served elsewhere (a cluster's stand-in) is flushed by its own link's ``flush``.
-    """
-    sent = 0
-    for member in members:
-        link = member.link
-        if link is None:
-            continue
-        try:
-            if type(link) is not ClientLink:
-                sent += link.flush(member, cap)
-                continue
-            if link.state is CLOSED:
-                continue
-            if member.overflowed:
-                link._drop(member.closing or "too slow")
-                continue
-            outbox = member.outbox
-            if outbox:
-                data = link.conn.seal_encoded(outbox)
-                outbox.clear()
-                member.queued = 0
-                size = len(data)
-                sent += size
-                written = 0
-                if link.buffered and not link.transport.get_write_buffer_size():
-                    link.buffered = False
-                if not link.buffered and link.fd >= 0:
-                    try:
-                        written = os_write(link.fd, data)
-                    except OSError:
-                        # Would block, or an error: the transport's own send meets it
-                        # (and ends the connection for an error).
-                        written = 0
-                if written < size:
-                    transport = link.transport
-                    transport.write(data[written:] if written else data)
-                    link.buffered = True
-                    if transport.get_write_buffer_size() > cap:
-                        link._drop("too slow: output buffer full")
-                        continue
-            if member.closing is not None:
-                link.reason = member.closing
-                link._close_transport()
-        except Exception:  # noqa: BLE001 - one connection's bug must not stop the rest
-            log.exception("%s: internal error while sending; connection closed",
-                          getattr(link, "peer", member.name))
-            drop = getattr(link, "_drop", None)
-            if drop is not None:
-                drop("internal error")
-    return sent
 
 
 def with_profile(job, chat_store, user: str):
