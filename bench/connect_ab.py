@@ -1,6 +1,6 @@
 """Connect + key login: server CPU per connect against its primitives, checkout A against B.
 
-    python -m bench.connect_ab [--rounds 3] [-n 400] [--base DIR] [DIR ...]
+    python -m bench.connect_ab [--rounds 3] [-n 400] [DIR[::SERVE-OPTIONS] ...]
 
 Each checkout named (default: this one) runs a fresh `schat serve` pinned to
 CPU 0 from its own directory; this process (CPU 1) connects ``-n`` clients that
@@ -11,6 +11,10 @@ ends with ``bench.primitives`` pinned to CPU 0 (RSA-3072 OAEP decryption + X2551
 + PSS verification with the server's library). Printed per checkout: server CPU
 per connect and its ratio to the primitives of the same round (issue #14,
 target 3: ≤ 1.25), per round and the median.
+
+A checkout named ``DIR::OPTIONS`` runs with extra ``schat serve`` options (split
+on spaces), so that settings can be compared interleaved as checkouts are:
+``python -m bench.connect_ab . '.::--crypto-nice 0'``.
 """
 
 from __future__ import annotations
@@ -40,9 +44,17 @@ def kernel_seconds(pid: int) -> float:
     return int(raw[raw.rindex(")") + 2:].split()[12]) / CLK_TCK
 
 
-def one(checkout: Path, home: Path, user_key, first: int, count: int) -> dict:
+def split_spec(spec: str):
+    """``DIR::OPTIONS`` -> (DIR resolved, [options]); a bare DIR has none."""
+    where, _, options = spec.partition("::")
+    return Path(where).resolve(), options.split()
+
+
+def one(spec: str, home: Path, user_key, first: int, count: int) -> dict:
+    checkout, options = split_spec(spec)
     env = dict(bench_run.SERVER_ENV, PYTHONPATH=str(checkout))
-    server = ServerProcess(home, cpu=0, extra_args=bench_run.SERVER_ARGS, env=env)
+    server = ServerProcess(home, cpu=0, extra_args=bench_run.SERVER_ARGS + options, env=env,
+                           cwd=checkout)
     port = server.start()
     try:
         asyncio.run(scenarios.connect_phase(port, server.pid, 0, WARM, user_key))
@@ -56,7 +68,8 @@ def one(checkout: Path, home: Path, user_key, first: int, count: int) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkouts", nargs="*", type=Path, default=[HERE])
+    parser.add_argument("checkouts", nargs="*", default=[str(HERE)],
+                        help="checkout directories, each optionally DIR::SERVE-OPTIONS")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("-n", type=int, default=400, help="measured connects per server")
     args = parser.parse_args(argv)
@@ -65,7 +78,7 @@ def main(argv=None) -> int:
     results = {str(c): [] for c in args.checkouts}
     for rnd in range(args.rounds):
         for checkout in args.checkouts:
-            r = one(checkout.resolve(), root, home["user_key"], WARM, args.n)
+            r = one(checkout, root, home["user_key"], WARM, args.n)
             results[str(checkout)].append(r)
         prim = bench_run.ceiling(home, bench_run.SERVER_ENV)
         crypto_ms = prim[prim["default"]]["handshake_crypto_ms"]

@@ -28,8 +28,11 @@ class ServerProcess:
     """Start, measure and stop one server; always cleaned up by pid."""
 
     def __init__(self, home: Path, cpu: Optional[int] = 0, extra_args: Optional[List[str]] = None,
-                 env: Optional[dict] = None):
+                 env: Optional[dict] = None, cwd: Optional[Path] = None):
         self.home = home
+        # `python -m schat` imports schat from its working directory first, ahead of
+        # PYTHONPATH: a server of another checkout must start in that checkout.
+        self.cwd = cwd
         self.cpu = cpu
         self.extra_args = list(extra_args or [])
         self.env = dict(os.environ, **(env or {}))
@@ -42,7 +45,7 @@ class ServerProcess:
                       "--host", "127.0.0.1", "--port", "0", *self.extra_args], self.cpu)
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env=self.env)
+                                     stdin=subprocess.DEVNULL, env=self.env, cwd=self.cwd)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
