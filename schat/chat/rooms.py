@@ -50,7 +50,7 @@ class MemberMap(dict):
         if old is not None:
             self._forget(old.name)
         dict.__setitem__(self, key, member)
-        lower = member.name.lower()
+        lower = member.key  # the member's own string (names.name_key), not a copy per room
         i = bisect_left(self._keys, lower)
         self._keys.insert(i, lower)
         self._names.insert(i, member.name)

@@ -68,6 +68,11 @@ class ConnectionStats:
 
 
 class _Connection:
+    # Slots: a server holds one connection object per member (no instance dict).
+    __slots__ = ("_backend", "_decoder", "_out", "_events", "_taken", "_channel", "_state",
+                 "_error", "_closed", "_bye", "_last_word", "_eof_reported", "_transcript_hash",
+                 "_accepted", "_messages_sent", "_messages_received", "_bytes_sent",
+                 "_bytes_received")
     _is_server = False
 
     def __init__(self, accepted: Mapping[str, Type[messages.Message]], backend=None) -> None:
@@ -319,7 +324,8 @@ class _Connection:
 
     @property
     def transcript_hash(self) -> bytes:
-        """SHA-256 over ServerHello ‖ ClientKeyExchange (b"" before the key exchange)."""
+        """SHA-256 over ServerHello ‖ ClientKeyExchange (b"" before the key exchange, and
+        on the server once :meth:`ServerConnection.logged_in`: nothing signs it after)."""
         return self._transcript_hash
 
     def _open_channel(self, session: SessionKeys) -> SecureChannel:
@@ -333,6 +339,7 @@ class _Connection:
 class ServerConnection(_Connection):
     """The server end of one connection; the ServerHello is queued at once."""
 
+    __slots__ = ("_handshake",)
     _is_server = True
 
     def __init__(self, host_key: RsaKey, randfunc: RandFunc = None, backend=None):
@@ -376,10 +383,15 @@ class ServerConnection(_Connection):
         if self._state != _OPEN:
             raise LocalProtocolError("logged_in() before the handshake completed")
         self._accepted = registry.SERVER_RECEIVES
+        # Only a login signs the transcript hash: a server of many idle members keeps
+        # none (32 bytes, ~80 with the object, per member).
+        self._transcript_hash = b""
 
 
 class ClientConnection(_Connection):
     """The client end: waits for the ServerHello, then for :meth:`accept_server_key`."""
+
+    __slots__ = ("_handshake", "_finished_expected")
 
     def __init__(self, randfunc: RandFunc = None, backend=None):
         super().__init__(registry.CLIENT_RECEIVES, backend)

@@ -25,7 +25,7 @@ from schat.crypto.keys import RsaKey, fingerprint
 from schat.protocol import messages
 from schat.protocol.connection import ServerConnection
 from schat.server.dm_relay import DmRelay, SignatureLane
-from schat.server.guard import Admission, AddressRates, CryptoShare, TokenBucket
+from schat.server.guard import Admission, AddressRates, CryptoShare
 from schat.server.hub import Hub
 from schat.server.limits import (DM_CHECK_BACKLOG, DM_CHECK_BURST, PENALTY_ENTRIES,
                                  ServerSettings, raise_nofile_limit)
@@ -220,11 +220,9 @@ class Server:
             self.hub.chat.set_motd(self.settings.motd)
         if "rate_limit" in changes or "rate_burst" in changes:
             self._set_throttled_reply()
-            rate, burst = self.settings.rate_limit, self.settings.rate_burst
-            now = self.loop.time() if self.loop is not None else 0.0
+            # Members online get a new, full budget at the new rate with their next message.
             for link in self.links:
-                if link.member is not None:
-                    link.bucket = TokenBucket(rate, burst, now) if rate > 0 else None
+                link.bucket = None
 
     def _set_throttled_reply(self) -> None:
         s = self.settings
@@ -419,8 +417,9 @@ class Server:
             if link.state not in (CHAT, CHECKED):
                 continue
             # A member with no record either way since the last tick gives back its
-            # cipher key objects (~2.6 KiB each with OpenSSL; made again when needed).
-            link.conn.trim()
+            # cipher key objects (~2.6 KiB each with OpenSSL; made again when needed),
+            # and a full message budget.
+            link.trim(now)
             idle = now - link.last_rx
             if idle >= limit:
                 link.reason = "ping timeout"

@@ -54,6 +54,12 @@ class TokenBucket:
         self.strikes = (strikes if strikes > 0.0 else 0.0) + 1.0
         return False
 
+    def full(self, now: float) -> bool:
+        """True when this bucket is as a new one: tokens refilled to ``burst`` and no
+        strike left (the caller may then drop it and make a new one when needed)."""
+        return (self.tokens + (now - self.stamp) * self.rate >= self.burst
+                and self.strikes - (now - self.strike_stamp) * self.rate <= 0.0)
+
     @property
     def flooding(self) -> bool:
         """True once refusals outpace the drain by more than a whole burst."""

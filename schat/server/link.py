@@ -415,10 +415,7 @@ class ClientLink(asyncio.Protocol):
                  f"; took over the session from {old.peer}" if old is not None else "")
 
     def _start_chat(self) -> None:
-        server = self.server
-        if server.settings.rate_limit > 0:
-            self.bucket = TokenBucket(server.settings.rate_limit, server.settings.rate_burst,
-                                      server.loop.time())
+        # The message budget (``bucket``) is made at the first message (_within_rate).
         self.state = CHAT
         if self.deadline is not None:
             self.deadline.cancel()
@@ -462,11 +459,25 @@ class ClientLink(asyncio.Protocol):
 
     def _within_rate(self) -> bool:
         """The member's own rate, then its address's (all its members together)."""
-        now = self.server.loop.time()
+        server = self.server
+        now = server.loop.time()
         bucket = self.bucket
+        if bucket is None and server.settings.rate_limit > 0:
+            # Made when first needed, full (as it would be by now had it been made at
+            # the login), and dropped again by trim() once full: idle members hold none.
+            bucket = self.bucket = TokenBucket(server.settings.rate_limit,
+                                               server.settings.rate_burst, now)
         if bucket is not None and not bucket.take(now):
             return False
-        return self.server.address_rates.take(self.address, now)
+        return server.address_rates.take(self.address, now)
+
+    def trim(self, now: float) -> None:
+        """Give back what an idle member need not hold (the server calls it now and then):
+        the channel's cipher key objects, and a message budget that is full again."""
+        self.conn.trim()
+        bucket = self.bucket
+        if bucket is not None and bucket.full(now):
+            self.bucket = None
 
     def _throttled(self, bucket: Optional[TokenBucket], cid: Optional[str]) -> None:
         """Drop one message over the rate: say so, and disconnect a persistent flood."""

@@ -352,6 +352,49 @@ def test_receiving_key_object_is_kept_only_for_a_peer_that_talks(name):
         receiver.open(bytes(forged[:4]), bytes(forged[4:]))
 
 
+@pytest.mark.parametrize("name", sorted(crypto_backend.BACKENDS))
+def test_a_channel_that_drops_and_remakes_its_key_objects_keeps_the_same_bytes(name):
+    """trim() drops the key objects of an idle channel and they are made again when it is
+    busy: every record, sealed one-shot or by a kept object, is the bytes the other
+    library's channel (which never drops them) makes, and each side opens the other's."""
+    from schat.protocol.channel import LAZY_OPEN_RECORDS, LAZY_SEAL_RECORDS
+
+    other = "pycryptodome" if name == "openssl" else "openssl"
+    k1, iv1, k2, iv2 = os.urandom(32), os.urandom(12), os.urandom(32), os.urandom(12)
+    ours = SecureChannel(k1, iv1, k2, iv2, backend=name)
+    twin = SecureChannel(k1, iv1, k2, iv2, backend=other)
+    peer = SecureChannel(k2, iv2, k1, iv1, backend=other)
+    peer_twin = SecureChannel(k2, iv2, k1, iv1, backend=name)
+    sizes = iter(range(1, 10_000, 37))
+
+    def both_ways(count):
+        for _ in range(count):
+            payload = os.urandom(next(sizes))
+            record = ours.seal(payload)
+            assert record == twin.seal(payload)
+            assert peer.open(record[:4], record[4:]) == payload
+            assert peer_twin.open(record[:4], record[4:]) == payload
+            reply = peer.seal(payload[::-1])
+            assert reply == peer_twin.seal(payload[::-1])
+            assert ours.open(reply[:4], reply[4:]) == payload[::-1]
+            assert twin.open(reply[:4], reply[4:]) == payload[::-1]
+
+    both_ways(max(LAZY_SEAL_RECORDS, LAZY_OPEN_RECORDS) + 4)
+    assert ours._seal is not None and ours._open is not None
+    ours.trim()                      # records since the last sweep: kept
+    assert ours._seal is not None and ours._open is not None
+    ours.trim()                      # none since: both dropped
+    assert ours._seal is None and ours._open is None
+    both_ways(3)                     # a few records: one-shot objects again
+    assert ours._seal is None and ours._open is None
+    both_ways(max(LAZY_SEAL_RECORDS, LAZY_OPEN_RECORDS) + 4)
+    assert ours._seal is not None and ours._open is not None
+    forged = bytearray(peer.seal(b"x"))
+    forged[-1] ^= 1
+    with pytest.raises(RemoteProtocolError):
+        ours.open(bytes(forged[:4]), bytes(forged[4:]))
+
+
 def _dm_envelope_tests():
     """tests/e2e_dm/test_dm_envelope.py, for its known answer and its random source."""
     import importlib.util

@@ -18,9 +18,16 @@ def received(conn):
     return [e.message for e in drain(conn)]
 
 
+def test_both_ends_agree_on_the_transcript_hash_until_the_server_logs_in(host_key):
+    client, server = handshake(host_key, logged_in=False)
+    assert client.transcript_hash == server.transcript_hash and len(client.transcript_hash) == 32
+    server.logged_in()
+    # Only a login signs it: a server of many idle members keeps none per member.
+    assert server.transcript_hash == b"" and len(client.transcript_hash) == 32
+
+
 def test_messages_both_ways(pair):
     client, server = pair
-    assert client.transcript_hash == server.transcript_hash and len(client.transcript_hash) == 32
     client.send(m.Login(user="ann", password="pw1"), m.Say(text="héllo\nworld", cid="c1"))
     wire = client.data_to_send()
     assert b"pw1" not in wire and "héllo".encode() not in wire

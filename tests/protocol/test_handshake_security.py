@@ -124,10 +124,12 @@ def test_low_order_client_share_rejected(host_key):
 def test_key_login_signature_is_bound_to_the_session(host_key, user_keys):
     alice = user_keys["alice"]
     server_fp = keys.fingerprint(host_key)
-    c1, s1 = handshake(host_key)
+    # A key login is verified before the server logs the connection in (it forgets the
+    # hash then).
+    c1, s1 = handshake(host_key, logged_in=False)
     sig = auth.sign_login(alice, "alice", server_fp, c1.transcript_hash)
     assert auth.verify_login(alice.public_key(), "alice", server_fp, s1.transcript_hash, sig)
-    c2, s2 = handshake(host_key)
+    c2, s2 = handshake(host_key, logged_in=False)
     assert s2.transcript_hash != s1.transcript_hash
     assert not auth.verify_login(alice.public_key(), "alice", server_fp, s2.transcript_hash, sig)
     assert not auth.verify_login(user_keys["bob"].public_key(), "alice", server_fp,

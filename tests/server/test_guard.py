@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from schat.server.guard import AddressRates, CryptoShare, LoginPenalties, SignupLimit
+from schat.server.guard import AddressRates, CryptoShare, LoginPenalties, SignupLimit, TokenBucket
 
 
 def _penalties(ceiling: int = 100) -> LoginPenalties:
@@ -113,3 +113,19 @@ def test_per_address_tables_are_bounded():
         box.admit(f"10.0.0.{i}", "alice", 0.0)          # each one in flight
     assert len(rates._buckets) == 3 and len(share._addresses) == 3 and len(limit._stamps) == 3
     assert len(box._inflight) == 3
+
+
+def test_a_token_bucket_is_full_once_refilled_and_its_strikes_drained():
+    bucket = TokenBucket(rate=2.0, burst=3, now=0.0)
+    assert bucket.full(0.0)
+    assert bucket.take(0.0) and not bucket.full(0.0)
+    assert not bucket.full(0.49) and bucket.full(0.5)   # one token back at 2 a second
+    for _ in range(3):
+        bucket.take(1.0)
+    assert not bucket.take(1.0)                          # a refusal: one strike
+    assert not bucket.full(2.4)                          # tokens full at 2.5 ...
+    assert bucket.full(2.5)                              # ... and the strike drained at 1.5
+    for _ in range(10):
+        bucket.take(3.0)                                 # 7 strikes after 3 tokens
+    assert bucket.tokens + 2.0 * 1.5 >= bucket.burst and not bucket.full(4.5)
+    assert bucket.full(6.5)
