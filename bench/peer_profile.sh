@@ -8,6 +8,7 @@
 #   bash bench/peer_profile.sh fixed 200                # 10,000 deliveries/s, 200 members
 #   bash bench/peer_profile.sh flat 1000                # flat out, 1,000 members
 #   NOPROF=1 bash bench/peer_profile.sh fixed 200       # the same without py-spy (its line only)
+#   THREADS=1 NOPROF=1 bash bench/peer_profile.sh fixed 200   # + CPU per thread (bench/thread_cpu.py)
 #
 # Writes bench/results/profile/<scenario>-<n>.speedscope.json and prints the
 # load generator's JSON line and the summary of the server's threads.
@@ -69,6 +70,12 @@ for _ in $(seq 1 150); do
 	sleep 0.1
 done
 PROFILE_OUT="$OUTDIR/$SCENARIO-$N.speedscope.json"
+THREADS_OUT="$OUTDIR/$SCENARIO-$N.threads.jsonl"
+if [ -n "${THREADS:-}" ]; then
+	rm -f "$THREADS_OUT"
+	"$PY" "$HERE/thread_cpu.py" sample "$SERVER_PID" "$THREADS_OUT" &
+fi
+LOADGEN_START=$("$PY" -c "import time; print(time.monotonic())")
 # PROF_DELAY: seconds to wait before sampling (skip the set-up: logins of the
 # fan-out's members); PROF_SECONDS: how long to sample (default: until the end).
 if [ -n "${PERF:-}" ]; then
@@ -88,6 +95,16 @@ timeout 300 taskset -c 1 "$PY" "$WORK/loadgen.py" "${ARGS[@]}" --port "${PORT:-1
 	--server-pid "$SERVER_PID" --cpu 1 --label "profile $SCENARIO $N" \
 	--out "$OUTDIR/profiled-runs.jsonl" --max-seconds 150 || echo "# load generator exited with $?" >&2
 tail -1 "$OUTDIR/profiled-runs.jsonl"
+if [ -n "${THREADS:-}" ]; then
+	# The measured phase, approximately (±0.5 s): after the generator's set-up, for its duration.
+	tail -1 "$OUTDIR/profiled-runs.jsonl" | "$PY" -c "
+import json, subprocess, sys
+d = json.loads(sys.stdin.read())
+start = $LOADGEN_START + d['setup_s'] + 0.2
+print(subprocess.run([sys.executable, '$HERE/thread_cpu.py', 'summary', '$THREADS_OUT', '--start', str(start),
+                      '--end', str(start + d['duration_s']), '--deliveries', str(d.get('received') or 0)],
+                     capture_output=True, text=True).stdout)" || true
+fi
 if [ -n "${DUMP:-}" ]; then  # where the server is now (it still runs)
 	"$(dirname "$PY")/py-spy" dump -p "$SERVER_PID" --locals >"$OUTDIR/dump.txt" 2>&1 || true
 fi

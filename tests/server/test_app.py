@@ -136,6 +136,53 @@ def test_slow_consumer_dropped_alone(server_factory):
     carol.close()
 
 
+def test_lines_the_kernel_cannot_take_at_once_arrive_whole_and_in_order(server_factory):
+    # The flush writes straight to the socket while the transport holds nothing; what the
+    # kernel does not take goes through the transport, and so does everything after it
+    # until the transport has drained. A member that does not read for a while must
+    # still get every line, once, in order, across both paths and back.
+    srv = server_factory(outbound_cap=16 * 1024 * 1024, rate_limit=0, address_rate_limit=0)
+    alice = srv.login("alice")
+    late = srv.session()
+    late.login_password("bob", PASSWORDS["bob"])
+    late._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    assert alice.next(messages.Join).user == "bob"
+    link = next(link for link in list(srv.server.links)
+                if link.member is not None and link.member.name == "bob")
+    # Small buffers on both ends (a slow network): the kernel refuses part of a record
+    # after a few lines.
+    srv.thread.call(lambda: link.transport.get_extra_info("socket").setsockopt(
+        socket.SOL_SOCKET, socket.SO_SNDBUF, 4096))
+    text = "y" * 3000
+    held = 0
+    sent = 0
+    for burst in range(100):  # bounded: stops as soon as the transport holds bytes
+        for _ in range(5):
+            alice.session.say(f"{sent:05d} {text}")
+            sent += 1
+        assert alice.session.wait_acked(10)
+        held = srv.thread.call(lambda: link.transport.get_write_buffer_size())
+        if held:
+            break
+    assert held, "the kernel took everything: the transport's path was not reached"
+    # A window of 4 KiB filled the buffers quickly; a larger one drains them quickly.
+    late._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
+    bob = Client(late)  # reads from now on, while more lines come
+    for _ in range(30):
+        alice.session.say(f"{sent:05d} {text}")
+        sent += 1
+    assert alice.session.wait_acked(10)
+    for i in range(sent):
+        got = bob.next(messages.ChatMessage)
+        assert got.text == f"{i:05d} {text}"
+    alice.session.say("after the backlog")
+    assert bob.next(messages.ChatMessage).text == "after the backlog"
+    assert srv.thread.call(lambda: link.transport.get_write_buffer_size()) == 0
+    assert srv.server.hub.is_online("bob")
+    bob.close()
+    alice.close()
+
+
 def test_messages_before_login_close_the_connection(chat_server):
     s = chat_server.session()
     # The channel is up, so the server says what was wrong before it closes.
