@@ -178,6 +178,9 @@ class ChatTUI(Reconnecting):
         self.commands.submit(text)
         self.remember(text, private)
         self.buffer.reset()
+        # prompt_toolkit refills the buffer's history at its next repaint; a Ctrl-P
+        # typed before that repaint would find none. Refill it now.
+        self.buffer.load_history_if_not_yet_loaded()
 
     def remember(self, text: str, private: bool = False) -> None:
         """Put an entered line in the history (kept in memory only when ``private``)."""
