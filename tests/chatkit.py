@@ -3,19 +3,23 @@
 
 from __future__ import annotations
 
+import atexit
 import queue
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from schat.client.session import ClientSession, Disconnected
 from schat.crypto.keys import fingerprint
+from schat.crypto.passwords import current_params
 from schat.paths import Home
 from schat.protocol import messages
 from schat.server.app import ServerThread
 from schat.server.limits import ServerSettings
 from schat.store.accounts import AccountStore
+from schat.store.files import make_private_dirs
 from schat.store.known_servers import KnownServers
 
 KEY_DIR = Path(__file__).parent / "data" / "keys"
@@ -108,7 +112,48 @@ def drained(client: "Client"):
             return out
 
 
-def make_store(home: Path, users=("alice", "bob", "carol")) -> AccountStore:
+USERS = ("alice", "bob", "carol")
+# Scrypt parameters -> a closed users.db with the current schema and alice, bob, carol.
+_templates: dict = {}
+
+
+def _template_store() -> Path:
+    """A users.db as a test's first server (or make_store) leaves it, made once per run
+    for the password hashing now in force: a test's store is a copy of it rather than a
+    file migrated and filled anew (three scrypt hashes and four transactions)."""
+    params = current_params()
+    path = _templates.get(params)
+    if path is None:
+        root = Path(tempfile.mkdtemp(prefix="schat-template-"))
+        atexit.register(shutil.rmtree, root, True)
+        path = root / "users.db"
+        store = AccountStore(path)
+        for user in USERS:
+            store.add(user, PASSWORDS[user])
+        store.close()
+        # Closed: the write-ahead log is checkpointed into the file and removed.
+        assert sorted(p.name for p in root.iterdir()) == ["users.db"]
+        _templates[params] = path
+    return path
+
+
+def copy_template_store(home: Path) -> bool:
+    """Put a copy of the template store (alice, bob, carol) at the home's users.db, as
+    AccountStore would have made it (0700 directories, a 0600 file); False when a file is
+    there already (the caller then opens it and adds the accounts itself)."""
+    target = Home(home).users_db
+    if target.exists() or target.is_symlink():
+        return False
+    template = _template_store()
+    make_private_dirs(target.parent)
+    shutil.copyfile(template, target)
+    target.chmod(0o600)
+    return True
+
+
+def make_store(home: Path, users=USERS) -> AccountStore:
+    if tuple(users) == USERS and copy_template_store(home):
+        return AccountStore(Home(home).users_db)
     store = AccountStore(Home(home).users_db)
     for user in users:
         store.add(user, PASSWORDS[user])
@@ -134,10 +179,13 @@ def factory(chat_home: Path, host_key, store_url: str = None):
         return AccountStore(PostgresEngine(store_url), owns_engine=True)
 
     def start(**settings) -> RunningServer:
-        store = open_store()
-        if not started:
-            for user in ("alice", "bob", "carol"):
-                store.add(user, PASSWORDS[user])
+        if not started and store_url is None and copy_template_store(chat_home):
+            store = open_store()
+        else:
+            store = open_store()
+            if not started:
+                for user in USERS:
+                    store.add(user, PASSWORDS[user])
         settings.setdefault("port", 0)
         settings.setdefault("server_name", "testsrv")
         thread = ServerThread(ServerSettings(**settings), host_key, store)

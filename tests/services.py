@@ -193,6 +193,9 @@ class PostgresService:
         self.port = 0
         self.proc: Optional[Process] = None
         self._names = itertools.count(1)
+        # One superuser connection kept for creating and dropping the tests' databases
+        # (a new one each time costs a password exchange); closed by stop().
+        self._kept = None
         self._initdb()
 
     def _initdb(self) -> None:
@@ -239,6 +242,7 @@ class PostgresService:
 
     def stop(self) -> None:
         """Fast shutdown (SIGINT to the postmaster's PID): sessions are ended."""
+        self._close_kept()
         if self.proc is not None:
             self.proc.stop(signal.SIGINT)
             self.proc = None
@@ -262,18 +266,30 @@ class PostgresService:
     def url(self, db: str, user: str = APP_ROLE, password: str = APP_PASSWORD) -> str:
         return f"postgresql://{quote(user)}:{quote(password)}@127.0.0.1:{self.port}/{db}"
 
+    def _admin_execute(self, statement: str) -> None:
+        """Run ``statement`` on the kept superuser connection (made on first use, and
+        again after a restart or a broken connection)."""
+        conn = self._kept
+        if conn is None or conn.closed or conn.broken:
+            self._close_kept()
+            conn = self._kept = self.admin()
+        conn.execute(statement)
+
+    def _close_kept(self) -> None:
+        conn, self._kept = self._kept, None
+        if conn is not None:
+            conn.close()
+
     def create_database(self) -> str:
         """A new empty database owned by the application role; its name."""
         name = f"t{os.getpid()}_{next(self._names)}"
-        with self.admin() as conn:
-            conn.execute(f"CREATE DATABASE {name} OWNER {APP_ROLE} TEMPLATE template0 "
-                         "STRATEGY FILE_COPY")
+        self._admin_execute(f"CREATE DATABASE {name} OWNER {APP_ROLE} TEMPLATE template0 "
+                            "STRATEGY FILE_COPY")
         return name
 
     def drop_database(self, name: str) -> None:
         if self.running:
-            with self.admin() as conn:
-                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            self._admin_execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
     def close(self) -> None:
         self.stop()
