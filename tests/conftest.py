@@ -8,6 +8,7 @@ parameters via ``SCHAT_SCRYPT_N`` (password hashes) and ``SCHAT_KEY_SCRYPT_N``
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -24,8 +25,12 @@ os.environ.setdefault("SCHAT_SCRYPT_N", "1024")
 os.environ.setdefault("SCHAT_KEY_SCRYPT_N", "1024")
 
 
+@functools.lru_cache(maxsize=None)
 def load_test_key(name: str) -> keys.RsaKey:
-    """A pre-generated RSA-3072 private key: host, alice, bob, carol, other_host."""
+    """A pre-generated RSA-3072 private key: host, alice, bob, carol, other_host.
+
+    Loaded once per run: importing a private key checks that its factors are prime
+    (about 0.1 s each time), and a key object is never changed once made."""
     return keys.import_private_pem((KEY_DIR / f"{name}.pem").read_bytes(), None)
 
 
