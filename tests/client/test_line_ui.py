@@ -91,16 +91,14 @@ def test_pipe_session_sends_lines_and_waits_for_acks(server_factory, tmp_path):
     session = chat_server.session()
     session.login_password("alice", PASSWORDS["alice"])
     out, err = io.StringIO(), io.StringIO()
-    # 30 lines at once, 10 above the server's default burst of 20 (unpaced, those would
-    # be refused as throttled): paced, none lost.
-    count = 30
-    lines = "".join(f"line {i}\n" for i in range(count)) + "//slash text\n/me nods\n"
+    # 40 lines at once, above the server's default burst of 20: paced, none lost.
+    lines = "".join(f"line {i}\n" for i in range(40)) + "//slash text\n/me nods\n"
     ui = line_ui(session, tmp_path, stdin=io.StringIO(lines), stdout=out, stderr=err)
     assert ui.run() == 0, err.getvalue()
-    got = [bob.next(messages.ChatMessage) for _ in range(count + 2)]
-    assert [m.text for m in got[:count]] == [f"line {i}" for i in range(count)]
-    assert got[count].text == "/slash text" and not got[count].action
-    assert got[count + 1].text == "nods" and got[count + 1].action
+    got = [bob.next(messages.ChatMessage) for _ in range(42)]
+    assert [m.text for m in got[:40]] == [f"line {i}" for i in range(40)]
+    assert got[40].text == "/slash text" and not got[40].action
+    assert got[41].text == "nods" and got[41].action
     assert "error" not in out.getvalue()
     assert bob.next(messages.Leave).user == "alice"
     bob.close()
