@@ -208,10 +208,9 @@ class ClusterNode(Presence, Fanout, Peers):
         member, one outbox item), not one by one."""
         if self._lines:
             self._apply_lines()  # lines read from the bus before this one, first
-        chat = self.chat
-        room = chat.rooms.get(said.room)
-        members = tuple(room.members.values()) if room is not None else ()
-        sender = chat.members.get(said.sender.lower())
+        local = self.chat.local
+        members = tuple(local.recipients(said.room, said))
+        sender = local.excluded(self.chat, said)
         held = self._said_here
         if held:
             last = held[-1]
