@@ -391,15 +391,21 @@ def redis_service():
     service.close()
 
 
+# Database numbers handed out to tests in turn: a node's channels are named after the
+# number in its bus URL (pub/sub channels are shared by every database number), so a
+# test's nodes never hear another test's.
+_REDIS_DBS = itertools.cycle(range(16))
+
+
 @pytest.fixture
 def redis_url(redis_service) -> str:
-    """A URL for the run's Redis, emptied for this test (pub/sub channels are shared by
-    every database number, so tests name their channels after themselves)."""
+    """A URL for the run's Redis, emptied for this test, with a database number (and so
+    bus channels) of its own among the last 16 tests'."""
     if not redis_service.running:
         redis_service.start()
     with redis_service.client() as client:
         client.flushall()
-    return redis_service.url()
+    return redis_service.url(next(_REDIS_DBS))
 
 
 class Engines:

@@ -9,6 +9,7 @@ import time
 from chatkit import Client
 from clusterkit import USERS, WAIT, answer, login, settle, until
 from schat.chat.moderation import BAN
+from schat.cluster.bus import bus_prefix
 from schat.client.session import LoginRefused
 from schat.protocol import messages
 from schat.protocol import room_messages as rm
@@ -200,10 +201,11 @@ def test_garbage_on_the_bus_is_dropped_and_said(cluster, redis_service, caplog):
                b'["s","n9",4,"#lobby","id?",1,"m","text",0]',
                b'["r","n9",5,[["only","two"]],{}]', b'["b","n9",6,"many"]',
                b'["fw","n9",7,"alice",5]', b'["m","n9",8,"#lobby"]', b"[" * 5000]
+    prefix = bus_prefix(cluster.redis_url)
     with redis_service.client() as client:
         for data in garbage:
-            client.publish("schat:0:c", data)
-            client.publish(f"schat:0:n:{a.server.cluster.id}", data)
+            client.publish(f"{prefix}c", data)
+            client.publish(f"{prefix}n:{a.server.cluster.id}", data)
     alice.session.say("still here")
     assert until(bob, messages.ChatMessage).text == "still here"
     settle(a, lambda chat: sum(1 for r in caplog.records

@@ -50,7 +50,7 @@ def test_a_node_that_cannot_work_says_why_in_one_line(tmp_path, pg_url, redis_ur
         res = schat(home, "serve", "--bus", wrong, "--store", pg_url, "--port", "0")
         after = client.info("stats")["total_connections_received"]
     assert res.returncode == 1 and res.stderr == (
-        f"Error: redis://:***@127.0.0.1:{redis_service.port}/0: bus unavailable "
+        f"Error: redis://:***@{redis_url.split('@')[1]}: bus unavailable "
         "(authentication failed: wrong password)\n")
     assert after - before == 1
     for out in (res.stdout, res.stderr):
