@@ -296,6 +296,10 @@ class PostgresService:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+# Databases of the run's Redis: more than the run has tests that use it.
+REDIS_DATABASES = 256
+
+
 class RedisService:
     """A throwaway Redis on 127.0.0.1 with a password and no persistence."""
 
@@ -313,7 +317,8 @@ class RedisService:
         self.port = port
         argv = [self.binary, "--port", str(port), "--bind", "127.0.0.1",
                 "--requirepass", REDIS_PASSWORD, "--save", "", "--appendonly", "no",
-                "--dir", str(self.root), "--daemonize", "no", "--logfile", ""]
+                "--dir", str(self.root), "--daemonize", "no", "--logfile", "",
+                "--databases", str(REDIS_DATABASES)]
         return Process("redis-server", argv, "Ready to accept connections",
                        self.account, self.root)
 
@@ -394,13 +399,13 @@ def redis_service():
 # Database numbers handed out to tests in turn: a node's channels are named after the
 # number in its bus URL (pub/sub channels are shared by every database number), so a
 # test's nodes never hear another test's.
-_REDIS_DBS = itertools.cycle(range(16))
+_REDIS_DBS = itertools.cycle(range(REDIS_DATABASES))
 
 
 @pytest.fixture
 def redis_url(redis_service) -> str:
     """A URL for the run's Redis, emptied for this test, with a database number (and so
-    bus channels) of its own among the last 16 tests'."""
+    bus channels) of its own in the run."""
     if not redis_service.running:
         redis_service.start()
     with redis_service.client() as client:
