@@ -75,9 +75,11 @@ class Bus:
     def __init__(self, url: str, on_message: Callable[[bytes, bytes], None],
                  on_state: Callable[[bool], None],
                  on_subscribed: Callable[[bytes], None] = lambda channel: None,
-                 on_read: Callable[[], None] = lambda: None):
+                 on_read: Callable[[], None] = lambda: None, name: str = "schat"):
         check_bus_url(url)
         self.url = url
+        # Its connections' name in Redis's CLIENT LIST (which node, for an operator).
+        self.name = name
         self.where = redact(url)
         self._secrets = url_secrets(url)
         self.on_message = on_message
@@ -88,6 +90,8 @@ class Bus:
         self.dropped = 0
         self.published = 0
         self.received = 0
+        # Times the subscriber connected again after losing Redis.
+        self.reconnects = 0
         self._wanted: Set[bytes] = set()
         self._pending: List[Tuple[bytes, bytes]] = []
         self._wake: Optional[asyncio.Event] = None
@@ -140,7 +144,7 @@ class Bus:
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
-        client = Redis.from_url(self.url, retry=Retry(NoBackoff(), 0),
+        client = Redis.from_url(self.url, retry=Retry(NoBackoff(), 0), client_name=self.name,
                                 socket_connect_timeout=CONNECT_TIMEOUT,
                                 socket_keepalive=True, health_check_interval=0)
         self._client = client
@@ -273,6 +277,7 @@ class Bus:
                                   self._reason(again))
                         continue
                     delay = RETRY_FIRST
+                    self.reconnects += 1
                     log.warning("bus %s connected again", self.where)
                     self._set_up(True)
                     break
@@ -339,7 +344,8 @@ class Bus:
 
     def stats(self) -> Dict[str, int]:
         return {"published": self.published, "received": self.received,
-                "dropped": self.dropped, "subscribed": len(self._wanted)}
+                "dropped": self.dropped, "subscribed": len(self._wanted),
+                "reconnects": self.reconnects}
 
 
 def check_reachable(url: str) -> None:

@@ -16,11 +16,22 @@ event loop) when:
   node last heard the bus, not when it noticed: Redis cuts off a subscriber
   that reads too slowly and drops what it held for it, which may be many
   seconds of lines (the node's :meth:`~schat.cluster.node.ClusterNode.heard`).
-  While a room is being filled, the lines that arrive live for it are held
-  back and delivered after what the store gave (:meth:`hold`): a live line
-  delivered first would count every older line of its sender as delivered.
-  A second pass a moment later picks up lines other nodes acknowledged just
-  before and stored just after the first.
+  The bus can be ahead of the store: a node publishes a line before its writer
+  commits it, so a line missed on the bus may be absent from a read made just
+  after while newer lines of its sender already arrive live. A node commits
+  its lines in the order of their ids, so once the store holds a node's line
+  it holds every older one of that node. Hence, from a loss (or a room's first
+  member here) until the store is known to hold what was delivered live
+  meanwhile, a room has a *window*:
+
+  - what was delivered is kept exactly (not as a mark per sending node);
+  - lines that arrive live while the room is read are held back (:meth:`hold`)
+    until a read finds each sender's first held line, so every older line of
+    that sender is delivered first (re-read at growing intervals, at most
+    ``HOLD_MAX``);
+  - the room is read again ``AGAIN`` seconds later, and again until a read
+    finds the first live line of every sender (at most ``MAX_RECHECKS`` times),
+    for lines of senders that said nothing since.
 - an event names a room this node does not know, or control messages were
   lost (:meth:`refresh_rooms`): rooms' bans, ops, invitations and topics are
   read again.
@@ -54,6 +65,13 @@ log = logging.getLogger("schat.cluster")
 # clocks' time: a little skew must not hide one), and when it looks a second time.
 MARGIN = 5.0
 AGAIN = 2.0
+# A window closes after a pass made AGAIN seconds after another read finds every line
+# delivered live meanwhile stored, or after this many such passes.
+MAX_RECHECKS = 4
+# Live lines wait while the store lacks older lines of their senders: read again after
+# HOLD_STEP, doubling up to HOLD_STEP_MAX, for at most HOLD_MAX (a node that died before
+# committing what it published never fills the gap).
+HOLD_STEP, HOLD_STEP_MAX, HOLD_MAX = 0.05, 0.5, 5.0
 # A room's recent history is read at most this long after subscribing, confirmed or not.
 SUBSCRIBE_WAIT = 1.0
 # Stored direct messages newer than this (seconds before the login) are looked at again.
@@ -80,6 +98,42 @@ class _Warm:
         self.live: set = set()
 
 
+class _Window:
+    """A room's lines since a loss, while the store may still lack some of them."""
+
+    __slots__ = ("since", "base", "floor", "seen", "first", "reading", "held", "held_at",
+                 "rereads", "rechecks")
+
+    def __init__(self, since: float, base: Dict[int, int]):
+        self.since = since                 # Unix seconds: each pass reads from here
+        self.base = base                   # slot -> mark at the loss (all up to it here)
+        self.floor = 0                     # older ids are history, not to be delivered
+        self.seen: set = set()             # ids delivered here since
+        self.first: Dict[int, int] = {}    # slot -> its first id delivered live since
+        self.reading = 0                   # passes under way
+        self.held: list = []               # live lines held back (in order)
+        self.held_at = 0.0                 # monotonic time the oldest was held
+        self.rereads = 0                   # passes made for the held lines
+        self.rechecks = 0                  # passes made AGAIN after another
+
+    def known(self, said_id: int) -> bool:
+        return (said_id <= self.floor or said_id <= self.base.get(said_id & SLOT_MASK, 0)
+                or said_id in self.seen)
+
+    def complete(self, reached: Dict[int, int]) -> bool:
+        """Whether a pass that read up to ``reached`` (slot -> newest id) saw every
+        node's first line delivered live: then it saw all that node's older lines."""
+        return all(reached.get(slot, 0) >= first for slot, first in self.first.items())
+
+    def covers(self, reached: Dict[int, int]) -> bool:
+        """Whether the store held, when read, each node's first held line (and so every
+        line of that node before it)."""
+        firsts: Dict[int, int] = {}
+        for said in self.held:
+            firsts.setdefault(said.id & SLOT_MASK, said.id)
+        return all(reached.get(slot, 0) >= first for slot, first in firsts.items())
+
+
 class Catchup:
     """Reads from the store for one node (see the module docstring)."""
 
@@ -91,8 +145,8 @@ class Catchup:
         # makes its ids in order and the bus keeps each node's order, so a line from the
         # store with an id at or below its slot's mark was delivered already.
         self.marks: Dict[str, Dict[int, int]] = {}
-        # Room -> [catch-ups under way, live lines held back until they are done].
-        self.filling: Dict[str, list] = {}
+        # Room -> its window while the store may lack lines delivered live.
+        self.windows: Dict[str, _Window] = {}
         self._closed = False
 
     def close(self) -> None:
@@ -146,6 +200,7 @@ class Catchup:
         if warm is not None:
             return  # still subscribed: its history here is current
         warm = self.rooms[room.name] = _Warm(time.time())
+        self.windows[room.name] = _Window(warm.started - MARGIN, {})
         bus = self.node.bus
         bus.subscribe(self.node.room_channel(room.name))
         if bus.up:
@@ -162,26 +217,35 @@ class Catchup:
         """Nobody here is in the room any more: stop listening to its lines."""
         self.rooms.pop(name, None)
         self.marks.pop(name, None)
-        self.filling.pop(name, None)
+        self.windows.pop(name, None)
         self.node.bus.unsubscribe(self.node.room_channel(name))
 
     def _load(self, name: str, warm: _Warm) -> None:
         warm.loading = True
         window = self.chat._window
         self._read(self._drained(functools.partial(self.chat.store.recent, name, window)),
-                   functools.partial(self._loaded, name, warm))
+                   functools.partial(self._loaded, name, warm),
+                   functools.partial(self._load_failed, name, warm))
+
+    def _load_failed(self, name: str, warm: _Warm) -> None:
+        warm.loading = False
+        self._later(AGAIN, self.subscribed, name)
 
     def _loaded(self, name: str, warm: _Warm, items) -> None:
         chat = self.chat
         room = chat.rooms.get(name)
         if self.rooms.get(name) is not warm or room is None:
             return
-        marks = self.marks.setdefault(name, {})
+        window = self.windows.get(name)
+        base = {} if window is None else window.base
+        if window is not None and len(items) >= self.chat._window:
+            # Older lines are history (/history), not backlog: none to deliver later.
+            window.floor = min(said.id for said in items)
         for said in items:
             room.history.insert(said)
             slot = said.id & SLOT_MASK
-            if said.id > marks.get(slot, 0):   # known here now: sent as backlog, not live
-                marks[slot] = said.id
+            if said.id > base.get(slot, 0):   # known here now: sent as backlog, not live
+                base[slot] = said.id
         warm.ready = True
         waiting, warm.waiting = warm.waiting, []
         for member, last_read, budget in waiting:
@@ -190,8 +254,9 @@ class Catchup:
                            if s.id not in warm.live]
                 chat.send_backlog(member, room, backlog, budget)
         warm.live = set()
-        # Lines stored by other nodes just before we subscribed, committed just after.
-        self._later(AGAIN, self.gap, name, warm.started - MARGIN)
+        if window is not None:
+            # Lines stored by other nodes just before we subscribed, committed just after.
+            self._later(AGAIN, self._again, name, window)
 
     def backlog_later(self, member, room, last_read: int, budget: List[int]) -> bool:
         warm = self.rooms.get(room.name)
@@ -202,83 +267,161 @@ class Catchup:
 
     def seen_live(self, said) -> None:
         """A line delivered here as it was said (here, or on another node)."""
-        marks = self.marks.get(said.room)
-        if marks is None:
-            marks = self.marks[said.room] = {}
-        slot = said.id & SLOT_MASK
-        if said.id > marks.get(slot, 0):
-            marks[slot] = said.id
-        warm = self.rooms.get(said.room)
+        name = said.room
+        window = self.windows.get(name)
+        if window is not None:
+            window.seen.add(said.id)
+            window.first.setdefault(said.id & SLOT_MASK, said.id)
+        else:
+            marks = self.marks.get(name)
+            if marks is None:
+                marks = self.marks[name] = {}
+            slot = said.id & SLOT_MASK
+            if said.id > marks.get(slot, 0):
+                marks[slot] = said.id
+        warm = self.rooms.get(name)
         if warm is not None and not warm.ready:
             warm.live.add(said.id)
+
+    def unseen(self, lines) -> list:
+        """``lines`` (live from the bus, one room's) less those delivered here already:
+        read from the store, which can be ahead of the bus as well as behind it."""
+        name = lines[0].room
+        window = self.windows.get(name)
+        if window is not None:
+            known = window.known
+            return [said for said in lines if not known(said.id)]
+        marks = self.marks.get(name)
+        if not marks:
+            return lines
+        # A node's lines come over the bus in the order of their ids: one at or below
+        # its node's mark came from the store first.
+        get = marks.get
+        for said in lines:
+            if said.id <= get(said.id & SLOT_MASK, 0):
+                return [s for s in lines if s.id > get(s.id & SLOT_MASK, 0)]
+        return lines
 
     # -- after losses ---------------------------------------------------------------------
     def gap(self, name: str, since: float) -> None:
         """Deliver the lines of ``name`` since ``since`` (Unix seconds) that are not here."""
-        if name not in self.rooms:
+        warm = self.rooms.get(name)
+        if warm is None:
             return
-        self.filling.setdefault(name, [0, []])[0] += 1
-        self._page(name, Hybrid.floor(int(since * 1000)))
+        window = self.windows.get(name)
+        if window is None:
+            window = self.windows[name] = _Window(since, dict(self.marks.get(name, {})))
+        window.since = min(window.since, since)
+        if warm.ready:  # else the pass after the room's load reads from window.since
+            self._pass(name, window, window.since)
 
-    def _page(self, name: str, after: int) -> None:
-        filling = self.filling[name]
+    def _again(self, name: str, window: _Window) -> None:
+        if self.windows.get(name) is window and not window.reading:
+            window.rechecks += 1
+            self._pass(name, window, window.since)
+
+    def _reread(self, name: str, window: _Window) -> None:
+        if self.windows.get(name) is window and not window.reading:
+            self._pass(name, window, window.since)
+
+    def _pass(self, name: str, window: _Window, since: float) -> None:
+        window.reading += 1
+        self._page(name, window, {}, Hybrid.floor(int(since * 1000)))
+
+    def _page(self, name: str, window: _Window, reached: Dict[int, int], after: int) -> None:
         self._read(self._drained(functools.partial(self.chat.store.history_after, name, after,
                                                    CATCHUP_PAGE)),
-                   functools.partial(self._filled, name, filling),
-                   functools.partial(self._done, name, filling))
+                   functools.partial(self._filled, name, window, reached),
+                   functools.partial(self._pass_done, name, window, None))
 
     def hold(self, lines) -> bool:
         """Keep back ``lines`` (a run of one room's, live from the bus) while the room is
-        being filled from the store: True when held."""
-        filling = self.filling.get(lines[0].room)
-        if filling is None:
+        being read from the store, or lines held already wait for it: True when held."""
+        window = self.windows.get(lines[0].room)
+        if window is None or not (window.reading or window.held):
             return False
-        filling[1].extend(lines)
+        if not window.held:
+            window.held_at = time.monotonic()
+        window.held.extend(lines)
         return True
 
-    def _done(self, name: str, filling: list) -> None:
-        """One catch-up of ``name`` ended: after the last, the held lines not caught up."""
-        filling[0] -= 1
-        if filling[0] > 0 or self.filling.get(name) is not filling:
-            return
-        del self.filling[name]
-        marks = self.marks.setdefault(name, {})
-        fresh = [s for s in filling[1] if s.id > marks.get(s.id & SLOT_MASK, 0)]
-        if fresh:
-            self.node.replica.said_run(fresh)
-            for said in fresh:
-                self.seen_live(said)
-
-    def _filled(self, name: str, filling: list, items) -> None:
+    def _filled(self, name: str, window: _Window, reached: Dict[int, int], items) -> None:
         chat = self.chat
         room = chat.rooms.get(name)
-        if room is None or name not in self.rooms or self.filling.get(name) is not filling:
-            self._done(name, filling)
+        if self.windows.get(name) is not window:
+            return  # nobody here is in the room any more
+        if room is None:
+            del self.windows[name]  # the room is gone
             return
-        marks = self.marks.setdefault(name, {})
+        seen = window.seen
         count = 0
         for said in items:
             chat.ids.observe(said.id)
             slot = said.id & SLOT_MASK
-            if said.id <= marks.get(slot, 0):
+            if said.id > reached.get(slot, 0):
+                reached[slot] = said.id
+            if window.known(said.id):
                 continue  # delivered already
-            marks[slot] = said.id
+            seen.add(said.id)
             room.history.insert(said)
             chat.local.publish(name, said)
             count += 1
         if count:
             log.warning("caught up %d message(s) of %s from the store", count, name)
         if len(items) >= CATCHUP_PAGE:
-            self._page(name, items[-1].id)
+            self._page(name, window, reached, items[-1].id)
         else:
-            self._done(name, filling)
+            self._pass_done(name, window, reached)
+
+    def _pass_done(self, name: str, window: _Window, reached: Optional[Dict[int, int]]) -> None:
+        """A pass ended (``reached`` is None when its read failed). After the last under
+        way: the held lines, once the store has every older line of their senders; then
+        another pass later, or the window closes."""
+        if self.windows.get(name) is not window:
+            return
+        window.reading -= 1
+        if window.reading:
+            return  # the last pass under way decides
+        if window.held:
+            waited = time.monotonic() - window.held_at
+            if (reached is None or not window.covers(reached)) and waited < HOLD_MAX:
+                # Their senders have not committed older lines yet: read again soon.
+                delay = min(HOLD_STEP_MAX, HOLD_STEP * (2 ** window.rereads))
+                window.rereads += 1
+                self._later(delay, self._reread, name, window)
+                return
+            if reached is None or not window.covers(reached):
+                log.warning("lines of %s held back for %.0f s while the store lacked older "
+                            "lines of their senders are delivered: those may be missing "
+                            "here", name, waited)
+            held, window.held, window.rereads = window.held, [], 0
+            fresh = [s for s in held if not window.known(s.id)]
+            if fresh:
+                self.node.replica.said_run(fresh)
+                for said in fresh:
+                    self.seen_live(said)
+        done = reached is not None and window.rechecks > 0 and window.complete(reached)
+        if not done and window.rechecks < MAX_RECHECKS:
+            self._later(AGAIN, self._again, name, window)
+            return
+        if not done:
+            log.warning("the store does not hold every line of %s delivered live here since "
+                        "a loss on the bus; lines said just before it may be missing here",
+                        name)
+        del self.windows[name]
+        marks = self.marks.setdefault(name, {})
+        for slot, mark in window.base.items():
+            if mark > marks.get(slot, 0):
+                marks[slot] = mark
+        for said_id in window.seen:
+            slot = said_id & SLOT_MASK
+            if said_id > marks.get(slot, 0):
+                marks[slot] = said_id
 
     def after_outage(self, since: float) -> None:
         """The bus is back after being away since ``since`` (Unix seconds)."""
-        for name, warm in self.rooms.items():
-            if warm.ready:
-                self.gap(name, since - MARGIN)
-                self._later(AGAIN, self.gap, name, since - MARGIN)
+        for name in list(self.rooms):
+            self.gap(name, since - MARGIN)
         self.refresh_rooms()
 
     # -- rooms' state ---------------------------------------------------------------------

@@ -77,7 +77,7 @@ class ClusterNode(Presence, Fanout, Peers):
         self.inbox = self.node_channel(self.id)
         self._own_said = codec.pack(codec.SAID, self.id, 0)[:-2]  # b'["s","ID",'
         self.bus = Bus(settings.bus, self._on_message, self._on_state, self._on_subscribed,
-                       self._read_done)
+                       self._read_done, name=f"schat-node-{self.id[:16]}")
         self.replica = Replica(self.chat)
         self.catchup = Catchup(self)
         self.lease = None
@@ -400,7 +400,8 @@ class ClusterNode(Presence, Fanout, Peers):
             return
         self._lines = []
         self._hear(Hybrid.time_of(max(said.id for said in lines)) / 1000)
-        if self.catchup.hold(lines):
+        lines = self.catchup.unseen(lines)
+        if not lines or self.catchup.hold(lines):
             return
         self.replica.said_run(lines)
         seen_live = self.catchup.seen_live
@@ -443,6 +444,9 @@ class ClusterNode(Presence, Fanout, Peers):
             room = chat.rooms.get(room_name)
             if room is None or not room.members:
                 self.catchup.left(room_name)
+                channel = self.room_channel(room_name)
+                for key in [k for k in self._seen if k[1] == channel]:
+                    del self._seen[key]  # a later subscription starts afresh
 
     def _forwarded(self, name: str, payload: str) -> None:
         data = payload.encode("utf-8")

@@ -146,7 +146,12 @@ class Presence:
         # Nobody could beat while the bus was away: everyone gets a new lease.
         self.nodes = {node: (now, count) for node, (_, count) in self.nodes.items()}
         self._own_beat = now
-        self._seen.clear()
+        # A room channel's sequences stay: the first message of each node after the
+        # outage then shows whether lines of that node were missed (they are held back
+        # until the store has them). The control channel's restart (the greeting asks
+        # every node for all it has).
+        rooms = self._prefix + b"r:"
+        self._seen = {k: v for k, v in self._seen.items() if k[1].startswith(rooms)}
         self._greet()
         self.catchup.after_outage(since)
 

@@ -26,6 +26,9 @@ def test_redis_restarted_members_miss_no_acknowledged_line(cluster, redis_servic
     answer(alice, "/join #dev")
     answer(bob, "/join #dev")
     settle(a, lambda chat: chat.rooms["#dev"].has("bob"))
+    # Bob's login reaches alice as a join of the lobby, held up to a presence delay
+    # (schat.server.hub.PRESENCE_MAX): seen here, before the outage.
+    until(alice, messages.Join, lambda m: m.user == "bob" and m.room is None)
     alice.session.say("before", room="#dev")
     assert until(bob, messages.ChatMessage).text == "before"
     redis_service.stop()

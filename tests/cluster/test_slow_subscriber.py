@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 
 from clusterkit import WAIT, answer, login, settle, until
 from schat.protocol import messages
@@ -63,9 +64,14 @@ def test_a_slow_subscriber_cut_off_by_redis_misses_no_acknowledged_line(cluster,
         for text in sent:
             alice.session.say(text, room="#dev")
         assert alice.session.wait_acked(WAIT * 2)
-        # Lines keep coming while node b reconnects and catches up.
+        # Lines keep coming while node b reads to the end of what Redis sent before it cut
+        # b off, reconnects and catches up. (The room's first catch-up, due AGAIN seconds
+        # after the join, may fill b from the store before b has read that far.)
         staller.join(WAIT * 2)
-        while not b.thread.call(lambda: bus_b.up and b.server.cluster._down_since is None):
+        deadline = time.monotonic() + WAIT * 2
+        while not b.thread.call(lambda: bus_b.reconnects and bus_b.up
+                                and b.server.cluster._down_since is None):
+            assert time.monotonic() < deadline, "node b never noticed Redis cut it off"
             sent.append(f"tail {len(sent)}")
             alice.session.say(sent[-1], room="#dev")
         for _ in range(TAIL):
