@@ -44,6 +44,12 @@ CHECKED_ALLOWED = frozenset(registry.CHECKED.values())
 RATE_FREE = frozenset({messages.Pong, messages.Bye, dm_messages.DmAck})
 
 
+def _leaves(msg) -> bool:
+    """Whether ``msg`` is /quit: leaving is never refused for the rate (as Bye is not)."""
+    return type(msg) is messages.Command and msg.line[1:].partition(" ")[0].lower() == "quit" \
+        and msg.line.startswith("/")
+
+
 class ClientLink(asyncio.Protocol):
     """The server end of one TCP connection."""
 
@@ -203,7 +209,8 @@ class ClientLink(asyncio.Protocol):
                     self._checked_message(ev.message)
                 elif self.state == CHAT:
                     msg = ev.message
-                    if type(msg) not in RATE_FREE and not self._within_rate():
+                    if type(msg) not in RATE_FREE and not self._within_rate() \
+                            and not _leaves(msg):
                         self._throttled(self.bucket, getattr(msg, "cid", None))
                         continue
                     if not self.server.dm.handle(self.member, msg):

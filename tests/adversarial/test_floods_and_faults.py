@@ -111,6 +111,31 @@ def test_message_flood_is_throttled_then_disconnected(server_factory, server_log
     chat.close()
 
 
+def test_a_member_over_its_rate_can_still_quit(server_factory, server_log):
+    srv = server_factory(rate_limit=1, rate_burst=2)
+    watcher = srv.login("carol")
+    peer = RawPeer(srv)
+    srv.store.add("fast", "fast-pass-1")
+    assert isinstance(peer.login("fast", "fast-pass-1"), messages.Welcome)
+    peer.send(b"".join(peer.record(messages.Say(text=f"s{i}", cid=f"s{i}")) for i in range(3))
+              + peer.record(messages.Command(line="/QUIT going", cid="q")))
+    replies = []
+    while len(replies) < 3:
+        msg = peer.next_of(messages.Message)
+        if isinstance(msg, (messages.Ack, messages.Error)):
+            replies.append(msg)
+    assert [type(r) for r in replies[:2]] == [messages.Ack] * 2
+    assert replies[2].code == "throttled"      # a line over the rate is refused ...
+    assert peer.closed_by_server()             # ... leaving is not
+    while True:
+        ev = watcher.next()
+        if isinstance(ev, messages.Leave) and ev.user == "fast":
+            break
+    assert ev.reason == "quit"
+    assert_no_traceback(server_log)
+    watcher.close()
+
+
 def _server_tasks(srv) -> int:
     async def count():
         return len(asyncio.all_tasks())
