@@ -201,14 +201,17 @@ class Server:
 
     # -- settings that change while running (SIGHUP) ----------------------------
     #: The fields of ServerSettings that :meth:`reconfigure` applies without a restart.
-    RELOADABLE = ("motd", "allow_signup", "rate_limit", "rate_burst")
+    RELOADABLE = ("motd", "allow_signup", "rate_limit", "rate_burst", "address_rate_limit",
+                  "address_rate_burst", "max_unauthenticated", "max_unauthenticated_per_ip",
+                  "penalty_base", "penalty_max", "signups_per_hour")
 
     def reconfigure(self, **changes) -> None:
         """Apply new values of :data:`RELOADABLE` settings (on the loop's thread).
 
         New logins and sign-ups read the settings as they come; the MOTD goes to
-        the chat domain (members online are shown it), and members online get a
-        message budget at the new rate.
+        the chat domain (members online are shown it), members and addresses get
+        a message budget at the new rate, and the abuse limits apply from the next
+        connection, login or sign-up (waits already imposed run their course).
         """
         unknown = set(changes) - set(self.RELOADABLE)
         if unknown:
@@ -223,6 +226,13 @@ class Server:
             # Members online get a new, full budget at the new rate with their next message.
             for link in self.links:
                 link.bucket = None
+        s = self.settings
+        if "address_rate_limit" in changes or "address_rate_burst" in changes:
+            self.address_rates.configure(s.address_rate_limit, s.address_rate_burst)
+        self.admission.limit = s.max_unauthenticated
+        self.admission.per_address = s.max_unauthenticated_per_ip
+        self.gate.penalties.configure(s.penalty_base, s.penalty_max)
+        self.gate.signups.per_window = s.signups_per_hour
 
     def _set_throttled_reply(self) -> None:
         s = self.settings

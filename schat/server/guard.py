@@ -205,6 +205,12 @@ class LoginPenalties:
         # (address, account key) -> time it stops counting: guarded attempts being checked.
         self._inflight: Dict[Tuple[str, str], float] = {}
 
+    def configure(self, base: float, maximum: float) -> None:
+        """New waits (a reload) for the failures to come; recorded failures stay."""
+        for box in (self.box, self.accounts):
+            box.base = base
+            box.maximum = maximum
+
     @staticmethod
     def _pair(address: str, account: str) -> str:
         return f"{address}|{account}"
@@ -267,6 +273,12 @@ class AddressRates:
         self.burst = burst
         self.entries = entries
         self._buckets: Dict[str, TokenBucket] = {}
+
+    def configure(self, rate: float, burst: int) -> None:
+        """A new rate (a reload): every address starts again with a full budget."""
+        self.rate = rate
+        self.burst = burst
+        self._buckets.clear()
 
     def take(self, address: str, now: float) -> bool:
         """Spend one of ``address``'s tokens; False when the address is over its rate."""

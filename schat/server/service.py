@@ -29,8 +29,11 @@ log = logging.getLogger("schat.server")
 
 # Settings keys that a reload applies to the running server, and the
 # ServerSettings field each one is (log-level is the process's own).
-RELOADABLE = {"motd": "motd", "allow-signup": "allow_signup", "rate-limit": "rate_limit",
-              "rate-burst": "rate_burst", "log-level": None}
+RELOADABLE = {"motd": "motd", "allow-signup": "allow_signup", "log-level": None,
+              **{key: key.replace("-", "_") for key in (
+                  "rate-limit", "rate-burst", "address-rate-limit", "address-rate-burst",
+                  "max-unauthenticated", "max-unauthenticated-per-ip", "penalty-base",
+                  "penalty-max", "signups-per-hour")}}
 
 
 @dataclass

@@ -151,13 +151,15 @@ def test_sighup_changes_the_motd_and_the_rate_limit_of_a_running_server(served_h
         # wins over the file anyway.
         settings.write_text('motd = "second rules"\nrate-limit = 0.01\nrate-burst = 3\n'
                             f'allow-signup = false\ncrypto-workers = {workers + 1}\n'
-                            'port = 1\nlog-level = "debug"\n')
+                            'port = 1\nlog-level = "debug"\nmax-unauthenticated-per-ip = 1\n'
+                            'penalty-base = 3\npenalty-max = 600\n')
         assert "DEBUG" not in srv.stderr
         srv.p.send_signal(signal.SIGHUP)
         done = srv.line(srv.err, "reloaded")
         assert done.endswith(f"reloaded {settings}: allow-signup true -> false; log-level "
-                             "'info' -> 'debug'; motd changed; rate-burst 20 -> 3; "
-                             "rate-limit 5 -> 0.01")
+                             "'info' -> 'debug'; max-unauthenticated-per-ip 64 -> 1; motd "
+                             "changed; penalty-base 2 -> 3; penalty-max 300 -> 600; "
+                             "rate-burst 20 -> 3; rate-limit 5 -> 0.01")
         kept = srv.line(srv.err, "cannot change without a restart")
         assert kept.endswith(f"(running values kept): crypto-workers {workers} -> {workers + 1}")
 
@@ -167,6 +169,13 @@ def test_sighup_changes_the_motd_and_the_rate_limit_of_a_running_server(served_h
         assert [type(r) for r in got[:3]] == [messages.Ack] * 3
         assert [(type(r), r.code) for r in got[3:]] == [(messages.Error, "throttled")] * 2
         assert "at most 0.01 messages per second (bursts of 3)" in got[3].text
+        # One connection not logged in per address now: a second is refused at once.
+        with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as first:
+            with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as second:
+                assert second.recv(1) == b""
+            assert srv.line(srv.err, "refused a connection").endswith(
+                "too many connections not logged in from this address (1 refused so far)")
+            del first
         # A newcomer reads the new MOTD; sign-up is refused.
         bob = login(port, served_home, "bob")
         assert bob.session.welcome.motd == "second rules"

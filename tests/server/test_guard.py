@@ -99,6 +99,22 @@ def test_address_rates_share_one_bucket_per_address():
     assert AddressRates(0.0, 1, 10).take("a", 0.0)     # 0: no limit
 
 
+def test_a_reload_gives_new_rates_and_waits_from_then_on():
+    rates = AddressRates(rate=1.0, burst=2, entries=100)
+    assert [rates.take("a", 0.0) for _ in range(3)] == [True, True, False]
+    rates.configure(rate=1.0, burst=5)                 # a fresh, larger budget at once
+    assert [rates.take("a", 0.0) for _ in range(6)] == [True] * 5 + [False]
+    box = _penalties()
+    for _ in range(4):
+        box.failed("10.0.0.1", None, 0.0)
+    before = box.admit("10.0.0.1", None, 0.0)
+    assert before == 2.0                               # base 2 after the free 3
+    box.configure(base=10.0, maximum=60.0)
+    assert box.admit("10.0.0.1", None, 0.0) == before  # an imposed wait runs its course
+    box.failed("10.0.0.1", None, 0.0)
+    assert box.admit("10.0.0.1", None, 0.0) == 20.0    # the next at the new base
+
+
 def test_per_address_tables_are_bounded():
     rates = AddressRates(rate=1.0, burst=1, entries=3)
     share = CryptoShare(0.1, 0.1, 1, entries=3)
