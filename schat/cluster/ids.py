@@ -3,8 +3,8 @@ alone, unique and in time order: a hybrid logical clock.
 
 An id is ``(milliseconds since 2024 << 11) | (counter << 6) | slot``: the time
 of day in milliseconds, a counter for ids made in the same millisecond, and the
-process's slot (0-63, held in the store while it runs: :meth:`schat.store.
-postgres.PostgresEngine.claim_slot`). Two processes never make the same id
+process's slot (0-63, held in the store while it runs:
+:func:`schat.store.pg_slots.claim_slot`). Two processes never make the same id
 (different slots), one process never makes the same id twice (the counter, and
 the millisecond moves on when 32 ids were made in one), and ids are ordered by
 time across processes. A process that sees an id of another (:meth:`observe`)

@@ -129,7 +129,7 @@ class ClusterNode(Presence, Fanout, Peers):
     # -- life cycle ----------------------------------------------------------------
     async def start(self) -> None:
         """Take a slot for ids, connect to the bus, ask for the others' sessions."""
-        from schat.store.postgres import claim_slot
+        from schat.store.pg_slots import claim_slot
 
         self.loop = asyncio.get_running_loop()
         engine = self.server.store.db
