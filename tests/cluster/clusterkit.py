@@ -57,11 +57,16 @@ class Cluster:
         return node
 
     def stop(self) -> None:
+        """Stop every node; a node that does not stop in time fails the test (after the
+        others are stopped): a server that cannot stop is a fault, and one left running
+        would keep talking on the bus."""
+        stuck = []
         for node in self.nodes:
             try:
                 node.thread.stop()
-            except RuntimeError:
-                pass
+            except RuntimeError as err:
+                stuck.append(f"{node.port}: {err}")
+        assert not stuck, f"nodes that did not stop: {stuck}"
 
 
 def settle(node: RunningServer, check, timeout: float = WAIT):
