@@ -64,6 +64,9 @@ MAX_RECHECKS = 4
 # HOLD_STEP, doubling up to HOLD_STEP_MAX, for at most HOLD_MAX (a node that died before
 # committing what it published never fills the gap).
 HOLD_STEP, HOLD_STEP_MAX, HOLD_MAX = 0.05, 0.5, 5.0
+# Seconds a closed window's ids read from the store still stop the same lines arriving
+# late over the bus.
+CAUGHT_KEEP = 60.0
 # A room's recent history is read at most this long after subscribing, confirmed or not.
 SUBSCRIBE_WAIT = 1.0
 # Lines of one room read from the store at once when catching up (then the next page).
@@ -88,14 +91,14 @@ class _Warm:
 class _Window:
     """A room's lines since a loss, while the store may still lack some of them."""
 
-    __slots__ = ("since", "base", "floor", "seen", "first", "reading", "held", "held_at",
+    __slots__ = ("since", "base", "seen", "caught", "first", "reading", "held", "held_at",
                  "rereads", "rechecks")
 
     def __init__(self, since: float, base: Dict[int, int]):
         self.since = since                 # Unix seconds: each pass reads from here
         self.base = base                   # slot -> mark at the loss (all up to it here)
-        self.floor = 0                     # older ids are history, not to be delivered
         self.seen: set = set()             # ids delivered here since
+        self.caught: set = set()           # ... of them, those read from the store
         self.first: Dict[int, int] = {}    # slot -> its first id delivered live since
         self.reading = 0                   # passes under way
         self.held: list = []               # live lines held back (in order)
@@ -104,8 +107,8 @@ class _Window:
         self.rechecks = 0                  # passes made AGAIN after another
 
     def known(self, said_id: int) -> bool:
-        return (said_id <= self.floor or said_id <= self.base.get(said_id & SLOT_MASK, 0)
-                or said_id in self.seen)
+        # Per node: ids of different nodes are not comparable (their clocks differ).
+        return said_id <= self.base.get(said_id & SLOT_MASK, 0) or said_id in self.seen
 
     def complete(self, reached: Dict[int, int]) -> bool:
         """Whether a pass that read up to ``reached`` (slot -> newest id) saw every
@@ -133,6 +136,8 @@ class Catchup(StoreReads):
         self.marks: Dict[str, Dict[int, int]] = {}
         # Room -> its window while the store may lack lines delivered live.
         self.windows: Dict[str, _Window] = {}
+        # Room -> (until when, ids read from the store by its last window).
+        self.caught: Dict[str, tuple] = {}
 
     # -- rooms with members here ------------------------------------------------------
     def subscribed_rooms(self) -> List[str]:
@@ -161,6 +166,7 @@ class Catchup(StoreReads):
         self.rooms.pop(name, None)
         self.marks.pop(name, None)
         self.windows.pop(name, None)
+        self.caught.pop(name, None)
         self.node.bus.unsubscribe(self.node.room_channel(name))
 
     def _load(self, name: str, warm: _Warm) -> None:
@@ -181,9 +187,6 @@ class Catchup(StoreReads):
             return
         window = self.windows.get(name)
         base = {} if window is None else window.base
-        if window is not None and len(items) >= self.chat._window:
-            # Older lines are history (/history), not backlog: none to deliver later.
-            window.floor = min(said.id for said in items)
         for said in items:
             room.history.insert(said)
             slot = said.id & SLOT_MASK
@@ -227,23 +230,32 @@ class Catchup(StoreReads):
             warm.live.add(said.id)
 
     def unseen(self, lines) -> list:
-        """``lines`` (live from the bus, one room's) less those delivered here already:
-        read from the store, which can be ahead of the bus as well as behind it."""
+        """``lines`` (live from the bus, one room's) less those delivered here already,
+        read from the store first (it can be ahead of the bus as well as behind it).
+        Only ids known exactly count: a mark per node would also drop the lines of a
+        new process that took a dead one's slot with a clock behind it."""
         name = lines[0].room
         window = self.windows.get(name)
         if window is not None:
-            known = window.known
-            return [said for said in lines if not known(said.id)]
-        marks = self.marks.get(name)
-        if not marks:
-            return lines
-        # A node's lines come over the bus in the order of their ids: one at or below
-        # its node's mark came from the store first.
-        get = marks.get
+            delivered = window.seen
+        else:
+            kept = self.caught.get(name)
+            if kept is None:
+                return lines
+            if time.monotonic() > kept[0]:
+                del self.caught[name]
+                return lines
+            delivered = kept[1]
         for said in lines:
-            if said.id <= get(said.id & SLOT_MASK, 0):
-                return [s for s in lines if s.id > get(s.id & SLOT_MASK, 0)]
+            if said.id in delivered:
+                return [s for s in lines if s.id not in delivered]
         return lines
+
+    def forget_slot(self, slot: int) -> None:
+        """Another process now makes the ids of ``slot``: the marks of the one before
+        (its clock may have been ahead) say nothing about the new one's lines."""
+        for marks in self.marks.values():
+            marks.pop(slot, None)
 
     # -- after losses ---------------------------------------------------------------------
     def gap(self, name: str, since: float) -> None:
@@ -306,6 +318,7 @@ class Catchup(StoreReads):
             if window.known(said.id):
                 continue  # delivered already
             seen.add(said.id)
+            window.caught.add(said.id)
             room.history.insert(said)
             chat.local.publish(name, said)
             count += 1
@@ -338,7 +351,8 @@ class Catchup(StoreReads):
                             "lines of their senders are delivered: those may be missing "
                             "here", name, waited)
             held, window.held, window.rereads = window.held, [], 0
-            fresh = [s for s in held if not window.known(s.id)]
+            seen = window.seen
+            fresh = [s for s in held if s.id not in seen]
             if fresh:
                 self.node.replica.said_run(fresh)
                 for said in fresh:
@@ -352,6 +366,9 @@ class Catchup(StoreReads):
                         "a loss on the bus; lines said just before it may be missing here",
                         name)
         del self.windows[name]
+        if window.caught:
+            # The bus may still bring some of them (a node reading it slowly).
+            self.caught[name] = (time.monotonic() + CAUGHT_KEEP, window.caught)
         marks = self.marks.setdefault(name, {})
         for slot, mark in window.base.items():
             if mark > marks.get(slot, 0):

@@ -40,7 +40,7 @@ from schat.chat.peers import Peers
 from schat.chat.replica import Replica, room_meta
 from schat.cluster import codec
 from schat.cluster.bus import Bus, bus_prefix
-from schat.cluster.catchup import MARGIN, Catchup
+from schat.cluster.catchup import MARGIN, SLOT_MASK, Catchup
 from schat.cluster.ids import SLOTS, Hybrid
 from schat.cluster.presence import Presence
 from schat.cluster.settings import ClusterSettings
@@ -86,6 +86,9 @@ class ClusterNode(Presence, Fanout, Peers):
         # Outgoing sequence per channel, and the last one seen per (node, channel).
         self._seq: Dict[bytes, int] = {}
         self._seen: Dict[Tuple[str, bytes], int] = {}
+        # Id slot -> the node whose lines carry it (a slot passes to a new process when
+        # its holder dies).
+        self._slot_nodes: Dict[int, str] = {}
         # Chat lines of one room read from the bus, applied together (_apply_lines) before
         # the loop turn's flush, or before anything else from the bus: one delivery per run,
         # however many Redis messages the turn's reads brought.
@@ -332,6 +335,11 @@ class ClusterNode(Presence, Fanout, Peers):
         if kind in codec.DOMAIN_KINDS:
             event, meta = codec.decode_event(kind, f)
             if kind == codec.SAID:
+                slot = event.id & SLOT_MASK
+                if self._slot_nodes.get(slot) != node:
+                    if slot in self._slot_nodes:
+                        self.catchup.forget_slot(slot)  # a new process: its own clock
+                    self._slot_nodes[slot] = node
                 self._lines.append(event)  # applied with the rest of its run
                 return
             if kind == codec.JOINED:

@@ -139,8 +139,9 @@ def test_lines_read_from_the_store_before_the_bus_brings_them_are_not_delivered_
         assert alice.session.wait_acked(WAIT)
         # Node b catches the room up from the store (as after any loss on the bus)...
         b.thread.call(catchup.gap, "#dev", time.time() - 60)
-        settle(b, lambda chat: not catchup.windows["#dev"].reading)
         assert texts(bob, len(sent)) == sent
+        # ... and is done with it (its second read included) ...
+        settle(b, lambda chat: "#dev" not in catchup.windows, timeout=WAIT)
     finally:
         # ... before the bus brings the same lines.
         watch.execute_command("CLIENT", "UNPAUSE")
@@ -150,3 +151,37 @@ def test_lines_read_from_the_store_before_the_bus_brings_them_are_not_delivered_
     assert texts(bob, 1, timeout=0.5) == []
     for c in (alice, bob):
         c.close()
+
+
+def test_a_new_process_on_a_dead_one_s_slot_is_heard_even_with_its_clock_behind(cluster):
+    from schat.cluster.ids import Hybrid
+
+    a, b = cluster.start(), cluster.start()
+    alice, bob = login(a, "alice"), login(b, "bob")
+    for c in (alice, bob):
+        assert answer(c, "/join #dev") is None
+    settle(a, lambda chat: chat.rooms["#dev"].has("bob"))
+    settle(b, lambda chat: chat.rooms["#dev"].has("alice"))
+    settle(b, lambda chat: "#dev" not in b.server.cluster.catchup.windows, timeout=WAIT * 2)
+    # Node a has seen an id from a process whose clock is 20 s ahead: its ids follow it.
+    ahead = Hybrid.floor(int(time.time() * 1000) + 20_000)
+    a.thread.call(a.server.hub.chat.ids.observe, ahead)
+    alice.session.say("from ahead", room="#dev")
+    assert texts(bob, 1) == ["from ahead"]
+    slot = a.thread.call(lambda: a.server.hub.chat.ids.slot)
+    alice.close()
+    a.thread.stop()
+    # A new process takes the free slot, with this machine's clock: its ids are lower.
+    c = cluster.start()
+    assert c.thread.call(lambda: c.server.hub.chat.ids.slot) == slot
+    carol = login(c, "carol")
+    assert answer(carol, "/join #dev") is None
+    settle(b, lambda chat: chat.rooms["#dev"].has("carol"))
+    carol.session.say("from behind", room="#dev")
+    assert texts(bob, 1) == ["from behind"]
+    # Node b's mark for the slot is now the new process's (a catch-up compares the
+    # slot's stored lines with it): the old one, 20 s ahead, would hide them.
+    marks = b.thread.call(lambda: dict(b.server.cluster.catchup.marks["#dev"]))
+    assert marks[slot] < ahead
+    for client in (bob, carol):
+        client.close()
