@@ -133,6 +133,7 @@ def test_a_member_over_its_rate_can_still_quit(server_factory, server_log):
             break
     assert ev.reason == "quit"
     assert_no_traceback(server_log)
+    peer.close()
     watcher.close()
 
 

@@ -58,9 +58,9 @@ def test_lines_missed_on_the_bus_and_not_yet_stored_arrive_once_and_in_order(
     a.thread.call(lambda: writer.submit(lambda conn: gate.wait(WAIT * 2), urgent=True))
     sent = []
     watch = redis_service.client()
+    listener = watch.pubsub()
     try:
         channel = (bus_prefix(redis_url) + "r:#dev").encode()
-        listener = watch.pubsub()
         listener.subscribe(channel)
         assert listener.get_message(timeout=WAIT)["type"] == "subscribe"
 
@@ -106,6 +106,7 @@ def test_lines_missed_on_the_bus_and_not_yet_stored_arrive_once_and_in_order(
         assert b.thread.call(lambda: len(b.server.cluster.catchup.windows["#dev"].held)) > 0
     finally:
         gate.set()
+        listener.close()
         watch.close()
     # Once node a stores them: every line once, in the order alice said them.
     assert texts(bob, len(sent)) == sent
