@@ -171,11 +171,11 @@ def test_sighup_changes_the_motd_and_the_rate_limit_of_a_running_server(served_h
         assert "at most 0.01 messages per second (bursts of 3)" in got[3].text
         # One connection not logged in per address now: a second is refused at once.
         with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as first:
+            assert first.recv(1) != b""              # admitted: its ServerHello comes
             with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as second:
                 assert second.recv(1) == b""
             assert srv.line(srv.err, "refused a connection").endswith(
                 "too many connections not logged in from this address (1 refused so far)")
-            del first
         # A newcomer reads the new MOTD; sign-up is refused.
         bob = login(port, served_home, "bob")
         assert bob.session.welcome.motd == "second rules"
