@@ -28,6 +28,9 @@ import click
 
 log = logging.getLogger("schat.server")
 
+# prctl(2) option: the signal a process gets when its parent dies.
+PR_SET_PDEATHSIG = 1
+
 # A worker that exits within this many seconds of its start failed to start.
 QUICK_EXIT = 5.0
 QUICK_EXITS_ALLOWED = 3
@@ -58,7 +61,24 @@ class _Prefix(logging.Filter):
         return True
 
 
-def _worker(plan, host_key, replan, settings_path: Optional[str], index: int) -> int:
+def _stop_with(parent: int) -> None:
+    """Have this worker sent SIGTERM (a clean stop) when ``parent`` dies, even by SIGKILL,
+    which forwards nothing: else an orphaned worker would serve on with nobody to stop
+    it (Linux's PR_SET_PDEATHSIG; elsewhere the parent's signals are all there is)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+            return
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _worker(plan, host_key, replan, settings_path: Optional[str], index: int,
+            parent: int) -> int:
     """The body of one worker (in the forked child): a whole `serve`."""
     import asyncio
 
@@ -68,6 +88,7 @@ def _worker(plan, host_key, replan, settings_path: Optional[str], index: int) ->
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
+    _stop_with(parent)
     # Every worker logs to the same place: say which one speaks.
     for handler in logging.getLogger().handlers:
         handler.addFilter(_Prefix(f"worker {index}: "))
@@ -102,11 +123,12 @@ def run_workers(plan, host_key, replan, settings_path: Optional[str]) -> int:
     def spawn(index: int) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the worker
             code = 1
             try:
-                code = _worker(plan, host_key, replan, settings_path, index)
+                code = _worker(plan, host_key, replan, settings_path, index, parent)
             finally:
                 sys.stdout.flush()
                 sys.stderr.flush()

@@ -125,6 +125,40 @@ def test_workers_share_the_port_as_nodes_of_one_cluster(tmp_path, pg_url, redis_
         srv.kill()
 
 
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its reaper counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def test_workers_stop_when_their_parent_is_killed(tmp_path, pg_url, redis_url, proc_nodes):
+    home = tmp_path / "workers"
+    home.mkdir()
+    key = tmp_path / "cluster-host-key.pem"
+    srv = Proc(["serve", "--port", "0", "--workers", "2", "--host-key", str(key)], home,
+               env={"SCHAT_STORE": pg_url, "SCHAT_BUS": redis_url}, stdin=subprocess.DEVNULL)
+    pids = []
+    try:
+        line = srv.line("workers on", timeout=60)
+        pids = [int(p) for p in re.search(r"pids ([\d ]+)\)", line).group(1).split()]
+        assert all(_alive(pid) for pid in pids)
+        # SIGKILL: the parent forwards nothing, yet no worker serves on as an orphan.
+        srv.p.kill()
+        srv.p.wait(WAIT)
+        deadline = time.monotonic() + WAIT
+        while any(_alive(pid) for pid in pids):
+            assert time.monotonic() < deadline, [pid for pid in pids if _alive(pid)]
+            time.sleep(0.05)
+    finally:
+        srv.kill()
+        for pid in pids:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
 class Port:
     """Where the workers listen, as the clients of clusterkit.login reach it."""
 
