@@ -204,10 +204,12 @@ class ClientLink(LinkAuth, asyncio.Protocol):
                     self._checked_message(ev.message)
                 elif self.state == CHAT:
                     msg = ev.message
-                    if type(msg) not in RATE_FREE and not self._within_rate() \
-                            and not _leaves(msg):
-                        self._throttled(self.bucket, getattr(msg, "cid", None))
-                        continue
+                    if type(msg) not in RATE_FREE:
+                        if self.member.closing is not None:
+                            continue  # ending (/quit, a kick, a takeover): nothing more counts
+                        if not self._within_rate() and not _leaves(msg):
+                            self._throttled(self.bucket, getattr(msg, "cid", None))
+                            continue
                     if not self.server.dm.handle(self.member, msg):
                         hub.handle(self.member, msg)
                 else:

@@ -137,6 +137,32 @@ def test_a_member_over_its_rate_can_still_quit(server_factory, server_log):
     watcher.close()
 
 
+def test_nothing_a_member_sends_after_quit_is_acted_on(server_factory, server_log):
+    srv = server_factory(rate_limit=0)
+    watcher = srv.login("carol")
+    peer = RawPeer(srv)
+    srv.store.add("quitter", "quitter-pass-1")
+    assert isinstance(peer.login("quitter", "quitter-pass-1"), messages.Welcome)
+    # One read brings the quit and what follows it: the quits after the first cost
+    # nothing (no rate applies to leaving), and the line is not said.
+    peer.send(peer.record(messages.Command(line="/quit", cid="q"))
+              + b"".join(peer.record(messages.Command(line="/quit", cid=f"q{i}"))
+                         for i in range(50))
+              + peer.record(messages.Say(text="after quit", cid="late")))
+    assert peer.closed_by_server()
+    said = []
+    while True:
+        ev = watcher.next()
+        if isinstance(ev, messages.ChatMessage) and ev.sender == "quitter":
+            said.append(ev.text)
+        if isinstance(ev, messages.Leave) and ev.user == "quitter":
+            break
+    assert ev.reason == "quit" and said == []
+    assert_no_traceback(server_log)
+    peer.close()
+    watcher.close()
+
+
 def _server_tasks(srv) -> int:
     async def count():
         return len(asyncio.all_tasks())
