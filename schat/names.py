@@ -13,6 +13,7 @@ def name_key(name: str) -> str:
     Names are 1-32 of ``[A-Za-z0-9_.-]`` (ASCII only), so ``str.lower`` is the
     whole rule: ``Alice`` and ``alice`` are one account. The spelling on the wire
     is the one the account was registered with; every comparison, lookup and
-    signed name goes through this function.
+    signed name goes through this function. A name in lower case already is
+    returned itself: a server keeps one string per member, not two.
     """
-    return name.lower()
+    return name if name.islower() else name.lower()

@@ -21,9 +21,7 @@ class Member:
     def __init__(self, name: str, admin: bool = False, aware: bool = True, since: int = 0,
                  peer: str = ""):
         self.name = name
-        key = user_key(name)
-        # Most names are in lower case already: one string object, not two per member.
-        self.key = name if key == name else key
+        self.key = user_key(name)
         self.admin = admin
         self.aware = aware
         # Room keys in the order the member joined them.
@@ -56,8 +54,7 @@ class Remote:
     def __init__(self, name: str, node: str, token: int, admin: bool = False,
                  aware: bool = True, since: int = 0, peer: str = ""):
         self.name = name
-        key = user_key(name)
-        self.key = name if key == name else key
+        self.key = user_key(name)
         self.node = node
         self.token = token
         self.admin = admin
