@@ -113,7 +113,7 @@ class _Window:
     def complete(self, reached: Dict[int, int]) -> bool:
         """Whether a pass that read up to ``reached`` (slot -> newest id) saw every
         node's first line delivered live: then it saw all that node's older lines."""
-        return all(reached.get(slot, 0) >= first for slot, first in self.first.items())
+        return _reached(reached, self.first)
 
     def covers(self, reached: Dict[int, int]) -> bool:
         """Whether the store held, when read, each node's first held line (and so every
@@ -121,7 +121,13 @@ class _Window:
         firsts: Dict[int, int] = {}
         for said in self.held:
             firsts.setdefault(said.id & SLOT_MASK, said.id)
-        return all(reached.get(slot, 0) >= first for slot, first in firsts.items())
+        return _reached(reached, firsts)
+
+
+def _reached(reached: Dict[int, int], firsts: Dict[int, int]) -> bool:
+    """Whether a read that got up to ``reached`` (slot -> its newest id) got each slot's
+    id in ``firsts``: a node stores its lines in id order, so all before it too."""
+    return all(reached.get(slot, 0) >= first for slot, first in firsts.items())
 
 
 class Catchup(StoreReads):
@@ -202,7 +208,7 @@ class Catchup(StoreReads):
         warm.live = set()
         if window is not None:
             # Lines stored by other nodes just before we subscribed, committed just after.
-            self._later(AGAIN, self._again, name, window)
+            self._later(AGAIN, self._reread, name, window, True)
 
     def backlog_later(self, member, room, last_read: int, budget: List[int]) -> bool:
         warm = self.rooms.get(room.name)
@@ -268,20 +274,20 @@ class Catchup(StoreReads):
             window = self.windows[name] = _Window(since, dict(self.marks.get(name, {})))
         window.since = min(window.since, since)
         if warm.ready:  # else the pass after the room's load reads from window.since
-            self._pass(name, window, window.since)
+            self._pass(name, window)
 
-    def _again(self, name: str, window: _Window) -> None:
+    def _reread(self, name: str, window: _Window, recheck: bool = False) -> None:
+        """A later pass (``recheck``: the one AGAIN seconds on), unless the window is
+        gone or a pass is under way (its end decides what comes next)."""
         if self.windows.get(name) is window and not window.reading:
-            window.rechecks += 1
-            self._pass(name, window, window.since)
+            if recheck:
+                window.rechecks += 1
+            self._pass(name, window)
 
-    def _reread(self, name: str, window: _Window) -> None:
-        if self.windows.get(name) is window and not window.reading:
-            self._pass(name, window, window.since)
-
-    def _pass(self, name: str, window: _Window, since: float) -> None:
+    def _pass(self, name: str, window: _Window) -> None:
+        """Read the room from the window's start, page by page."""
         window.reading += 1
-        self._page(name, window, {}, Hybrid.floor(int(since * 1000)))
+        self._page(name, window, {}, Hybrid.floor(int(window.since * 1000)))
 
     def _page(self, name: str, window: _Window, reached: Dict[int, int], after: int) -> None:
         self._read(self._drained(functools.partial(self.chat.store.history_after, name, after,
@@ -340,13 +346,14 @@ class Catchup(StoreReads):
             return  # the last pass under way decides
         if window.held:
             waited = time.monotonic() - window.held_at
-            if (reached is None or not window.covers(reached)) and waited < HOLD_MAX:
+            covered = reached is not None and window.covers(reached)
+            if not covered and waited < HOLD_MAX:
                 # Their senders have not committed older lines yet: read again soon.
                 delay = min(HOLD_STEP_MAX, HOLD_STEP * (2 ** window.rereads))
                 window.rereads += 1
                 self._later(delay, self._reread, name, window)
                 return
-            if reached is None or not window.covers(reached):
+            if not covered:
                 log.warning("lines of %s held back for %.0f s while the store lacked older "
                             "lines of their senders are delivered: those may be missing "
                             "here", name, waited)
@@ -359,7 +366,7 @@ class Catchup(StoreReads):
                     self.seen_live(said)
         done = reached is not None and window.rechecks > 0 and window.complete(reached)
         if not done and window.rechecks < MAX_RECHECKS:
-            self._later(AGAIN, self._again, name, window)
+            self._later(AGAIN, self._reread, name, window, True)
             return
         if not done:
             log.warning("the store does not hold every line of %s delivered live here since "
