@@ -38,9 +38,10 @@ def subscriber_id(redis, node) -> int:
     return ids[0]
 
 
-def test_lines_missed_on_the_bus_and_not_yet_stored_arrive_once_and_in_order(
-        cluster, redis_service, redis_url):
-    a, b = cluster.start(durable_acks=False), cluster.start(durable_acks=False)
+def talking(cluster, **settings):
+    """Nodes a and b, alice on a and bob on b in #dev, past the room's first catch-up
+    (these tests are about a loss, not a room's first member here)."""
+    a, b = cluster.start(**settings), cluster.start(**settings)
     alice, bob = login(a, "alice"), login(b, "bob")
     for c in (alice, bob):
         assert answer(c, "/join #dev") is None
@@ -48,10 +49,14 @@ def test_lines_missed_on_the_bus_and_not_yet_stored_arrive_once_and_in_order(
     settle(b, lambda chat: chat.rooms["#dev"].has("alice"))
     alice.session.say("before", room="#dev")
     assert texts(bob, 1) == ["before"]
-    bus_b = b.server.cluster.bus
-    # The room's first catch-up window (opened when bob joined) must be over: this test
-    # is about a loss, not a room's first member.
     settle(b, lambda chat: "#dev" not in b.server.cluster.catchup.windows, timeout=WAIT * 2)
+    return a, b, alice, bob
+
+
+def test_lines_missed_on_the_bus_and_not_yet_stored_arrive_once_and_in_order(
+        cluster, redis_service, redis_url):
+    a, b, alice, bob = talking(cluster, durable_acks=False)
+    bus_b = b.server.cluster.bus
 
     gate = threading.Event()
     writer = a.server.hub.chat.store.writer
@@ -119,16 +124,8 @@ def test_lines_missed_on_the_bus_and_not_yet_stored_arrive_once_and_in_order(
 
 def test_lines_read_from_the_store_before_the_bus_brings_them_are_not_delivered_twice(
         cluster, redis_service):
-    a, b = cluster.start(), cluster.start()          # durable acks: acked means stored
-    alice, bob = login(a, "alice"), login(b, "bob")
-    for c in (alice, bob):
-        assert answer(c, "/join #dev") is None
-    settle(a, lambda chat: chat.rooms["#dev"].has("bob"))
-    settle(b, lambda chat: chat.rooms["#dev"].has("alice"))
-    alice.session.say("before", room="#dev")
-    assert texts(bob, 1) == ["before"]
+    a, b, alice, bob = talking(cluster)          # durable acks: acked means stored
     catchup = b.server.cluster.catchup
-    settle(b, lambda chat: "#dev" not in catchup.windows, timeout=WAIT * 2)
 
     watch = redis_service.client()
     try:
@@ -157,13 +154,7 @@ def test_lines_read_from_the_store_before_the_bus_brings_them_are_not_delivered_
 def test_a_new_process_on_a_dead_one_s_slot_is_heard_even_with_its_clock_behind(cluster):
     from schat.cluster.ids import Hybrid
 
-    a, b = cluster.start(), cluster.start()
-    alice, bob = login(a, "alice"), login(b, "bob")
-    for c in (alice, bob):
-        assert answer(c, "/join #dev") is None
-    settle(a, lambda chat: chat.rooms["#dev"].has("bob"))
-    settle(b, lambda chat: chat.rooms["#dev"].has("alice"))
-    settle(b, lambda chat: "#dev" not in b.server.cluster.catchup.windows, timeout=WAIT * 2)
+    a, b, alice, bob = talking(cluster)
     # Node a has seen an id from a process whose clock is 20 s ahead: its ids follow it.
     ahead = Hybrid.floor(int(time.time() * 1000) + 20_000)
     a.thread.call(a.server.hub.chat.ids.observe, ahead)
