@@ -95,11 +95,16 @@ def test_a_bot_that_ignores_pings_is_dropped_and_one_that_answers_stays(server_f
 
 
 def test_any_bytes_count_as_life_even_part_of_a_record(server_factory):
-    srv = server_factory(ping_interval=0.25, ping_timeout=0.25)
+    # A piece every 0.1 s, and a ping only after 0.5 s without a byte: a test thread
+    # running late on a loaded machine is still far from the interval, while the record
+    # as a whole takes longer than interval and timeout together.
+    interval, timeout = 0.5, 0.5
+    srv = server_factory(ping_interval=interval, ping_timeout=timeout)
     peer = login(srv, "alice")
     assert isinstance(peer.reply(), messages.Welcome)
     record = peer.record(messages.Ping(n=7))
-    for i in range(0, len(record), 3):      # 0.1 s a piece: far longer than 0.5 s in all
+    assert len(record) // 3 * 0.1 > interval + timeout
+    for i in range(0, len(record), 3):
         peer.send(record[i:i + 3])
         time.sleep(0.1)
     got = until(peer, messages.Pong)
