@@ -186,7 +186,9 @@ def test_throttled_requests_are_sent_again(server_factory):
 
 
 def test_idle_client_is_pinged_and_silent_one_dropped(server_factory):
-    srv = server_factory(ping_interval=0.2, ping_timeout=0.2)
+    # The timeout is alice's time to answer a ping: a receiver thread on a loaded
+    # machine may take longer than a few tenths of a second.
+    srv = server_factory(ping_interval=0.2, ping_timeout=1.5)
     alice = srv.login("alice")  # the session answers pings by itself
     bob_session = srv.session()
     bob_session.login_password("bob", PASSWORDS["bob"])
