@@ -69,10 +69,15 @@ def test_three_failures_on_one_connection_disconnect(server_factory):
     assert peer.closed_by_server()
 
 
-def _fail_once(srv, user="alice") -> messages.Error:
+def _fail_once(srv, user="alice", sent_at=None) -> messages.Error:
+    """One wrong login on a new connection; its reply. ``sent_at``: a list that gets
+    the time the login was sent."""
     peer = RawPeer(srv)
     peer.handshake()
-    peer.send(peer.record(messages.Login(user=user, password="wrong-guess-1")))
+    record = peer.record(messages.Login(user=user, password="wrong-guess-1"))
+    if sent_at is not None:
+        sent_at.append(time.monotonic())
+    peer.send(record)
     reply = peer.reply()
     peer.close()
     return reply
@@ -95,13 +100,17 @@ def test_repeated_failures_get_a_growing_penalty_that_expires(server_factory, se
     waits = [base]
     for expected in (2 * base, cap, cap):  # doubles, then capped
         deadline = time.monotonic() + waits[-1] + 2
-        reply = _fail_once(srv, "carol")
+        sent_at = []
+        reply = _fail_once(srv, "carol", sent_at)
         while reply.code == "penalty":
             assert time.monotonic() < deadline, "the penalty did not end"
             time.sleep(0.05)  # polling the server's clock: there is no event to wait on
-            reply = _fail_once(srv, "carol")
+            reply = _fail_once(srv, "carol", sent_at)
         assert reply.code == "auth_failed"
-        started = time.monotonic()
+        # The wait starts when the server refuses this login, after it was sent: timed
+        # from the sending it is never short (timed from the reply, a test thread late
+        # in reading it made the wait look short).
+        started = sent_at[-1]
         while _fail_once(srv, "carol").code == "penalty":
             time.sleep(0.05)
         waits.append(time.monotonic() - started)
