@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -38,6 +39,14 @@ def remembered(home, srv):
     return ServerMemory(Home(home).server_memory).get("lab", f"{srv.host}:{srv.port}")
 
 
+def _as_from_a_shell_prompt():
+    """In the child: Ctrl-C's SIGINT at its default, as for a command typed at a shell
+    prompt. A test run started as a background job of a script (`pytest ... &`) has
+    SIGINT ignored, every child inherits that, and a program rightly leaves a signal
+    ignored that it was started with: Ctrl-C would then do nothing at all."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def spawn(home, *args, env=None):
     # A terminal that answers no cursor-position request, and says so (test_tui_pty.py).
     full = dict(os.environ, SCHAT_HOME=str(home), PYTHONPATH=str(REPO), TERM="xterm",
@@ -45,7 +54,8 @@ def spawn(home, *args, env=None):
     full.pop("SCHAT_PASSWORD", None)
     full.update(env or {})
     return pexpect.spawn(sys.executable, ["-m", "schat", *args], env=full, cwd=str(home),
-                         encoding="utf-8", timeout=WAIT, dimensions=(24, 100))
+                         encoding="utf-8", timeout=WAIT, dimensions=(24, 100),
+                         preexec_fn=_as_from_a_shell_prompt)
 
 
 def finish(child):
