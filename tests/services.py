@@ -62,6 +62,34 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class PortHold:
+    """A loopback port kept bound (SO_REUSEADDR, never listening) while its own server
+    is not on it, so that no other process takes it meanwhile: a server that sets
+    SO_REUSEADDR itself (PostgreSQL, Redis, schat) can still listen on it, while a
+    plain bind to it fails and no bind to port 0 is given it.
+
+    A port picked free and bound later, or left free between a server's stop and its
+    start again, can be taken by another test run on the machine in between."""
+
+    def __init__(self, port: int = 0):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.port = self.sock.getsockname()[1]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _hold(port: int) -> Optional[PortHold]:
+    """Hold ``port`` just after its server stopped (None if another process was quicker:
+    the start on it then fails and says so)."""
+    try:
+        return PortHold(port)
+    except OSError:
+        return None
+
+
 def _run_as() -> Optional[pwd.struct_passwd]:
     """The account the engines run as: None (ourselves) unless we are root."""
     if os.geteuid() != 0:
@@ -193,6 +221,7 @@ class PostgresService:
         self.port = 0
         self.proc: Optional[Process] = None
         self._names = itertools.count(1)
+        self._held: Optional[PortHold] = None  # the port while the server is stopped
         # One superuser connection kept for creating and dropping the tests' databases
         # (a new one each time costs a password exchange); closed by stop().
         self._kept = None
@@ -228,10 +257,11 @@ class PostgresService:
                        self.account, self.root)
 
     def start(self) -> None:
-        """Start (again, on the same port when it ran before)."""
+        """Start (again, on the same port when it ran before: held meanwhile)."""
         if self.port:
             self.proc = self._launch(self.port)
             self.proc.wait_ready()
+            self._release()
         else:
             self.proc = _start_on_free_port(self._launch, "postgres")
         with self.admin() as conn:
@@ -246,6 +276,12 @@ class PostgresService:
         if self.proc is not None:
             self.proc.stop(signal.SIGINT)
             self.proc = None
+            self._held = _hold(self.port)
+
+    def _release(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            held.close()
 
     def restart(self) -> None:
         self.stop()
@@ -293,6 +329,7 @@ class PostgresService:
 
     def close(self) -> None:
         self.stop()
+        self._release()
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -312,6 +349,7 @@ class RedisService:
         self.root = _private_dir("schat-redis-", self.account)
         self.port = 0
         self.proc: Optional[Process] = None
+        self._held: Optional[PortHold] = None  # the port while the server is stopped
 
     def _launch(self, port: int) -> Process:
         self.port = port
@@ -323,9 +361,11 @@ class RedisService:
                        self.account, self.root)
 
     def start(self) -> None:
+        """Start (again, on the same port when it ran before: held meanwhile)."""
         if self.port:
             self.proc = self._launch(self.port)
             self.proc.wait_ready()
+            self._release()
         else:
             self.proc = _start_on_free_port(self._launch, "redis-server")
 
@@ -333,6 +373,12 @@ class RedisService:
         if self.proc is not None:
             self.proc.stop(signal.SIGTERM)
             self.proc = None
+            self._held = _hold(self.port)
+
+    def _release(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            held.close()
 
     def restart(self) -> None:
         self.stop()
@@ -352,6 +398,7 @@ class RedisService:
 
     def close(self) -> None:
         self.stop()
+        self._release()
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -453,4 +500,4 @@ def engines(request, tmp_path):
 
 
 __all__ = ["pg_service", "pg_url", "redis_service", "redis_url", "engines", "Engines",
-           "PostgresService", "RedisService", "APP_ROLE", "APP_PASSWORD"]
+           "PostgresService", "RedisService", "PortHold", "free_port", "APP_ROLE", "APP_PASSWORD"]
