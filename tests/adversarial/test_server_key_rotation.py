@@ -13,12 +13,12 @@ from __future__ import annotations
 import base64
 import json
 import queue
-import socket
 from pathlib import Path
 
 import pytest
 
 from chatkit import PASSWORDS, WAIT, make_store
+from services import PortHold
 from schat.client.dm import DmClient
 from schat.client.local_events import LocalWarning, PrivateMessage
 from schat.client.session import ClientSession
@@ -32,18 +32,15 @@ from schat.store.accounts import AccountStore
 from schat.store.known_servers import KnownServers
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Lab:
-    """The server "lab" at one fixed address, whose host key can be replaced."""
+    """The server "lab" at one fixed address, whose host key can be replaced. Its port
+    is held for the lab's whole life (PortHold), so that no other process takes it
+    before the first start or between a stop and the next start."""
 
     def __init__(self, home: Path, user_keys):
         self.home = home
-        self.port = free_port()
+        self.held = PortHold()
+        self.port = self.held.port
         store = make_store(home)
         for user in ("alice", "bob"):
             store.set_public_key(user, public_der(user_keys[user]))
@@ -106,6 +103,7 @@ def lab(chat_home, user_keys):
             lab.stop()
         except RuntimeError:
             pass
+    lab.held.close()
 
 
 def test_pins_and_replay_memory_survive_a_host_key_rotation(lab, tmp_path, host_key,
