@@ -8,13 +8,8 @@ import socket
 import subprocess
 
 from chatkit import PASSWORDS, install_host_key, make_store
+from services import PortHold
 from test_cli_processes import Proc
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_serve_from_servers_json_with_motd_file_and_no_signup(tmp_path):
@@ -22,13 +17,17 @@ def test_serve_from_servers_json_with_motd_file_and_no_signup(tmp_path):
     server_home.mkdir()
     install_host_key(server_home)
     make_store(server_home).close()
-    port = free_port()
+    # The port is held until the server listens on it: picked free and left free, it
+    # could be taken by another process before the server starts.
+    held = PortHold()
+    port = held.port
     (server_home / "servers.json").write_text(
         json.dumps({"Team": {"ip": "127.0.0.1", "port": port}}))
     (server_home / "motd.txt").write_text("rules:\nbe kind\n")
     srv = Proc(["serve", "--server", "Team", "--no-signup", "--motd", "@motd.txt"], server_home,
                stdin=subprocess.DEVNULL)
     assert srv.line("listening on").endswith(f"127.0.0.1:{port}")
+    held.close()
     assert srv.line("sign-up").startswith("sign-up is closed")
 
     client_home = tmp_path / "cli"
