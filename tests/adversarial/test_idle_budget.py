@@ -25,8 +25,11 @@ def _replies(peer, count):
 
 def test_a_quiet_member_gives_back_its_budget_and_a_flood_after_it_is_still_limited(
         server_factory, server_log):
-    # The keep-alive sweep runs every 0.2 s (half the ping interval).
-    srv = server_factory(rate_limit=5, rate_burst=3, ping_interval=0.4, ping_timeout=30)
+    # The keep-alive sweep runs every 0.2 s (half the ping interval). A token a second:
+    # the budget is full again, and dropped, no sooner than a second after a line, so
+    # the test sees the budget that line made (at 5 a second it was full 0.2 s after,
+    # and a test thread that late found it dropped already).
+    srv = server_factory(rate_limit=1, rate_burst=3, ping_interval=0.4, ping_timeout=30)
     srv.store.add("ann", "ann-pass-1")
     peer = RawPeer(srv)
     assert isinstance(peer.login("ann", "ann-pass-1"), messages.Welcome)
@@ -35,7 +38,7 @@ def test_a_quiet_member_gives_back_its_budget_and_a_flood_after_it_is_still_limi
     peer.send(peer.record(messages.Say(text="hello", cid="h1")))
     assert isinstance(_replies(peer, 1)[0], messages.Ack)
     assert link.bucket is not None
-    # Full again (5 tokens a second, 2 left of 3): the sweep drops it.
+    # Full again (2 left of 3, a token a second): the sweep drops it.
     deadline = time.monotonic() + WAIT
     while link.bucket is not None and time.monotonic() < deadline:
         time.sleep(0.05)
