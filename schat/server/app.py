@@ -325,11 +325,12 @@ class Server:
             del self._held[address]
 
     def run_check(self, job: Callable, done: Callable) -> None:
-        """Run ``job`` in the crypto pool for a logged-in member; ``done(future)`` runs in
-        the handshake lane, after chat. Not counted against the login queue: the
-        caller bounds these jobs itself (the DM relay's SignatureLane)."""
-        fut = self.loop.run_in_executor(self.pool, job)
-        fut.add_done_callback(lambda f: self.defer(done, f))
+        """Run the signature check ``job`` in the crypto pool for a logged-in member,
+        counted there (``Stats.signature_checks``); ``done(result, error)`` runs in the
+        handshake lane, after chat. Not counted against the login queue: the caller
+        bounds these jobs itself (the DM relay's SignatureLane)."""
+        self.pool.run(self.stats.signature_check(job),
+                      lambda result, error: self.defer(done, result, error))
 
     def crypto_available(self) -> bool:
         """True while the pool's bounded queue has room for another job."""

@@ -47,8 +47,8 @@ BUSY_TEXT = "the server is busy checking messages; send it again in a moment"
 THROTTLED_TEXT = ("too many direct messages from your address for now; "
                   "message not sent, send it again in a moment")
 
-# (job to run in a crypto thread, callback with its finished future on the loop)
-Runner = Callable[[Callable[[], object], Callable[[object], None]], None]
+# (job to run in a crypto thread, done(result, error) called with its outcome on the loop)
+Runner = Callable[[Callable[[], object], Callable[[object, Optional[BaseException]], None]], None]
 
 
 def check_signature(env: env_mod.Envelope, sender_der: bytes) -> Tuple[bool, float]:
@@ -160,12 +160,13 @@ class SignatureLane:
         if later is not None and self._timer is None:
             self._timer = self._call_later(later, self._start)
 
-    def _checked(self, address: str, done: Callable[[bool], None], fut) -> None:
+    def _checked(self, address: str, done: Callable[[bool], None], result,
+                 error: Optional[BaseException]) -> None:
         self.running -= 1
-        try:
-            ok, seconds = fut.result()
-        except Exception:  # noqa: BLE001 - a failed check refuses the message, nothing more
-            log.exception("signature check failed")
+        if error is None:
+            ok, seconds = result
+        else:  # a failed check refuses the message, nothing more
+            log.error("signature check failed", exc_info=error)
             ok, seconds = False, 0.0
         self.share.done(address, seconds, self._clock())
         done(ok)

@@ -67,6 +67,10 @@ class Stats:
         self.crypto_started = 0
         self.crypto_finished = 0
         self.crypto_seconds = 0.0
+        # Direct-message signature checks run by the crypto threads, and the thread CPU
+        # seconds they took (what their senders' addresses were charged).
+        self.signature_checks = 0
+        self.signature_check_seconds = 0.0
         self._lock = threading.Lock()
 
     # -- hooks (each called in one line) ----------------------------------------
@@ -106,6 +110,18 @@ class Stats:
         with self._lock:
             self.crypto_finished += 1
             self.crypto_seconds += seconds
+
+    def signature_check(self, job: Callable) -> Callable:
+        """``job``, a signature check returning (ok, thread CPU seconds), wrapped to be
+        counted by the crypto thread that runs it (a check run anywhere else is not)."""
+        return functools.partial(self._run_signature_check, job)
+
+    def _run_signature_check(self, job: Callable):
+        ok, seconds = job()
+        with self._lock:
+            self.signature_checks += 1
+            self.signature_check_seconds += seconds
+        return ok, seconds
 
     def _run_timed(self, job: Callable):
         with self._lock:

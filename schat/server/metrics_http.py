@@ -99,14 +99,18 @@ class MetricsCollector:
         yield by("reason", "schat_disconnects", "closed connections by reason",
                  stats.disconnects)
         waiting, running = stats.crypto_queue()
-        yield gauge("schat_crypto_queue_depth", "RSA and password-hashing jobs waiting for a "
-                    "thread", waiting)
-        yield gauge("schat_crypto_jobs_running", "RSA and password-hashing jobs running",
-                    running)
+        yield gauge("schat_crypto_queue_depth", "RSA, password-hashing and signature-check jobs "
+                    "waiting for a thread", waiting)
+        yield gauge("schat_crypto_jobs_running", "RSA, password-hashing and signature-check "
+                    "jobs running", running)
         yield gauge("schat_crypto_workers", "crypto threads", server.settings.crypto_workers)
         yield SummaryMetricFamily("schat_crypto_job_seconds", "time spent in crypto jobs",
                                   count_value=stats.crypto_finished,
                                   sum_value=stats.crypto_seconds)
+        yield SummaryMetricFamily("schat_dm_signature_check_seconds", "direct-message "
+                                  "signature checks run in the crypto threads, and their "
+                                  "thread CPU time", count_value=stats.signature_checks,
+                                  sum_value=stats.signature_check_seconds)
         yield from self._mailboxes()
         if self.lag is not None:
             yield gauge("schat_event_loop_lag_seconds", "how late the last 0.25 s timer ran",
