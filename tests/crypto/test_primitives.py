@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import pytest
 from Crypto.PublicKey import RSA
@@ -194,23 +193,22 @@ def _public_der(n: int, e: int) -> bytes:
     return RSA.construct((n, e), consistency_check=False).export_key(format="DER")
 
 
-@pytest.mark.parametrize("n_bits,e,ok", [
-    (8192, 65537, True),
-    (8193, 65537, False),
-    (16384, 65537, False),
-    (3072, 3, False),
-    (3072, 2 ** 3000 + 1, False),
+@pytest.mark.parametrize("n_bits,e,refused", [
+    (8192, 65537, None),
+    (8193, 65537, "too large"),
+    (16384, 65537, "too large"),
+    (3072, 3, "exponent other than 65537"),
+    (3072, 2 ** 3000 + 1, "exponent other than 65537"),
 ])
-def test_rsa_public_key_bounds(host_key, n_bits, e, ok):
+def test_rsa_public_key_bounds(host_key, n_bits, e, refused):
     n = host_key.n if n_bits == 3072 else 2 ** (n_bits - 1) + 1
     der = _public_der(n, e)
-    start = time.perf_counter()
-    if ok:
+    if refused is None:
         assert keys.import_public_key(der).size_in_bits() == n_bits
     else:
-        with pytest.raises(KeyFileError):
+        # Refused for its size or exponent, read from the key's numbers before any use.
+        with pytest.raises(KeyFileError, match=refused):
             keys.import_public_key(der)
-    assert time.perf_counter() - start < 0.5  # refused on its size, before any use
 
 
 def test_public_key_parsed_once_per_distinct_bytes(user_keys):
