@@ -1,6 +1,6 @@
 """Chat latency during a direct-message flood from one address, against a quiet window before it.
 
-    python -m bench.dm_flood              # 4 rounds, about a minute
+    python -m bench.dm_flood              # 4 rounds, about 45 s
     python -m bench.dm_flood --rounds 9
 
 Each round starts a fresh `schat serve` process pinned to the first CPU, with
