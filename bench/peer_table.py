@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import statistics
 import sys
-from collections import defaultdict
 from typing import Dict, List, Optional, Tuple
 
 
