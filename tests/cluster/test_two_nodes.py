@@ -19,10 +19,18 @@ def joined(client, room: str):
     return until(client, rm.RoomState, lambda m: m.room == room)
 
 
+def knows(node, room: str, user: str) -> None:
+    """Wait until ``node`` has heard over the bus that ``user`` is in ``room``. A join on
+    another node before that would make the room there too, at once, and the earliest
+    creation wins only when the two meet (docs/CLUSTER.md)."""
+    settle(node, lambda chat: room in chat.rooms and chat.rooms[room].has(user))
+
+
 def test_a_room_spans_two_nodes(cluster):
     a, b = cluster.start(), cluster.start()
     alice, bob = login(a, "alice"), login(b, "bob")
     assert answer(alice, "/join #dev") is None
+    knows(b, "#dev", "alice")
     state = joined(bob, "#dev")
     assert state.owner == "alice" and set(state.users) == {"alice", "bob"}
     assert until(alice, messages.Join, lambda m: m.room == "#dev").user == "bob"
@@ -55,6 +63,7 @@ def test_history_written_on_one_node_is_the_backlog_on_another(cluster):
         alice.session.say(f"before bob {i}", room="#ops")
     assert alice.session.wait_acked(WAIT)
     bob = login(b, "bob")                     # #ops has no member on node b yet
+    knows(b, "#ops", "alice")
     assert joined(bob, "#ops").owner == "alice"
     backlog = [until(bob, messages.ChatMessage) for _ in range(3)]
     assert [(m.text, m.history) for m in backlog] == [(f"before bob {i}", True)
@@ -113,6 +122,7 @@ def test_takeover_across_nodes_keeps_the_rooms_quiet(cluster):
     a, b = cluster.start(), cluster.start()
     alice, carol = login(a, "alice"), login(b, "carol")
     answer(alice, "/join #dev")
+    knows(b, "#dev", "alice")
     joined(carol, "#dev")
     again = login(b, "alice")                 # the same account on the other node
     closed = until(alice, messages.Error)
