@@ -58,7 +58,7 @@ class Replica:
                 # Two processes created it at once: the earliest creation owns it.
                 owner, created = str(meta[0]), int(meta[1])
                 if (created, owner) < (room.created, room.owner):
-                    room.owner, room.created = owner, created
+                    self._owned_by(room, owner, created)
             return room
         if meta:
             # A room made on another node, announced by its first join: all there is to it.
@@ -79,7 +79,7 @@ class Replica:
         if room is None:
             return
         if (record.created, record.owner) < (room.created, room.owner) or not room.owner:
-            room.owner, room.created = record.owner, record.created
+            self._owned_by(room, record.owner, record.created)
         if (record.topic_time, record.topic_by, record.topic) > \
                 (room.topic_time, room.topic_by, room.topic):
             room.topic, room.topic_by, room.topic_time = (record.topic, record.topic_by,
@@ -89,6 +89,20 @@ class Replica:
         room.invited = {k: v for k, v in record.invited.items() if not room.has(k)}
         for item in record.restrictions:
             room.restrictions.apply(item)
+
+    def _owned_by(self, room: Room, owner: str, created: int) -> None:
+        """The room was made earlier elsewhere: that creation, and its owner, count. The
+        members here were told at their /join that this process's creation owns it, so
+        they are told the owner now in force (nothing else they were shown changes)."""
+        before = room.owner
+        room.owner, room.created = owner, created
+        if not before or not owner or user_key(before) == user_key(owner):
+            return
+        chat = self.chat
+        text = (f"{room.name} was also made on another server, earlier: "
+                f"{owner} owns it, not {before}")
+        for member in list(room.members.values()):
+            chat._info(member, text)
 
     # -- room events ---------------------------------------------------------------
     def said(self, said: ev.Said) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import queue
 
+from chatkit import drained
 from clusterkit import USERS, WAIT, answer, login, settle, until
 from schat.client.dm import DmClient
 from schat.client.local_events import PrivateMessage
@@ -52,6 +53,39 @@ def test_a_room_spans_two_nodes(cluster):
     alice.session.command("/who #dev")
     assert list(until(alice, messages.Users, lambda m: m.room == "#dev").users) == ["alice"]
     for c in (alice, carol):
+        c.close()
+
+
+def test_a_room_made_on_two_nodes_at_once_is_the_earlier_one_and_its_loser_is_told(
+        cluster, redis_service):
+    a, b = cluster.start(), cluster.start()
+    alice, bob = login(a, "alice"), login(b, "bob")
+    watch = redis_service.client()
+    try:
+        # Redis holds back every write (a PUBLISH is one): neither node hears of the
+        # other's #dev, and each makes it with its own member as owner.
+        watch.execute_command("CLIENT", "PAUSE", int(WAIT * 1000), "WRITE")
+        assert joined(alice, "#dev").owner == "alice"
+        assert joined(bob, "#dev").owner == "bob"
+    finally:
+        watch.execute_command("CLIENT", "UNPAUSE")
+        watch.close()
+    # alice's was made first: it counts on both nodes, and bob, who was shown his own,
+    # is told.
+    told = until(bob, messages.Notice, lambda m: "#dev" in m.text)
+    assert told.text == "#dev was also made on another server, earlier: alice owns it, not bob"
+    settle(b, lambda chat: chat.rooms["#dev"].owner == "alice"
+           and chat.rooms["#dev"].has("alice"))
+    settle(a, lambda chat: chat.rooms["#dev"].has("bob"))
+    assert a.thread.call(lambda: a.server.hub.chat.rooms["#dev"].owner) == "alice"
+    assert answer(bob, "/op carol", room="#dev").code == "forbidden"
+    bob.session.command("/who #dev")
+    assert set(until(bob, messages.Users, lambda m: m.room == "#dev").users) == {"alice", "bob"}
+    # alice's creation stood: she was told nothing.
+    alice.session.command("/who #dev")
+    assert set(until(alice, messages.Users, lambda m: m.room == "#dev").users) == {"alice", "bob"}
+    assert not [e for e in drained(alice) if isinstance(e, messages.Notice)]
+    for c in (alice, bob):
         c.close()
 
 
