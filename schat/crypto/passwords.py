@@ -23,6 +23,7 @@ operator sets ``SCHAT_SCRYPT_N`` (a power of two >= 1024) for a low-power host.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import os
@@ -185,15 +186,21 @@ def verify_password(password: str, encoded: str,
     return ok, ok and (wrapped or stored_params != params or len(salt) != SALT_BYTES)
 
 
-# A fixed salt for dummy work: the result is thrown away, only the time matters.
-_DUMMY_SALT = b"schat-dummy-salt"
+@functools.lru_cache(maxsize=8)
+def _dummy_hash(params: ScryptParams) -> str:
+    """A stored hash of no password: the form and parameters of a real one, with a random
+    salt and digest (made without scrypt: nothing can match it but by chance, 2^-256)."""
+    return _encode(SCRYPT_PREFIX, params, get_random_bytes(SALT_BYTES),
+                   get_random_bytes(HASH_BYTES))
 
 
 def dummy_verify(password: str, params: Optional[ScryptParams] = None) -> Tuple[bool, bool]:
     """Spend the time of a real verification and fail: ``(False, False)``.
 
     Used for an unknown user so that a login attempt takes as long as one with a
-    wrong password, and the timing does not reveal which names exist.
+    wrong password, and the timing does not reveal which names exist: it is the very
+    same check (parsing the stored form, scrypt, the comparison), against a hash of
+    no password with the same parameters.
     """
-    _derive(password, _DUMMY_SALT, params or current_params())
+    verify_password(password, _dummy_hash(params or current_params()), params)
     return False, False
