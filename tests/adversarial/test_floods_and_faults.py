@@ -11,6 +11,16 @@ from hostile import (Chatter, RawPeer, assert_no_traceback, disconnect_reasons, 
 from schat.protocol import messages
 
 
+def said_until_leave(watcher, user: str):
+    """What ``watcher`` saw ``user`` say until ``user`` left, and the Leave."""
+    said = []
+    while True:
+        ev = watcher.next()
+        if isinstance(ev, messages.ChatMessage) and ev.sender == user:
+            said.append(ev.text)
+        if isinstance(ev, messages.Leave) and ev.user == user:
+            return said, ev
+
 def test_unauthenticated_caps_refuse_the_extras(server_factory, server_log):
     srv = server_factory(max_unauthenticated_per_ip=5, max_unauthenticated=8)
     chat = Chatter(srv)
@@ -100,14 +110,8 @@ def test_message_flood_is_throttled_then_disconnected(server_factory, server_log
     assert flooder.closed_by_server()
     lasted = time.monotonic() - started  # at least as long as the server took
     # The watcher got the 10 lines of the burst, none of the dropped ones, then the leave.
-    seen = []
-    while True:
-        ev = watcher.next()
-        if isinstance(ev, messages.ChatMessage) and ev.sender == "flood":
-            seen.append(ev.text)
-        if isinstance(ev, messages.Leave) and ev.user == "flood":
-            break
-    assert ev.reason == "flooding"
+    seen, left = said_until_leave(watcher, "flood")
+    assert left.reason == "flooding"
     assert seen[:10] == [f"ok {i}" for i in range(10)]
     # Past the burst, only the tokens that refilled while it all lasted (5 a second):
     # about 0.1 s on a quiet machine, more on a loaded one (a fixed "a token or two" was
@@ -136,11 +140,7 @@ def test_a_member_over_its_rate_can_still_quit(server_factory, server_log):
     assert [type(r) for r in replies[:2]] == [messages.Ack] * 2
     assert replies[2].code == "throttled"      # a line over the rate is refused ...
     assert peer.closed_by_server()             # ... leaving is not
-    while True:
-        ev = watcher.next()
-        if isinstance(ev, messages.Leave) and ev.user == "fast":
-            break
-    assert ev.reason == "quit"
+    assert said_until_leave(watcher, "fast")[1].reason == "quit"
     assert_no_traceback(server_log)
     peer.close()
     watcher.close()
@@ -159,14 +159,8 @@ def test_nothing_a_member_sends_after_quit_is_acted_on(server_factory, server_lo
                          for i in range(50))
               + peer.record(messages.Say(text="after quit", cid="late")))
     assert peer.closed_by_server()
-    said = []
-    while True:
-        ev = watcher.next()
-        if isinstance(ev, messages.ChatMessage) and ev.sender == "quitter":
-            said.append(ev.text)
-        if isinstance(ev, messages.Leave) and ev.user == "quitter":
-            break
-    assert ev.reason == "quit" and said == []
+    said, left = said_until_leave(watcher, "quitter")
+    assert left.reason == "quit" and said == []
     assert_no_traceback(server_log)
     peer.close()
     watcher.close()
