@@ -60,6 +60,9 @@ class Server:
         self.stats = Stats()
         self.fingerprint = fingerprint(host_key)
         self.loop: Optional[asyncio.AbstractEventLoop] = None
+        # A chat store made here is closed here, also when start() fails (its writer is a
+        # thread on the caller's account store, which may serve another server).
+        self._owns_chat_store = chat_store is None
         self.chat_store = chat_store if chat_store is not None else SqliteChatStore(
             store, settings.history_limit, settings.history_days,
             writer_key=f"chat:{cluster.node}" if cluster is not None else None)
@@ -119,7 +122,16 @@ class Server:
 
     # -- life cycle ----------------------------------------------------------
     async def start(self) -> Tuple[str, int]:
-        """Bind and start accepting; return the real (host, port)."""
+        """Bind and start accepting; return the real (host, port). When it fails, the
+        chat store the server made is closed (its writer thread stops)."""
+        try:
+            return await self._start()
+        except BaseException:
+            if self._owns_chat_store:
+                await asyncio.get_running_loop().run_in_executor(None, self.chat_store.close)
+            raise
+
+    async def _start(self) -> Tuple[str, int]:
         self.loop = asyncio.get_running_loop()
         self.pool.bind(self.loop)
         writer = getattr(self.chat_store, "writer", None)

@@ -8,6 +8,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,10 @@ def srv(chat_home, host_key):
     running.thread.stop()
 
 
+def store_writers():
+    return [t for t in threading.enumerate() if t.name == "schat-store-writer" and t.is_alive()]
+
+
 def admin(runner, home, *args):
     return runner.invoke(cli, ["--home", str(home), *args], catch_exceptions=False)
 
@@ -48,9 +53,13 @@ def test_socket_is_private_and_a_second_server_is_refused(srv, host_key):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_ISSOCK(path.stat().st_mode)
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    writers = len(store_writers())
     second = ServerThread(ServerSettings(port=0), host_key, srv.store, control_socket=path)
     with pytest.raises(Exception, match="another schat server is running"):
         second.start()
+    # The refused server's chat store is closed: no writer thread of it is left on the
+    # running server's store (closing that store under it would crash the process).
+    assert len(store_writers()) == writers
 
 
 def test_admin_who_kick_broadcast_motd_disconnect(srv, runner):
