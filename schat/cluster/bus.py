@@ -141,8 +141,8 @@ class Bus:
 
     async def _connect(self) -> None:
         from redis.asyncio import Redis
+        from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
-        from redis.retry import Retry
 
         client = Redis.from_url(self.url, retry=Retry(NoBackoff(), 0), client_name=self.name,
                                 socket_connect_timeout=CONNECT_TIMEOUT,
